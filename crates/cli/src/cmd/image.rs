@@ -1,0 +1,99 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde_json::json;
+
+use rehearse_image::ImageSpec;
+
+use crate::output::{print_json, Spinner};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// Build an image (a built-in name, or a spec file) unless it is cached.
+    Build {
+        /// Built-in image name (debian-12).
+        #[arg(conflicts_with = "file")]
+        name: Option<String>,
+        /// An image spec file (YAML: name, distro, suite, packages, post_install).
+        #[arg(long, short = 'f')]
+        file: Option<PathBuf>,
+    },
+    /// List cached images.
+    Ls,
+    /// Remove a cached image.
+    Rm {
+        /// Image name or id.
+        image: String,
+    },
+}
+
+pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
+    let engine = super::engine()?;
+    let store = engine.images();
+    match args.command {
+        Sub::Build { name, file } => {
+            let spec = match (file, name) {
+                (Some(path), _) => ImageSpec::from_path(&path)?,
+                (None, Some(name)) => store.spec_for(&name)?,
+                (None, None) => store.spec_for(rehearse_spec::DEFAULT_IMAGE)?,
+            };
+            let spinner = Spinner::new(json);
+            let image = store.ensure(&spec, &|msg| spinner.set(msg.to_string())).context("building the image")?;
+            spinner.finish();
+            if json {
+                print_json(&image_json(&image));
+            } else {
+                println!("image {} ({}) ready at {}", image.name, image.id, image.rootfs().display());
+            }
+        }
+        Sub::Ls => {
+            let images = store.list()?;
+            if json {
+                print_json(&json!({"images": images.iter().map(image_json).collect::<Vec<_>>()}));
+            } else if images.is_empty() {
+                println!("no images (the first `rehearse up` builds debian-12)");
+            } else {
+                println!("{:<16} {:<18} {:<10} {:>8}  BUILT", "NAME", "ID", "SUITE", "SIZE");
+                for i in images {
+                    println!(
+                        "{:<16} {:<18} {:<10} {:>6}MB  {}s ago",
+                        i.name,
+                        i.id,
+                        i.spec.suite,
+                        i.size_bytes / 1_000_000,
+                        rehearse_sandbox::host::now_secs().saturating_sub(i.built_at)
+                    );
+                }
+            }
+        }
+        Sub::Rm { image } => {
+            let found = store
+                .find(&image)?
+                .with_context(|| format!("no cached image \"{image}\" (see `rehearse image ls`)"))?;
+            if engine.list().iter().any(|c| c.nodes.iter().any(|n| n.image_id == found.id)) {
+                return Err(rehearse_image::ImageError::InUse(found.name.clone()).into());
+            }
+            store.remove(&found)?;
+            if json {
+                print_json(&json!({"removed": found.id, "name": found.name}));
+            } else {
+                println!("removed image {} ({})", found.name, found.id);
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn image_json(i: &rehearse_image::Image) -> serde_json::Value {
+    json!({
+        "name": i.name, "id": i.id, "suite": i.spec.suite, "packages": i.spec.packages,
+        "size_bytes": i.size_bytes, "built_at": i.built_at, "build_secs": i.build_secs,
+        "rootfs": i.rootfs(),
+    })
+}

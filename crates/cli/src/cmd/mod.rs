@@ -1,0 +1,87 @@
+//! The command set. One file per verb; each turns arguments into engine calls
+//! and renders the result.
+
+mod cp;
+mod doctor;
+mod down;
+mod exec;
+mod extend;
+mod gc;
+mod image;
+mod ls;
+mod reap;
+mod ssh;
+mod up;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use rehearse_sandbox::Engine;
+
+#[derive(Parser)]
+#[command(name = "rehearse", version, about = "A proving ground for infrastructure code: disposable multi-node Linux clusters in well under a second.")]
+pub struct Cli {
+    /// Print one JSON document on stdout instead of human text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log what happens on stderr.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a cluster and wait until every node is booted, addressed and accepts SSH.
+    Up(up::Args),
+    /// Run a command on a node (no SSH involved) and return its exit code.
+    Exec(exec::Args),
+    /// Copy files between the host and a node: `rehearse cp CLUSTER ./f node1:/etc/f` or `node1:/var/log/x ./x`.
+    Cp(cp::Args),
+    /// Open an SSH session to a node (or run a command over SSH) with the cluster's key.
+    Ssh(ssh::Args),
+    /// List clusters.
+    Ls(ls::Args),
+    /// Destroy clusters.
+    Down(down::Args),
+    /// Push a cluster's expiry further.
+    Extend(extend::Args),
+    /// Remove expired and orphaned clusters and everything they left behind.
+    Gc(gc::Args),
+    /// Build, list and remove golden images.
+    Image(image::Args),
+    /// Check that this host has everything rehearse needs.
+    Doctor(doctor::Args),
+    /// Destroy a cluster when its time-to-live runs out (started by `up`).
+    #[command(name = "__reap", hide = true)]
+    Reap(reap::Args),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let json = cli.json;
+    match cli.command {
+        Command::Up(a) => up::run(a, json),
+        Command::Exec(a) => exec::run(a, json),
+        Command::Cp(a) => cp::run(a, json),
+        Command::Ssh(a) => ssh::run(a),
+        Command::Ls(a) => ls::run(a, json),
+        Command::Down(a) => down::run(a, json),
+        Command::Extend(a) => extend::run(a, json),
+        Command::Gc(a) => gc::run(a, json),
+        Command::Image(a) => image::run(a, json),
+        Command::Doctor(a) => doctor::run(a, json),
+        Command::Reap(a) => reap::run(a),
+    }
+}
+
+pub fn engine() -> anyhow::Result<Engine> {
+    let dir = rehearse_image::state_dir();
+    Engine::new(&dir).with_context(|| format!("opening the state directory {}", dir.display()))
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 90s, 30m, 2h)"))
+}

@@ -1,0 +1,129 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+
+use rehearse_sandbox::{ClusterState, Progress, UpRequest, DEFAULT_TTL};
+use rehearse_spec::{Topology, DEFAULT_IMAGE};
+
+use crate::output::{human_duration, print_json, Spinner};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Number of nodes, named node1..nodeN, on one network.
+    #[arg(long, short = 'n', conflicts_with = "file")]
+    nodes: Option<usize>,
+    /// A topology file naming nodes, images and networks.
+    #[arg(long, short = 'f')]
+    file: Option<PathBuf>,
+    /// Image of the nodes (with --nodes).
+    #[arg(long, default_value = DEFAULT_IMAGE)]
+    image: String,
+    /// Time to live; the cluster is destroyed after it (extend with `rehearse extend`).
+    #[arg(long, value_parser = super::parse_duration, default_value = "30m")]
+    ttl: Duration,
+    /// How long nodes may take to boot before `up` gives up.
+    #[arg(long, value_parser = super::parse_duration, default_value = "60s")]
+    boot_timeout: Duration,
+    /// Do not start the background reaper that destroys the cluster at expiry.
+    #[arg(long, hide = true)]
+    no_reaper: bool,
+}
+
+pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
+    let (topology, source) = match (&args.file, args.nodes) {
+        (Some(path), _) => (Topology::from_path(path)?, path.display().to_string()),
+        (None, n) => {
+            let n = n.unwrap_or(1);
+            (Topology::with_nodes(n, &args.image)?, format!("--nodes {n}"))
+        }
+    };
+    let engine = super::engine()?;
+    let spinner = Spinner::new(json);
+    spinner.set("starting");
+    let progress = |p: Progress| match p {
+        Progress::Image(msg) => spinner.set(format!("image: {msg}")),
+        Progress::Booting { cluster, nodes } => spinner.set(format!("cluster {cluster}: booting {nodes} node(s)")),
+        Progress::NodeReady { node, ms } => spinner.line(format!("  {node} ready in {ms} ms")),
+    };
+    let state = engine
+        .up(
+            UpRequest {
+                topology,
+                ttl: if args.ttl.is_zero() { DEFAULT_TTL } else { args.ttl },
+                boot_timeout: args.boot_timeout,
+                source,
+            },
+            &progress,
+        )
+        .context("starting the cluster")?;
+    spinner.finish();
+    if !args.no_reaper {
+        spawn_reaper(&state.id);
+    }
+    if json {
+        print_json(&cluster_json(&state, &engine.cluster_dir(&state.id)));
+    } else {
+        print_human(&state, &engine.cluster_dir(&state.id));
+    }
+    Ok(0)
+}
+
+pub fn cluster_json(state: &ClusterState, dir: &std::path::Path) -> serde_json::Value {
+    json!({
+        "cluster": state.id,
+        "status": state.status,
+        "boot_ms": state.boot_ms,
+        "created_at": state.created_at,
+        "expires_at": state.expires_at,
+        "ttl_left_s": state.ttl_left().max(0),
+        "source": state.source,
+        "ssh_config": dir.join("ssh/config"),
+        "networks": state.networks.iter().map(|n| json!({
+            "name": n.name, "cidr": n.cidr.to_string(), "gateway": n.gateway.to_string(),
+            "bridge": n.bridge, "egress": n.egress,
+        })).collect::<Vec<_>>(),
+        "nodes": state.nodes.iter().map(|n| json!({
+            "name": n.name,
+            "ip": n.ip().map(|i| i.to_string()),
+            "addresses": n.nics.iter().map(|c| json!({"network": c.network, "ip": c.ip.to_string(), "iface": c.iface})).collect::<Vec<_>>(),
+            "image": n.image,
+            "groups": n.groups,
+            "backend": n.backend,
+            "boot_ms": n.boot_ms,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_human(state: &ClusterState, dir: &std::path::Path) {
+    println!(
+        "cluster {}  ready in {} ms  (expires in {})",
+        state.id,
+        state.boot_ms.unwrap_or_default(),
+        human_duration(state.ttl_left())
+    );
+    for node in &state.nodes {
+        let addrs: Vec<String> = node.nics.iter().map(|c| format!("{} ({})", c.ip, c.network)).collect();
+        println!("  {:<12} {}", node.name, addrs.join(", "));
+    }
+    let first = state.nodes.first().map(|n| n.name.as_str()).unwrap_or("node1");
+    println!();
+    println!("  rehearse exec {} {first} -- hostname", state.id);
+    println!("  ssh -F {} {first}", dir.join("ssh/config").display());
+    println!("  rehearse down {}", state.id);
+}
+
+/// Starts `rehearse __reap ID` in its own session: it destroys the cluster at
+/// expiry even if nobody calls `rehearse` again.
+fn spawn_reaper(id: &str) {
+    let Ok(exe) = std::env::current_exe() else { return };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("__reap")
+        .arg(id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    rehearse_sandbox::host::detach(&mut cmd);
+    let _ = cmd.spawn();
+}

@@ -1,0 +1,93 @@
+//! How results reach people and programs: human text or one JSON document on
+//! stdout, diagnostics and progress on stderr.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+pub fn init_logging(verbose: bool) {
+    let filter = if verbose { "debug" } else { "warn" };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REHEARSE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn print_json(value: &impl Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("output serialises"));
+}
+
+pub fn report_error(e: &anyhow::Error, json: bool) {
+    let code = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<rehearse_sandbox::SandboxError>())
+        .map(|s| s.code())
+        .or_else(|| e.chain().find_map(|c| c.downcast_ref::<rehearse_spec::SpecError>()).map(|_| "invalid_spec"))
+        .unwrap_or("error");
+    if json {
+        print_json(&serde_json::json!({ "error": { "code": code, "message": format!("{e:#}") } }));
+    }
+    eprintln!("error: {e:#}");
+}
+
+/// A spinner on stderr when it is a terminal; silent otherwise (or with --json).
+pub struct Spinner {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl Spinner {
+    pub fn new(json: bool) -> Self {
+        let interactive = !json && std::io::stderr().is_terminal();
+        let bar = interactive.then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("valid template"));
+            bar.enable_steady_tick(Duration::from_millis(80));
+            bar
+        });
+        Spinner { bar, quiet: json }
+    }
+
+    pub fn set(&self, msg: impl Into<String>) {
+        let msg = msg.into();
+        match &self.bar {
+            Some(bar) => bar.set_message(msg),
+            None if !self.quiet => eprintln!("{msg}"),
+            None => {}
+        }
+    }
+
+    /// A line that stays above the spinner.
+    pub fn line(&self, msg: impl Into<String>) {
+        let msg = msg.into();
+        match &self.bar {
+            Some(bar) => bar.println(msg),
+            None if !self.quiet => eprintln!("{msg}"),
+            None => {}
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+pub fn human_duration(secs: i64) -> String {
+    if secs <= 0 {
+        return "expired".into();
+    }
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}

@@ -1,0 +1,43 @@
+use std::path::PathBuf;
+
+/// Errors of the image cache and builder.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The image is not in the cache and no spec is known for that name.
+    #[error("no image named \"{name}\" (built-in images: {builtins}); build one with `rehearse image build -f SPEC.yaml`")]
+    Unknown { name: String, builtins: String },
+    /// mmdebstrap is not installed.
+    #[error("mmdebstrap is not installed: install the Debian package `mmdebstrap` (apt-get install mmdebstrap)")]
+    NoMmdebstrap,
+    /// The build command failed.
+    #[error("building image \"{name}\" failed: {what}\n{tail}")]
+    BuildFailed {
+        name: String,
+        what: String,
+        tail: String,
+    },
+    /// A filesystem operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The spec itself is invalid.
+    #[error(transparent)]
+    Spec(#[from] rehearse_spec::SpecError),
+    /// The image is used by running clusters.
+    #[error("image \"{0}\" is in use by a running cluster; destroy its clusters first (`rehearse ls`)")]
+    InUse(String),
+}
+
+impl ImageError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ImageError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

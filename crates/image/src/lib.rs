@@ -1,0 +1,43 @@
+//! Golden images: root filesystems built once by `mmdebstrap` from an [`ImageSpec`],
+//! prepared for fast container boot, shifted to a fixed UID range, and kept in a
+//! content-addressed cache so that every node of every cluster shares one copy.
+
+mod build;
+mod customize;
+mod error;
+mod shift;
+mod store;
+
+pub use error::ImageError;
+pub use rehearse_spec::ImageSpec;
+pub use shift::{shift_tree, UID_BASE, UID_RANGE};
+pub use store::{Image, ImageStore};
+
+use std::path::PathBuf;
+
+/// The state directory: `REHEARSE_HOME`, or `/var/lib/rehearse`.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("REHEARSE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/rehearse"))
+}
+
+/// Packages every image gets, whatever its spec says: what a node needs to boot
+/// systemd, accept SSH, be driven by Ansible and be inspected by checks.
+pub const BASE_PACKAGES: &[&str] = &[
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "openssh-client",
+    "python3",
+    "python3-apt",
+    "iproute2",
+    "iputils-ping",
+    "netcat-openbsd",
+    "procps",
+    "curl",
+    "ca-certificates",
+    "sudo",
+];

@@ -1,0 +1,279 @@
+//! The content-addressed image cache under `<state>/images`.
+//!
+//! `<id>/rootfs` is an image; `<id>/image.json` is written last, after a rename
+//! from a `.build-*` folder, so an image without it (a build that was killed) is
+//! never used. `names/<name>` points a name at the id it was last built as.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use rehearse_spec::{builtin_image, ImageSpec, BUILTIN_IMAGES};
+
+use crate::{build, customize, shift, ImageError, BASE_PACKAGES, UID_BASE};
+
+/// Bumped whenever the way an image is prepared changes, so old cache entries
+/// are not mistaken for new ones.
+const RECIPE_VERSION: u32 = 1;
+
+/// A built, ready-to-use image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Image {
+    pub id: String,
+    pub name: String,
+    pub spec: ImageSpec,
+    pub uid_base: u32,
+    pub built_at: u64,
+    pub build_secs: f64,
+    pub size_bytes: u64,
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+impl Image {
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+}
+
+/// The image cache.
+#[derive(Debug, Clone)]
+pub struct ImageStore {
+    root: PathBuf,
+}
+
+impl ImageStore {
+    pub fn new(state_dir: &Path) -> Self {
+        ImageStore {
+            root: state_dir.join("images"),
+        }
+    }
+
+    /// The content address of a spec: what is built, and how.
+    pub fn id_of(spec: &ImageSpec) -> String {
+        let key = serde_json::json!({
+            "spec": spec,
+            "base": BASE_PACKAGES,
+            "recipe": RECIPE_VERSION,
+            "uid_base": UID_BASE,
+        });
+        let digest = Sha256::digest(key.to_string().as_bytes());
+        hex::encode(&digest[..8])
+    }
+
+    /// The spec a name stands for: a built-in, or the spec of a cached image.
+    pub fn spec_for(&self, name: &str) -> Result<ImageSpec, ImageError> {
+        if let Some(spec) = builtin_image(name) {
+            return Ok(spec);
+        }
+        if let Some(image) = self.by_name(name)? {
+            return Ok(image.spec);
+        }
+        Err(ImageError::Unknown {
+            name: name.to_string(),
+            builtins: BUILTIN_IMAGES.join(", "),
+        })
+    }
+
+    /// Returns the ready image for `spec`, building it first if needed. Concurrent
+    /// callers wait for one build instead of racing.
+    pub fn ensure(&self, spec: &ImageSpec, progress: &dyn Fn(&str)) -> Result<Image, ImageError> {
+        spec.validate()?;
+        let id = Self::id_of(spec);
+        if let Some(image) = self.load(&id)? {
+            self.set_name(&spec.name, &id)?;
+            return Ok(image);
+        }
+        fs::create_dir_all(&self.root).map_err(|e| ImageError::io("creating", &self.root, e))?;
+        let _lock = self.lock(&id)?;
+        if let Some(image) = self.load(&id)? {
+            return Ok(image);
+        }
+        let started = std::time::Instant::now();
+        let staging = self.root.join(format!(".build-{id}-{}", std::process::id()));
+        remove_tree(&staging)?;
+        fs::create_dir_all(&staging).map_err(|e| ImageError::io("creating", &staging, e))?;
+        let result = (|| {
+            let rootfs = staging.join("rootfs");
+            progress(&format!("building image {} ({}) with mmdebstrap", spec.name, spec.suite));
+            build::mmdebstrap(spec, &rootfs, progress)?;
+            progress("preparing the image for container boot");
+            customize::prepare(&rootfs)?;
+            progress("shifting ownership to the node UID range");
+            shift::shift_tree(&rootfs, UID_BASE)?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = remove_tree(&staging);
+            return Err(e);
+        }
+        let final_dir = self.root.join(&id);
+        remove_tree(&final_dir)?;
+        let image = Image {
+            id: id.clone(),
+            name: spec.name.clone(),
+            spec: spec.clone(),
+            uid_base: UID_BASE,
+            built_at: now(),
+            build_secs: started.elapsed().as_secs_f64(),
+            size_bytes: du(&staging.join("rootfs")),
+            dir: final_dir.clone(),
+        };
+        fs::rename(&staging, &final_dir).map_err(|e| ImageError::io("moving image into", &final_dir, e))?;
+        write_json(&final_dir.join("image.json"), &image)?;
+        self.set_name(&spec.name, &id)?;
+        progress(&format!("image {} ready ({id})", spec.name));
+        Ok(image)
+    }
+
+    /// Every complete image in the cache.
+    pub fn list(&self) -> Result<Vec<Image>, ImageError> {
+        let mut images = Vec::new();
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Ok(images);
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name == "names" {
+                continue;
+            }
+            if let Some(image) = self.load(&name)? {
+                images.push(image);
+            }
+        }
+        images.sort_by(|a, b| a.name.cmp(&b.name).then(b.built_at.cmp(&a.built_at)));
+        Ok(images)
+    }
+
+    /// The image a name currently points at, if built.
+    pub fn by_name(&self, name: &str) -> Result<Option<Image>, ImageError> {
+        let link = self.root.join("names").join(name);
+        match fs::read_to_string(&link) {
+            Ok(id) => self.load(id.trim()),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Finds an image by name or id (or id prefix).
+    pub fn find(&self, name_or_id: &str) -> Result<Option<Image>, ImageError> {
+        if let Some(image) = self.by_name(name_or_id)? {
+            return Ok(Some(image));
+        }
+        let matches: Vec<Image> = self
+            .list()?
+            .into_iter()
+            .filter(|i| i.id.starts_with(name_or_id))
+            .collect();
+        Ok(if matches.len() == 1 { matches.into_iter().next() } else { None })
+    }
+
+    /// Removes an image from the cache. The caller checks it is not in use.
+    pub fn remove(&self, image: &Image) -> Result<(), ImageError> {
+        let _lock = self.lock(&image.id)?;
+        let names = self.root.join("names");
+        if let Ok(entries) = fs::read_dir(&names) {
+            for entry in entries.flatten() {
+                if fs::read_to_string(entry.path()).map(|s| s.trim() == image.id).unwrap_or(false) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        // Drop the marker first: a half-removed image must never look complete.
+        let _ = fs::remove_file(image.dir.join("image.json"));
+        remove_tree(&image.dir)
+    }
+
+    /// Removes staging folders of builds whose builder is gone.
+    pub fn remove_stale_builds(&self) -> Result<usize, ImageError> {
+        let mut removed = 0;
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Ok(0);
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(".build-") else { continue };
+            let pid: Option<i32> = rest.rsplit('-').next().and_then(|p| p.parse().ok());
+            if pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()) {
+                continue;
+            }
+            remove_tree(&entry.path())?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    fn load(&self, id: &str) -> Result<Option<Image>, ImageError> {
+        let dir = self.root.join(id);
+        let meta = dir.join("image.json");
+        let Ok(text) = fs::read_to_string(&meta) else {
+            return Ok(None);
+        };
+        let mut image: Image = serde_json::from_str(&text).map_err(|e| {
+            ImageError::io("reading", &meta, std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })?;
+        if !dir.join("rootfs").is_dir() {
+            return Ok(None);
+        }
+        image.dir = dir;
+        Ok(Some(image))
+    }
+
+    fn set_name(&self, name: &str, id: &str) -> Result<(), ImageError> {
+        let names = self.root.join("names");
+        fs::create_dir_all(&names).map_err(|e| ImageError::io("creating", &names, e))?;
+        let tmp = names.join(format!(".{name}.{}", std::process::id()));
+        fs::write(&tmp, id).map_err(|e| ImageError::io("writing", &tmp, e))?;
+        fs::rename(&tmp, names.join(name)).map_err(|e| ImageError::io("writing", &names, e))
+    }
+
+    fn lock(&self, id: &str) -> Result<Flock<fs::File>, ImageError> {
+        fs::create_dir_all(&self.root).map_err(|e| ImageError::io("creating", &self.root, e))?;
+        let path = self.root.join(format!(".lock-{id}"));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| ImageError::io("opening", &path, e))?;
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| ImageError::io("locking", &path, e.into()))
+    }
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), ImageError> {
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_string_pretty(value).expect("image metadata serialises");
+    fs::write(&tmp, text).map_err(|e| ImageError::io("writing", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| ImageError::io("writing", path, e))
+}
+
+fn remove_tree(path: &Path) -> Result<(), ImageError> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ImageError::io("removing", path, e)),
+    }
+}
+
+fn du(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = fs::symlink_metadata(&p) else { continue };
+        total += meta.blocks() * 512;
+        if meta.is_dir() {
+            if let Ok(entries) = fs::read_dir(&p) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    total
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

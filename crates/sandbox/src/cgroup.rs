@@ -1,0 +1,197 @@
+//! A cgroup per node under `rehearse/<cluster>/<node>`, in the unified hierarchy
+//! and (on hybrid hosts) the named systemd one.
+//!
+//! systemd-nspawn with `--keep-unit` uses the cgroup it is started in and, with a
+//! user namespace, hands it to the node's root. It cannot do that for the root
+//! cgroup, so every node gets its own. The cluster's cgroup is also how teardown
+//! finds and kills every process of a cluster, including those of an engine that
+//! died mid-boot.
+
+use std::ffi::CString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::SandboxError;
+
+const TOP: &str = "rehearse";
+
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    /// The cgroup2 mount.
+    unified: PathBuf,
+    /// The named v1 systemd hierarchy, on hybrid hosts.
+    named: Option<PathBuf>,
+}
+
+impl Cgroups {
+    /// Finds the hierarchies from the mount table.
+    pub fn discover() -> Result<Self, SandboxError> {
+        let info = fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| SandboxError::io("reading", "/proc/self/mountinfo", e))?;
+        let mut unified = None;
+        let mut named = None;
+        for line in info.lines() {
+            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let mount_point = left.split(' ').nth(4).unwrap_or_default();
+            let mut right = right.split(' ');
+            let fstype = right.next().unwrap_or_default();
+            let super_opts = right.nth(1).unwrap_or_default();
+            match fstype {
+                "cgroup2" if unified.is_none() => unified = Some(PathBuf::from(mount_point)),
+                "cgroup" if super_opts.split(',').any(|o| o == "name=systemd") => {
+                    named = Some(PathBuf::from(mount_point))
+                }
+                _ => {}
+            }
+        }
+        let unified = unified.ok_or_else(|| {
+            SandboxError::io(
+                "finding the cgroup2 hierarchy in",
+                "/proc/self/mountinfo",
+                std::io::Error::other("no cgroup2 mount; boot the host with the unified or hybrid cgroup hierarchy"),
+            )
+        })?;
+        Ok(Cgroups { unified, named })
+    }
+
+    fn roots(&self) -> impl Iterator<Item = &PathBuf> {
+        std::iter::once(&self.unified).chain(self.named.iter())
+    }
+
+    pub fn cluster_path(root: &Path, cluster: &str) -> PathBuf {
+        root.join(TOP).join(cluster)
+    }
+
+    /// Creates the node's cgroups and returns the `cgroup.procs` files a process
+    /// writes itself into, prepared for use between fork and exec.
+    pub fn create_node(&self, cluster: &str, node: &str) -> Result<Vec<CString>, SandboxError> {
+        let mut procs = Vec::new();
+        for root in self.roots() {
+            let dir = Self::cluster_path(root, cluster).join(node);
+            fs::create_dir_all(&dir).map_err(|e| SandboxError::io("creating cgroup", &dir, e))?;
+            let file = dir.join("cgroup.procs");
+            procs.push(CString::new(file.into_os_string().into_encoded_bytes()).expect("no NUL in cgroup path"));
+        }
+        Ok(procs)
+    }
+
+    /// Cluster ids that have a cgroup.
+    pub fn cluster_ids(&self) -> Vec<String> {
+        fs::read_dir(self.unified.join(TOP))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Kills every process of the cluster and waits until none is left.
+    pub fn kill_cluster(&self, cluster: &str, timeout: Duration) -> Result<(), SandboxError> {
+        let dir = Self::cluster_path(&self.unified, cluster);
+        if !dir.exists() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + timeout;
+        let kill_file = dir.join("cgroup.kill");
+        let have_kill = fs::write(&kill_file, "1").is_ok();
+        loop {
+            let pids = pids_below(&dir);
+            if pids.is_empty() {
+                return Ok(());
+            }
+            if !have_kill {
+                for pid in &pids {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(SandboxError::io(
+                    "killing the processes of",
+                    dir,
+                    std::io::Error::other(format!("{} process(es) still alive: {pids:?}", pids.len())),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Number of processes in the cluster's cgroups.
+    pub fn process_count(&self, cluster: &str) -> usize {
+        pids_below(&Self::cluster_path(&self.unified, cluster)).len()
+    }
+
+    /// Removes the cluster's cgroups (they must be empty).
+    pub fn remove_cluster(&self, cluster: &str) -> Result<(), SandboxError> {
+        for root in self.roots() {
+            let dir = Self::cluster_path(root, cluster);
+            remove_cgroup_tree(&dir)?;
+        }
+        Ok(())
+    }
+}
+
+fn pids_below(dir: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(text) = fs::read_to_string(d.join("cgroup.procs")) {
+            pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+        if let Ok(entries) = fs::read_dir(&d) {
+            stack.extend(entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+        }
+    }
+    pids
+}
+
+fn remove_cgroup_tree(dir: &Path) -> Result<(), SandboxError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.path().is_dir() {
+                remove_cgroup_tree(&entry.path())?;
+            }
+        }
+    }
+    // A cgroup can stay busy for a moment after its last process was reaped.
+    let mut tries = 0;
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if tries < 250 => {
+                let _ = e;
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(SandboxError::io("removing cgroup", dir, e)),
+        }
+    }
+}
+
+/// Moves the calling process into the given cgroups. Runs between fork and exec,
+/// so it only makes raw system calls on data prepared beforehand.
+///
+/// # Safety
+/// Must only be called in a child between fork and exec (async-signal-safe calls only).
+pub unsafe fn enter_raw(procs: &[CString]) -> std::io::Result<()> {
+    for file in procs {
+        // SAFETY: `file` is a valid NUL-terminated path; open/write/close are
+        // async-signal-safe and the buffer is a static string.
+        let fd = unsafe { libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let wrote = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
+        unsafe { libc::close(fd) };
+        if wrote != 1 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! `rehearse doctor`: every host requirement, what is missing and how to fix it.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::host::{self, TOOLS};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+    /// What to do when not ok.
+    pub fix: Option<String>,
+    /// Whether clusters can start without it.
+    pub required: bool,
+}
+
+fn which(tool: &str) -> Option<String> {
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string());
+    found
+}
+
+pub fn run_checks() -> Vec<Check> {
+    let mut checks = Vec::new();
+    let root = host::is_root();
+    checks.push(Check {
+        name: "root".into(),
+        ok: root,
+        detail: if root { "running as root".into() } else { "not root".into() },
+        fix: (!root).then(|| "run rehearse as root (sudo): it mounts overlays and creates bridges, cgroups and namespaces".into()),
+        required: true,
+    });
+    for (tool, package) in TOOLS {
+        let found = which(tool);
+        checks.push(Check {
+            name: format!("tool {tool}"),
+            ok: found.is_some(),
+            detail: found.unwrap_or_else(|| "not found on PATH".into()),
+            fix: Some(format!("apt-get install {package}")).filter(|_| which(tool).is_none()),
+            required: true,
+        });
+    }
+    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    let overlay = filesystems.lines().any(|l| l.trim_end().ends_with("overlay"));
+    checks.push(Check {
+        name: "overlayfs".into(),
+        ok: overlay,
+        detail: if overlay { "overlay filesystem available".into() } else { "overlay missing from /proc/filesystems".into() },
+        fix: (!overlay).then(|| "load the overlay module (modprobe overlay) or use a kernel with CONFIG_OVERLAY_FS".into()),
+        required: true,
+    });
+    let cgroups = crate::cgroup::Cgroups::discover();
+    checks.push(Check {
+        name: "cgroup2".into(),
+        ok: cgroups.is_ok(),
+        detail: match &cgroups {
+            Ok(c) => format!("{c:?}"),
+            Err(e) => e.to_string(),
+        },
+        fix: cgroups.is_err().then(|| "boot with the unified or hybrid cgroup hierarchy (systemd.unified_cgroup_hierarchy)".into()),
+        required: true,
+    });
+    let userns: u64 = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    checks.push(Check {
+        name: "user namespaces".into(),
+        ok: userns > 0,
+        detail: format!("max_user_namespaces = {userns}"),
+        fix: (userns == 0).then(|| "sysctl -w user.max_user_namespaces=15000".into()),
+        required: true,
+    });
+    let nft_ok = which("nft").is_some()
+        && host::run("listing nftables tables", std::process::Command::new("nft").args(["list", "tables"])).is_ok();
+    checks.push(Check {
+        name: "nftables".into(),
+        ok: nft_ok,
+        detail: if nft_ok { "nft can read the ruleset".into() } else { "nft cannot talk to the kernel".into() },
+        fix: (!nft_ok).then(|| "apt-get install nftables, and make sure the kernel has nf_tables".into()),
+        required: true,
+    });
+    checks
+}

@@ -1,0 +1,105 @@
+use std::path::PathBuf;
+
+/// Errors of cluster lifecycle and node access. Messages say what failed, where,
+/// and what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// No cluster with that id exists.
+    #[error("no cluster \"{0}\"; list clusters with `rehearse ls`")]
+    ClusterNotFound(String),
+    /// The cluster exists but has no node of that name.
+    #[error("cluster {cluster} has no node \"{node}\" (nodes: {known})")]
+    NodeNotFound {
+        cluster: String,
+        node: String,
+        known: String,
+    },
+    /// The node's container is not running.
+    #[error("node {node} of cluster {cluster} is not running; destroy the cluster with `rehearse down {cluster}` and start a new one")]
+    NodeDown { cluster: String, node: String },
+    /// A node did not reach readiness.
+    #[error("node {node} failed to boot: {reason}\n--- last lines of {node}'s boot log ---\n{log_tail}")]
+    BootFailed {
+        node: String,
+        reason: String,
+        log_tail: String,
+    },
+    /// A requested network collides with an existing one.
+    #[error("network {network} ({cidr}) overlaps {other}; pick another CIDR or leave `cidr` out to have one allocated")]
+    NetworkConflict {
+        network: String,
+        cidr: String,
+        other: String,
+    },
+    /// The subnet pool has no free /24 left.
+    #[error("no free /24 left in the subnet pool {pool}; destroy unused clusters (`rehearse gc`, `rehearse down --all`) or set REHEARSE_SUBNET_POOL to a larger range")]
+    PoolExhausted { pool: String },
+    /// A host tool is missing.
+    #[error("`{tool}` is not installed: install the Debian package `{package}` (apt-get install {package}), or run `rehearse doctor`")]
+    MissingTool { tool: String, package: String },
+    /// A host command failed.
+    #[error("{what} failed: `{command}` exited with {status}: {stderr}")]
+    Command {
+        what: String,
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    /// A filesystem or system call failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command ran longer than its timeout and was killed.
+    #[error("command timed out after {secs:.1}s on {node} and was killed")]
+    Timeout { node: String, secs: f64 },
+    /// The operation needs root.
+    #[error("rehearse must run as root to create clusters (it mounts overlays, creates bridges and namespaces); run it with sudo")]
+    NotRoot,
+    /// Image errors.
+    #[error(transparent)]
+    Image(#[from] rehearse_image::ImageError),
+    /// Topology errors.
+    #[error(transparent)]
+    Spec(#[from] rehearse_spec::SpecError),
+    /// A copy path was not understood.
+    #[error("{0}")]
+    BadPath(String),
+    /// The cluster state file could not be read.
+    #[error("cluster state {} is unreadable ({reason}); `rehearse gc` removes the cluster", path.display())]
+    CorruptState { path: PathBuf, reason: String },
+}
+
+impl SandboxError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        SandboxError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A stable machine-readable code for the error, for JSON output and MCP.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SandboxError::ClusterNotFound(_) => "cluster_not_found",
+            SandboxError::NodeNotFound { .. } => "node_not_found",
+            SandboxError::NodeDown { .. } => "node_down",
+            SandboxError::BootFailed { .. } => "boot_failed",
+            SandboxError::NetworkConflict { .. } => "network_conflict",
+            SandboxError::PoolExhausted { .. } => "pool_exhausted",
+            SandboxError::MissingTool { .. } => "missing_tool",
+            SandboxError::Command { .. } => "host_command_failed",
+            SandboxError::Io { .. } => "io",
+            SandboxError::Timeout { .. } => "timeout",
+            SandboxError::NotRoot => "not_root",
+            SandboxError::Image(_) => "image",
+            SandboxError::Spec(_) => "invalid_spec",
+            SandboxError::BadPath(_) => "bad_path",
+            SandboxError::CorruptState { .. } => "corrupt_state",
+        }
+    }
+}

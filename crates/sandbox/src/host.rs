@@ -1,0 +1,148 @@
+//! Small helpers around host processes: running a tool with a useful error, and
+//! telling whether a PID still is the process we started.
+
+use std::process::{Command, Stdio};
+
+use crate::SandboxError;
+
+/// Host tools and the Debian package each comes from.
+pub const TOOLS: &[(&str, &str)] = &[
+    ("systemd-nspawn", "systemd-container"),
+    ("nsenter", "util-linux"),
+    ("ip", "iproute2"),
+    ("nft", "nftables"),
+    ("ssh-keygen", "openssh-client"),
+    ("ssh", "openssh-client"),
+    ("tar", "tar"),
+    ("mmdebstrap", "mmdebstrap"),
+    ("apt-cacher-ng", "apt-cacher-ng"),
+];
+
+pub fn package_of(tool: &str) -> &'static str {
+    TOOLS.iter().find(|(t, _)| *t == tool).map(|(_, p)| *p).unwrap_or("(unknown)")
+}
+
+/// Runs a host command to completion; a failure carries its stderr.
+pub fn run(what: &str, cmd: &mut Command) -> Result<String, SandboxError> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let output = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| spawn_error(&program, e))?;
+    if !output.status.success() {
+        return Err(SandboxError::Command {
+            what: what.to_string(),
+            command: describe(cmd),
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs a host command with `input` on stdin.
+pub fn run_with_input(what: &str, cmd: &mut Command, input: &str) -> Result<String, SandboxError> {
+    use std::io::Write;
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| spawn_error(&program, e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| SandboxError::io("waiting for", program.clone(), e))?;
+    if !output.status.success() {
+        return Err(SandboxError::Command {
+            what: what.to_string(),
+            command: describe(cmd),
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+pub fn spawn_error(program: &str, e: std::io::Error) -> SandboxError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        SandboxError::MissingTool {
+            tool: program.to_string(),
+            package: package_of(program).to_string(),
+        }
+    } else {
+        SandboxError::io("starting", program.to_string(), e)
+    }
+}
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The kernel's start time of a process (clock ticks since boot), which together
+/// with the PID identifies it even after the PID is reused.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// A process identified by PID and start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessId {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl ProcessId {
+    pub fn current() -> Self {
+        let pid = std::process::id() as i32;
+        ProcessId {
+            pid,
+            start_time: process_start_time(pid).unwrap_or(0),
+        }
+    }
+
+    pub fn of(pid: i32) -> Option<Self> {
+        Some(ProcessId {
+            pid,
+            start_time: process_start_time(pid)?,
+        })
+    }
+
+    pub fn is_alive(&self) -> bool {
+        process_start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Makes the command start in a session of its own, so it outlives the caller
+/// and never gets the caller's terminal signals.
+pub fn detach(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,25 @@
+//! Disposable clusters of systemd nodes.
+//!
+//! [`Engine`] creates, lists, reaches into and destroys clusters; a [`Backend`]
+//! provides the nodes (systemd-nspawn containers by default). Every resource a
+//! cluster owns is named after its id and recorded before it is created, so
+//! `gc` can remove what any crashed engine left behind.
+
+mod backend;
+mod cgroup;
+mod cluster;
+pub mod doctor;
+mod error;
+pub mod host;
+pub mod net;
+pub mod nspawn;
+mod pkgcache;
+pub mod seed;
+mod ssh;
+mod state;
+
+pub use backend::{Backend, Booting, ExecIo, ExecOutcome, ExecRequest, NodeLaunch};
+pub use cluster::{Engine, GcReport, Progress, UpRequest, CLUSTER_ID_LEN, DEFAULT_TTL};
+pub use error::SandboxError;
+pub use pkgcache::{PackageCache, CACHE_PORT, SERVICE_BRIDGE};
+pub use state::{ClusterState, ClusterStatus, NetworkState, Nic, NodeState};

@@ -1,0 +1,249 @@
+//! The default backend: systemd-nspawn system containers with systemd as PID 1,
+//! an overlayfs root over the shared golden image (creating a node copies
+//! nothing), a user namespace mapped to the image's UID range, and readiness
+//! reported by the node's systemd through nspawn's notify socket.
+
+mod exec;
+mod rootfs;
+
+use std::io::Read;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rehearse_image::{UID_BASE, UID_RANGE};
+
+use crate::backend::{Backend, Booting, ExecIo, ExecOutcome, ExecRequest, NodeLaunch};
+use crate::host::{self, ProcessId};
+use crate::net;
+use crate::state::{ClusterState, NodeState};
+use crate::SandboxError;
+
+pub struct NspawnBackend;
+
+const CONSOLE_LOG: &str = "console.log";
+
+impl Backend for NspawnBackend {
+    fn name(&self) -> &'static str {
+        "nspawn"
+    }
+
+    fn launch(&self, launch: &NodeLaunch<'_>) -> Result<Booting, SandboxError> {
+        let dir = &launch.node_dir;
+        let root = rootfs::mount_overlay(&launch.image.rootfs(), dir)?;
+        rootfs::install_seeds(&root, launch.seeds, launch.image.uid_base)?;
+
+        let notify_path = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path).map_err(|e| SandboxError::io("binding", &notify_path, e))?;
+        notify
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .map_err(|e| SandboxError::io("configuring", &notify_path, e))?;
+
+        let node = launch.node;
+        let mut cmd = Command::new("systemd-nspawn");
+        cmd.arg("--quiet")
+            .arg("--register=no")
+            .arg("--keep-unit")
+            .arg("--boot")
+            .arg(format!("--directory={}", root.display()))
+            .arg(format!("--machine={}", node.machine))
+            .arg(format!("--hostname={}", node.name))
+            .arg(format!("--private-users={}:{}", launch.image.uid_base, UID_RANGE))
+            .arg("--private-users-ownership=off")
+            .arg("--notify-ready=yes")
+            .arg("--console=pipe")
+            .arg("--resolv-conf=off")
+            .arg("--timezone=off")
+            .arg("--link-journal=no");
+        for (i, nic) in node.nics.iter().enumerate() {
+            let bridge = &launch.cluster.networks.iter().find(|n| n.name == nic.network).expect("nic network exists").bridge;
+            if i == 0 {
+                cmd.arg(format!("--network-bridge={bridge}"));
+            } else {
+                cmd.arg(format!("--network-veth-extra={}:{}", nic.host_iface, nic.iface));
+            }
+        }
+        let console = std::fs::File::create(dir.join(CONSOLE_LOG))
+            .map_err(|e| SandboxError::io("creating", dir.join(CONSOLE_LOG), e))?;
+        cmd.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("SYSTEMD_NSPAWN_LOCK", "0")
+            .stdin(Stdio::null())
+            .stdout(console.try_clone().map_err(|e| SandboxError::io("opening", dir.join(CONSOLE_LOG), e))?)
+            .stderr(console);
+        let procs = launch.cgroup_procs.clone();
+        // SAFETY: between fork and exec we only call setsid and the raw
+        // open/write/close of `enter_raw`, on data prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                crate::cgroup::enter_raw(&procs)
+            });
+        }
+        let child = cmd.spawn().map_err(|e| host::spawn_error("systemd-nspawn", e))?;
+        let supervisor = ProcessId::of(child.id() as i32).unwrap_or(ProcessId {
+            pid: child.id() as i32,
+            start_time: 0,
+        });
+        // Reap the supervisor whenever it ends, so it never lingers as a zombie.
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        Ok(Booting {
+            supervisor,
+            handle: Box::new(notify),
+        })
+    }
+
+    fn wait_booted(&self, launch: &NodeLaunch<'_>, booting: Booting, deadline: Instant) -> Result<ProcessId, SandboxError> {
+        let node = launch.node;
+        let failed = |reason: String| SandboxError::BootFailed {
+            node: node.name.clone(),
+            reason,
+            log_tail: self.boot_log_tail(&launch.node_dir, 25),
+        };
+        let notify = booting
+            .handle
+            .downcast::<UnixDatagram>()
+            .map_err(|_| failed("internal: wrong boot handle".into()))?;
+
+        // Veths of further networks appear once nspawn has set up the namespace;
+        // plug them into their bridges as soon as they do.
+        let mut pending: Vec<(String, String)> = node
+            .nics
+            .iter()
+            .skip(1)
+            .map(|nic| {
+                let bridge = launch.cluster.networks.iter().find(|n| n.name == nic.network).expect("exists").bridge.clone();
+                (nic.host_iface.clone(), bridge)
+            })
+            .collect();
+
+        let mut leader = None;
+        let mut ready = false;
+        let mut buf = [0u8; 4096];
+        while !(ready && pending.is_empty()) {
+            pending.retain(|(iface, bridge)| {
+                if net::link_exists(iface) {
+                    net::attach_to_bridge(iface, bridge).is_err()
+                } else {
+                    true
+                }
+            });
+            if !ready {
+                match notify.recv(&mut buf) {
+                    Ok(n) => {
+                        let msg = String::from_utf8_lossy(&buf[..n]);
+                        for line in msg.lines() {
+                            if line == "READY=1" {
+                                ready = true;
+                            } else if let Some(pid) = line.strip_prefix("X_NSPAWN_LEADER_PID=") {
+                                leader = pid.trim().parse::<i32>().ok().and_then(ProcessId::of);
+                            }
+                        }
+                    }
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(e) => return Err(failed(format!("reading its notify socket: {e}"))),
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if !booting.supervisor.is_alive() || is_zombie(booting.supervisor.pid) {
+                return Err(failed("systemd-nspawn exited before the node finished booting".into()));
+            }
+            if Instant::now() > deadline {
+                let what = if ready { "its network interfaces did not appear" } else { "systemd did not report boot completion" };
+                return Err(failed(format!("timed out: {what}")));
+            }
+        }
+        let _ = std::fs::remove_file(launch.node_dir.join("notify.sock"));
+        leader
+            .or_else(|| first_child(booting.supervisor.pid).and_then(ProcessId::of))
+            .ok_or_else(|| failed("could not find the node's PID 1".into()))
+    }
+
+    fn exec(&self, cluster: &ClusterState, node: &NodeState, req: &ExecRequest, io: ExecIo<'_>) -> Result<ExecOutcome, SandboxError> {
+        let leader = node
+            .leader
+            .filter(|l| l.is_alive())
+            .ok_or_else(|| SandboxError::NodeDown {
+                cluster: cluster.id.clone(),
+                node: node.name.clone(),
+            })?;
+        exec::run(leader, &node.name, req, io)
+    }
+
+    fn boot_log_tail(&self, node_dir: &Path, lines: usize) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(node_dir.join(CONSOLE_LOG)) {
+            let _ = f.read_to_string(&mut text);
+        }
+        let clean = strip_ansi(&text);
+        let all: Vec<&str> = clean.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = all[all.len().saturating_sub(lines)..].join("\n");
+        if tail.is_empty() {
+            "(the node printed nothing)".into()
+        } else {
+            tail
+        }
+    }
+
+    fn teardown(&self, cluster_id: &str, cluster_dir: &Path) -> Result<(), SandboxError> {
+        rootfs::unmount_below(cluster_dir)?;
+        for sub in ["propagate", "unix-export"] {
+            let base = Path::new("/run/systemd/nspawn").join(sub);
+            if let Ok(entries) = std::fs::read_dir(&base) {
+                let prefix = net::machine_name(cluster_id, 0);
+                let prefix = prefix.trim_end_matches('0');
+                for entry in entries.flatten() {
+                    if entry.file_name().to_string_lossy().starts_with(prefix) {
+                        let _ = std::fs::remove_dir_all(entry.path());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// UID range nodes run in.
+pub fn uid_range() -> (u32, u32) {
+    (UID_BASE, UID_RANGE)
+}
+
+fn first_child(pid: i32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .unwrap_or(true)
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,129 @@
+//! A node's root: an overlay whose lower layer is the golden image and whose
+//! upper layer holds the node's own changes.
+
+use std::fs;
+use std::os::unix::fs::{lchown, symlink, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use crate::seed::SeedFile;
+use crate::SandboxError;
+
+/// Mounts the node's overlay at `<node_dir>/root` and returns that path.
+pub fn mount_overlay(lower: &Path, node_dir: &Path) -> Result<PathBuf, SandboxError> {
+    let upper = node_dir.join("upper");
+    let work = node_dir.join("work");
+    let root = node_dir.join("root");
+    for d in [&upper, &work, &root] {
+        fs::create_dir_all(d).map_err(|e| SandboxError::io("creating", d, e))?;
+    }
+    // The overlay's root directory takes its owner from the upper layer: it must
+    // be the node's root user.
+    let (base, _) = super::uid_range();
+    lchown(&upper, Some(base), Some(base)).map_err(|e| SandboxError::io("changing owner of", &upper, e))?;
+    fs::set_permissions(&upper, fs::Permissions::from_mode(0o755))
+        .map_err(|e| SandboxError::io("setting mode of", &upper, e))?;
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    mount(Some("overlay"), &root, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
+        .map_err(|e| SandboxError::io("mounting the overlay root at", &root, e.into()))?;
+    Ok(root)
+}
+
+/// Writes the seed files into the node's root, owned by the node's users.
+pub fn install_seeds(root: &Path, seeds: &[SeedFile], uid_base: u32) -> Result<(), SandboxError> {
+    for seed in seeds {
+        let rel = Path::new(&seed.path);
+        let path = root.join(rel.strip_prefix("/").unwrap_or(rel));
+        create_parents(root, &path, uid_base)?;
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => return Err(SandboxError::io("writing", &path, std::io::Error::other("a directory is in the way"))),
+            Ok(_) => fs::remove_file(&path).map_err(|e| SandboxError::io("replacing", &path, e))?,
+            Err(_) => {}
+        }
+        if seed.is_symlink() {
+            let target = String::from_utf8_lossy(&seed.contents).into_owned();
+            symlink(&target, &path).map_err(|e| SandboxError::io("linking", &path, e))?;
+        } else {
+            fs::write(&path, &seed.contents).map_err(|e| SandboxError::io("writing", &path, e))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(seed.mode))
+                .map_err(|e| SandboxError::io("setting mode of", &path, e))?;
+        }
+        lchown(&path, Some(uid_base + seed.uid), Some(uid_base + seed.gid))
+            .map_err(|e| SandboxError::io("changing owner of", &path, e))?;
+    }
+    Ok(())
+}
+
+fn create_parents(root: &Path, path: &Path, uid_base: u32) -> Result<(), SandboxError> {
+    let Some(parent) = path.parent() else { return Ok(()) };
+    let rel = parent.strip_prefix(root).unwrap_or(parent);
+    let mut current = root.to_path_buf();
+    for comp in rel.components() {
+        if let Component::Normal(c) = comp {
+            current.push(c);
+            if !current.exists() {
+                fs::create_dir(&current).map_err(|e| SandboxError::io("creating", &current, e))?;
+                // Private for home folders' dot-dirs (.ssh), readable otherwise.
+                let mode = if c.to_string_lossy().starts_with('.') { 0o700 } else { 0o755 };
+                fs::set_permissions(&current, fs::Permissions::from_mode(mode))
+                    .map_err(|e| SandboxError::io("setting mode of", &current, e))?;
+                lchown(&current, Some(uid_base), Some(uid_base))
+                    .map_err(|e| SandboxError::io("changing owner of", &current, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Mount points at or below `dir`, deepest first.
+pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mount_path)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    points
+}
+
+/// Unmounts everything at or below `dir`.
+pub fn unmount_below(dir: &Path) -> Result<(), SandboxError> {
+    for point in mounts_below(dir) {
+        if let Err(e) = umount2(&point, MntFlags::MNT_DETACH) {
+            if e != nix::errno::Errno::EINVAL && e != nix::errno::Errno::ENOENT {
+                return Err(SandboxError::io("unmounting", &point, e.into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn unescape_mount_path(s: &str) -> PathBuf {
+    // mountinfo escapes space, tab, newline and backslash as octal.
+    let mut out = Vec::new();
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() + 0 && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}

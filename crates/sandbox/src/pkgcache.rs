@@ -1,0 +1,144 @@
+//! The host-side package cache nodes fetch distro packages through: an
+//! apt-cacher-ng instance of rehearse's own (its own cache folder, pid file and
+//! port), listening only on the service address, started on the first cluster
+//! that needs it and stopped with the last one.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::host::{self, ProcessId};
+use crate::net::{self, SERVICE_ADDR};
+use crate::SandboxError;
+
+/// Port of the cache on the service address (not apt-cacher-ng's default, so a
+/// system-wide instance on 3142 does not get in the way).
+pub const CACHE_PORT: u16 = 3149;
+/// The bridge that carries the service address.
+pub const SERVICE_BRIDGE: &str = "rhsvc0";
+
+pub struct PackageCache {
+    dir: PathBuf,
+}
+
+impl PackageCache {
+    pub fn new(state_dir: &Path) -> Self {
+        PackageCache {
+            dir: state_dir.join("pkgcache"),
+        }
+    }
+
+    pub fn proxy_url() -> String {
+        format!("http://{SERVICE_ADDR}:{CACHE_PORT}")
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.join("apt-cacher-ng.pid")
+    }
+
+    fn running(&self) -> Option<ProcessId> {
+        let text = std::fs::read_to_string(self.dir.join("owner.json")).ok()?;
+        let owner: ProcessId = serde_json::from_str(&text).ok()?;
+        owner.is_alive().then_some(owner)
+    }
+
+    /// Starts the cache unless it already runs, and waits until it accepts.
+    pub fn ensure_running(&self) -> Result<(), SandboxError> {
+        if !net::link_exists(SERVICE_BRIDGE) {
+            net::create_bridge(SERVICE_BRIDGE, &format!("{SERVICE_ADDR}/32"))?;
+        }
+        let addr = SocketAddr::from((SERVICE_ADDR, CACHE_PORT));
+        if self.running().is_some() && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        self.stop();
+        for sub in ["cache", "log"] {
+            let d = self.dir.join(sub);
+            std::fs::create_dir_all(&d).map_err(|e| SandboxError::io("creating", &d, e))?;
+        }
+        // The daemon drops to the apt-cacher-ng user when one exists; let it write.
+        let _ = Command::new("chown")
+            .args(["-R", "apt-cacher-ng:apt-cacher-ng"])
+            .arg(&self.dir)
+            .stderr(Stdio::null())
+            .status();
+        let log = std::fs::File::create(self.dir.join("daemon.log"))
+            .map_err(|e| SandboxError::io("creating", self.dir.join("daemon.log"), e))?;
+        let mut cmd = Command::new("apt-cacher-ng");
+        cmd.arg("-c")
+            .arg("/etc/apt-cacher-ng")
+            .arg("ForeGround=1")
+            .arg(format!("CacheDir={}", self.dir.join("cache").display()))
+            .arg(format!("LogDir={}", self.dir.join("log").display()))
+            .arg(format!("PidFile={}", self.pid_file().display()))
+            .arg(format!("BindAddress={SERVICE_ADDR}"))
+            .arg(format!("Port={CACHE_PORT}"))
+            .arg("SocketPath=")
+            .arg("ExThreshold=4")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| SandboxError::io("opening", self.dir.join("daemon.log"), e))?)
+            .stderr(log);
+        // Its own session: the cache outlives the command that started it.
+        crate::host::detach(&mut cmd);
+        let child = cmd.spawn().map_err(|e| host::spawn_error("apt-cacher-ng", e))?;
+        let owner = ProcessId::of(child.id() as i32).ok_or_else(|| {
+            SandboxError::io("starting", "apt-cacher-ng", std::io::Error::other("exited at once"))
+        })?;
+        let owner_path = self.dir.join("owner.json");
+        std::fs::write(&owner_path, serde_json::to_string(&owner).expect("serialises"))
+            .map_err(|e| SandboxError::io("writing", &owner_path, e))?;
+        // Reap it in the background so it never lingers as a zombie of ours.
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let tail = std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default();
+        Err(SandboxError::Command {
+            what: "starting the package cache".into(),
+            command: "apt-cacher-ng".into(),
+            status: "no answer within 10s".into(),
+            stderr: tail,
+        })
+    }
+
+    /// Stops the cache (the cached packages stay for next time).
+    pub fn stop(&self) {
+        if let Some(owner) = self.running() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(owner.pid), nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while owner.is_alive() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if owner.is_alive() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(owner.pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        let _ = std::fs::remove_file(self.dir.join("owner.json"));
+        if net::link_exists(SERVICE_BRIDGE) {
+            let _ = host::run("removing the service bridge", Command::new("ip").args(["link", "del", SERVICE_BRIDGE]));
+        }
+    }
+
+    /// Bytes held in the cache.
+    pub fn cached_bytes(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            let Ok(meta) = std::fs::symlink_metadata(p) else { return 0 };
+            if meta.is_dir() {
+                std::fs::read_dir(p)
+                    .map(|d| d.flatten().map(|e| walk(&e.path())).sum())
+                    .unwrap_or(0)
+            } else {
+                meta.len()
+            }
+        }
+        walk(&self.dir.join("cache"))
+    }
+}

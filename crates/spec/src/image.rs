@@ -1,0 +1,161 @@
+//! Golden images: what a node boots from, described as a distribution release plus
+//! extra packages and commands, so that an image can be rebuilt identically.
+
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorKind, SpecError};
+use crate::names;
+use crate::source::{self, FieldPath, Source};
+
+/// Names of the images rehearse can build without a spec file.
+pub const BUILTIN_IMAGES: &[&str] = &["debian-12"];
+
+/// The mirror used when an image spec names none.
+pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// Distributions the image builder knows how to bootstrap.
+pub const SUPPORTED_DISTROS: &[&str] = &["debian"];
+
+/// A golden image: a Debian release bootstrapped into a directory, plus packages
+/// and commands on top.
+///
+/// ```yaml
+/// name: web-base
+/// suite: bookworm
+/// packages: [nginx, curl]
+/// post_install:
+///   - systemctl enable nginx
+/// ```
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "rehearse image")]
+pub struct ImageSpec {
+    /// Name nodes use to refer to the image (`image:` in a topology), e.g. `debian-12`.
+    pub name: String,
+    /// Distribution; only `debian` for now.
+    #[serde(default = "debian")]
+    pub distro: String,
+    /// Release to bootstrap, e.g. `bookworm`.
+    pub suite: String,
+    /// Package mirror. Default: `http://deb.debian.org/debian`.
+    #[serde(default)]
+    pub mirror: Option<String>,
+    /// Packages installed on top of rehearse's base set.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Shell commands run in the image root after the packages are installed.
+    #[serde(default)]
+    pub post_install: Vec<String>,
+}
+
+fn debian() -> String {
+    "debian".to_owned()
+}
+
+/// The spec of a built-in image, such as `debian-12`.
+///
+/// Built-in images list no packages: the image builder adds the base set every
+/// node needs (systemd, networking tools) to every image.
+pub fn builtin_image(name: &str) -> Option<ImageSpec> {
+    let suite = match name {
+        "debian-12" => "bookworm",
+        _ => return None,
+    };
+    Some(ImageSpec {
+        name: name.to_owned(),
+        distro: debian(),
+        suite: suite.to_owned(),
+        mirror: None,
+        packages: Vec::new(),
+        post_install: Vec::new(),
+    })
+}
+
+impl ImageSpec {
+    /// Reads, parses and validates an image spec file.
+    pub fn from_path(path: &Path) -> Result<ImageSpec, SpecError> {
+        let text = source::read(path)?;
+        ImageSpec::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates an image spec written in YAML; `origin` is the file
+    /// name shown in errors.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<ImageSpec, SpecError> {
+        let source = Source::file(origin, text);
+        if let Some(error) = source.duplicate_key() {
+            return Err(error);
+        }
+        let spec: ImageSpec = serde_yaml::from_str(text).map_err(|e| source.yaml_error(&e))?;
+        spec.check(&source)?;
+        Ok(spec)
+    }
+
+    /// Checks every rule of the format; errors name the field but carry no location.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        self.check(&Source::detached())
+    }
+
+    /// The mirror to bootstrap and install packages from.
+    pub fn mirror_url(&self) -> &str {
+        self.mirror.as_deref().unwrap_or(DEFAULT_MIRROR)
+    }
+
+    /// The JSON Schema of the YAML form, for editors and `rehearse schema`.
+    pub fn json_schema() -> serde_json::Value {
+        // Serialising a schema cannot fail: it is plain maps, strings and numbers.
+        serde_json::to_value(schemars::schema_for!(ImageSpec)).unwrap_or_default()
+    }
+
+    fn check(&self, source: &Source) -> Result<(), SpecError> {
+        let at = |field: &str, error: SpecError| source.at(&FieldPath::key(field), error);
+        names::IMAGE.check(&self.name).map_err(|e| at("name", e))?;
+        if !SUPPORTED_DISTROS.contains(&self.distro.as_str()) {
+            let error = SpecError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "distribution \"{}\" is not supported",
+                    self.distro.escape_default()
+                ),
+            )
+            .with_hint(format!("use one of: {}", SUPPORTED_DISTROS.join(", ")));
+            return Err(at("distro", error));
+        }
+        names::SUITE.check(&self.suite).map_err(|e| {
+            at(
+                "suite",
+                e.with_hint("name a Debian release, such as bookworm or trixie"),
+            )
+        })?;
+        if let Some(mirror) = &self.mirror {
+            let scheme_ok = ["http://", "https://", "file:///"]
+                .iter()
+                .any(|scheme| mirror.starts_with(scheme));
+            if !scheme_ok || mirror.chars().any(char::is_whitespace) {
+                let error = SpecError::new(
+                    ErrorKind::InvalidValue,
+                    format!("mirror \"{}\" is not a URL", mirror.escape_default()),
+                )
+                .with_hint(format!(
+                    "write an http://, https:// or file:/// URL, such as {DEFAULT_MIRROR}"
+                ));
+                return Err(at("mirror", error));
+            }
+        }
+        for (i, package) in self.packages.iter().enumerate() {
+            names::DEBIAN_PACKAGE
+                .check(package)
+                .map_err(|e| source.at(&FieldPath::key("packages").at(i), e))?;
+        }
+        for (i, command) in self.post_install.iter().enumerate() {
+            if command.trim().is_empty() {
+                let error = SpecError::new(ErrorKind::InvalidValue, "empty command")
+                    .with_hint("remove the entry, or write the shell command to run");
+                return Err(source.at(&FieldPath::key("post_install").at(i), error));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+//! File formats of rehearse: the topology of a cluster and the golden images its
+//! nodes boot from.
+//!
+//! Everything a user writes is parsed and fully validated here, before any node
+//! starts, and every refusal says where (file:line:column and field path), what is
+//! wrong and how to fix it. The engine then works only with the explicit,
+//! validated [`Topology`] and [`ImageSpec`].
+
+pub mod image;
+pub mod topology;
+
+mod error;
+mod names;
+mod source;
+
+pub use error::{ErrorKind, Location, SpecError};
+pub use image::{builtin_image, ImageSpec, BUILTIN_IMAGES};
+pub use topology::{
+    Egress, NetworkSpec, NodeSpec, Topology, DEFAULT_IMAGE, DEFAULT_NETWORK, MAX_NETWORKS,
+    MAX_NODES,
+};

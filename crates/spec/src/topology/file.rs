@@ -1,0 +1,239 @@
+//! The YAML form of a topology, as users write it: shorthands, defaults left out,
+//! CIDRs and ttl as text. It is turned into a [`Topology`] by filling in defaults,
+//! so the rest of rehearse only ever sees the explicit form.
+
+use std::fmt;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::DEFAULT_IMAGE;
+use super::{check, networks_path, Egress, NetworkSpec, NodeSpec, Topology};
+use crate::error::{ErrorKind, SpecError};
+use crate::source::{FieldPath, Source};
+
+/// A disposable cluster of systemd-nspawn nodes for testing infrastructure code.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "rehearse topology")]
+pub(super) struct TopologyFile {
+    /// The nodes: a count (`nodes: 3` gives node1..node3 with defaults) or a list
+    /// of nodes, each a name or a mapping.
+    nodes: NodesField,
+    /// The networks between nodes. Default: one network named `default`, with an
+    /// allocated CIDR and `packages` egress.
+    #[serde(default)]
+    networks: Option<Vec<NetworkFile>>,
+    /// How long the cluster may live before it is reclaimed, e.g. `30m`, `2h`, `90s`.
+    #[serde(default)]
+    #[schemars(example = "ttl_example")]
+    ttl: Option<String>,
+}
+
+fn ttl_example() -> &'static str {
+    "45m"
+}
+
+/// `nodes: 3` or `nodes: [...]`.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+enum NodesField {
+    /// node1..nodeN with default image and networks.
+    Count(#[schemars(range(min = 1, max = 32))] u64),
+    List(Vec<NodeEntry>),
+}
+
+/// `- web1` or `- {name: web1, ...}`.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+enum NodeEntry {
+    /// A node with defaults for everything but its name.
+    Name(String),
+    Full(NodeFile),
+}
+
+/// One node of the cluster.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NodeFile {
+    /// Hostname: `[a-z][a-z0-9-]*`, at most 32 characters, unique.
+    name: String,
+    /// Golden image to boot. Default: `debian-12`.
+    #[serde(default)]
+    image: Option<String>,
+    /// Networks to attach, in interface order; each must be declared under
+    /// `networks`. Default: the first network.
+    #[serde(default)]
+    networks: Option<Vec<String>>,
+    /// Free labels `[a-z][a-z0-9_-]*` for addressing several nodes at once.
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+/// One network: a bridge on the host with its own IPv4 subnet.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NetworkFile {
+    /// Network name: `[a-z][a-z0-9-]*`, at most 32 characters, unique.
+    name: String,
+    /// IPv4 subnet such as `10.213.40.0/24`, /29 or shorter. Default: allocated.
+    #[serde(default)]
+    cidr: Option<String>,
+    /// What nodes may reach outside the cluster. Default: `packages`.
+    #[serde(default)]
+    egress: Egress,
+}
+
+impl<'de> Deserialize<'de> for NodesField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NodesVisitor;
+
+        impl<'de> Visitor<'de> for NodesVisitor {
+            type Value = NodesField;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a node count or a list of nodes")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, count: u64) -> Result<Self::Value, E> {
+                Ok(NodesField::Count(count))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(seq)).map(NodesField::List)
+            }
+        }
+
+        deserializer.deserialize_any(NodesVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Hand-written rather than `#[serde(untagged)]`, which would replace the
+        // precise error of a mapping (an unknown key, say) by "did not match any
+        // variant".
+        struct EntryVisitor;
+
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = NodeEntry;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a node name or a mapping with a `name` key")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+                Ok(NodeEntry::Name(name.to_owned()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                NodeFile::deserialize(MapAccessDeserializer::new(map)).map(NodeEntry::Full)
+            }
+        }
+
+        deserializer.deserialize_any(EntryVisitor)
+    }
+}
+
+impl TopologyFile {
+    /// Fills in the defaults and parses CIDRs and ttl; the result is not yet checked.
+    pub(super) fn into_topology(self, source: &Source) -> Result<Topology, SpecError> {
+        let networks = match self.networks {
+            None => vec![NetworkSpec::default_network()],
+            Some(networks) => networks
+                .into_iter()
+                .enumerate()
+                .map(|(i, network)| network.into_spec(source, &networks_path().at(i)))
+                .collect::<Result<_, _>>()?,
+        };
+        let default_networks: Vec<String> = networks
+            .first()
+            .map(|network: &NetworkSpec| network.name.clone())
+            .into_iter()
+            .collect();
+        let node = |name: String| NodeSpec {
+            name,
+            image: DEFAULT_IMAGE.to_owned(),
+            networks: default_networks.clone(),
+            groups: Vec::new(),
+        };
+
+        let nodes = match self.nodes {
+            NodesField::Count(count) => {
+                // Checked before building, so `nodes: 1000000000` allocates nothing.
+                check::node_count(usize::try_from(count).unwrap_or(usize::MAX), source)?;
+                (1..=count).map(|i| node(format!("node{i}"))).collect()
+            }
+            NodesField::List(entries) => entries
+                .into_iter()
+                .map(|entry| match entry {
+                    NodeEntry::Name(name) => node(name),
+                    NodeEntry::Full(file) => NodeSpec {
+                        image: file.image.unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+                        networks: file.networks.unwrap_or_else(|| default_networks.clone()),
+                        groups: file.groups,
+                        name: file.name,
+                    },
+                })
+                .collect(),
+        };
+
+        let ttl = match self.ttl {
+            Some(text) => Some(parse_ttl(&text).map_err(|e| source.at(&FieldPath::key("ttl"), e))?),
+            None => None,
+        };
+
+        Ok(Topology {
+            nodes,
+            networks,
+            ttl,
+        })
+    }
+}
+
+impl NetworkFile {
+    fn into_spec(self, source: &Source, path: &FieldPath) -> Result<NetworkSpec, SpecError> {
+        let cidr = match &self.cidr {
+            Some(text) => {
+                Some(check::parse_cidr(text).map_err(|e| source.at(&path.field("cidr"), e))?)
+            }
+            None => None,
+        };
+        Ok(NetworkSpec {
+            name: self.name,
+            cidr,
+            egress: self.egress,
+        })
+    }
+}
+
+/// Parses a humantime duration such as `45m`, `2h` or `1h 30m`.
+fn parse_ttl(text: &str) -> Result<Duration, SpecError> {
+    humantime::parse_duration(text).map_err(|e| {
+        SpecError::new(
+            ErrorKind::InvalidTtl,
+            format!("invalid ttl \"{}\": {e}", text.escape_default()),
+        )
+        .with_hint(TTL_HINT)
+    })
+}
+
+pub(super) const TTL_HINT: &str =
+    "write a duration with a unit, such as \"90s\", \"30m\", \"2h\" or \"1h 30m\"";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_accepts_humantime_forms() {
+        assert_eq!(parse_ttl("90s").ok(), Some(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("45m").ok(), Some(Duration::from_secs(45 * 60)));
+        assert_eq!(parse_ttl("1h 30m").ok(), Some(Duration::from_secs(90 * 60)));
+        assert!(parse_ttl("45").is_err());
+        assert!(parse_ttl("soon").is_err());
+    }
+}
