@@ -11,14 +11,18 @@ pub fn init_logging(verbose: bool) {
     let filter = if verbose { "debug" } else { "warn" };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REHEARSE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+            tracing_subscriber::EnvFilter::try_from_env("REHEARSE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
         .with_writer(std::io::stderr)
         .try_init();
 }
 
 pub fn print_json(value: &impl Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("output serialises"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("output serialises")
+    );
 }
 
 pub fn report_error(e: &anyhow::Error, json: bool) {
@@ -26,7 +30,11 @@ pub fn report_error(e: &anyhow::Error, json: bool) {
         .chain()
         .find_map(|c| c.downcast_ref::<rehearse_sandbox::SandboxError>())
         .map(|s| s.code())
-        .or_else(|| e.chain().find_map(|c| c.downcast_ref::<rehearse_spec::SpecError>()).map(|_| "invalid_spec"))
+        .or_else(|| {
+            e.chain()
+                .find_map(|c| c.downcast_ref::<rehearse_spec::SpecError>())
+                .map(|_| "invalid_spec")
+        })
         .unwrap_or("error");
     if json {
         print_json(&serde_json::json!({ "error": { "code": code, "message": format!("{e:#}") } }));
@@ -45,7 +53,10 @@ impl Spinner {
         let interactive = !json && std::io::stderr().is_terminal();
         let bar = interactive.then(|| {
             let bar = ProgressBar::new_spinner();
-            bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("valid template"));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+                    .expect("valid template"),
+            );
             bar.enable_steady_tick(Duration::from_millis(80));
             bar
         });

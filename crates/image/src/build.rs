@@ -9,7 +9,11 @@ use rehearse_spec::ImageSpec;
 use crate::{ImageError, BASE_PACKAGES};
 
 /// Builds the root filesystem of `spec` into `target` (which must not exist).
-pub(crate) fn mmdebstrap(spec: &ImageSpec, target: &Path, progress: &dyn Fn(&str)) -> Result<(), ImageError> {
+pub(crate) fn mmdebstrap(
+    spec: &ImageSpec,
+    target: &Path,
+    progress: &dyn Fn(&str),
+) -> Result<(), ImageError> {
     let mut packages: Vec<&str> = BASE_PACKAGES.to_vec();
     packages.extend(spec.packages.iter().map(String::as_str));
     let mut cmd = Command::new("mmdebstrap");
@@ -23,20 +27,28 @@ pub(crate) fn mmdebstrap(spec: &ImageSpec, target: &Path, progress: &dyn Fn(&str
         .arg("--dpkgopt=path-include=/usr/share/doc/*/copyright")
         .arg("--dpkgopt=path-exclude=/usr/share/locale/*");
     for command in &spec.post_install {
-        cmd.arg(format!("--customize-hook=chroot \"$1\" /bin/sh -ec {}", shell_quote(command)));
+        cmd.arg(format!(
+            "--customize-hook=chroot \"$1\" /bin/sh -ec {}",
+            shell_quote(command)
+        ));
     }
     cmd.arg(&spec.suite).arg(target);
     for line in sources(spec) {
         cmd.arg(line);
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ImageError::NoMmdebstrap,
         _ => ImageError::io("running mmdebstrap for", target, e),
     })?;
     let stdout = child.stdout.take().expect("piped");
     let out_thread = std::thread::spawn(move || {
-        BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>()
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
     });
     let mut tail: Vec<String> = Vec::new();
     let stderr = child.stderr.take().expect("piped");
@@ -49,7 +61,9 @@ pub(crate) fn mmdebstrap(spec: &ImageSpec, target: &Path, progress: &dyn Fn(&str
             tail.remove(0);
         }
     }
-    let status = child.wait().map_err(|e| ImageError::io("waiting for mmdebstrap on", target, e))?;
+    let status = child
+        .wait()
+        .map_err(|e| ImageError::io("waiting for mmdebstrap on", target, e))?;
     let out = out_thread.join().unwrap_or_default();
     if !status.success() {
         let mut lines = out.into_iter().rev().take(10).collect::<Vec<_>>();

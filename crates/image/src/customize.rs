@@ -26,6 +26,29 @@ const MASKED_UNITS: &[&str] = &[
     "systemd-update-utmp-runlevel.service",
     "man-db.timer",
     "systemd-tmpfiles-clean.timer",
+    "systemd-remount-fs.service",
+];
+
+/// Generators for hardware and boot setups a container never has. Each one is a
+/// process started on every boot.
+const MASKED_GENERATORS: &[&str] = &[
+    "systemd-cryptsetup-generator",
+    "systemd-gpt-auto-generator",
+    "systemd-hibernate-resume-generator",
+    "systemd-integritysetup-generator",
+    "systemd-veritysetup-generator",
+    "systemd-system-update-generator",
+    "systemd-getty-generator",
+    "systemd-run-generator",
+    "systemd-debug-generator",
+];
+
+/// Services the distribution starts at boot that are activated on demand anyway
+/// (through D-Bus or their socket): starting them lazily keeps them available
+/// and off the boot path.
+const LAZY_UNITS: &[&str] = &[
+    "lib/systemd/system/multi-user.target.wants/systemd-logind.service",
+    "lib/systemd/system/multi-user.target.wants/dbus.service",
 ];
 
 const SSHD_CONFIG: &str = "\
@@ -45,6 +68,16 @@ pub(crate) fn prepare(root: &Path) -> Result<(), ImageError> {
         let link = etc_units.join(unit);
         let _ = fs::remove_file(&link);
         symlink("/dev/null", &link).map_err(|e| ImageError::io("masking", &link, e))?;
+    }
+    let generators = root.join("etc/systemd/system-generators");
+    fs::create_dir_all(&generators).map_err(|e| ImageError::io("creating", &generators, e))?;
+    for generator in MASKED_GENERATORS {
+        let link = generators.join(generator);
+        let _ = fs::remove_file(&link);
+        symlink("/dev/null", &link).map_err(|e| ImageError::io("masking", &link, e))?;
+    }
+    for wants in LAZY_UNITS {
+        let _ = fs::remove_file(root.join(wants));
     }
     // sshd through socket activation: port 22 accepts as soon as sockets.target is
     // reached, instead of after sshd has started and loaded its keys.
@@ -71,7 +104,11 @@ pub(crate) fn prepare(root: &Path) -> Result<(), ImageError> {
     write(root, "etc/machine-id", "")?;
     write(root, "etc/hostname", "node\n")?;
     // Keep the journal in memory: nodes live minutes, and disk flushes cost boot time.
-    write(root, "etc/systemd/journald.conf.d/rehearse.conf", "[Journal]\nStorage=volatile\n")?;
+    write(
+        root,
+        "etc/systemd/journald.conf.d/rehearse.conf",
+        "[Journal]\nStorage=volatile\n",
+    )?;
     write(
         root,
         "etc/apt/apt.conf.d/90rehearse",

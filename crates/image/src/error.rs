@@ -28,12 +28,18 @@ pub enum ImageError {
     #[error(transparent)]
     Spec(#[from] rehearse_spec::SpecError),
     /// The image is used by running clusters.
-    #[error("image \"{0}\" is in use by a running cluster; destroy its clusters first (`rehearse ls`)")]
+    #[error(
+        "image \"{0}\" is in use by a running cluster; destroy its clusters first (`rehearse ls`)"
+    )]
     InUse(String),
 }
 
 impl ImageError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         ImageError::Io {
             action,
             path: path.into(),

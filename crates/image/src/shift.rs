@@ -48,9 +48,17 @@ fn shift_one(path: &Path, meta: &fs::Metadata, base: u32) -> Result<(), ImageErr
         return Ok(());
     }
     let is_link = meta.file_type().is_symlink();
-    let caps = if is_link { None } else { xattr::get(path, CAPS_XATTR).ok().flatten() };
-    lchown(path, Some(shifted(meta.uid(), base)), Some(shifted(meta.gid(), base)))
-        .map_err(|e| ImageError::io("changing owner of", path, e))?;
+    let caps = if is_link {
+        None
+    } else {
+        xattr::get(path, CAPS_XATTR).ok().flatten()
+    };
+    lchown(
+        path,
+        Some(shifted(meta.uid(), base)),
+        Some(shifted(meta.gid(), base)),
+    )
+    .map_err(|e| ImageError::io("changing owner of", path, e))?;
     if is_link {
         return Ok(());
     }
@@ -111,7 +119,8 @@ mod tests {
             acl.extend_from_slice(&id.to_le_bytes());
         }
         let out = shift_acl(&acl, UID_BASE);
-        let id_of = |i: usize| u32::from_le_bytes(out[4 + i * 8 + 4..4 + i * 8 + 8].try_into().unwrap());
+        let id_of =
+            |i: usize| u32::from_le_bytes(out[4 + i * 8 + 4..4 + i * 8 + 8].try_into().unwrap());
         assert_eq!(id_of(0), u32::MAX);
         assert_eq!(id_of(1), UID_BASE + 4);
         assert_eq!(id_of(2), u32::MAX);
@@ -131,6 +140,10 @@ mod tests {
         shift_tree(dir.path(), UID_BASE).unwrap();
         let meta = fs::metadata(&file).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (UID_BASE, UID_BASE + 4));
-        assert_eq!(meta.mode() & 0o7777, 0o4755, "setuid bit survives the chown");
+        assert_eq!(
+            meta.mode() & 0o7777,
+            0o4755,
+            "setuid bit survives the chown"
+        );
     }
 }

@@ -18,7 +18,7 @@ use crate::{build, customize, shift, ImageError, BASE_PACKAGES, UID_BASE};
 
 /// Bumped whenever the way an image is prepared changes, so old cache entries
 /// are not mistaken for new ones.
-const RECIPE_VERSION: u32 = 1;
+const RECIPE_VERSION: u32 = 2;
 
 /// A built, ready-to-use image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,12 +94,17 @@ impl ImageStore {
             return Ok(image);
         }
         let started = std::time::Instant::now();
-        let staging = self.root.join(format!(".build-{id}-{}", std::process::id()));
+        let staging = self
+            .root
+            .join(format!(".build-{id}-{}", std::process::id()));
         remove_tree(&staging)?;
         fs::create_dir_all(&staging).map_err(|e| ImageError::io("creating", &staging, e))?;
         let result = (|| {
             let rootfs = staging.join("rootfs");
-            progress(&format!("building image {} ({}) with mmdebstrap", spec.name, spec.suite));
+            progress(&format!(
+                "building image {} ({}) with mmdebstrap",
+                spec.name, spec.suite
+            ));
             build::mmdebstrap(spec, &rootfs, progress)?;
             progress("preparing the image for container boot");
             customize::prepare(&rootfs)?;
@@ -123,7 +128,8 @@ impl ImageStore {
             size_bytes: du(&staging.join("rootfs")),
             dir: final_dir.clone(),
         };
-        fs::rename(&staging, &final_dir).map_err(|e| ImageError::io("moving image into", &final_dir, e))?;
+        fs::rename(&staging, &final_dir)
+            .map_err(|e| ImageError::io("moving image into", &final_dir, e))?;
         write_json(&final_dir.join("image.json"), &image)?;
         self.set_name(&spec.name, &id)?;
         progress(&format!("image {} ready ({id})", spec.name));
@@ -168,7 +174,11 @@ impl ImageStore {
             .into_iter()
             .filter(|i| i.id.starts_with(name_or_id))
             .collect();
-        Ok(if matches.len() == 1 { matches.into_iter().next() } else { None })
+        Ok(if matches.len() == 1 {
+            matches.into_iter().next()
+        } else {
+            None
+        })
     }
 
     /// Removes an image from the cache. The caller checks it is not in use.
@@ -177,7 +187,10 @@ impl ImageStore {
         let names = self.root.join("names");
         if let Ok(entries) = fs::read_dir(&names) {
             for entry in entries.flatten() {
-                if fs::read_to_string(entry.path()).map(|s| s.trim() == image.id).unwrap_or(false) {
+                if fs::read_to_string(entry.path())
+                    .map(|s| s.trim() == image.id)
+                    .unwrap_or(false)
+                {
                     let _ = fs::remove_file(entry.path());
                 }
             }
@@ -195,7 +208,9 @@ impl ImageStore {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix(".build-") else { continue };
+            let Some(rest) = name.strip_prefix(".build-") else {
+                continue;
+            };
             let pid: Option<i32> = rest.rsplit('-').next().and_then(|p| p.parse().ok());
             if pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()) {
                 continue;
@@ -213,7 +228,11 @@ impl ImageStore {
             return Ok(None);
         };
         let mut image: Image = serde_json::from_str(&text).map_err(|e| {
-            ImageError::io("reading", &meta, std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            ImageError::io(
+                "reading",
+                &meta,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
         })?;
         if !dir.join("rootfs").is_dir() {
             return Ok(None);
@@ -239,7 +258,8 @@ impl ImageStore {
             .write(true)
             .open(&path)
             .map_err(|e| ImageError::io("opening", &path, e))?;
-        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| ImageError::io("locking", &path, e.into()))
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| ImageError::io("locking", &path, e.into()))
     }
 }
 
@@ -263,7 +283,9 @@ fn du(path: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![path.to_path_buf()];
     while let Some(p) = stack.pop() {
-        let Ok(meta) = fs::symlink_metadata(&p) else { continue };
+        let Ok(meta) = fs::symlink_metadata(&p) else {
+            continue;
+        };
         total += meta.blocks() * 512;
         if meta.is_dir() {
             if let Ok(entries) = fs::read_dir(&p) {
@@ -275,5 +297,8 @@ fn du(path: &Path) -> u64 {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

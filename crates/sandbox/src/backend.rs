@@ -77,10 +77,21 @@ pub trait Backend: Send + Sync {
 
     /// Waits until the node's init reports that boot finished. Returns the node's
     /// PID 1 (host view).
-    fn wait_booted(&self, launch: &NodeLaunch<'_>, booting: Booting, deadline: Instant) -> Result<ProcessId, SandboxError>;
+    fn wait_booted(
+        &self,
+        launch: &NodeLaunch<'_>,
+        booting: Booting,
+        deadline: Instant,
+    ) -> Result<ProcessId, SandboxError>;
 
     /// Runs a command in the node, streaming its output, without SSH.
-    fn exec(&self, cluster: &ClusterState, node: &NodeState, req: &ExecRequest, io: ExecIo<'_>) -> Result<ExecOutcome, SandboxError>;
+    fn exec(
+        &self,
+        cluster: &ClusterState,
+        node: &NodeState,
+        req: &ExecRequest,
+        io: ExecIo<'_>,
+    ) -> Result<ExecOutcome, SandboxError>;
 
     /// The last lines the node printed while booting.
     fn boot_log_tail(&self, node_dir: &Path, lines: usize) -> String;

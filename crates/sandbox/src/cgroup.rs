@@ -32,7 +32,9 @@ impl Cgroups {
         let mut unified = None;
         let mut named = None;
         for line in info.lines() {
-            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
             let mount_point = left.split(' ').nth(4).unwrap_or_default();
             let mut right = right.split(' ');
             let fstype = right.next().unwrap_or_default();
@@ -49,7 +51,9 @@ impl Cgroups {
             SandboxError::io(
                 "finding the cgroup2 hierarchy in",
                 "/proc/self/mountinfo",
-                std::io::Error::other("no cgroup2 mount; boot the host with the unified or hybrid cgroup hierarchy"),
+                std::io::Error::other(
+                    "no cgroup2 mount; boot the host with the unified or hybrid cgroup hierarchy",
+                ),
             )
         })?;
         Ok(Cgroups { unified, named })
@@ -71,7 +75,10 @@ impl Cgroups {
             let dir = Self::cluster_path(root, cluster).join(node);
             fs::create_dir_all(&dir).map_err(|e| SandboxError::io("creating cgroup", &dir, e))?;
             let file = dir.join("cgroup.procs");
-            procs.push(CString::new(file.into_os_string().into_encoded_bytes()).expect("no NUL in cgroup path"));
+            procs.push(
+                CString::new(file.into_os_string().into_encoded_bytes())
+                    .expect("no NUL in cgroup path"),
+            );
         }
         Ok(procs)
     }
@@ -104,14 +111,20 @@ impl Cgroups {
             }
             if !have_kill {
                 for pid in &pids {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(*pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
             }
             if Instant::now() > deadline {
                 return Err(SandboxError::io(
                     "killing the processes of",
                     dir,
-                    std::io::Error::other(format!("{} process(es) still alive: {pids:?}", pids.len())),
+                    std::io::Error::other(format!(
+                        "{} process(es) still alive: {pids:?}",
+                        pids.len()
+                    )),
                 ));
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -141,7 +154,12 @@ fn pids_below(dir: &Path) -> Vec<i32> {
             pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
         }
         if let Ok(entries) = fs::read_dir(&d) {
-            stack.extend(entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+            stack.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.path()),
+            );
         }
     }
     pids

@@ -100,22 +100,38 @@ impl Engine {
 
     /// Creates a cluster and returns once every node is booted, addressed and
     /// accepting SSH. On any failure nothing of the cluster is left behind.
-    pub fn up(&self, req: UpRequest, progress: &(dyn Fn(Progress) + Sync)) -> Result<ClusterState, SandboxError> {
+    pub fn up(
+        &self,
+        req: UpRequest,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<ClusterState, SandboxError> {
         if !host::is_root() {
             return Err(SandboxError::NotRoot);
         }
         req.topology.validate()?;
+        let t0 = Instant::now();
         self.gc()?;
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "gc done");
 
         let mut images: Vec<Image> = Vec::new();
-        for name in req.topology.nodes.iter().map(|n| n.image.as_str()).collect::<BTreeSet<_>>() {
+        for name in req
+            .topology
+            .nodes
+            .iter()
+            .map(|n| n.image.as_str())
+            .collect::<BTreeSet<_>>()
+        {
             let spec = self.images.spec_for(name)?;
-            let image = self.images.ensure(&spec, &|msg| progress(Progress::Image(msg.to_string())))?;
+            let image = self
+                .images
+                .ensure(&spec, &|msg| progress(Progress::Image(msg.to_string())))?;
             images.push(image);
         }
 
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "images resolved");
         let started = Instant::now();
         let mut state = self.allocate(&req, &images)?;
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "allocated");
         progress(Progress::Booting {
             cluster: state.id.clone(),
             nodes: state.nodes.len(),
@@ -147,21 +163,37 @@ impl Engine {
                 break id;
             }
         };
-        let networks = net::allocate_networks(&id, &req.topology, &existing, &net::host_routes(), net::subnet_pool())?;
+        let networks = net::allocate_networks(
+            &id,
+            &req.topology,
+            &existing,
+            &net::host_routes(),
+            net::subnet_pool(),
+        )?;
         let mut next_host = vec![2u32; networks.len()];
         let mut nodes = Vec::new();
         for (i, spec) in req.topology.nodes.iter().enumerate() {
-            let image = images.iter().find(|im| im.name == spec.image || im.spec.name == spec.image).expect("image resolved");
+            let image = images
+                .iter()
+                .find(|im| im.name == spec.image || im.spec.name == spec.image)
+                .expect("image resolved");
             let mut nics = Vec::new();
             for (k, net_name) in spec.networks.iter().enumerate() {
-                let n = networks.iter().position(|n| &n.name == net_name).expect("validated network");
+                let n = networks
+                    .iter()
+                    .position(|n| &n.name == net_name)
+                    .expect("validated network");
                 let ip = net::alloc_nth_host(networks[n].cidr, next_host[n]);
                 next_host[n] += 1;
                 nics.push(Nic {
                     network: net_name.clone(),
                     ip,
                     iface: format!("eth{k}"),
-                    host_iface: if k == 0 { net::first_host_iface(&id, i) } else { net::extra_host_iface(&id, i, n) },
+                    host_iface: if k == 0 {
+                        net::first_host_iface(&id, i)
+                    } else {
+                        net::extra_host_iface(&id, i, n)
+                    },
                 });
             }
             nodes.push(NodeState {
@@ -201,20 +233,40 @@ impl Engine {
         boot_timeout: Duration,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<(), SandboxError> {
+        let t0 = Instant::now();
         let dir = self.store.dir(&state.id);
-        let keys = ssh::generate(&dir, &state.id)?;
-        for network in &state.networks {
-            net::create_bridge(&network.bridge, &format!("{}/{}", network.gateway, network.cidr.prefix_len()))?;
-        }
-        Firewall::apply(&state.id, &state.networks, CACHE_PORT)?;
-        if state.networks.iter().any(|n| n.egress != Egress::None) {
-            self.cache.ensure_running()?;
-        }
+        let needs_cache = state.networks.iter().any(|n| n.egress != Egress::None);
+        // Independent host-side setup runs side by side; nodes need the keys and
+        // the bridges and firewall, not the package cache (it is only waited for
+        // before `up` returns).
+        let (keys, cache) = std::thread::scope(|s| -> Result<_, SandboxError> {
+            let keys = s.spawn(|| ssh::generate(&dir, &state.id));
+            let cache = needs_cache.then(|| {
+                std::thread::spawn({
+                    let cache = self.cache.clone();
+                    move || cache.ensure_running()
+                })
+            });
+            for network in &state.networks {
+                net::create_bridge(
+                    &network.bridge,
+                    &format!("{}/{}", network.gateway, network.cidr.prefix_len()),
+                )?;
+            }
+            Firewall::apply(&state.id, &state.networks, CACHE_PORT)?;
+            let keys = keys.join().expect("key thread panicked")?;
+            Ok((keys, cache))
+        })?;
+        tracing::debug!(
+            ms = t0.elapsed().as_millis() as u64,
+            "keys, bridges and firewall ready"
+        );
         let nameservers = seed::host_nameservers();
         let deadline = Instant::now() + boot_timeout;
         let frozen = state.clone();
-        let results: Vec<Result<(ProcessId, ProcessId, u64), SandboxError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = frozen
+        let results: Vec<Result<(ProcessId, ProcessId, u64), SandboxError>> = std::thread::scope(
+            |s| {
+                let handles: Vec<_> = frozen
                 .nodes
                 .iter()
                 .map(|node| {
@@ -235,8 +287,10 @@ impl Engine {
                             cgroup_procs: self.cgroups.create_node(&frozen.id, &node.name)?,
                         };
                         let booting = self.backend.launch(&launch)?;
+                        tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node launched");
                         let supervisor = booting.supervisor;
                         let leader = self.backend.wait_booted(&launch, booting, deadline)?;
+                        tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node booted");
                         wait_for_ssh(node, deadline).map_err(|reason| SandboxError::BootFailed {
                             node: node.name.clone(),
                             reason,
@@ -251,13 +305,20 @@ impl Engine {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("node thread panicked")).collect()
-        });
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("node thread panicked"))
+                    .collect()
+            },
+        );
         for (node, result) in state.nodes.iter_mut().zip(results) {
             let (supervisor, leader, ms) = result?;
             node.supervisor = Some(supervisor);
             node.leader = Some(leader);
             node.boot_ms = Some(ms);
+        }
+        if let Some(cache) = cache {
+            cache.join().expect("cache thread panicked")?;
         }
         ssh::write_host_config(&dir, state, &keys.host_public)?;
         Ok(())
@@ -290,7 +351,9 @@ impl Engine {
         keep(Firewall::remove(id));
         keep(self.cgroups.remove_cluster(id));
         keep(match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SandboxError::io("removing", &dir, e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(SandboxError::io("removing", &dir, e))
+            }
             _ => Ok(()),
         });
         if self.store.ids().is_empty() {
@@ -337,7 +400,9 @@ impl Engine {
                     } else if now >= s.expires_at {
                         Some(true)
                     } else if s.status != ClusterStatus::Ready
-                        || s.nodes.iter().all(|n| !n.supervisor.is_some_and(|p| p.is_alive()))
+                        || s.nodes
+                            .iter()
+                            .all(|n| !n.supervisor.is_some_and(|p| p.is_alive()))
                     {
                         Some(false)
                     } else {
@@ -356,7 +421,11 @@ impl Engine {
         let mut stray: BTreeSet<String> = BTreeSet::new();
         stray.extend(self.cgroups.cluster_ids());
         stray.extend(Firewall::cluster_ids());
-        stray.extend(net::list_links().iter().filter_map(|l| net::cluster_of_iface(l)));
+        stray.extend(
+            net::list_links()
+                .iter()
+                .filter_map(|l| net::cluster_of_iface(l)),
+        );
         for id in stray.difference(&known) {
             report.orphaned.push(id.clone());
             self.teardown(id)?;
@@ -389,7 +458,13 @@ impl Engine {
     }
 
     /// Runs a command on a node, streaming its output.
-    pub fn exec(&self, id: &str, node: &str, req: &ExecRequest, io: ExecIo<'_>) -> Result<ExecOutcome, SandboxError> {
+    pub fn exec(
+        &self,
+        id: &str,
+        node: &str,
+        req: &ExecRequest,
+        io: ExecIo<'_>,
+    ) -> Result<ExecOutcome, SandboxError> {
         let state = self.store.load(id)?;
         let node = state.node(node)?;
         let outcome = self.backend.exec(&state, node, req, io)?;
@@ -403,10 +478,24 @@ impl Engine {
     }
 
     /// Runs a command and collects its output (for internal checks and tests).
-    pub fn exec_capture(&self, id: &str, node: &str, req: &ExecRequest) -> Result<(ExecOutcome, String, String), SandboxError> {
+    pub fn exec_capture(
+        &self,
+        id: &str,
+        node: &str,
+        req: &ExecRequest,
+    ) -> Result<(ExecOutcome, String, String), SandboxError> {
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let outcome = self.exec(id, node, req, ExecIo { stdin: None, stdout: &mut out, stderr: &mut err })?;
+        let outcome = self.exec(
+            id,
+            node,
+            req,
+            ExecIo {
+                stdin: None,
+                stdout: &mut out,
+                stderr: &mut err,
+            },
+        )?;
         Ok((
             outcome,
             String::from_utf8_lossy(&out).into_owned(),
@@ -416,7 +505,13 @@ impl Engine {
 
     /// Copies a host file or folder into a node. If `dest` is an existing folder
     /// the source goes inside it, otherwise it is created under that name.
-    pub fn copy_to_node(&self, id: &str, node: &str, src: &Path, dest: &str) -> Result<(), SandboxError> {
+    pub fn copy_to_node(
+        &self,
+        id: &str,
+        node: &str,
+        src: &Path,
+        dest: &str,
+    ) -> Result<(), SandboxError> {
         std::fs::symlink_metadata(src).map_err(|e| SandboxError::io("reading", src, e))?;
         let (parent, name) = split_path(src)?;
         let mut tar = Command::new("tar")
@@ -440,13 +535,31 @@ trap 'rm -rf -- "$t"' EXIT
 tar -xf - -C "$t" --no-same-owner
 rm -rf -- "$d"; mv -- "$t/$n" "$d""#;
         let req = ExecRequest {
-            argv: vec!["/bin/sh".into(), "-c".into(), script.into(), "rehearse-cp".into(), dest.into(), name.clone()],
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                script.into(),
+                "rehearse-cp".into(),
+                dest.into(),
+                name.clone(),
+            ],
             ..Default::default()
         };
         let mut err = Vec::new();
         let mut out = Vec::new();
-        let outcome = self.exec(id, node, &req, ExecIo { stdin: Some(Box::new(stdout)), stdout: &mut out, stderr: &mut err })?;
-        let tar_out = tar.wait_with_output().map_err(|e| SandboxError::io("waiting for", "tar", e))?;
+        let outcome = self.exec(
+            id,
+            node,
+            &req,
+            ExecIo {
+                stdin: Some(Box::new(stdout)),
+                stdout: &mut out,
+                stderr: &mut err,
+            },
+        )?;
+        let tar_out = tar
+            .wait_with_output()
+            .map_err(|e| SandboxError::io("waiting for", "tar", e))?;
         if !tar_out.status.success() {
             return Err(SandboxError::BadPath(format!(
                 "could not read {}: {}",
@@ -464,17 +577,34 @@ rm -rf -- "$d"; mv -- "$t/$n" "$d""#;
     }
 
     /// Copies a node's file or folder to the host, with the same naming rule.
-    pub fn copy_from_node(&self, id: &str, node: &str, src: &str, dest: &Path) -> Result<(), SandboxError> {
+    pub fn copy_from_node(
+        &self,
+        id: &str,
+        node: &str,
+        src: &str,
+        dest: &Path,
+    ) -> Result<(), SandboxError> {
         let src_path = Path::new(src);
         let (parent, name) = split_path(src_path)?;
         let req = ExecRequest {
-            argv: vec!["tar".into(), "-C".into(), parent.display().to_string(), "-cf".into(), "-".into(), "--".into(), name.clone()],
+            argv: vec![
+                "tar".into(),
+                "-C".into(),
+                parent.display().to_string(),
+                "-cf".into(),
+                "-".into(),
+                "--".into(),
+                name.clone(),
+            ],
             ..Default::default()
         };
         let (target_dir, final_name) = if dest.is_dir() {
             (dest.to_path_buf(), None)
         } else {
-            let p = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let p = dest
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             std::fs::create_dir_all(p).map_err(|e| SandboxError::io("creating", p, e))?;
             (p.to_path_buf(), Some(dest.to_path_buf()))
         };
@@ -491,9 +621,20 @@ rm -rf -- "$d"; mv -- "$t/$n" "$d""#;
             .map_err(|e| host::spawn_error("tar", e))?;
         let mut sink = untar.stdin.take().expect("piped");
         let mut err = Vec::new();
-        let result = self.exec(id, node, &req, ExecIo { stdin: None, stdout: &mut sink, stderr: &mut err });
+        let result = self.exec(
+            id,
+            node,
+            &req,
+            ExecIo {
+                stdin: None,
+                stdout: &mut sink,
+                stderr: &mut err,
+            },
+        );
         drop(sink);
-        let untar_out = untar.wait_with_output().map_err(|e| SandboxError::io("waiting for", "tar", e));
+        let untar_out = untar
+            .wait_with_output()
+            .map_err(|e| SandboxError::io("waiting for", "tar", e));
         let finish = (|| {
             let outcome = result?;
             if outcome.exit_code != 0 {
@@ -532,12 +673,20 @@ fn split_path(p: &Path) -> Result<(PathBuf, String), SandboxError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| SandboxError::BadPath(format!("{} names no file or folder", p.display())))?;
-    let parent = p.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let parent = p
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
     Ok((parent, name))
 }
 
 fn tempdir_in(dir: &Path) -> Result<PathBuf, SandboxError> {
-    let path = dir.join(format!(".rehearse-cp.{}.{}", std::process::id(), rand::thread_rng().gen::<u32>()));
+    let path = dir.join(format!(
+        ".rehearse-cp.{}.{}",
+        std::process::id(),
+        rand::thread_rng().gen::<u32>()
+    ));
     std::fs::create_dir(&path).map_err(|e| SandboxError::io("creating", &path, e))?;
     Ok(path)
 }
@@ -558,8 +707,11 @@ fn wait_for_ssh(node: &NodeState, deadline: Instant) -> Result<(), String> {
 }
 
 fn ssh_banner(addr: SocketAddr) -> Result<(), String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_millis(500)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
     let mut buf = [0u8; 64];
     let mut got = Vec::new();
     while got.len() < 4 {
@@ -572,6 +724,9 @@ fn ssh_banner(addr: SocketAddr) -> Result<(), String> {
     if got.starts_with(b"SSH-") {
         Ok(())
     } else {
-        Err(format!("unexpected banner {:?}", String::from_utf8_lossy(&got)))
+        Err(format!(
+            "unexpected banner {:?}",
+            String::from_utf8_lossy(&got)
+        ))
     }
 }

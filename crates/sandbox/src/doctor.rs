@@ -50,12 +50,21 @@ pub fn run_checks() -> Vec<Check> {
         });
     }
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    let overlay = filesystems.lines().any(|l| l.trim_end().ends_with("overlay"));
+    let overlay = filesystems
+        .lines()
+        .any(|l| l.trim_end().ends_with("overlay"));
     checks.push(Check {
         name: "overlayfs".into(),
         ok: overlay,
-        detail: if overlay { "overlay filesystem available".into() } else { "overlay missing from /proc/filesystems".into() },
-        fix: (!overlay).then(|| "load the overlay module (modprobe overlay) or use a kernel with CONFIG_OVERLAY_FS".into()),
+        detail: if overlay {
+            "overlay filesystem available".into()
+        } else {
+            "overlay missing from /proc/filesystems".into()
+        },
+        fix: (!overlay).then(|| {
+            "load the overlay module (modprobe overlay) or use a kernel with CONFIG_OVERLAY_FS"
+                .into()
+        }),
         required: true,
     });
     let cgroups = crate::cgroup::Cgroups::discover();
@@ -81,12 +90,21 @@ pub fn run_checks() -> Vec<Check> {
         required: true,
     });
     let nft_ok = which("nft").is_some()
-        && host::run("listing nftables tables", std::process::Command::new("nft").args(["list", "tables"])).is_ok();
+        && host::run(
+            "listing nftables tables",
+            std::process::Command::new("nft").args(["list", "tables"]),
+        )
+        .is_ok();
     checks.push(Check {
         name: "nftables".into(),
         ok: nft_ok,
-        detail: if nft_ok { "nft can read the ruleset".into() } else { "nft cannot talk to the kernel".into() },
-        fix: (!nft_ok).then(|| "apt-get install nftables, and make sure the kernel has nf_tables".into()),
+        detail: if nft_ok {
+            "nft can read the ruleset".into()
+        } else {
+            "nft cannot talk to the kernel".into()
+        },
+        fix: (!nft_ok)
+            .then(|| "apt-get install nftables, and make sure the kernel has nf_tables".into()),
         required: true,
     });
     checks

@@ -18,7 +18,9 @@ pub enum SandboxError {
     #[error("node {node} of cluster {cluster} is not running; destroy the cluster with `rehearse down {cluster}` and start a new one")]
     NodeDown { cluster: String, node: String },
     /// A node did not reach readiness.
-    #[error("node {node} failed to boot: {reason}\n--- last lines of {node}'s boot log ---\n{log_tail}")]
+    #[error(
+        "node {node} failed to boot: {reason}\n--- last lines of {node}'s boot log ---\n{log_tail}"
+    )]
     BootFailed {
         node: String,
         reason: String,
@@ -74,7 +76,11 @@ pub enum SandboxError {
 }
 
 impl SandboxError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         SandboxError::Io {
             action,
             path: path.into(),

@@ -19,7 +19,11 @@ pub const TOOLS: &[(&str, &str)] = &[
 ];
 
 pub fn package_of(tool: &str) -> &'static str {
-    TOOLS.iter().find(|(t, _)| *t == tool).map(|(_, p)| *p).unwrap_or("(unknown)")
+    TOOLS
+        .iter()
+        .find(|(t, _)| *t == tool)
+        .map(|(_, p)| *p)
+        .unwrap_or("(unknown)")
 }
 
 /// Runs a host command to completion; a failure carries its stderr.

@@ -18,6 +18,7 @@ pub const CACHE_PORT: u16 = 3149;
 /// The bridge that carries the service address.
 pub const SERVICE_BRIDGE: &str = "rhsvc0";
 
+#[derive(Clone)]
 pub struct PackageCache {
     dir: PathBuf,
 }
@@ -49,7 +50,9 @@ impl PackageCache {
             net::create_bridge(SERVICE_BRIDGE, &format!("{SERVICE_ADDR}/32"))?;
         }
         let addr = SocketAddr::from((SERVICE_ADDR, CACHE_PORT));
-        if self.running().is_some() && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        if self.running().is_some()
+            && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        {
             return Ok(());
         }
         self.stop();
@@ -77,17 +80,29 @@ impl PackageCache {
             .arg("SocketPath=")
             .arg("ExThreshold=4")
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| SandboxError::io("opening", self.dir.join("daemon.log"), e))?)
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| SandboxError::io("opening", self.dir.join("daemon.log"), e))?,
+            )
             .stderr(log);
         // Its own session: the cache outlives the command that started it.
         crate::host::detach(&mut cmd);
-        let child = cmd.spawn().map_err(|e| host::spawn_error("apt-cacher-ng", e))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| host::spawn_error("apt-cacher-ng", e))?;
         let owner = ProcessId::of(child.id() as i32).ok_or_else(|| {
-            SandboxError::io("starting", "apt-cacher-ng", std::io::Error::other("exited at once"))
+            SandboxError::io(
+                "starting",
+                "apt-cacher-ng",
+                std::io::Error::other("exited at once"),
+            )
         })?;
         let owner_path = self.dir.join("owner.json");
-        std::fs::write(&owner_path, serde_json::to_string(&owner).expect("serialises"))
-            .map_err(|e| SandboxError::io("writing", &owner_path, e))?;
+        std::fs::write(
+            &owner_path,
+            serde_json::to_string(&owner).expect("serialises"),
+        )
+        .map_err(|e| SandboxError::io("writing", &owner_path, e))?;
         // Reap it in the background so it never lingers as a zombie of ours.
         std::thread::spawn(move || {
             let mut child = child;
@@ -112,25 +127,36 @@ impl PackageCache {
     /// Stops the cache (the cached packages stay for next time).
     pub fn stop(&self) {
         if let Some(owner) = self.running() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(owner.pid), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(owner.pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let deadline = Instant::now() + Duration::from_secs(3);
             while owner.is_alive() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
             if owner.is_alive() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(owner.pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(owner.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
         let _ = std::fs::remove_file(self.dir.join("owner.json"));
         if net::link_exists(SERVICE_BRIDGE) {
-            let _ = host::run("removing the service bridge", Command::new("ip").args(["link", "del", SERVICE_BRIDGE]));
+            let _ = host::run(
+                "removing the service bridge",
+                Command::new("ip").args(["link", "del", SERVICE_BRIDGE]),
+            );
         }
     }
 
     /// Bytes held in the cache.
     pub fn cached_bytes(&self) -> u64 {
         fn walk(p: &Path) -> u64 {
-            let Ok(meta) = std::fs::symlink_metadata(p) else { return 0 };
+            let Ok(meta) = std::fs::symlink_metadata(p) else {
+                return 0;
+            };
             if meta.is_dir() {
                 std::fs::read_dir(p)
                     .map(|d| d.flatten().map(|e| walk(&e.path())).sum())

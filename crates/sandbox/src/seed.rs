@@ -57,13 +57,15 @@ ExecStart=/usr/local/lib/rehearse/network.sh
 /// addresses. Runs inside the node at every boot, so addresses survive reboots
 /// and need no network manager.
 pub fn network_script(state: &ClusterState, node: &NodeState) -> String {
-    let mut s = String::from("#!/bin/sh\n# Written by rehearse.\nset -e\nip link set lo up\n");
-    s += "if [ -e /sys/class/net/host0 ] && [ ! -e /sys/class/net/eth0 ]; then ip link set host0 name eth0; fi\n";
+    // One `ip -batch` call: every process spawned here is on the boot path.
+    let mut batch = String::from("link set lo up\n");
     let mut default_route = None;
     for nic in &node.nics {
-        let Some(net) = state.networks.iter().find(|n| n.name == nic.network) else { continue };
-        s += &format!(
-            "ip link set {iface} up\nip addr replace {ip}/{prefix} dev {iface}\n",
+        let Some(net) = state.networks.iter().find(|n| n.name == nic.network) else {
+            continue;
+        };
+        batch += &format!(
+            "link set {iface} up\naddr replace {ip}/{prefix} dev {iface}\n",
             iface = nic.iface,
             ip = nic.ip,
             prefix = net.cidr.prefix_len()
@@ -73,9 +75,13 @@ pub fn network_script(state: &ClusterState, node: &NodeState) -> String {
         }
     }
     if let Some((gw, iface)) = default_route {
-        s += &format!("ip route replace default via {gw} dev {iface}\n");
+        batch += &format!("route replace default via {gw} dev {iface}\n");
     }
-    s
+    format!(
+        "#!/bin/sh\n# Written by rehearse: this node's addresses.\nset -e\nrename=\n\
+         if [ -e /sys/class/net/host0 ] && [ ! -e /sys/class/net/eth0 ]; then rename='link set host0 name eth0'; fi\n\
+         ip -batch - <<EOF\n$rename\n{batch}EOF\n"
+    )
 }
 
 /// `/etc/hosts`: every node by name (its first address) and by `name.network`.
@@ -94,27 +100,66 @@ pub fn hosts_file(state: &ClusterState) -> String {
 }
 
 /// Every seed file of `node`.
-pub fn node_seeds(state: &ClusterState, node: &NodeState, keys: &ClusterKeys, nameservers: &[String]) -> Vec<SeedFile> {
+pub fn node_seeds(
+    state: &ClusterState,
+    node: &NodeState,
+    keys: &ClusterKeys,
+    nameservers: &[String],
+) -> Vec<SeedFile> {
     let egress: Vec<Egress> = node
         .nics
         .iter()
-        .filter_map(|nic| state.networks.iter().find(|n| n.name == nic.network).map(|n| n.egress))
+        .filter_map(|nic| {
+            state
+                .networks
+                .iter()
+                .find(|n| n.name == nic.network)
+                .map(|n| n.egress)
+        })
         .collect();
     let mut files = vec![
         SeedFile::new("/etc/hostname", format!("{}\n", node.name), 0o644),
         SeedFile::new("/etc/hosts", hosts_file(state), 0o644),
-        SeedFile::new("/usr/local/lib/rehearse/network.sh", network_script(state, node), 0o755),
-        SeedFile::new("/etc/systemd/system/rehearse-network.service", NETWORK_UNIT, 0o644),
+        SeedFile::new(
+            "/usr/local/lib/rehearse/network.sh",
+            network_script(state, node),
+            0o755,
+        ),
+        SeedFile::new(
+            "/etc/systemd/system/rehearse-network.service",
+            NETWORK_UNIT,
+            0o644,
+        ),
         SeedFile::link(
             "/etc/systemd/system/sysinit.target.wants/rehearse-network.service",
             "/etc/systemd/system/rehearse-network.service",
         ),
-        SeedFile::new("/etc/ssh/ssh_host_ed25519_key", keys.host_private.clone(), 0o600),
-        SeedFile::new("/etc/ssh/ssh_host_ed25519_key.pub", format!("{}\n", keys.host_public), 0o644),
-        SeedFile::new("/etc/ssh/ssh_known_hosts", known_hosts(state, &keys.host_public), 0o644),
-        SeedFile::new("/root/.ssh/authorized_keys", format!("{}\n", keys.client_public), 0o600),
+        SeedFile::new(
+            "/etc/ssh/ssh_host_ed25519_key",
+            keys.host_private.clone(),
+            0o600,
+        ),
+        SeedFile::new(
+            "/etc/ssh/ssh_host_ed25519_key.pub",
+            format!("{}\n", keys.host_public),
+            0o644,
+        ),
+        SeedFile::new(
+            "/etc/ssh/ssh_known_hosts",
+            known_hosts(state, &keys.host_public),
+            0o644,
+        ),
+        SeedFile::new(
+            "/root/.ssh/authorized_keys",
+            format!("{}\n", keys.client_public),
+            0o600,
+        ),
         SeedFile::new("/root/.ssh/id_ed25519", keys.client_private.clone(), 0o600),
-        SeedFile::new("/root/.ssh/id_ed25519.pub", format!("{}\n", keys.client_public), 0o644),
+        SeedFile::new(
+            "/root/.ssh/id_ed25519.pub",
+            format!("{}\n", keys.client_public),
+            0o644,
+        ),
     ];
     if egress.iter().any(|e| *e != Egress::None) {
         files.push(SeedFile::new(
@@ -127,7 +172,10 @@ pub fn node_seeds(state: &ClusterState, node: &NodeState, keys: &ClusterKeys, na
         ));
     }
     let resolv = if egress.contains(&Egress::Nat) && !nameservers.is_empty() {
-        nameservers.iter().map(|ns| format!("nameserver {ns}\n")).collect::<String>()
+        nameservers
+            .iter()
+            .map(|ns| format!("nameserver {ns}\n"))
+            .collect::<String>()
     } else {
         "# Written by rehearse: this node's networks have no outside DNS (egress is not nat).\n# Cluster names resolve through /etc/hosts.\n".to_string()
     };
@@ -142,6 +190,10 @@ pub fn host_nameservers() -> Vec<String> {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
         .map(|s| s.trim().to_string())
-        .filter(|s| s.parse::<std::net::Ipv4Addr>().map(|a| !a.is_loopback()).unwrap_or(false))
+        .filter(|s| {
+            s.parse::<std::net::Ipv4Addr>()
+                .map(|a| !a.is_loopback())
+                .unwrap_or(false)
+        })
         .collect()
 }

@@ -36,9 +36,11 @@ pub fn generate(cluster_dir: &Path, cluster: &str) -> Result<ClusterKeys, Sandbo
                 .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
                 .arg(&path),
         )?;
-        let private = fs::read_to_string(&path).map_err(|e| SandboxError::io("reading", &path, e))?;
+        let private =
+            fs::read_to_string(&path).map_err(|e| SandboxError::io("reading", &path, e))?;
         let public_path = dir.join(format!("{file}.pub"));
-        let public = fs::read_to_string(&public_path).map_err(|e| SandboxError::io("reading", &public_path, e))?;
+        let public = fs::read_to_string(&public_path)
+            .map_err(|e| SandboxError::io("reading", &public_path, e))?;
         Ok((private, public.trim().to_string()))
     };
     let (client_private, client_public) = keygen("id_ed25519", &format!("rehearse-{cluster}"))?;
@@ -53,7 +55,11 @@ pub fn generate(cluster_dir: &Path, cluster: &str) -> Result<ClusterKeys, Sandbo
 
 /// `known_hosts` lines naming every node by name, name.network and address.
 pub fn known_hosts(state: &ClusterState, host_public: &str) -> String {
-    let key = host_public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let key = host_public
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut out = String::new();
     for node in &state.nodes {
         let mut names = vec![node.name.clone()];
@@ -68,10 +74,15 @@ pub fn known_hosts(state: &ClusterState, host_public: &str) -> String {
 
 /// Writes the host-side `ssh_config` and `known_hosts`, so that
 /// `ssh -F <cluster>/ssh/config node1` works from the host.
-pub fn write_host_config(cluster_dir: &Path, state: &ClusterState, host_public: &str) -> Result<PathBuf, SandboxError> {
+pub fn write_host_config(
+    cluster_dir: &Path,
+    state: &ClusterState,
+    host_public: &str,
+) -> Result<PathBuf, SandboxError> {
     let dir = ssh_dir(cluster_dir);
     let known = dir.join("known_hosts");
-    fs::write(&known, known_hosts(state, host_public)).map_err(|e| SandboxError::io("writing", &known, e))?;
+    fs::write(&known, known_hosts(state, host_public))
+        .map_err(|e| SandboxError::io("writing", &known, e))?;
     let mut config = String::new();
     for node in &state.nodes {
         if let Some(ip) = node.ip() {

@@ -87,11 +87,19 @@ pub struct ClusterState {
 
 impl ClusterState {
     pub fn node(&self, name: &str) -> Result<&NodeState, SandboxError> {
-        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| SandboxError::NodeNotFound {
-            cluster: self.id.clone(),
-            node: name.to_string(),
-            known: self.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "),
-        })
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| SandboxError::NodeNotFound {
+                cluster: self.id.clone(),
+                node: name.to_string(),
+                known: self
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     pub fn ttl_left(&self) -> i64 {
@@ -131,7 +139,8 @@ impl ClusterStore {
             .write(true)
             .open(&path)
             .map_err(|e| SandboxError::io("opening", &path, e))?;
-        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| SandboxError::io("locking", &path, e.into()))
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| SandboxError::io("locking", &path, e.into()))
     }
 
     pub fn save(&self, state: &ClusterState) -> Result<(), SandboxError> {
@@ -180,7 +189,11 @@ impl ClusterStore {
 
     /// Every readable cluster state.
     pub fn list(&self) -> Vec<ClusterState> {
-        let mut all: Vec<ClusterState> = self.ids().iter().filter_map(|id| self.load(id).ok()).collect();
+        let mut all: Vec<ClusterState> = self
+            .ids()
+            .iter()
+            .filter_map(|id| self.load(id).ok())
+            .collect();
         all.sort_by_key(|c| c.created_at);
         all
     }

@@ -17,20 +17,33 @@ pub struct Args {
 /// `node1:/etc/x` → Some(("node1", "/etc/x")); host paths (also `./a:b`) → None.
 fn node_path(s: &str) -> Option<(&str, &str)> {
     let (node, path) = s.split_once(':')?;
-    let valid = !node.is_empty() && node.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let valid = !node.is_empty()
+        && node
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     (valid && path.starts_with('/')).then_some((node, path))
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     let engine = super::engine()?;
     match (node_path(&args.src), node_path(&args.dest)) {
-        (None, Some((node, path))) => engine.copy_to_node(&args.cluster, node, Path::new(&args.src), path)?,
-        (Some((node, path)), None) => engine.copy_from_node(&args.cluster, node, path, Path::new(&args.dest))?,
-        (Some(_), Some(_)) => anyhow::bail!("both sides name a node; copy node to node through the host in two steps"),
-        (None, None) => anyhow::bail!("neither side names a node: write one side as NODE:/absolute/path"),
+        (None, Some((node, path))) => {
+            engine.copy_to_node(&args.cluster, node, Path::new(&args.src), path)?
+        }
+        (Some((node, path)), None) => {
+            engine.copy_from_node(&args.cluster, node, path, Path::new(&args.dest))?
+        }
+        (Some(_), Some(_)) => {
+            anyhow::bail!("both sides name a node; copy node to node through the host in two steps")
+        }
+        (None, None) => {
+            anyhow::bail!("neither side names a node: write one side as NODE:/absolute/path")
+        }
     }
     if json {
-        print_json(&json!({"cluster": args.cluster, "src": args.src, "dest": args.dest, "copied": true}));
+        print_json(
+            &json!({"cluster": args.cluster, "src": args.src, "dest": args.dest, "copied": true}),
+        );
     }
     Ok(0)
 }

@@ -12,13 +12,26 @@ pub fn run(_args: Args, json: bool) -> anyhow::Result<i32> {
         print_json(&serde_json::json!({ "ok": ok, "checks": checks }));
     } else {
         for c in &checks {
-            let mark = if c.ok { "ok  " } else if c.required { "FAIL" } else { "warn" };
+            let mark = if c.ok {
+                "ok  "
+            } else if c.required {
+                "FAIL"
+            } else {
+                "warn"
+            };
             println!("{mark} {:<22} {}", c.name, c.detail);
             if let (false, Some(fix)) = (c.ok, &c.fix) {
                 println!("     fix: {fix}");
             }
         }
-        println!("{}", if ok { "this host can run rehearse" } else { "this host is missing requirements (see above)" });
+        println!(
+            "{}",
+            if ok {
+                "this host can run rehearse"
+            } else {
+                "this host is missing requirements (see above)"
+            }
+        );
     }
     Ok(if ok { 0 } else { 1 })
 }

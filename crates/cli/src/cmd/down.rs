@@ -16,7 +16,11 @@ pub struct Args {
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     let engine = super::engine()?;
-    let ids: Vec<String> = if args.all { engine.list().into_iter().map(|c| c.id).collect() } else { args.clusters };
+    let ids: Vec<String> = if args.all {
+        engine.list().into_iter().map(|c| c.id).collect()
+    } else {
+        args.clusters
+    };
     let mut results = Vec::new();
     let mut failed = false;
     for id in ids {

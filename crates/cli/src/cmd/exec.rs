@@ -27,7 +27,9 @@ pub struct Args {
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
     if k.is_empty() {
         return Err("empty variable name".into());
     }
@@ -42,7 +44,10 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         timeout: args.timeout,
         workdir: args.workdir,
     };
-    let (mut out, mut err): (Box<dyn std::io::Write + Send>, Box<dyn std::io::Write + Send>) = if json {
+    let (mut out, mut err): (
+        Box<dyn std::io::Write + Send>,
+        Box<dyn std::io::Write + Send>,
+    ) = if json {
         (Box::new(Vec::<u8>::new()), Box::new(Vec::<u8>::new()))
     } else {
         (Box::new(std::io::stdout()), Box::new(std::io::stderr()))
@@ -50,7 +55,16 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     if json {
         let mut o = Vec::new();
         let mut e = Vec::new();
-        let result = engine.exec(&args.cluster, &args.node, &req, ExecIo { stdin: None, stdout: &mut o, stderr: &mut e });
+        let result = engine.exec(
+            &args.cluster,
+            &args.node,
+            &req,
+            ExecIo {
+                stdin: None,
+                stdout: &mut o,
+                stderr: &mut e,
+            },
+        );
         let (code, timed_out) = match result {
             Ok(outcome) => (outcome.exit_code, false),
             Err(SandboxError::Timeout { .. }) => (124, true),
@@ -62,12 +76,22 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         }));
         return Ok(code);
     }
-    let stdin: Option<Box<dyn std::io::Read + Send>> = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        None
-    } else {
-        Some(Box::new(std::io::stdin()))
-    };
-    match engine.exec(&args.cluster, &args.node, &req, ExecIo { stdin, stdout: &mut out, stderr: &mut err }) {
+    let stdin: Option<Box<dyn std::io::Read + Send>> =
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            None
+        } else {
+            Some(Box::new(std::io::stdin()))
+        };
+    match engine.exec(
+        &args.cluster,
+        &args.node,
+        &req,
+        ExecIo {
+            stdin,
+            stdout: &mut out,
+            stderr: &mut err,
+        },
+    ) {
         Ok(outcome) => Ok(outcome.exit_code),
         Err(e @ SandboxError::Timeout { .. }) => {
             eprintln!("rehearse: {e}");

@@ -8,7 +8,10 @@ pub fn run(_args: Args, json: bool) -> anyhow::Result<i32> {
     let report = engine.gc()?;
     if json {
         print_json(&report);
-    } else if report.expired.is_empty() && report.orphaned.is_empty() && report.stale_image_builds == 0 {
+    } else if report.expired.is_empty()
+        && report.orphaned.is_empty()
+        && report.stale_image_builds == 0
+    {
         println!("nothing to clean up");
     } else {
         for id in &report.expired {
@@ -18,7 +21,10 @@ pub fn run(_args: Args, json: bool) -> anyhow::Result<i32> {
             println!("removed orphaned cluster {id}");
         }
         if report.stale_image_builds > 0 {
-            println!("removed {} unfinished image build(s)", report.stale_image_builds);
+            println!(
+                "removed {} unfinished image build(s)",
+                report.stale_image_builds
+            );
         }
     }
     Ok(0)

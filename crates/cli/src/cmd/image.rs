@@ -44,12 +44,19 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                 (None, None) => store.spec_for(rehearse_spec::DEFAULT_IMAGE)?,
             };
             let spinner = Spinner::new(json);
-            let image = store.ensure(&spec, &|msg| spinner.set(msg.to_string())).context("building the image")?;
+            let image = store
+                .ensure(&spec, &|msg| spinner.set(msg.to_string()))
+                .context("building the image")?;
             spinner.finish();
             if json {
                 print_json(&image_json(&image));
             } else {
-                println!("image {} ({}) ready at {}", image.name, image.id, image.rootfs().display());
+                println!(
+                    "image {} ({}) ready at {}",
+                    image.name,
+                    image.id,
+                    image.rootfs().display()
+                );
             }
         }
         Sub::Ls => {
@@ -59,7 +66,10 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             } else if images.is_empty() {
                 println!("no images (the first `rehearse up` builds debian-12)");
             } else {
-                println!("{:<16} {:<18} {:<10} {:>8}  BUILT", "NAME", "ID", "SUITE", "SIZE");
+                println!(
+                    "{:<16} {:<18} {:<10} {:>8}  BUILT",
+                    "NAME", "ID", "SUITE", "SIZE"
+                );
                 for i in images {
                     println!(
                         "{:<16} {:<18} {:<10} {:>6}MB  {}s ago",
@@ -73,10 +83,14 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             }
         }
         Sub::Rm { image } => {
-            let found = store
-                .find(&image)?
-                .with_context(|| format!("no cached image \"{image}\" (see `rehearse image ls`)"))?;
-            if engine.list().iter().any(|c| c.nodes.iter().any(|n| n.image_id == found.id)) {
+            let found = store.find(&image)?.with_context(|| {
+                format!("no cached image \"{image}\" (see `rehearse image ls`)")
+            })?;
+            if engine
+                .list()
+                .iter()
+                .any(|c| c.nodes.iter().any(|n| n.image_id == found.id))
+            {
                 return Err(rehearse_image::ImageError::InUse(found.name.clone()).into());
             }
             store.remove(&found)?;

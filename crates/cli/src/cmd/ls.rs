@@ -18,12 +18,21 @@ pub fn run(_args: Args, json: bool) -> anyhow::Result<i32> {
         println!("no clusters");
         return Ok(0);
     }
-    println!("{:<8} {:<10} {:>5} {:>9}  {:<40} SOURCE", "CLUSTER", "STATUS", "NODES", "TTL LEFT", "NODES (IP)");
+    println!(
+        "{:<8} {:<10} {:>5} {:>9}  {:<40} SOURCE",
+        "CLUSTER", "STATUS", "NODES", "TTL LEFT", "NODES (IP)"
+    );
     for c in clusters {
         let nodes: Vec<String> = c
             .nodes
             .iter()
-            .map(|n| format!("{}={}", n.name, n.ip().map(|i| i.to_string()).unwrap_or_default()))
+            .map(|n| {
+                format!(
+                    "{}={}",
+                    n.name,
+                    n.ip().map(|i| i.to_string()).unwrap_or_default()
+                )
+            })
             .collect();
         println!(
             "{:<8} {:<10} {:>5} {:>9}  {:<40} {}",

@@ -21,7 +21,11 @@ use clap::{Parser, Subcommand};
 use rehearse_sandbox::Engine;
 
 #[derive(Parser)]
-#[command(name = "rehearse", version, about = "A proving ground for infrastructure code: disposable multi-node Linux clusters in well under a second.")]
+#[command(
+    name = "rehearse",
+    version,
+    about = "A proving ground for infrastructure code: disposable multi-node Linux clusters in well under a second."
+)]
 pub struct Cli {
     /// Print one JSON document on stdout instead of human text.
     #[arg(long, global = true)]

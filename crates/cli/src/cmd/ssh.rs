@@ -16,6 +16,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let state = engine.get(&args.cluster)?;
     state.node(&args.node)?;
     let config = engine.cluster_dir(&state.id).join("ssh/config");
-    let err = std::process::Command::new("ssh").arg("-F").arg(&config).arg(&args.node).args(&args.command).exec();
+    let err = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&config)
+        .arg(&args.node)
+        .args(&args.command)
+        .exec();
     anyhow::bail!("could not run ssh: {err} (install the Debian package openssh-client)")
 }

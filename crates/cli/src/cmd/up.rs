@@ -36,7 +36,10 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         (Some(path), _) => (Topology::from_path(path)?, path.display().to_string()),
         (None, n) => {
             let n = n.unwrap_or(1);
-            (Topology::with_nodes(n, &args.image)?, format!("--nodes {n}"))
+            (
+                Topology::with_nodes(n, &args.image)?,
+                format!("--nodes {n}"),
+            )
         }
     };
     let engine = super::engine()?;
@@ -44,14 +47,20 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     spinner.set("starting");
     let progress = |p: Progress| match p {
         Progress::Image(msg) => spinner.set(format!("image: {msg}")),
-        Progress::Booting { cluster, nodes } => spinner.set(format!("cluster {cluster}: booting {nodes} node(s)")),
+        Progress::Booting { cluster, nodes } => {
+            spinner.set(format!("cluster {cluster}: booting {nodes} node(s)"))
+        }
         Progress::NodeReady { node, ms } => spinner.line(format!("  {node} ready in {ms} ms")),
     };
     let state = engine
         .up(
             UpRequest {
                 topology,
-                ttl: if args.ttl.is_zero() { DEFAULT_TTL } else { args.ttl },
+                ttl: if args.ttl.is_zero() {
+                    DEFAULT_TTL
+                } else {
+                    args.ttl
+                },
                 boot_timeout: args.boot_timeout,
                 source,
             },
@@ -104,10 +113,18 @@ fn print_human(state: &ClusterState, dir: &std::path::Path) {
         human_duration(state.ttl_left())
     );
     for node in &state.nodes {
-        let addrs: Vec<String> = node.nics.iter().map(|c| format!("{} ({})", c.ip, c.network)).collect();
+        let addrs: Vec<String> = node
+            .nics
+            .iter()
+            .map(|c| format!("{} ({})", c.ip, c.network))
+            .collect();
         println!("  {:<12} {}", node.name, addrs.join(", "));
     }
-    let first = state.nodes.first().map(|n| n.name.as_str()).unwrap_or("node1");
+    let first = state
+        .nodes
+        .first()
+        .map(|n| n.name.as_str())
+        .unwrap_or("node1");
     println!();
     println!("  rehearse exec {} {first} -- hostname", state.id);
     println!("  ssh -F {} {first}", dir.join("ssh/config").display());
@@ -117,7 +134,9 @@ fn print_human(state: &ClusterState, dir: &std::path::Path) {
 /// Starts `rehearse __reap ID` in its own session: it destroys the cluster at
 /// expiry even if nobody calls `rehearse` again.
 fn spawn_reaper(id: &str) {
-    let Ok(exe) = std::env::current_exe() else { return };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("__reap")
         .arg(id)

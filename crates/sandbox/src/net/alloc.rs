@@ -55,7 +55,11 @@ pub fn allocate_networks(
 ) -> Result<Vec<NetworkState>, SandboxError> {
     let mut taken: Vec<(Ipv4Net, String)> = existing
         .iter()
-        .flat_map(|c| c.networks.iter().map(move |n| (n.cidr, format!("network {} of cluster {}", n.name, c.id))))
+        .flat_map(|c| {
+            c.networks
+                .iter()
+                .map(move |n| (n.cidr, format!("network {} of cluster {}", n.name, c.id)))
+        })
         .collect();
     taken.extend(host.iter().map(|r| (*r, format!("the host route {r}"))));
     let service = Ipv4Net::new(SERVICE_ADDR, 24).expect("valid").trunc();
@@ -76,14 +80,18 @@ pub fn allocate_networks(
             out.push((n, cidr));
         }
     }
-    let mut candidates = pool.subnets(24).map_err(|_| SandboxError::PoolExhausted { pool: pool.to_string() })?;
+    let mut candidates = pool.subnets(24).map_err(|_| SandboxError::PoolExhausted {
+        pool: pool.to_string(),
+    })?;
     for (n, spec) in topology.networks.iter().enumerate() {
         if spec.cidr.is_some() {
             continue;
         }
         let cidr = candidates
             .find(|c| !taken.iter().any(|(t, _)| overlaps(t, c)))
-            .ok_or_else(|| SandboxError::PoolExhausted { pool: pool.to_string() })?;
+            .ok_or_else(|| SandboxError::PoolExhausted {
+                pool: pool.to_string(),
+            })?;
         taken.push((cidr, format!("network {}", spec.name)));
         out.push((n, cidr));
     }

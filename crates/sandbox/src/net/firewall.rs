@@ -72,26 +72,46 @@ pub fn firewall_ruleset(cluster: &str, networks: &[NetworkState], cache_port: u1
 }
 
 impl Firewall {
-    pub fn apply(cluster: &str, networks: &[NetworkState], cache_port: u16) -> Result<(), SandboxError> {
+    pub fn apply(
+        cluster: &str,
+        networks: &[NetworkState],
+        cache_port: u16,
+    ) -> Result<(), SandboxError> {
         if networks.iter().any(|n| n.egress == Egress::Nat) {
-            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-                .map_err(|e| SandboxError::io("enabling IPv4 forwarding in", "/proc/sys/net/ipv4/ip_forward", e))?;
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| {
+                SandboxError::io(
+                    "enabling IPv4 forwarding in",
+                    "/proc/sys/net/ipv4/ip_forward",
+                    e,
+                )
+            })?;
         }
         let script = firewall_ruleset(cluster, networks, cache_port);
-        host::run_with_input("loading the cluster firewall", Command::new("nft").arg("-f").arg("-"), &script)?;
+        host::run_with_input(
+            "loading the cluster firewall",
+            Command::new("nft").arg("-f").arg("-"),
+            &script,
+        )?;
         Ok(())
     }
 
     pub fn remove(cluster: &str) -> Result<(), SandboxError> {
         let table = table_name(cluster);
         let script = format!("table inet {table}\ndelete table inet {table}\n");
-        host::run_with_input("removing the cluster firewall", Command::new("nft").arg("-f").arg("-"), &script)?;
+        host::run_with_input(
+            "removing the cluster firewall",
+            Command::new("nft").arg("-f").arg("-"),
+            &script,
+        )?;
         Ok(())
     }
 
     /// Cluster ids that have a table.
     pub fn cluster_ids() -> Vec<String> {
-        let Ok(out) = host::run("listing nftables tables", Command::new("nft").arg("list").arg("tables")) else {
+        let Ok(out) = host::run(
+            "listing nftables tables",
+            Command::new("nft").arg("list").arg("tables"),
+        ) else {
             return Vec::new();
         };
         out.lines()
@@ -118,11 +138,25 @@ mod tests {
 
     #[test]
     fn only_nat_networks_are_forwarded_and_masqueraded() {
-        let rules = firewall_ruleset("abcdef", &[net("a", 0, Egress::Nat), net("b", 1, Egress::None)], 3142);
-        assert!(rules.contains("iifname { \"rhabcdef0\" } oifname != \"rh*\" accept"), "{rules}");
-        assert!(rules.contains("ip saddr { 10.213.0.0/24 } oifname != \"rh*\" masquerade"), "{rules}");
-        assert!(rules.contains("iifname { \"rhabcdef0\" } ip daddr 10.213.255.254 tcp dport 3142 accept"));
-        assert!(!rules.contains("10.213.1.0/24"), "a `none` network is never masqueraded");
+        let rules = firewall_ruleset(
+            "abcdef",
+            &[net("a", 0, Egress::Nat), net("b", 1, Egress::None)],
+            3142,
+        );
+        assert!(
+            rules.contains("iifname { \"rhabcdef0\" } oifname != \"rh*\" accept"),
+            "{rules}"
+        );
+        assert!(
+            rules.contains("ip saddr { 10.213.0.0/24 } oifname != \"rh*\" masquerade"),
+            "{rules}"
+        );
+        assert!(rules
+            .contains("iifname { \"rhabcdef0\" } ip daddr 10.213.255.254 tcp dport 3142 accept"));
+        assert!(
+            !rules.contains("10.213.1.0/24"),
+            "a `none` network is never masqueraded"
+        );
     }
 
     #[test]

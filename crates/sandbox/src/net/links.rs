@@ -11,7 +11,11 @@ pub fn link_exists(name: &str) -> bool {
 
 pub fn list_links() -> Vec<String> {
     std::fs::read_dir("/sys/class/net")
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -10,9 +10,11 @@ mod alloc;
 mod firewall;
 mod links;
 
-pub use alloc::{allocate_networks, host_routes, nth_host as alloc_nth_host, subnet_pool, SERVICE_ADDR};
+pub use alloc::{
+    allocate_networks, host_routes, nth_host as alloc_nth_host, subnet_pool, SERVICE_ADDR,
+};
 pub use firewall::{firewall_ruleset, Firewall};
-pub use links::{create_bridge, delete_cluster_links, link_exists, attach_to_bridge, list_links};
+pub use links::{attach_to_bridge, create_bridge, delete_cluster_links, link_exists, list_links};
 
 /// The bridge of network number `n` of a cluster.
 pub fn bridge_name(cluster: &str, n: usize) -> String {

@@ -14,20 +14,30 @@ use crate::SandboxError;
 
 const NODE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-pub fn run(leader: ProcessId, node: &str, req: &ExecRequest, io: ExecIo<'_>) -> Result<ExecOutcome, SandboxError> {
+pub fn run(
+    leader: ProcessId,
+    node: &str,
+    req: &ExecRequest,
+    io: ExecIo<'_>,
+) -> Result<ExecOutcome, SandboxError> {
     if req.argv.is_empty() {
         return Err(SandboxError::BadPath("no command given to run".into()));
     }
     let started = Instant::now();
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--target={}", leader.pid))
-        .args(["--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup", "--user", "--root"])
+        .args([
+            "--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup", "--user", "--root",
+        ])
         // A path given to --wd would be opened on the host, before entering the
         // node; take PID 1's directory, then change to the wanted one inside.
         .arg("--wd")
         .arg("--")
         .arg("/usr/bin/env")
-        .arg(format!("--chdir={}", req.workdir.as_deref().unwrap_or("/root")))
+        .arg(format!(
+            "--chdir={}",
+            req.workdir.as_deref().unwrap_or("/root")
+        ))
         .arg("--")
         .args(&req.argv);
     // The node's environment, not the host's: nothing of the caller leaks in.
@@ -37,13 +47,20 @@ pub fn run(leader: ProcessId, node: &str, req: &ExecRequest, io: ExecIo<'_>) -> 
         .env("USER", "root")
         .env("LOGNAME", "root")
         .env("LANG", "C.UTF-8")
-        .env("TERM", std::env::var("TERM").unwrap_or_else(|_| "dumb".into()));
+        .env(
+            "TERM",
+            std::env::var("TERM").unwrap_or_else(|_| "dumb".into()),
+        );
     for (k, v) in &req.env {
         cmd.env(k, v);
     }
     // A process group of its own, so a timeout kills everything it started.
     cmd.process_group(0)
-        .stdin(if io.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if io.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| host::spawn_error("nsenter", e))?;
@@ -51,7 +68,11 @@ pub fn run(leader: ProcessId, node: &str, req: &ExecRequest, io: ExecIo<'_>) -> 
     let mut child_stdin = child.stdin.take();
     let mut child_stdout = child.stdout.take().expect("piped");
     let mut child_stderr = child.stderr.take().expect("piped");
-    let ExecIo { stdin, stdout, stderr } = io;
+    let ExecIo {
+        stdin,
+        stdout,
+        stderr,
+    } = io;
 
     let mut timed_out = false;
     let status = std::thread::scope(|s| {
@@ -89,7 +110,9 @@ pub fn run(leader: ProcessId, node: &str, req: &ExecRequest, io: ExecIo<'_>) -> 
     if timed_out {
         let _ = killpg(pgid, Signal::SIGKILL);
     }
-    let exit_code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let exit_code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     let outcome = ExecOutcome {
         exit_code,
         duration_ms: started.elapsed().as_millis() as u64,
@@ -108,7 +131,10 @@ struct Streams<'a> {
 }
 
 impl<'a> Streams<'a> {
-    fn new(out: &'a mut std::process::ChildStdout, err: &'a mut std::process::ChildStderr) -> Result<Self, SandboxError> {
+    fn new(
+        out: &'a mut std::process::ChildStdout,
+        err: &'a mut std::process::ChildStderr,
+    ) -> Result<Self, SandboxError> {
         use std::os::fd::AsRawFd;
         for fd in [out.as_raw_fd(), err.as_raw_fd()] {
             // SAFETY: fcntl on a pipe descriptor we own.
@@ -117,7 +143,10 @@ impl<'a> Streams<'a> {
                 libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
             }
         }
-        Ok(Streams { out: Some(out), err: Some(err) })
+        Ok(Streams {
+            out: Some(out),
+            err: Some(err),
+        })
     }
 
     fn closed(&self) -> bool {
@@ -125,9 +154,14 @@ impl<'a> Streams<'a> {
     }
 
     /// Waits up to `wait` for output and forwards what came. True if any did.
-    fn pump(&mut self, stdout: &mut (dyn Write + Send), stderr: &mut (dyn Write + Send), wait: Duration) -> bool {
-        use std::os::fd::AsFd;
+    fn pump(
+        &mut self,
+        stdout: &mut (dyn Write + Send),
+        stderr: &mut (dyn Write + Send),
+        wait: Duration,
+    ) -> bool {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
         let mut fds = Vec::new();
         if let Some(o) = &self.out {
             fds.push(PollFd::new(o.as_fd(), PollFlags::POLLIN));
@@ -139,7 +173,10 @@ impl<'a> Streams<'a> {
             std::thread::sleep(wait);
             return false;
         }
-        let _ = poll(&mut fds, PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::ZERO));
+        let _ = poll(
+            &mut fds,
+            PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::ZERO),
+        );
         drop(fds);
         let mut got = false;
         let mut buf = [0u8; 16384];

@@ -37,7 +37,8 @@ impl Backend for NspawnBackend {
 
         let notify_path = dir.join("notify.sock");
         let _ = std::fs::remove_file(&notify_path);
-        let notify = UnixDatagram::bind(&notify_path).map_err(|e| SandboxError::io("binding", &notify_path, e))?;
+        let notify = UnixDatagram::bind(&notify_path)
+            .map_err(|e| SandboxError::io("binding", &notify_path, e))?;
         notify
             .set_read_timeout(Some(Duration::from_millis(50)))
             .map_err(|e| SandboxError::io("configuring", &notify_path, e))?;
@@ -51,7 +52,10 @@ impl Backend for NspawnBackend {
             .arg(format!("--directory={}", root.display()))
             .arg(format!("--machine={}", node.machine))
             .arg(format!("--hostname={}", node.name))
-            .arg(format!("--private-users={}:{}", launch.image.uid_base, UID_RANGE))
+            .arg(format!(
+                "--private-users={}:{}",
+                launch.image.uid_base, UID_RANGE
+            ))
             .arg("--private-users-ownership=off")
             .arg("--notify-ready=yes")
             .arg("--console=pipe")
@@ -59,11 +63,20 @@ impl Backend for NspawnBackend {
             .arg("--timezone=off")
             .arg("--link-journal=no");
         for (i, nic) in node.nics.iter().enumerate() {
-            let bridge = &launch.cluster.networks.iter().find(|n| n.name == nic.network).expect("nic network exists").bridge;
+            let bridge = &launch
+                .cluster
+                .networks
+                .iter()
+                .find(|n| n.name == nic.network)
+                .expect("nic network exists")
+                .bridge;
             if i == 0 {
                 cmd.arg(format!("--network-bridge={bridge}"));
             } else {
-                cmd.arg(format!("--network-veth-extra={}:{}", nic.host_iface, nic.iface));
+                cmd.arg(format!(
+                    "--network-veth-extra={}:{}",
+                    nic.host_iface, nic.iface
+                ));
             }
         }
         let console = std::fs::File::create(dir.join(CONSOLE_LOG))
@@ -73,7 +86,11 @@ impl Backend for NspawnBackend {
             .env("NOTIFY_SOCKET", &notify_path)
             .env("SYSTEMD_NSPAWN_LOCK", "0")
             .stdin(Stdio::null())
-            .stdout(console.try_clone().map_err(|e| SandboxError::io("opening", dir.join(CONSOLE_LOG), e))?)
+            .stdout(
+                console
+                    .try_clone()
+                    .map_err(|e| SandboxError::io("opening", dir.join(CONSOLE_LOG), e))?,
+            )
             .stderr(console);
         let procs = launch.cgroup_procs.clone();
         // SAFETY: between fork and exec we only call setsid and the raw
@@ -84,7 +101,9 @@ impl Backend for NspawnBackend {
                 crate::cgroup::enter_raw(&procs)
             });
         }
-        let child = cmd.spawn().map_err(|e| host::spawn_error("systemd-nspawn", e))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| host::spawn_error("systemd-nspawn", e))?;
         let supervisor = ProcessId::of(child.id() as i32).unwrap_or(ProcessId {
             pid: child.id() as i32,
             start_time: 0,
@@ -100,7 +119,12 @@ impl Backend for NspawnBackend {
         })
     }
 
-    fn wait_booted(&self, launch: &NodeLaunch<'_>, booting: Booting, deadline: Instant) -> Result<ProcessId, SandboxError> {
+    fn wait_booted(
+        &self,
+        launch: &NodeLaunch<'_>,
+        booting: Booting,
+        deadline: Instant,
+    ) -> Result<ProcessId, SandboxError> {
         let node = launch.node;
         let failed = |reason: String| SandboxError::BootFailed {
             node: node.name.clone(),
@@ -119,7 +143,14 @@ impl Backend for NspawnBackend {
             .iter()
             .skip(1)
             .map(|nic| {
-                let bridge = launch.cluster.networks.iter().find(|n| n.name == nic.network).expect("exists").bridge.clone();
+                let bridge = launch
+                    .cluster
+                    .networks
+                    .iter()
+                    .find(|n| n.name == nic.network)
+                    .expect("exists")
+                    .bridge
+                    .clone();
                 (nic.host_iface.clone(), bridge)
             })
             .collect();
@@ -147,17 +178,27 @@ impl Backend for NspawnBackend {
                             }
                         }
                     }
-                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
                     Err(e) => return Err(failed(format!("reading its notify socket: {e}"))),
                 }
             } else {
                 std::thread::sleep(Duration::from_millis(2));
             }
             if !booting.supervisor.is_alive() || is_zombie(booting.supervisor.pid) {
-                return Err(failed("systemd-nspawn exited before the node finished booting".into()));
+                return Err(failed(
+                    "systemd-nspawn exited before the node finished booting".into(),
+                ));
             }
             if Instant::now() > deadline {
-                let what = if ready { "its network interfaces did not appear" } else { "systemd did not report boot completion" };
+                let what = if ready {
+                    "its network interfaces did not appear"
+                } else {
+                    "systemd did not report boot completion"
+                };
                 return Err(failed(format!("timed out: {what}")));
             }
         }
@@ -167,14 +208,20 @@ impl Backend for NspawnBackend {
             .ok_or_else(|| failed("could not find the node's PID 1".into()))
     }
 
-    fn exec(&self, cluster: &ClusterState, node: &NodeState, req: &ExecRequest, io: ExecIo<'_>) -> Result<ExecOutcome, SandboxError> {
-        let leader = node
-            .leader
-            .filter(|l| l.is_alive())
-            .ok_or_else(|| SandboxError::NodeDown {
-                cluster: cluster.id.clone(),
-                node: node.name.clone(),
-            })?;
+    fn exec(
+        &self,
+        cluster: &ClusterState,
+        node: &NodeState,
+        req: &ExecRequest,
+        io: ExecIo<'_>,
+    ) -> Result<ExecOutcome, SandboxError> {
+        let leader =
+            node.leader
+                .filter(|l| l.is_alive())
+                .ok_or_else(|| SandboxError::NodeDown {
+                    cluster: cluster.id.clone(),
+                    node: node.name.clone(),
+                })?;
         exec::run(leader, &node.name, req, io)
     }
 

@@ -21,7 +21,8 @@ pub fn mount_overlay(lower: &Path, node_dir: &Path) -> Result<PathBuf, SandboxEr
     // The overlay's root directory takes its owner from the upper layer: it must
     // be the node's root user.
     let (base, _) = super::uid_range();
-    lchown(&upper, Some(base), Some(base)).map_err(|e| SandboxError::io("changing owner of", &upper, e))?;
+    lchown(&upper, Some(base), Some(base))
+        .map_err(|e| SandboxError::io("changing owner of", &upper, e))?;
     fs::set_permissions(&upper, fs::Permissions::from_mode(0o755))
         .map_err(|e| SandboxError::io("setting mode of", &upper, e))?;
     let options = format!(
@@ -30,8 +31,14 @@ pub fn mount_overlay(lower: &Path, node_dir: &Path) -> Result<PathBuf, SandboxEr
         upper.display(),
         work.display()
     );
-    mount(Some("overlay"), &root, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
-        .map_err(|e| SandboxError::io("mounting the overlay root at", &root, e.into()))?;
+    mount(
+        Some("overlay"),
+        &root,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .map_err(|e| SandboxError::io("mounting the overlay root at", &root, e.into()))?;
     Ok(root)
 }
 
@@ -42,7 +49,13 @@ pub fn install_seeds(root: &Path, seeds: &[SeedFile], uid_base: u32) -> Result<(
         let path = root.join(rel.strip_prefix("/").unwrap_or(rel));
         create_parents(root, &path, uid_base)?;
         match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => return Err(SandboxError::io("writing", &path, std::io::Error::other("a directory is in the way"))),
+            Ok(m) if m.is_dir() => {
+                return Err(SandboxError::io(
+                    "writing",
+                    &path,
+                    std::io::Error::other("a directory is in the way"),
+                ))
+            }
             Ok(_) => fs::remove_file(&path).map_err(|e| SandboxError::io("replacing", &path, e))?,
             Err(_) => {}
         }
@@ -61,7 +74,9 @@ pub fn install_seeds(root: &Path, seeds: &[SeedFile], uid_base: u32) -> Result<(
 }
 
 fn create_parents(root: &Path, path: &Path, uid_base: u32) -> Result<(), SandboxError> {
-    let Some(parent) = path.parent() else { return Ok(()) };
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
     let rel = parent.strip_prefix(root).unwrap_or(parent);
     let mut current = root.to_path_buf();
     for comp in rel.components() {
@@ -70,7 +85,11 @@ fn create_parents(root: &Path, path: &Path, uid_base: u32) -> Result<(), Sandbox
             if !current.exists() {
                 fs::create_dir(&current).map_err(|e| SandboxError::io("creating", &current, e))?;
                 // Private for home folders' dot-dirs (.ssh), readable otherwise.
-                let mode = if c.to_string_lossy().starts_with('.') { 0o700 } else { 0o755 };
+                let mode = if c.to_string_lossy().starts_with('.') {
+                    0o700
+                } else {
+                    0o755
+                };
                 fs::set_permissions(&current, fs::Permissions::from_mode(mode))
                     .map_err(|e| SandboxError::io("setting mode of", &current, e))?;
                 lchown(&current, Some(uid_base), Some(uid_base))
@@ -115,7 +134,12 @@ fn unescape_mount_path(s: &str) -> PathBuf {
     let bytes = s.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() + 0 && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len() + 0
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
             let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(v);
             i += 4;
