@@ -109,6 +109,11 @@ impl Engine {
             return Err(SandboxError::NotRoot);
         }
         req.topology.validate()?;
+        // Every tool a cluster needs, checked before anything is created.
+        host::require_tools(&["systemd-nspawn", "nsenter", "ip", "nft", "ssh-keygen", "tar"])?;
+        if req.topology.networks.iter().any(|n| n.egress != Egress::None) {
+            host::require_tools(&["apt-cacher-ng"])?;
+        }
         let t0 = Instant::now();
         self.gc()?;
         tracing::debug!(ms = t0.elapsed().as_millis() as u64, "gc done");
@@ -292,6 +297,7 @@ impl Engine {
                         let leader = self.backend.wait_booted(&launch, booting, deadline)?;
                         tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node booted");
                         wait_for_ssh(node, deadline).map_err(|reason| SandboxError::BootFailed {
+                            cluster: frozen.id.clone(),
                             node: node.name.clone(),
                             reason,
                             log_tail: self.backend.boot_log_tail(&launch.node_dir, 25),

@@ -1,7 +1,5 @@
 //! `rehearse doctor`: every host requirement, what is missing and how to fix it.
 
-use std::path::Path;
-
 use serde::Serialize;
 
 use crate::host::{self, TOOLS};
@@ -19,14 +17,7 @@ pub struct Check {
 }
 
 fn which(tool: &str) -> Option<String> {
-    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/sbin"])
-        .map(|d| Path::new(d).join(tool))
-        .find(|p| p.is_file())
-        .map(|p| p.display().to_string());
-    found
+    host::which(tool).map(|p| p.display().to_string())
 }
 
 pub fn run_checks() -> Vec<Check> {

@@ -150,3 +150,25 @@ pub fn detach(cmd: &mut Command) {
         });
     }
 }
+
+/// Finds a program on PATH (and the sbin folders root uses).
+pub fn which(tool: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| std::path::Path::new(d).join(tool))
+        .find(|p| p.is_file());
+    found
+}
+
+/// Fails with the package to install for the first missing tool.
+pub fn require_tools(tools: &[&str]) -> Result<(), SandboxError> {
+    match tools.iter().find(|t| which(t).is_none()) {
+        Some(tool) => Err(SandboxError::MissingTool {
+            tool: tool.to_string(),
+            package: package_of(tool).to_string(),
+        }),
+        None => Ok(()),
+    }
+}

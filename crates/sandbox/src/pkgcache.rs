@@ -46,39 +46,29 @@ impl PackageCache {
 
     /// Starts the cache unless it already runs, and waits until it accepts.
     pub fn ensure_running(&self) -> Result<(), SandboxError> {
-        if !net::link_exists(SERVICE_BRIDGE) {
-            net::create_bridge(SERVICE_BRIDGE, &format!("{SERVICE_ADDR}/32"))?;
-        }
         let addr = SocketAddr::from((SERVICE_ADDR, CACHE_PORT));
-        if self.running().is_some()
+        // The service address must be local before anything connects to it:
+        // otherwise the connection would be routed off the host.
+        if net::link_exists(SERVICE_BRIDGE)
+            && self.running().is_some()
             && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
         {
             return Ok(());
         }
-        self.stop();
-        for sub in ["cache", "log"] {
+        self.stop_daemon();
+        if !net::link_exists(SERVICE_BRIDGE) {
+            net::create_bridge(SERVICE_BRIDGE, &format!("{SERVICE_ADDR}/32"))?;
+        }
+        for sub in ["cache", "log", "conf"] {
             let d = self.dir.join(sub);
             std::fs::create_dir_all(&d).map_err(|e| SandboxError::io("creating", &d, e))?;
         }
-        // The daemon drops to the apt-cacher-ng user when one exists; let it write.
-        let _ = Command::new("chown")
-            .args(["-R", "apt-cacher-ng:apt-cacher-ng"])
-            .arg(&self.dir)
-            .stderr(Stdio::null())
-            .status();
+        self.write_config()?;
         let log = std::fs::File::create(self.dir.join("daemon.log"))
             .map_err(|e| SandboxError::io("creating", self.dir.join("daemon.log"), e))?;
         let mut cmd = Command::new("apt-cacher-ng");
         cmd.arg("-c")
-            .arg("/etc/apt-cacher-ng")
-            .arg("ForeGround=1")
-            .arg(format!("CacheDir={}", self.dir.join("cache").display()))
-            .arg(format!("LogDir={}", self.dir.join("log").display()))
-            .arg(format!("PidFile={}", self.pid_file().display()))
-            .arg(format!("BindAddress={SERVICE_ADDR}"))
-            .arg(format!("Port={CACHE_PORT}"))
-            .arg("SocketPath=")
-            .arg("ExThreshold=4")
+            .arg(self.dir.join("conf"))
             .stdin(Stdio::null())
             .stdout(
                 log.try_clone()
@@ -109,7 +99,7 @@ impl PackageCache {
             let _ = child.wait();
         });
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
+        while Instant::now() < deadline && net::link_exists(SERVICE_BRIDGE) {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
                 return Ok(());
             }
@@ -124,31 +114,70 @@ impl PackageCache {
         })
     }
 
-    /// Stops the cache (the cached packages stay for next time).
+    /// A configuration of rehearse's own: the system one may be tuned for other
+    /// users, and its Debian backend list is empty, which makes the cache pick
+    /// mirrors from its built-in list that may be unreachable from here.
+    fn write_config(&self) -> Result<(), SandboxError> {
+        let conf = self.dir.join("conf");
+        let acng = format!(
+            "# Written by rehearse.\n\
+             CacheDir: {cache}\n\
+             LogDir: {log}\n\
+             SupportDir: /usr/lib/apt-cacher-ng\n\
+             PidFile: {pid}\n\
+             BindAddress: {SERVICE_ADDR}\n\
+             Port: {CACHE_PORT}\n\
+             ForeGround: 1\n\
+             ExThreshold: 4\n\
+             Remap-debrep: file:deb_mirror*.gz /debian ; file:backends_debian\n\
+             Remap-secdeb: security.debian.org security.debian.org/debian-security \
+             deb.debian.org/debian-security /debian-security ; deb.debian.org/debian-security\n",
+            cache = self.dir.join("cache").display(),
+            log = self.dir.join("log").display(),
+            pid = self.pid_file().display(),
+        );
+        for (name, text) in [
+            ("acng.conf", acng.as_str()),
+            ("backends_debian", "http://deb.debian.org/debian/\n"),
+        ] {
+            let path = conf.join(name);
+            std::fs::write(&path, text).map_err(|e| SandboxError::io("writing", &path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Stops the cache and removes its address (the cached packages stay for
+    /// next time). Does not wait for the daemon to finish exiting: teardown must
+    /// stay fast, and the next start waits for a previous daemon if needed.
     pub fn stop(&self) {
         if let Some(owner) = self.running() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(owner.pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while owner.is_alive() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if owner.is_alive() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(owner.pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(owner.pid), nix::sys::signal::Signal::SIGTERM);
         }
-        let _ = std::fs::remove_file(self.dir.join("owner.json"));
         if net::link_exists(SERVICE_BRIDGE) {
             let _ = host::run(
                 "removing the service bridge",
                 Command::new("ip").args(["link", "del", SERVICE_BRIDGE]),
             );
         }
+    }
+
+    /// Stops the daemon and waits until it is gone.
+    fn stop_daemon(&self) {
+        if let Some(owner) = self.running() {
+            let pid = nix::unistd::Pid::from_raw(owner.pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while owner.is_alive() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if owner.is_alive() {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                while owner.is_alive() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        let _ = std::fs::remove_file(self.dir.join("owner.json"));
     }
 
     /// Bytes held in the cache.

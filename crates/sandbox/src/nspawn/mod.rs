@@ -127,6 +127,7 @@ impl Backend for NspawnBackend {
     ) -> Result<ProcessId, SandboxError> {
         let node = launch.node;
         let failed = |reason: String| SandboxError::BootFailed {
+            cluster: launch.cluster.id.clone(),
             node: node.name.clone(),
             reason,
             log_tail: self.boot_log_tail(&launch.node_dir, 25),
