@@ -19,9 +19,10 @@ pub enum SandboxError {
     NodeDown { cluster: String, node: String },
     /// A node did not reach readiness.
     #[error(
-        "node {node} failed to boot: {reason}\n--- last lines of {node}'s boot log ---\n{log_tail}"
+        "node {node} of cluster {cluster} failed to boot: {reason} (the cluster was removed)\n--- last lines of {node}'s boot log ---\n{log_tail}"
     )]
     BootFailed {
+        cluster: String,
         node: String,
         reason: String,
         log_tail: String,
