@@ -110,8 +110,20 @@ impl Engine {
         }
         req.topology.validate()?;
         // Every tool a cluster needs, checked before anything is created.
-        host::require_tools(&["systemd-nspawn", "nsenter", "ip", "nft", "ssh-keygen", "tar"])?;
-        if req.topology.networks.iter().any(|n| n.egress != Egress::None) {
+        host::require_tools(&[
+            "systemd-nspawn",
+            "nsenter",
+            "ip",
+            "nft",
+            "ssh-keygen",
+            "tar",
+        ])?;
+        if req
+            .topology
+            .networks
+            .iter()
+            .any(|n| n.egress != Egress::None)
+        {
             host::require_tools(&["apt-cacher-ng"])?;
         }
         let t0 = Instant::now();
@@ -362,9 +374,7 @@ impl Engine {
             }
             _ => Ok(()),
         });
-        if self.store.ids().is_empty() {
-            self.cache.stop();
-        }
+        self.cache.stop_if_unused(|| !self.store.ids().is_empty());
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -437,9 +447,7 @@ impl Engine {
             self.teardown(id)?;
         }
         report.stale_image_builds = self.images.remove_stale_builds()?;
-        if self.store.ids().is_empty() {
-            self.cache.stop();
-        }
+        self.cache.stop_if_unused(|| !self.store.ids().is_empty());
         Ok(report)
     }
 

@@ -44,8 +44,24 @@ impl PackageCache {
         owner.is_alive().then_some(owner)
     }
 
+    /// Serialises starting and stopping between concurrent engines.
+    fn lock(&self) -> Result<nix::fcntl::Flock<std::fs::File>, SandboxError> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| SandboxError::io("creating", &self.dir, e))?;
+        let path = self.dir.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| SandboxError::io("opening", &path, e))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| SandboxError::io("locking", &path, e.into()))
+    }
+
     /// Starts the cache unless it already runs, and waits until it accepts.
     pub fn ensure_running(&self) -> Result<(), SandboxError> {
+        let _lock = self.lock()?;
         let addr = SocketAddr::from((SERVICE_ADDR, CACHE_PORT));
         // The service address must be local before anything connects to it:
         // otherwise the connection would be routed off the host.
@@ -150,8 +166,25 @@ impl PackageCache {
     /// next time). Does not wait for the daemon to finish exiting: teardown must
     /// stay fast, and the next start waits for a previous daemon if needed.
     pub fn stop(&self) {
+        let _lock = self.lock();
+        self.stop_locked();
+    }
+
+    /// Stops the cache if `in_use` (asked while holding the cache lock, so no
+    /// cluster can start using the cache meanwhile) says nobody needs it.
+    pub fn stop_if_unused(&self, in_use: impl Fn() -> bool) {
+        let _lock = self.lock();
+        if !in_use() {
+            self.stop_locked();
+        }
+    }
+
+    fn stop_locked(&self) {
         if let Some(owner) = self.running() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(owner.pid), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(owner.pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         if net::link_exists(SERVICE_BRIDGE) {
             let _ = host::run(

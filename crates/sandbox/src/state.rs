@@ -120,10 +120,6 @@ impl ClusterStore {
         }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     pub fn dir(&self, id: &str) -> PathBuf {
         self.root.join(id)
     }

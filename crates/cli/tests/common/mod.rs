@@ -22,7 +22,10 @@ pub fn require_root() {
 }
 
 pub fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().expect("rehearse runs")
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("rehearse runs")
 }
 
 pub fn run_json(args: &[&str]) -> (i32, Value) {
@@ -72,7 +75,9 @@ impl Cluster {
     /// Runs a shell command on a node: (exit code, stdout, stderr).
     pub fn sh(&self, node: &str, script: &str) -> (i32, String, String) {
         let (_, v) = run_json(&["exec", &self.id, node, "--", "sh", "-c", script]);
-        let code = v["exit_code"].as_i64().unwrap_or_else(|| panic!("exec failed: {v}")) as i32;
+        let code = v["exit_code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("exec failed: {v}")) as i32;
         (
             code,
             v["stdout"].as_str().unwrap_or_default().to_string(),
@@ -83,7 +88,10 @@ impl Cluster {
     /// Like `sh`, asserting success, returning trimmed stdout.
     pub fn ok(&self, node: &str, script: &str) -> String {
         let (code, out, err) = self.sh(node, script);
-        assert_eq!(code, 0, "`{script}` on {node} exited {code}: stdout={out} stderr={err}");
+        assert_eq!(
+            code, 0,
+            "`{script}` on {node} exited {code}: stdout={out} stderr={err}"
+        );
         out.trim().to_string()
     }
 
@@ -124,12 +132,23 @@ impl Leftovers {
             .unwrap()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|l| l.starts_with(&format!("rh{id}")) || l.starts_with(&format!("vb-rh{id}")) || l.starts_with(&format!("rv{id}")))
+            .filter(|l| {
+                l.starts_with(&format!("rh{id}"))
+                    || l.starts_with(&format!("vb-rh{id}"))
+                    || l.starts_with(&format!("rv{id}"))
+            })
             .collect();
         let cg = Path::new("/sys/fs/cgroup/unified/rehearse").join(id);
-        let cg = if cg.exists() { cg } else { Path::new("/sys/fs/cgroup/rehearse").join(id) };
+        let cg = if cg.exists() {
+            cg
+        } else {
+            Path::new("/sys/fs/cgroup/rehearse").join(id)
+        };
         let processes = count_procs(&cg);
-        let tables = Command::new("nft").args(["list", "tables"]).output().unwrap();
+        let tables = Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap();
         Leftovers {
             mounts,
             links,
@@ -146,7 +165,9 @@ impl Leftovers {
 }
 
 fn count_procs(dir: &Path) -> usize {
-    let mut n = std::fs::read_to_string(dir.join("cgroup.procs")).map(|t| t.lines().count()).unwrap_or(0);
+    let mut n = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.path().is_dir() {
