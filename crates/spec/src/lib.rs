@@ -7,6 +7,7 @@
 //! validated [`Topology`] and [`ImageSpec`].
 
 pub mod image;
+pub mod scenario;
 pub mod topology;
 
 mod error;
