@@ -1,0 +1,110 @@
+//! `rehearse-bench`: speed of rehearse against a baseline measured in the same run
+//! on the same machine. Prints min/median/max and ratios; never a pass/fail.
+//!
+//! `sudo target/release/rehearse-bench clusters --runs 10`
+
+mod baseline;
+mod stats;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use rehearse_sandbox::{Engine, ExecRequest, UpRequest};
+use rehearse_spec::{Topology, DEFAULT_IMAGE};
+
+use stats::Samples;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks of rehearse against same-run baselines")]
+struct Cli {
+    #[command(subcommand)]
+    what: What,
+    /// Print one JSON document instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// `up` to all nodes ready (systemd running, addressed, sshd answering) and
+    /// `down`, for 1 and 4 nodes, against a plain `systemd-nspawn --boot`.
+    Clusters {
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.what {
+        What::Clusters { runs } => clusters(runs, cli.json),
+    }
+}
+
+fn clusters(runs: usize, json: bool) -> anyhow::Result<()> {
+    let engine =
+        Engine::new(&rehearse_image::state_dir()).context("opening the state directory")?;
+    let spec = engine.images().spec_for(DEFAULT_IMAGE)?;
+    let image = engine
+        .images()
+        .ensure(&spec, &|m| eprintln!("image: {m}"))?;
+
+    // Warm-up: first boots pay for cold page cache and the package cache start.
+    for n in [1, 4] {
+        let (_, down) = up_down(&engine, n)?;
+        let _ = down;
+    }
+
+    let mut baseline = Samples::new("plain systemd-nspawn --boot, 1 node (to READY)");
+    for _ in 0..runs {
+        baseline.push(baseline::nspawn_boot(&image)?);
+    }
+    let mut rows = vec![baseline];
+    for n in [1, 4] {
+        let mut up = Samples::new(&format!("rehearse up, {n} node(s), to all ready"));
+        let mut down = Samples::new(&format!("rehearse down, {n} node(s)"));
+        for _ in 0..runs {
+            let (u, d) = up_down(&engine, n)?;
+            up.push(u);
+            down.push(d);
+        }
+        rows.push(up);
+        rows.push(down);
+    }
+    stats::print(&rows, 0, json);
+    Ok(())
+}
+
+/// One cluster: time to ready, then time to destroyed. The cluster is checked
+/// to really be ready (systemd running on every node) outside the timing.
+fn up_down(engine: &Engine, nodes: usize) -> anyhow::Result<(Duration, Duration)> {
+    let t0 = Instant::now();
+    let state = engine.up(
+        UpRequest {
+            topology: Topology::with_nodes(nodes, DEFAULT_IMAGE)?,
+            ttl: Duration::from_secs(600),
+            boot_timeout: Duration::from_secs(60),
+            source: "rehearse-bench".into(),
+        },
+        &|_| {},
+    )?;
+    let up = t0.elapsed();
+    for node in &state.nodes {
+        let (_, out, _) = engine.exec_capture(
+            &state.id,
+            &node.name,
+            &ExecRequest::shell("systemctl is-system-running"),
+        )?;
+        anyhow::ensure!(
+            out.trim() == "running",
+            "{} is {} after up",
+            node.name,
+            out.trim()
+        );
+    }
+    let t1 = Instant::now();
+    engine.down(&state.id)?;
+    Ok((up, t1.elapsed()))
+}
