@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what rehearse needs on a Debian/Ubuntu host and builds it.
+# Run as root. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh must run as root (it installs packages): sudo $0" >&2
+  exit 1
+fi
+
+packages=(
+  systemd-container   # systemd-nspawn: the nodes
+  mmdebstrap          # golden images
+  nftables            # per-cluster firewall
+  iproute2            # bridges and veths
+  apt-cacher-ng       # host-side package cache for nodes
+  openssh-client      # cluster keys, ssh into nodes
+  util-linux          # nsenter
+  tar
+  ansible-core        # Ansible steps
+  python3
+  curl
+  ca-certificates
+  gcc                 # crates that build C
+  pkg-config
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The distribution's own apt-cacher-ng service is not needed: rehearse runs its
+# own instance on its own address and port.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  systemctl disable --now apt-cacher-ng >/dev/null 2>&1 || true
+fi
+
+if ! command -v cargo >/dev/null; then
+  for c in "$HOME/.cargo/bin/cargo" /root/.cargo/bin/cargo; do
+    [ -x "$c" ] && export PATH="$(dirname "$c"):$PATH" && break
+  done
+fi
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install a Rust toolchain (https://rustup.rs), then run this again" >&2
+  exit 1
+fi
+cargo build --release --locked -q -p rehearse-cli
+install -m 0755 target/release/rehearse /usr/local/bin/rehearse
+rehearse doctor
+# Build (or reuse) the default image now, so the first cluster starts at once.
+rehearse image build debian-12

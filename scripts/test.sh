@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, then integration tests that boot real
+# clusters (as root). Used by CI through .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export PATH="$HOME/.cargo/bin:/root/.cargo/bin:$PATH"
+# Leftovers of an interrupted earlier run must not disturb this one.
+rehearse gc >/dev/null || true
+# Independent cluster tests run side by side; each binary's tests in parallel.
+cargo test --workspace --locked -- --test-threads=4
+rehearse gc
