@@ -72,7 +72,8 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Prepares the node's root filesystem with its seed files and starts it.
-    /// Returns as soon as the node is booting.
+    /// Returns as soon as the node is booting. Launching a node that ran before
+    /// (a reboot) keeps its disk state; seeds are then empty.
     fn launch(&self, launch: &NodeLaunch<'_>) -> Result<Booting, SandboxError>;
 
     /// Waits until the node's init reports that boot finished. Returns the node's
@@ -95,6 +96,10 @@ pub trait Backend: Send + Sync {
 
     /// The last lines the node printed while booting.
     fn boot_log_tail(&self, node_dir: &Path, lines: usize) -> String;
+
+    /// Asks the node's init to power off cleanly (the caller waits for the
+    /// supervisor to end, and kills the node's cgroup if it does not).
+    fn request_poweroff(&self, node: &NodeState) -> Result<(), SandboxError>;
 
     /// Removes what the backend created for a cluster beyond processes (which die
     /// with the cluster's cgroup), bridges and firewall: mounts, disk images.

@@ -97,45 +97,60 @@ impl Cgroups {
 
     /// Kills every process of the cluster and waits until none is left.
     pub fn kill_cluster(&self, cluster: &str, timeout: Duration) -> Result<(), SandboxError> {
-        let dir = Self::cluster_path(&self.unified, cluster);
-        if !dir.exists() {
-            return Ok(());
-        }
-        let deadline = Instant::now() + timeout;
-        let kill_file = dir.join("cgroup.kill");
-        let have_kill = fs::write(&kill_file, "1").is_ok();
-        loop {
-            let pids = pids_below(&dir);
-            if pids.is_empty() {
-                return Ok(());
-            }
-            if !have_kill {
-                for pid in &pids {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(*pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(SandboxError::io(
-                    "killing the processes of",
-                    dir,
-                    std::io::Error::other(format!(
-                        "{} process(es) still alive: {pids:?}",
-                        pids.len()
-                    )),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        kill_tree(Self::cluster_path(&self.unified, cluster), timeout)
+    }
+
+    /// Kills every process of one node and waits until none is left.
+    pub fn kill_node(
+        &self,
+        cluster: &str,
+        node: &str,
+        timeout: Duration,
+    ) -> Result<(), SandboxError> {
+        kill_tree(
+            Self::cluster_path(&self.unified, cluster).join(node),
+            timeout,
+        )
     }
 
     /// Number of processes in the cluster's cgroups.
     pub fn process_count(&self, cluster: &str) -> usize {
         pids_below(&Self::cluster_path(&self.unified, cluster)).len()
     }
+}
 
+fn kill_tree(dir: PathBuf, timeout: Duration) -> Result<(), SandboxError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + timeout;
+    let kill_file = dir.join("cgroup.kill");
+    let have_kill = fs::write(&kill_file, "1").is_ok();
+    loop {
+        let pids = pids_below(&dir);
+        if pids.is_empty() {
+            return Ok(());
+        }
+        if !have_kill {
+            for pid in &pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(SandboxError::io(
+                "killing the processes of",
+                dir,
+                std::io::Error::other(format!("{} process(es) still alive: {pids:?}", pids.len())),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+impl Cgroups {
     /// Removes the cluster's cgroups (they must be empty).
     pub fn remove_cluster(&self, cluster: &str) -> Result<(), SandboxError> {
         for root in self.roots() {

@@ -32,7 +32,10 @@ impl Backend for NspawnBackend {
 
     fn launch(&self, launch: &NodeLaunch<'_>) -> Result<Booting, SandboxError> {
         let dir = &launch.node_dir;
-        let root = rootfs::mount_overlay(&launch.image.rootfs(), dir)?;
+        let root = dir.join("root");
+        if !rootfs::mounts_below(&root).contains(&root) {
+            rootfs::mount_overlay(&launch.image.rootfs(), dir)?;
+        }
         rootfs::install_seeds(&root, launch.seeds, launch.image.uid_base)?;
 
         let notify_path = dir.join("notify.sock");
@@ -224,6 +227,16 @@ impl Backend for NspawnBackend {
                     node: node.name.clone(),
                 })?;
         exec::run(leader, &node.name, req, io)
+    }
+
+    fn request_poweroff(&self, node: &NodeState) -> Result<(), SandboxError> {
+        // systemd as PID 1 powers off on SIGRTMIN+4; nspawn exits when it has.
+        if let Some(leader) = node.leader.filter(|l| l.is_alive()) {
+            let sig = libc::SIGRTMIN() + 4;
+            // SAFETY: kill(2) with a valid signal number and a PID we own.
+            unsafe { libc::kill(leader.pid, sig) };
+        }
+        Ok(())
     }
 
     fn boot_log_tail(&self, node_dir: &Path, lines: usize) -> String {
