@@ -134,8 +134,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f");
         fs::write(&file, "x").unwrap();
-        fs::set_permissions(&file, fs::Permissions::from_mode(0o4755)).unwrap();
         lchown(&file, Some(0), Some(4)).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o4755)).unwrap();
         shift_tree(dir.path(), UID_BASE).unwrap();
         shift_tree(dir.path(), UID_BASE).unwrap();
         let meta = fs::metadata(&file).unwrap();

@@ -302,3 +302,77 @@ fn now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> ImageSpec {
+        ImageSpec::from_yaml(&format!("name: {name}\nsuite: bookworm\n"), "test").unwrap()
+    }
+
+    #[test]
+    fn a_half_built_image_is_never_used() {
+        let home = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(home.path());
+        let s = spec("half");
+        let id = ImageStore::id_of(&s);
+        // A build killed after the rename but before the metadata was written,
+        // and one killed while still staging.
+        std::fs::create_dir_all(home.path().join("images").join(&id).join("rootfs")).unwrap();
+        std::fs::create_dir_all(
+            home.path()
+                .join("images")
+                .join(format!(".build-{id}-999999"))
+                .join("rootfs"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(home.path().join("images/names")).unwrap();
+        std::fs::write(home.path().join("images/names/half"), &id).unwrap();
+        assert!(store.list().unwrap().is_empty());
+        assert!(store.by_name("half").unwrap().is_none());
+        assert!(store.find(&id).unwrap().is_none());
+        assert_eq!(
+            store.remove_stale_builds().unwrap(),
+            1,
+            "the dead builder's staging folder goes"
+        );
+    }
+
+    #[test]
+    fn a_complete_image_is_found_by_name_and_id_prefix() {
+        let home = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(home.path());
+        let s = spec("done");
+        let id = ImageStore::id_of(&s);
+        let dir = home.path().join("images").join(&id);
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        let image = Image {
+            id: id.clone(),
+            name: "done".into(),
+            spec: s.clone(),
+            uid_base: UID_BASE,
+            built_at: 1,
+            build_secs: 1.0,
+            size_bytes: 1,
+            dir: dir.clone(),
+        };
+        write_json(&dir.join("image.json"), &image).unwrap();
+        store.set_name("done", &id).unwrap();
+        assert_eq!(store.by_name("done").unwrap().unwrap().id, id);
+        assert_eq!(store.find(&id[..6]).unwrap().unwrap().name, "done");
+        assert_eq!(store.spec_for("done").unwrap(), s);
+        store.remove(&image).unwrap();
+        assert!(store.list().unwrap().is_empty());
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn content_address_follows_the_spec() {
+        let a = spec("a");
+        let mut b = a.clone();
+        b.packages.push("nginx".into());
+        assert_ne!(ImageStore::id_of(&a), ImageStore::id_of(&b));
+        assert_eq!(ImageStore::id_of(&a), ImageStore::id_of(&a.clone()));
+    }
+}
