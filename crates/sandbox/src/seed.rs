@@ -197,3 +197,86 @@ pub fn host_nameservers() -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{ClusterStatus, NetworkState, Nic};
+
+    fn cluster() -> ClusterState {
+        let net = |name: &str, n: u8, egress| NetworkState {
+            name: name.into(),
+            cidr: format!("10.213.{n}.0/24").parse().unwrap(),
+            gateway: format!("10.213.{n}.1").parse().unwrap(),
+            bridge: format!("rhabcdef{n}"),
+            egress,
+        };
+        let node = |name: &str, nics: Vec<(&str, &str, &str)>| NodeState {
+            name: name.into(),
+            index: 0,
+            image: "debian-12".into(),
+            image_id: "x".into(),
+            backend: "nspawn".into(),
+            groups: vec![],
+            nics: nics
+                .into_iter()
+                .map(|(network, ip, iface)| Nic {
+                    network: network.into(),
+                    ip: ip.parse().unwrap(),
+                    iface: iface.into(),
+                    host_iface: String::new(),
+                })
+                .collect(),
+            machine: String::new(),
+            supervisor: None,
+            leader: None,
+            boot_ms: None,
+        };
+        ClusterState {
+            id: "abcdef".into(),
+            status: ClusterStatus::Booting,
+            created_at: 0,
+            expires_at: 0,
+            owner: None,
+            networks: vec![net("front", 0, Egress::None), net("back", 1, Egress::Nat)],
+            nodes: vec![
+                node(
+                    "lb",
+                    vec![
+                        ("front", "10.213.0.2", "eth0"),
+                        ("back", "10.213.1.2", "eth1"),
+                    ],
+                ),
+                node("web", vec![("back", "10.213.1.3", "eth0")]),
+            ],
+            boot_ms: None,
+            source: String::new(),
+        }
+    }
+
+    #[test]
+    fn hosts_name_every_node_by_first_address_and_by_network() {
+        let hosts = hosts_file(&cluster());
+        assert!(hosts.contains("10.213.0.2\tlb.front lb\n"), "{hosts}");
+        assert!(hosts.contains("10.213.1.2\tlb.back\n"), "{hosts}");
+        assert!(hosts.contains("10.213.1.3\tweb.back web\n"), "{hosts}");
+    }
+
+    #[test]
+    fn default_route_goes_through_the_first_network_with_egress() {
+        let c = cluster();
+        let script = network_script(&c, &c.nodes[0]);
+        assert!(
+            script.contains("addr replace 10.213.0.2/24 dev eth0"),
+            "{script}"
+        );
+        assert!(
+            script.contains("addr replace 10.213.1.2/24 dev eth1"),
+            "{script}"
+        );
+        assert!(
+            script.contains("route replace default via 10.213.1.1 dev eth1"),
+            "the egress-none network carries no default route: {script}"
+        );
+    }
+}
