@@ -1,0 +1,258 @@
+//! The check agent: a Python script run on a node with that node's checks, and
+//! the JSON it reads and writes. See the script's docstring for the protocol.
+
+use std::time::Duration;
+
+use rehearse_spec::scenario::{Check, CheckKind, DEFAULT_CHECK_INTERVAL};
+use serde::{Deserialize, Serialize};
+
+use crate::result::Status;
+
+/// The agent's source, run as `python3 -I -c <AGENT>`.
+pub const AGENT: &str = include_str!("../agent/rehearse_check.py");
+
+/// Version of the request and report format; the agent refuses any other.
+const PROTOCOL: u32 = 1;
+
+/// Longest an HTTP request may take, connect to last byte.
+pub const HTTP_ATTEMPT: Duration = Duration::from_secs(5);
+/// Longest a TCP connection attempt may take, name lookup included (each
+/// address resolved gets at most 2 s to connect).
+pub const ADDR_ATTEMPT: Duration = Duration::from_secs(4);
+/// Longest a name lookup may take.
+pub const DNS_ATTEMPT: Duration = Duration::from_secs(5);
+/// Longest a `command` check's command may run when the check has no timeout.
+pub const COMMAND_ATTEMPT: Duration = Duration::from_secs(30);
+/// Longest any other attempt (dpkg-query, systemctl, ip, reading /proc) may take.
+pub const LOCAL_ATTEMPT: Duration = Duration::from_secs(5);
+/// Longest a `skip_unless` precondition may run.
+pub const PRECONDITION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time the agent gives an attempt beyond its own timeout before it abandons it
+/// (a name lookup that ignores every timeout, a read from a hung filesystem).
+const ATTEMPT_GRACE: Duration = Duration::from_secs(2);
+/// Margin between the agent's own deadline and the exec timeout that kills it:
+/// Python's start-up, entering the node, writing the report.
+const EXEC_MARGIN: Duration = Duration::from_secs(10);
+
+/// How long one attempt of a check may take.
+pub fn attempt_timeout(check: &Check) -> Duration {
+    match &check.kind {
+        CheckKind::Http { .. } => HTTP_ATTEMPT,
+        CheckKind::Addr { .. } => ADDR_ATTEMPT,
+        CheckKind::Dns { .. } => DNS_ATTEMPT,
+        CheckKind::Command { .. } if check.timeout.is_zero() => COMMAND_ATTEMPT,
+        CheckKind::Command { .. } => check.timeout,
+        _ => LOCAL_ATTEMPT,
+    }
+}
+
+/// The longest a check can keep the agent busy: its precondition, retries until
+/// its timeout, and one last attempt started just before the timeout.
+fn worst_case(check: &Check) -> Duration {
+    let precondition = if check.skip_unless.is_some() {
+        PRECONDITION_TIMEOUT
+    } else {
+        Duration::ZERO
+    };
+    precondition + check.timeout + DEFAULT_CHECK_INTERVAL + attempt_timeout(check) + ATTEMPT_GRACE
+}
+
+/// When the agent stops waiting and reports, counted from its start.
+pub fn agent_deadline(checks: &[&Check]) -> Duration {
+    checks
+        .iter()
+        .map(|c| worst_case(c))
+        .max()
+        .unwrap_or_default()
+        + Duration::from_secs(1)
+}
+
+/// The exec timeout for one agent run: past it, the agent is killed.
+pub fn exec_timeout(checks: &[&Check]) -> Duration {
+    agent_deadline(checks) + EXEC_MARGIN
+}
+
+#[derive(Serialize)]
+struct Request<'a> {
+    protocol: u32,
+    interval_ms: u64,
+    deadline_ms: u64,
+    attempt_grace_ms: u64,
+    checks: Vec<WireCheck<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireCheck<'a> {
+    /// Index in the node's list; results are matched back by it.
+    id: usize,
+    timeout_ms: u64,
+    attempt_timeout_ms: u64,
+    skip_unless: Option<&'a str>,
+    skip_timeout_ms: u64,
+    kind: &'a CheckKind,
+}
+
+/// The agent's stdin for a node's checks.
+pub fn request(checks: &[&Check]) -> Vec<u8> {
+    let request = Request {
+        protocol: PROTOCOL,
+        interval_ms: millis(DEFAULT_CHECK_INTERVAL),
+        deadline_ms: millis(agent_deadline(checks)),
+        attempt_grace_ms: millis(ATTEMPT_GRACE),
+        checks: checks
+            .iter()
+            .enumerate()
+            .map(|(id, c)| WireCheck {
+                id,
+                timeout_ms: millis(c.timeout),
+                attempt_timeout_ms: millis(attempt_timeout(c)),
+                skip_unless: c.skip_unless.as_deref(),
+                skip_timeout_ms: millis(PRECONDITION_TIMEOUT),
+                kind: &c.kind,
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&request).expect("a check request is plain data")
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+/// What the agent says about itself.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AgentInfo {
+    /// The agent's process id on the node.
+    pub pid: u32,
+    /// The node's Python version.
+    pub python: String,
+    /// How many checks this one process evaluated.
+    pub checks: usize,
+}
+
+/// The agent's stdout.
+#[derive(Deserialize)]
+pub struct Report {
+    pub agent: AgentInfo,
+    pub results: Vec<WireResult>,
+}
+
+#[derive(Deserialize)]
+pub struct WireResult {
+    pub id: usize,
+    pub status: Status,
+    pub expected: serde_json::Value,
+    pub actual: serde_json::Value,
+    pub message: String,
+    pub attempts: u32,
+    pub duration_ms: u64,
+}
+
+/// Reads the agent's stdout.
+pub fn parse_report(stdout: &[u8]) -> Result<Report, serde_json::Error> {
+    serde_json::from_slice(stdout)
+}
+
+/// The properties a check states, from its definition alone: what a result
+/// shows as expected when the agent could not say (it crashed, or never ran).
+pub fn stated_properties(kind: &CheckKind) -> serde_json::Value {
+    let mut value = serde_json::to_value(kind).expect("a check is plain data");
+    if let Some(map) = value.as_object_mut() {
+        map.remove("kind");
+        map.retain(|_, v| match v {
+            serde_json::Value::Null => false,
+            serde_json::Value::Array(a) => !a.is_empty(),
+            serde_json::Value::Object(o) => !o.is_empty(),
+            _ => true,
+        });
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn check(timeout: Duration, skip_unless: Option<&str>, kind: CheckKind) -> Check {
+        Check {
+            name: "c".into(),
+            on: vec![],
+            timeout,
+            skip_unless: skip_unless.map(Into::into),
+            kind,
+        }
+    }
+
+    fn command(cmd: &str) -> CheckKind {
+        CheckKind::Command {
+            command: cmd.into(),
+            exit_status: 0,
+            stdout: vec![],
+            stderr: vec![],
+        }
+    }
+
+    fn http() -> CheckKind {
+        CheckKind::Http {
+            url: "http://lb/".into(),
+            method: "GET".into(),
+            status: 200,
+            body: vec!["/web[12]/".into()],
+            headers: BTreeMap::new(),
+            insecure: false,
+        }
+    }
+
+    #[test]
+    fn commands_get_their_check_timeout_per_attempt_or_thirty_seconds() {
+        let quick = check(Duration::from_secs(3), None, command("true"));
+        let once = check(Duration::ZERO, None, command("true"));
+        assert_eq!(attempt_timeout(&quick), Duration::from_secs(3));
+        assert_eq!(attempt_timeout(&once), COMMAND_ATTEMPT);
+    }
+
+    #[test]
+    fn the_exec_outlives_the_slowest_check_and_the_agent_deadline() {
+        let slow = check(Duration::from_secs(60), Some("test -e /x"), http());
+        let fast = check(Duration::ZERO, None, command("true"));
+        let deadline = agent_deadline(&[&fast, &slow]);
+        assert!(deadline >= Duration::from_secs(60) + PRECONDITION_TIMEOUT + HTTP_ATTEMPT);
+        assert!(exec_timeout(&[&fast, &slow]) > deadline);
+        assert!(agent_deadline(&[&fast]) >= COMMAND_ATTEMPT);
+    }
+
+    #[test]
+    fn request_carries_ids_policy_and_the_kind() {
+        let c = check(Duration::from_millis(1500), Some("true"), http());
+        let request: serde_json::Value = serde_json::from_slice(&request(&[&c, &c])).unwrap();
+        assert_eq!(request["protocol"], 1);
+        assert_eq!(request["interval_ms"], 250);
+        let wire = &request["checks"][1];
+        assert_eq!(wire["id"], 1);
+        assert_eq!(wire["timeout_ms"], 1500);
+        assert_eq!(wire["attempt_timeout_ms"], 5000);
+        assert_eq!(wire["skip_unless"], "true");
+        assert_eq!(wire["kind"]["kind"], "http");
+        assert_eq!(wire["kind"]["url"], "http://lb/");
+    }
+
+    #[test]
+    fn stated_properties_leave_out_what_was_not_stated() {
+        assert_eq!(
+            stated_properties(&http()),
+            json!({"url": "http://lb/", "method": "GET", "status": 200,
+                   "body": ["/web[12]/"], "insecure": false})
+        );
+    }
+
+    #[test]
+    fn the_agent_fits_in_one_argument() {
+        // Linux refuses a single argv string over MAX_ARG_STRLEN (128 KiB).
+        assert!(AGENT.contains("def main()"));
+        assert!(AGENT.len() < 128 * 1024);
+    }
+}

@@ -1,0 +1,54 @@
+//! Evaluates declarative checks ([`Check`]) on the nodes of a cluster.
+//!
+//! Checks are evaluated on the node they target, in one exec per node: the
+//! agent (`agent/rehearse_check.py`, embedded in the binary) is run there with a
+//! JSON list of the node's checks on stdin, evaluates them concurrently, retries
+//! each failing one every [`DEFAULT_CHECK_INTERVAL`] until it passes or its
+//! timeout is spent, and prints one JSON report. Nodes are evaluated in parallel.
+//!
+//! Whatever goes wrong on the way (the node is down, the agent crashes, prints
+//! garbage or runs past its exec timeout) comes back as failed results whose
+//! message says so: [`evaluate`] always returns one result per check.
+//!
+//! [`DEFAULT_CHECK_INTERVAL`]: rehearse_spec::scenario::DEFAULT_CHECK_INTERVAL
+
+mod agent;
+mod node;
+mod result;
+
+use rehearse_sandbox::Engine;
+#[cfg(doc)]
+use rehearse_spec::scenario::Check;
+
+pub use agent::{
+    attempt_timeout, exec_timeout, AgentInfo, ADDR_ATTEMPT, AGENT, COMMAND_ATTEMPT, DNS_ATTEMPT,
+    HTTP_ATTEMPT, LOCAL_ATTEMPT, PRECONDITION_TIMEOUT,
+};
+pub use node::{evaluate_node, NodeChecks, NodeExec, NodeReport};
+pub use result::{render_line, CheckResult, Status};
+
+/// Evaluates every node's checks, nodes in parallel, one agent run per node.
+/// Returns one result per check, in input order.
+pub fn evaluate(engine: &Engine, cluster: &str, work: &[NodeChecks<'_>]) -> Vec<CheckResult> {
+    evaluate_nodes(engine, cluster, work)
+        .into_iter()
+        .flat_map(|report| report.results)
+        .collect()
+}
+
+/// [`evaluate`] over any [`NodeExec`], keeping each node's agent information.
+pub fn evaluate_nodes(
+    exec: &dyn NodeExec,
+    cluster: &str,
+    work: &[NodeChecks<'_>],
+) -> Vec<NodeReport> {
+    std::thread::scope(|s| {
+        let runs: Vec<_> = work
+            .iter()
+            .map(|w| s.spawn(move || evaluate_node(exec, cluster, w)))
+            .collect();
+        runs.into_iter()
+            .map(|run| run.join().expect("check evaluation panicked"))
+            .collect()
+    })
+}
