@@ -69,6 +69,10 @@ pub enum ErrorKind {
     InvalidTtl,
     /// A distribution this version cannot build.
     Unsupported,
+    /// A step or check names a node or group the topology does not have.
+    UnknownTarget,
+    /// A file the spec refers to (a script, playbook or copy source) does not exist.
+    MissingFile,
 }
 
 impl ErrorKind {
@@ -89,6 +93,8 @@ impl ErrorKind {
             ErrorKind::Limit => "limit",
             ErrorKind::InvalidTtl => "invalid_ttl",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::UnknownTarget => "unknown_target",
+            ErrorKind::MissingFile => "missing_file",
         }
     }
 }

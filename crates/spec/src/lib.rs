@@ -1,10 +1,10 @@
-//! File formats of rehearse: the topology of a cluster and the golden images its
-//! nodes boot from.
+//! File formats of rehearse: the topology of a cluster, the golden images its
+//! nodes boot from, and the scenarios (steps and checks) run on it.
 //!
 //! Everything a user writes is parsed and fully validated here, before any node
 //! starts, and every refusal says where (file:line:column and field path), what is
 //! wrong and how to fix it. The engine then works only with the explicit,
-//! validated [`Topology`] and [`ImageSpec`].
+//! validated [`Topology`], [`ImageSpec`] and [`scenario::Scenario`].
 
 pub mod image;
 pub mod scenario;

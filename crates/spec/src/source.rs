@@ -220,11 +220,10 @@ impl SourceMap {
         Some(node.pos())
     }
 
-    /// The position of the key (not the value) at `path`: an unknown key is best
-    /// shown where it is written.
-    fn locate_key(&self, parent: &FieldPath, key: &str) -> Option<Pos> {
+    /// The node written at exactly `path`, if any.
+    fn node_at(&self, path: &FieldPath) -> Option<&Node> {
         let mut node = self.root.as_ref()?;
-        for segment in &parent.0 {
+        for segment in &path.0 {
             node = match (segment, node) {
                 (Segment::Key(k), Node::Mapping(_, entries)) => {
                     &entries.iter().find(|e| &e.key == k)?.value
@@ -233,7 +232,13 @@ impl SourceMap {
                 _ => return None,
             };
         }
-        match node {
+        Some(node)
+    }
+
+    /// The position of the key (not the value) at `path`: an unknown key is best
+    /// shown where it is written.
+    fn locate_key(&self, parent: &FieldPath, key: &str) -> Option<Pos> {
+        match self.node_at(parent)? {
             Node::Mapping(_, entries) => entries.iter().find(|e| e.key == key).map(|e| e.key_pos),
             _ => None,
         }
@@ -283,6 +288,45 @@ impl Source {
         error
             .with_location(self.location(self.map.locate(path)))
             .with_field(path.to_string())
+    }
+
+    /// Names the key `key` of the mapping at `parent` in `error` and places it where
+    /// the key is written (rather than at its value).
+    pub(crate) fn at_key(&self, parent: &FieldPath, key: &str, error: SpecError) -> SpecError {
+        let path = parent.field(key);
+        let pos = self
+            .map
+            .locate_key(parent, key)
+            .or_else(|| self.map.locate(&path));
+        error
+            .with_location(self.location(pos))
+            .with_field(path.to_string())
+    }
+
+    /// Like [`Source::at`] for item `index` of the list at `list`, except that a
+    /// list written as a single value (`on: web` for `on: [web]`) is named and
+    /// placed as that value.
+    pub(crate) fn at_item(&self, list: &FieldPath, index: usize, error: SpecError) -> SpecError {
+        match self.map.node_at(list) {
+            Some(Node::Scalar(_)) if index == 0 => self.at(list, error),
+            _ => self.at(&list.at(index), error),
+        }
+    }
+
+    /// An error serde reported for the value at `path` after the text was parsed
+    /// (so without a position of its own), classified and placed like
+    /// [`Source::yaml_error`] does for errors found while parsing.
+    pub(crate) fn value_error(&self, path: &FieldPath, message: &str) -> SpecError {
+        // The text parsed already, so what classify takes for syntax is a value
+        // refused by a custom rule, whose message says what to write.
+        let (kind, hint) = match classify(message) {
+            (ErrorKind::Syntax, _) => (
+                ErrorKind::InvalidValue,
+                "give this field a value of the expected kind".to_owned(),
+            ),
+            other => other,
+        };
+        self.at(path, SpecError::new(kind, message).with_hint(hint))
     }
 
     /// A key written twice in one mapping, found while mapping positions.
@@ -337,30 +381,8 @@ impl Source {
                 ErrorKind::UnknownField,
                 "remove this key or fix its spelling".to_owned(),
             )
-        } else if let Some(key) = backticked(message, "missing field `") {
-            (ErrorKind::MissingField, format!("add the `{key}` key"))
-        } else if message.starts_with("unknown variant") {
-            (
-                ErrorKind::InvalidValue,
-                "use one of the values listed".to_owned(),
-            )
-        } else if message.starts_with("invalid type") || message.starts_with("invalid value") {
-            (
-                ErrorKind::InvalidValue,
-                "give this field a value of the expected kind".to_owned(),
-            )
-        } else if message.contains("more than one document") {
-            (
-                ErrorKind::Syntax,
-                "keep one YAML document per file: remove the extra `---` and what follows"
-                    .to_owned(),
-            )
         } else {
-            (
-                ErrorKind::Syntax,
-                "fix the YAML syntax here: check indentation, quoting and the `:` after each key"
-                    .to_owned(),
-            )
+            classify(message)
         };
         let mut error = SpecError::new(kind, message)
             .with_hint(hint)
@@ -369,6 +391,34 @@ impl Source {
             error = error.with_field(field);
         }
         error
+    }
+}
+
+/// The kind of a serde error message, and a hint for fixing it.
+fn classify(message: &str) -> (ErrorKind, String) {
+    if let Some(key) = backticked(message, "missing field `") {
+        (ErrorKind::MissingField, format!("add the `{key}` key"))
+    } else if message.starts_with("unknown variant") {
+        (
+            ErrorKind::InvalidValue,
+            "use one of the values listed".to_owned(),
+        )
+    } else if message.starts_with("invalid type") || message.starts_with("invalid value") {
+        (
+            ErrorKind::InvalidValue,
+            "give this field a value of the expected kind".to_owned(),
+        )
+    } else if message.contains("more than one document") {
+        (
+            ErrorKind::Syntax,
+            "keep one YAML document per file: remove the extra `---` and what follows".to_owned(),
+        )
+    } else {
+        (
+            ErrorKind::Syntax,
+            "fix the YAML syntax here: check indentation, quoting and the `:` after each key"
+                .to_owned(),
+        )
     }
 }
 

@@ -1,23 +1,40 @@
 //! Scenarios: a topology, ordered steps that apply infrastructure code to it, and
 //! the checks that say whether the result is right.
+//!
+//! A scenario is a YAML file, usually `rehearse.yaml` in a folder next to the
+//! scripts, playbooks and files it uses (see `docs/scenario.md` for the format).
+//! [`Scenario::from_path`] reads and fully validates it: every refusal carries
+//! file:line:column, the field path and a hint, before any node starts.
 
 pub mod check;
 pub mod step;
 
-use std::path::PathBuf;
+mod file;
+mod matcher;
+mod rules;
+
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 pub use check::{Check, CheckKind, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT};
+pub use matcher::{Matcher, Pattern};
 pub use step::{Step, StepAction, DEFAULT_STEP_TIMEOUT};
 
+use crate::error::{ErrorKind, SpecError};
+use crate::source::{self, Source};
 use crate::topology::Topology;
 
 pub(crate) use check::duration_ms as check_duration_ms;
 
+/// The file a scenario folder holds.
+pub const SCENARIO_FILE: &str = "rehearse.yaml";
+
 /// A validated scenario.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Scenario {
+    /// Name shown in reports: as written, else the folder name for
+    /// `rehearse.yaml`, else the file name without extension.
     pub name: String,
     pub description: Option<String>,
     pub topology: Topology,
@@ -25,6 +42,78 @@ pub struct Scenario {
     pub checks: Vec<Check>,
     /// The folder relative paths in the scenario are resolved against.
     pub dir: PathBuf,
-    /// The file the scenario was read from.
+    /// The file the scenario was read from (the `origin` of [`Scenario::from_yaml`]).
     pub file: PathBuf,
+}
+
+impl Scenario {
+    /// Reads, parses and validates a scenario file, or the `rehearse.yaml` of a
+    /// scenario folder.
+    pub fn from_path(path: &Path) -> Result<Scenario, SpecError> {
+        let not_found = |message: String| {
+            Err(
+                SpecError::new(ErrorKind::MissingFile, message).with_hint(format!(
+                    "pass a scenario file, or a folder that holds {SCENARIO_FILE}"
+                )),
+            )
+        };
+        let file = if path.is_dir() {
+            let file = path.join(SCENARIO_FILE);
+            if !file.is_file() {
+                return not_found(format!(
+                    "{} is a folder without a {SCENARIO_FILE}",
+                    path.display()
+                ));
+            }
+            file
+        } else if path.exists() {
+            path.to_path_buf()
+        } else {
+            return not_found(format!("{} does not exist", path.display()));
+        };
+        let text = source::read(&file)?;
+        let dir = match file.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Scenario::from_yaml(&text, &file.display().to_string(), &dir)
+    }
+
+    /// Parses and validates a scenario written in YAML. `origin` is the file name
+    /// shown in errors; `dir` is the folder that scripts, playbooks and copied
+    /// files are read from.
+    pub fn from_yaml(text: &str, origin: &str, dir: &Path) -> Result<Scenario, SpecError> {
+        let source = Source::file(origin, text);
+        if let Some(error) = source.duplicate_key() {
+            return Err(error);
+        }
+        let parsed: file::ScenarioFile =
+            serde_yaml::from_str(text).map_err(|e| source.yaml_error(&e))?;
+        let scenario = parsed.into_scenario(&source, origin, dir)?;
+        scenario.check(&source)?;
+        Ok(scenario)
+    }
+
+    /// The JSON Schema of the YAML form, for editors and `rehearse schema`.
+    pub fn json_schema() -> serde_json::Value {
+        // Serialising a schema cannot fail: it is plain maps, strings and numbers.
+        serde_json::to_value(schemars::schema_for!(file::ScenarioFile)).unwrap_or_default()
+    }
+
+    /// Node names a step's or check's `on` selects, in topology order; empty `on`
+    /// = every node. A name selects the node of that name and every node in the
+    /// group of that name.
+    pub fn resolve(&self, on: &[String]) -> Vec<String> {
+        self.topology
+            .nodes
+            .iter()
+            .filter(|node| {
+                on.is_empty()
+                    || on
+                        .iter()
+                        .any(|target| *target == node.name || node.groups.contains(target))
+            })
+            .map(|node| node.name.clone())
+            .collect()
+    }
 }

@@ -19,28 +19,28 @@ use crate::source::{FieldPath, Source};
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "rehearse topology")]
-pub(super) struct TopologyFile {
+pub(crate) struct TopologyFile {
     /// The nodes: a count (`nodes: 3` gives node1..node3 with defaults) or a list
     /// of nodes, each a name or a mapping.
-    nodes: NodesField,
+    pub(crate) nodes: NodesField,
     /// The networks between nodes. Default: one network named `default`, with an
     /// allocated CIDR and `packages` egress.
     #[serde(default)]
-    networks: Option<Vec<NetworkFile>>,
+    pub(crate) networks: Option<Vec<NetworkFile>>,
     /// How long the cluster may live before it is reclaimed, e.g. `30m`, `2h`, `90s`.
     #[serde(default)]
     #[schemars(example = "ttl_example")]
-    ttl: Option<String>,
+    pub(crate) ttl: Option<String>,
 }
 
-fn ttl_example() -> &'static str {
+pub(crate) fn ttl_example() -> &'static str {
     "45m"
 }
 
 /// `nodes: 3` or `nodes: [...]`.
 #[derive(JsonSchema)]
 #[schemars(untagged)]
-enum NodesField {
+pub(crate) enum NodesField {
     /// node1..nodeN with default image and networks.
     Count(#[schemars(range(min = 1, max = 32))] u64),
     List(Vec<NodeEntry>),
@@ -49,7 +49,7 @@ enum NodesField {
 /// `- web1` or `- {name: web1, ...}`.
 #[derive(JsonSchema)]
 #[schemars(untagged)]
-enum NodeEntry {
+pub(crate) enum NodeEntry {
     /// A node with defaults for everything but its name.
     Name(String),
     Full(NodeFile),
@@ -58,7 +58,7 @@ enum NodeEntry {
 /// One node of the cluster.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NodeFile {
+pub(crate) struct NodeFile {
     /// Hostname: `[a-z][a-z0-9-]*`, at most 32 characters, unique.
     name: String,
     /// Golden image to boot. Default: `debian-12`.
@@ -76,7 +76,7 @@ struct NodeFile {
 /// One network: a bridge on the host with its own IPv4 subnet.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NetworkFile {
+pub(crate) struct NetworkFile {
     /// Network name: `[a-z][a-z0-9-]*`, at most 32 characters, unique.
     name: String,
     /// IPv4 subnet such as `10.213.40.0/24`, /29 or shorter. Default: allocated.

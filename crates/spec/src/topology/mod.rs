@@ -7,7 +7,7 @@
 //! refuse.
 
 mod check;
-mod file;
+pub(crate) mod file;
 
 use std::fmt;
 use std::path::Path;
@@ -179,8 +179,17 @@ impl Topology {
         }
         let parsed: file::TopologyFile =
             serde_yaml::from_str(text).map_err(|e| source.yaml_error(&e))?;
-        let topology = parsed.into_topology(&source)?;
-        topology.check(&source)?;
+        Topology::from_file(parsed, &source)
+    }
+
+    /// The checked topology of a parsed file; `source` places errors in its text.
+    /// Scenario files hold the same keys, so they share this.
+    pub(crate) fn from_file(
+        parsed: file::TopologyFile,
+        source: &Source,
+    ) -> Result<Topology, SpecError> {
+        let topology = parsed.into_topology(source)?;
+        topology.check(source)?;
         Ok(topology)
     }
 
