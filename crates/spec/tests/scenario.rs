@@ -1008,3 +1008,27 @@ fn the_examples_of_the_repository_parse() {
     }
     assert!(count >= 3, "only {count} examples found");
 }
+
+#[test]
+fn the_examples_in_the_format_reference_parse() {
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/scenario.md");
+    let doc = std::fs::read_to_string(doc).expect("docs/scenario.md");
+    let blocks: Vec<&str> = doc
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .collect();
+    assert!(blocks.len() >= 5, "only {} yaml blocks", blocks.len());
+    for block in blocks {
+        // Fragments are lists of steps, or `checks:` alone; give them nodes.
+        let yaml = if block.starts_with("- ") {
+            let steps: String = block.lines().map(|line| format!("  {line}\n")).collect();
+            format!("{NODES}steps:\n{steps}")
+        } else if block.starts_with("checks:") {
+            format!("{NODES}{block}")
+        } else {
+            block.to_owned()
+        };
+        parse(&yaml);
+    }
+}

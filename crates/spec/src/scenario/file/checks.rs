@@ -456,7 +456,8 @@ check_form! {
         /// Whether the interface must exist.
         #[serde(default = "yes")]
         exists: bool,
-        /// Addresses (with prefix length, e.g. `10.0.0.2/24`) it must have.
+        /// Addresses it must have, e.g. `10.0.0.2`, or `10.0.0.2/24` to require
+        /// the prefix length too.
         #[serde(default)]
         addrs: Vec<String>,
         /// The expected MTU.
