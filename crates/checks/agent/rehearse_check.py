@@ -14,7 +14,8 @@ passes or `timeout_ms` is spent (0: one attempt). One JSON document goes to stdo
      "results": [{"id": 0, "status": "passed", "expected": {...}, "actual": {...},
                   "message": "", "attempts": 3, "duration_ms": 512}]}
 
-Only the Python standard library is used (nodes are minimal Debian). Nothing is
+Only the Python standard library is used (nodes are minimal Debian), and
+nothing newer than Python 3.7. Nothing is
 written on the node. Every sub-process, socket and name lookup is bounded, and the
 whole run ends by `deadline_ms` whatever the checks do.
 """
@@ -165,7 +166,9 @@ def run_process(argv, timeout, env=None):
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        process_group=0,
+        # A group of its own to kill with everything it started (a session, as
+        # `process_group` needs Python 3.11 and images may be older).
+        start_new_session=True,
         close_fds=True,
         env=env,
         cwd="/",

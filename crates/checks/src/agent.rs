@@ -32,7 +32,7 @@ pub const PRECONDITION_TIMEOUT: Duration = Duration::from_secs(10);
 const ATTEMPT_GRACE: Duration = Duration::from_secs(2);
 /// Margin between the agent's own deadline and the exec timeout that kills it:
 /// Python's start-up, entering the node, writing the report.
-const EXEC_MARGIN: Duration = Duration::from_secs(10);
+const EXEC_MARGIN: Duration = Duration::from_secs(5);
 
 /// How long one attempt of a check may take.
 pub fn attempt_timeout(check: &Check) -> Duration {
@@ -247,6 +247,90 @@ mod tests {
             json!({"url": "http://lb/", "method": "GET", "status": 200,
                    "body": ["/web[12]/"], "insecure": false})
         );
+    }
+
+    /// Runs the agent on this machine, as a node would.
+    fn run_on_host(request: &serde_json::Value, env: &[(&str, &str)]) -> serde_json::Value {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("python3")
+            .args(["-I", "-c", AGENT])
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 on this machine");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(request.to_string().as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).expect("a report")
+    }
+
+    fn wire(
+        id: usize,
+        timeout_ms: u64,
+        attempt_timeout_ms: u64,
+        kind: serde_json::Value,
+    ) -> serde_json::Value {
+        json!({"id": id, "timeout_ms": timeout_ms, "attempt_timeout_ms": attempt_timeout_ms,
+               "skip_unless": null, "skip_timeout_ms": 1000, "kind": kind})
+    }
+
+    #[test]
+    fn http_checks_ignore_proxy_variables() {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let mut stream = stream;
+            stream
+                .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+                .unwrap();
+        });
+        let dead_proxy = "http://127.0.0.1:9";
+        let request = json!({"protocol": 1, "interval_ms": 250, "deadline_ms": 10_000,
+            "attempt_grace_ms": 1000, "checks": [wire(0, 0, 5000, json!({
+                "kind": "http", "url": format!("http://127.0.0.1:{port}/"), "method": "GET",
+                "status": 200, "body": ["hello"], "headers": {}, "insecure": false}))]});
+        let report = run_on_host(
+            &request,
+            &[
+                ("http_proxy", dead_proxy),
+                ("HTTP_PROXY", dead_proxy),
+                ("all_proxy", dead_proxy),
+            ],
+        );
+        let result = &report["results"][0];
+        assert_eq!(result["status"], "passed", "{result}");
+        assert_eq!(result["actual"], json!({"status": 200, "body": "hello"}));
+    }
+
+    #[test]
+    fn the_agent_reports_by_its_deadline_whatever_a_check_does() {
+        let request = json!({"protocol": 1, "interval_ms": 250, "deadline_ms": 300,
+        "attempt_grace_ms": 1000, "checks": [
+            wire(0, 0, 30_000, json!({"kind": "command", "command": "sleep 2",
+                "exit_status": 0, "stdout": [], "stderr": []})),
+            wire(1, 0, 30_000, json!({"kind": "command", "command": "true",
+                "exit_status": 0, "stdout": [], "stderr": []})),
+        ]});
+        let report = run_on_host(&request, &[]);
+        assert_eq!(report["agent"]["checks"], 2);
+        let late = &report["results"][0];
+        assert_eq!(late["status"], "failed");
+        assert_eq!(
+            late["message"],
+            "did not finish within the agent's deadline of 0.3 s"
+        );
+        assert_eq!(report["results"][1]["status"], "passed");
     }
 
     #[test]

@@ -10,6 +10,30 @@
 //! garbage or runs past its exec timeout) comes back as failed results whose
 //! message says so: [`evaluate`] always returns one result per check.
 //!
+//! # Semantics beyond the check types' own documentation
+//!
+//! - Text matchers are substrings, `/regex/` (Python `re.search`; flags inline,
+//!   `/(?m)^x$/`), and `!` negates either. A plain package `version` matches the
+//!   whole version or its leading components (`2.4` matches `2.4.57-2`, not
+//!   `2.45`); a plain kernel-param `value` matches the whole value, whitespace
+//!   runs counting as one space.
+//! - Lists of things a node has (user `groups`, port `ip`, dns and interface
+//!   `addrs`, mount `opts`) must each be present; others may be too. An
+//!   interface address written as a CIDR must match with its prefix length.
+//! - A file's `filetype` is that of the path itself (`symlink`); its mode,
+//!   owner, group and contents are those of what a symlink points to.
+//! - A service is `enabled` in the states `systemctl is-enabled` succeeds for
+//!   (`enabled`, `static`, `alias`, ...), `running` when active or reloading.
+//! - HTTP requests follow redirects and ignore proxy variables; addr and http
+//!   names are resolved by the node.
+//! - A `process` check does not see the agent or the commands it runs.
+//! - One attempt may take at most [`HTTP_ATTEMPT`], [`ADDR_ATTEMPT`] (2 s per
+//!   address connected to), [`DNS_ATTEMPT`], the check's timeout for a
+//!   command ([`COMMAND_ATTEMPT`] when it has none), or [`LOCAL_ATTEMPT`]; a
+//!   precondition at most [`PRECONDITION_TIMEOUT`], and one that does not
+//!   finish fails the check rather than skipping it. What a command leaves
+//!   running is killed.
+//!
 //! [`DEFAULT_CHECK_INTERVAL`]: rehearse_spec::scenario::DEFAULT_CHECK_INTERVAL
 
 mod agent;

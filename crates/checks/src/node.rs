@@ -35,7 +35,8 @@ impl NodeExec for Engine {
     }
 }
 
-/// The checks to evaluate on one node.
+/// The checks to evaluate on one node. A check's `on` is not looked at here:
+/// the caller has resolved it to nodes.
 #[derive(Clone, Debug)]
 pub struct NodeChecks<'a> {
     pub node: String,
@@ -233,5 +234,214 @@ impl Write for Tail {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use rehearse_spec::scenario::CheckKind;
+    use serde_json::json;
+
+    use super::*;
+
+    /// Plays back a fixed exec: what it prints and how it ends.
+    struct Scripted {
+        stdout: String,
+        stderr: String,
+        end: fn() -> Result<ExecOutcome, SandboxError>,
+        calls: AtomicUsize,
+    }
+
+    impl Scripted {
+        fn new(stdout: &str, stderr: &str, end: fn() -> Result<ExecOutcome, SandboxError>) -> Self {
+            Scripted {
+                stdout: stdout.into(),
+                stderr: stderr.into(),
+                end,
+                calls: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl NodeExec for Scripted {
+        fn exec(
+            &self,
+            _cluster: &str,
+            _node: &str,
+            req: &ExecRequest,
+            io: ExecIo<'_>,
+        ) -> Result<ExecOutcome, SandboxError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            assert!(
+                req.timeout.is_some(),
+                "the agent always runs with a timeout"
+            );
+            io.stdout.write_all(self.stdout.as_bytes()).unwrap();
+            io.stderr.write_all(self.stderr.as_bytes()).unwrap();
+            (self.end)()
+        }
+    }
+
+    fn exited(code: i32) -> Result<ExecOutcome, SandboxError> {
+        Ok(ExecOutcome {
+            exit_code: code,
+            duration_ms: 5,
+            timed_out: false,
+        })
+    }
+
+    fn checks() -> Vec<Check> {
+        ["/etc/hostname", "/etc/hosts"]
+            .iter()
+            .map(|path| Check {
+                name: format!("file {path}"),
+                on: vec![],
+                timeout: Duration::ZERO,
+                skip_unless: None,
+                kind: CheckKind::File {
+                    path: path.to_string(),
+                    exists: true,
+                    filetype: None,
+                    mode: None,
+                    owner: None,
+                    group: None,
+                    contains: vec![],
+                },
+            })
+            .collect()
+    }
+
+    fn run(exec: &Scripted, checks: &[Check]) -> NodeReport {
+        let work = NodeChecks {
+            node: "n1".into(),
+            checks: checks.iter().collect(),
+        };
+        evaluate_node(exec, "c1", &work)
+    }
+
+    fn assert_all_failed(report: &NodeReport, message: &str) {
+        assert_eq!(report.results.len(), 2);
+        assert!(report.agent.is_none());
+        for r in &report.results {
+            assert_eq!(r.status, Status::Failed);
+            assert_eq!(r.message, message);
+            assert_eq!(r.actual, Value::Null);
+            assert_eq!(r.attempts, 0);
+            assert_eq!(r.node, "n1");
+            assert_eq!(r.kind, "file");
+        }
+        assert_eq!(
+            report.results[1].expected,
+            json!({"path": "/etc/hosts", "exists": true})
+        );
+    }
+
+    #[test]
+    fn a_crash_fails_every_check_and_quotes_stderr() {
+        let exec = Scripted::new(
+            "",
+            "Traceback (most recent call last):\nMemoryError\n",
+            || exited(1),
+        );
+        assert_all_failed(
+            &run(&exec, &checks()),
+            "the check agent on n1 exited with status 1 with no report; its stderr ends with: \
+             Traceback (most recent call last):\nMemoryError",
+        );
+    }
+
+    #[test]
+    fn garbage_on_stdout_is_not_a_report() {
+        let exec = Scripted::new("hello\n", "", || exited(0));
+        let report = run(&exec, &checks());
+        let message = &report.results[0].message;
+        assert!(
+            message
+                .starts_with("the check agent on n1 exited normally with an unreadable report ("),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("; it printed nothing on stderr"),
+            "{message}"
+        );
+        assert_all_failed(&report, message);
+    }
+
+    #[test]
+    fn a_timeout_says_the_agent_was_killed() {
+        let exec = Scripted::new("{\"agent\":", "started\n", || {
+            Err(SandboxError::Timeout {
+                node: "n1".into(),
+                secs: 12.0,
+            })
+        });
+        assert_all_failed(
+            &run(&exec, &checks()),
+            "the check agent on n1 did not finish within 12 s and was killed; its stderr ends with: started",
+        );
+    }
+
+    #[test]
+    fn an_unreachable_node_gives_the_engine_error() {
+        let exec = Scripted::new("", "", || {
+            Err(SandboxError::NodeDown {
+                cluster: "c1".into(),
+                node: "n1".into(),
+            })
+        });
+        let report = run(&exec, &checks());
+        let message = report.results[0].message.clone();
+        assert!(
+            message.starts_with("checks could not run on n1: node n1 of cluster c1 is not running")
+        );
+        assert_all_failed(&report, &message);
+    }
+
+    #[test]
+    fn a_result_the_agent_left_out_fails() {
+        let exec = Scripted::new(
+            r#"{"agent": {"protocol": 1, "pid": 7, "python": "3.11.2", "checks": 2},
+                "results": [{"id": 1, "status": "passed", "expected": {"exists": true},
+                             "actual": {"exists": true}, "message": "", "attempts": 2,
+                             "duration_ms": 300}]}"#,
+            "",
+            || exited(0),
+        );
+        let report = run(&exec, &checks());
+        assert_eq!(report.agent.as_ref().unwrap().pid, 7);
+        let [first, second] = &report.results[..] else {
+            panic!()
+        };
+        assert_eq!(first.status, Status::Failed);
+        assert_eq!(
+            first.message,
+            "the check agent on n1 reported no result for this check"
+        );
+        assert_eq!(second.status, Status::Passed);
+        assert_eq!(second.name, "file /etc/hosts");
+        assert_eq!(second.subject, "/etc/hosts");
+        assert_eq!(second.attempts, 2);
+        assert_eq!(second.actual, json!({"exists": true}));
+    }
+
+    #[test]
+    fn stderr_quotes_are_bounded() {
+        let noise = "x".repeat(10_000) + "the end";
+        let exec = Scripted::new("", &noise, || exited(1));
+        let report = run(&exec, &checks());
+        let message = &report.results[0].message;
+        assert!(message.ends_with("the end"));
+        assert!(message.len() < STDERR_TAIL_BYTES + 200, "{}", message.len());
+    }
+
+    #[test]
+    fn a_node_without_checks_is_not_contacted() {
+        let exec = Scripted::new("", "", || exited(0));
+        let report = run(&exec, &[]);
+        assert!(report.results.is_empty());
+        assert_eq!(exec.calls.load(Ordering::SeqCst), 0);
     }
 }
