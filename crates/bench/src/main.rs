@@ -34,13 +34,61 @@ enum What {
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
+    /// A scenario end to end (`rehearse run`), first with an empty package cache
+    /// (the baseline), then with a warm one.
+    Scenario {
+        /// Scenario file or folder.
+        #[arg(default_value = "examples/nginx-lb")]
+        path: std::path::PathBuf,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Runs with an emptied package cache.
+        #[arg(long, default_value_t = 2)]
+        cold: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.what {
         What::Clusters { runs } => clusters(runs, cli.json),
+        What::Scenario { path, runs, cold } => scenario(&path, runs, cold, cli.json),
     }
+}
+
+fn scenario(path: &std::path::Path, runs: usize, cold: usize, json: bool) -> anyhow::Result<()> {
+    let engine =
+        Engine::new(&rehearse_image::state_dir()).context("opening the state directory")?;
+    let scenario = rehearse_spec::scenario::Scenario::from_path(path)?;
+    let opts = rehearse_scenario::RunOptions::default();
+    let mut run_once = || -> anyhow::Result<Duration> {
+        let t0 = Instant::now();
+        let report = rehearse_scenario::run(&engine, &scenario, &opts, &|_| {});
+        let took = t0.elapsed();
+        anyhow::ensure!(
+            report.outcome == rehearse_scenario::Outcome::Passed,
+            "the scenario did not pass:\n{}",
+            rehearse_scenario::render_human(&report)
+        );
+        Ok(took)
+    };
+    let mut cold_rows = Samples::new(&format!(
+        "{} end to end, empty package cache",
+        scenario.name
+    ));
+    for _ in 0..cold {
+        let cache = engine.package_cache();
+        cache.stop();
+        let dir = engine.state_dir().join("pkgcache/cache");
+        let _ = std::fs::remove_dir_all(&dir);
+        cold_rows.push(run_once()?);
+    }
+    let mut warm = Samples::new(&format!("{} end to end, warm package cache", scenario.name));
+    for _ in 0..runs {
+        warm.push(run_once()?);
+    }
+    stats::print(&[cold_rows, warm], 0, json);
+    Ok(())
 }
 
 fn clusters(runs: usize, json: bool) -> anyhow::Result<()> {

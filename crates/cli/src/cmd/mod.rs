@@ -10,6 +10,7 @@ mod gc;
 mod image;
 mod ls;
 mod reap;
+mod run;
 mod ssh;
 mod up;
 
@@ -39,6 +40,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a scenario on a fresh cluster: steps, checks, idempotence, reboot, hygiene; exit 0 only if all passed.
+    Run(run::Args),
     /// Start a cluster and wait until every node is booted, addressed and accepts SSH.
     Up(up::Args),
     /// Run a command on a node (no SSH involved) and return its exit code.
@@ -67,6 +70,7 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let json = cli.json;
     match cli.command {
+        Command::Run(a) => run::run(a, json),
         Command::Up(a) => up::run(a, json),
         Command::Exec(a) => exec::run(a, json),
         Command::Cp(a) => cp::run(a, json),

@@ -1,0 +1,82 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use rehearse_scenario::{Event, Keep, RunOptions};
+use rehearse_spec::scenario::Scenario;
+
+use crate::output::{print_json, Spinner};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A scenario file, or a folder holding `rehearse.yaml`.
+    path: PathBuf,
+    /// Reboot every node after the steps and run the checks again.
+    #[arg(long)]
+    reboot: bool,
+    /// Skip the idempotence pass (applying the steps a second time).
+    #[arg(long)]
+    no_idempotence: bool,
+    /// Leave the cluster up after the run, and print how to get in.
+    #[arg(long, conflicts_with = "keep_on_failure")]
+    keep: bool,
+    /// Leave the cluster up only if the run failed.
+    #[arg(long)]
+    keep_on_failure: bool,
+    /// Write a JUnit XML report to this file.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Time to live of the cluster (matters with --keep).
+    #[arg(long, value_parser = super::parse_duration, default_value = "30m")]
+    ttl: Duration,
+}
+
+pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
+    let scenario = Scenario::from_path(&args.path)?;
+    let engine = super::engine()?;
+    let opts = RunOptions {
+        reboot: args.reboot,
+        idempotence: !args.no_idempotence,
+        keep: if args.keep {
+            Keep::Always
+        } else if args.keep_on_failure {
+            Keep::OnFailure
+        } else {
+            Keep::Never
+        },
+        ttl: args.ttl,
+        ..RunOptions::default()
+    };
+    let spinner = Spinner::new(json);
+    let events = |e: Event<'_>| match e {
+        Event::Phase(p) => spinner.set(format!("{}: {p}", scenario.name)),
+        Event::ClusterReady { cluster, boot_ms } => {
+            spinner.line(format!("cluster {cluster} ready in {boot_ms} ms"))
+        }
+        Event::StepDone(step) => {
+            let mark = if step.ok { "✔" } else { "✘" };
+            spinner.line(format!(
+                "{mark} step {} ({:?} pass, {} ms)",
+                step.name, step.pass, step.duration_ms
+            ));
+        }
+        Event::ChecksDone { phase, results } => {
+            for r in results {
+                spinner.line(format!("  {phase}: {}", rehearse_checks::render_line(r)));
+            }
+        }
+    };
+    let report = rehearse_scenario::run(&engine, &scenario, &opts, &events);
+    spinner.finish();
+    if let Some(path) = &args.junit {
+        std::fs::write(path, rehearse_scenario::junit(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if json {
+        print_json(&report);
+    } else {
+        print!("{}", rehearse_scenario::render_human(&report));
+    }
+    Ok(report.exit_code())
+}

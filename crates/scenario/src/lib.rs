@@ -1,0 +1,431 @@
+//! A scenario run, the main job of rehearse: a fresh cluster → steps → checks →
+//! idempotence (the steps again) → optionally a reboot and the checks again →
+//! hygiene → the cluster destroyed (or kept), and one report of all of it.
+
+mod hygiene;
+mod report;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use rehearse_checks::{CheckResult, NodeChecks, Status};
+use rehearse_runner::{Pass, RunContext, StepReport};
+use rehearse_sandbox::{ClusterState, Engine, SandboxError, UpRequest};
+use rehearse_spec::scenario::{Scenario, StepAction};
+
+pub use hygiene::{Finding, FindingKind};
+pub use report::{junit, render_human};
+
+/// When to leave the cluster up after the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Keep {
+    Never,
+    Always,
+    OnFailure,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub reboot: bool,
+    pub idempotence: bool,
+    pub keep: Keep,
+    pub ttl: Duration,
+    pub boot_timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            reboot: false,
+            idempotence: true,
+            keep: Keep::Never,
+            ttl: Duration::from_secs(30 * 60),
+            boot_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a run reports while it works.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    Phase(&'a str),
+    ClusterReady {
+        cluster: &'a str,
+        boot_ms: u64,
+    },
+    StepDone(&'a StepReport),
+    ChecksDone {
+        phase: &'a str,
+        results: &'a [CheckResult],
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every step applied and every check passed.
+    Passed,
+    /// A step or a check failed.
+    Failed,
+    /// The run could not be carried out (no cluster, ...).
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Timings {
+    pub boot_ms: u64,
+    pub steps_ms: u64,
+    pub checks_ms: u64,
+    pub idempotence_ms: u64,
+    pub reboot_ms: u64,
+    pub hygiene_ms: u64,
+    pub teardown_ms: u64,
+    pub total_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Idempotence {
+    /// The steps' second pass.
+    pub steps: Vec<StepReport>,
+    /// What the second pass changed, per node or task.
+    pub changed: Vec<String>,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub scenario: String,
+    pub file: PathBuf,
+    pub outcome: Outcome,
+    pub cluster: Option<String>,
+    /// Whether the cluster was left up, and how to get in.
+    pub kept: bool,
+    pub how_to_get_in: Option<String>,
+    pub nodes: Vec<NodeInfo>,
+    pub steps: Vec<StepReport>,
+    pub checks: Vec<CheckResult>,
+    pub idempotence: Option<Idempotence>,
+    pub reboot_checks: Option<Vec<CheckResult>>,
+    pub hygiene: Vec<Finding>,
+    pub error: Option<String>,
+    pub timings: Timings,
+    pub work_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub ip: Option<String>,
+    pub groups: Vec<String>,
+}
+
+impl RunReport {
+    /// Every check result of the run: the checks, idempotence and after-reboot.
+    pub fn all_checks(&self) -> Vec<&CheckResult> {
+        self.checks
+            .iter()
+            .chain(self.reboot_checks.iter().flatten())
+            .collect()
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self.outcome {
+            Outcome::Passed => 0,
+            Outcome::Failed => 1,
+            Outcome::Error => 2,
+        }
+    }
+}
+
+fn new_run_id() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{secs:x}{:04x}", rand::random::<u16>())
+}
+
+/// Runs a scenario on a fresh cluster.
+pub fn run(
+    engine: &Engine,
+    scenario: &Scenario,
+    opts: &RunOptions,
+    events: &(dyn Fn(Event<'_>) + Sync),
+) -> RunReport {
+    let started = Instant::now();
+    let run_id = new_run_id();
+    let work_dir = engine.state_dir().join("runs").join(&run_id);
+    let _ = std::fs::create_dir_all(&work_dir);
+    let mut report = RunReport {
+        run_id,
+        scenario: scenario.name.clone(),
+        file: scenario.file.clone(),
+        outcome: Outcome::Error,
+        cluster: None,
+        kept: false,
+        how_to_get_in: None,
+        nodes: Vec::new(),
+        steps: Vec::new(),
+        checks: Vec::new(),
+        idempotence: None,
+        reboot_checks: None,
+        hygiene: Vec::new(),
+        error: None,
+        timings: Timings::default(),
+        work_dir: work_dir.clone(),
+    };
+
+    events(Event::Phase("starting a fresh cluster"));
+    let t = Instant::now();
+    let cluster = match engine.up(
+        UpRequest {
+            topology: scenario.topology.clone(),
+            ttl: opts.ttl,
+            boot_timeout: opts.boot_timeout,
+            source: format!("run {} ({})", report.run_id, scenario.file.display()),
+        },
+        &|_| {},
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            report.error = Some(format!("could not start the cluster: {e}"));
+            report.timings.total_ms = started.elapsed().as_millis() as u64;
+            return report;
+        }
+    };
+    report.timings.boot_ms = t.elapsed().as_millis() as u64;
+    report.cluster = Some(cluster.id.clone());
+    report.nodes = cluster
+        .nodes
+        .iter()
+        .map(|n| NodeInfo {
+            name: n.name.clone(),
+            ip: n.ip().map(|i| i.to_string()),
+            groups: n.groups.clone(),
+        })
+        .collect();
+    events(Event::ClusterReady {
+        cluster: &cluster.id,
+        boot_ms: report.timings.boot_ms,
+    });
+
+    let failed = drive(
+        engine,
+        scenario,
+        opts,
+        &cluster,
+        &work_dir,
+        &mut report,
+        events,
+    );
+    report.outcome = match (&report.error, failed) {
+        (Some(_), _) => Outcome::Error,
+        (None, true) => Outcome::Failed,
+        (None, false) => Outcome::Passed,
+    };
+
+    let keep = match opts.keep {
+        Keep::Always => true,
+        Keep::OnFailure => report.outcome != Outcome::Passed,
+        Keep::Never => false,
+    };
+    let t = Instant::now();
+    if keep {
+        report.kept = true;
+        let first = cluster
+            .nodes
+            .first()
+            .map(|n| n.name.as_str())
+            .unwrap_or("node1");
+        report.how_to_get_in = Some(format!(
+            "rehearse exec {id} {first} -- bash   |   ssh -F {cfg} {first}   |   rehearse down {id}",
+            id = cluster.id,
+            cfg = engine.cluster_dir(&cluster.id).join("ssh/config").display()
+        ));
+    } else {
+        events(Event::Phase("destroying the cluster"));
+        if let Err(e) = engine.down(&cluster.id) {
+            report
+                .error
+                .get_or_insert(format!("destroying cluster {}: {e}", cluster.id));
+        }
+    }
+    report.timings.teardown_ms = t.elapsed().as_millis() as u64;
+    report.timings.total_ms = started.elapsed().as_millis() as u64;
+    let _ = std::fs::write(
+        work_dir.join("report.json"),
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    );
+    report
+}
+
+/// Steps, checks, idempotence, reboot, hygiene. Returns whether anything failed.
+fn drive(
+    engine: &Engine,
+    scenario: &Scenario,
+    opts: &RunOptions,
+    cluster: &ClusterState,
+    work_dir: &std::path::Path,
+    report: &mut RunReport,
+    events: &(dyn Fn(Event<'_>) + Sync),
+) -> bool {
+    for node in &cluster.nodes {
+        if let Err(e) = hygiene::mark(engine, &cluster.id, &node.name) {
+            report.error = Some(format!("preparing node {}: {e}", node.name));
+            return true;
+        }
+    }
+    let ctx = RunContext {
+        engine,
+        cluster,
+        scenario_dir: &scenario.dir,
+        work_dir,
+    };
+
+    // Steps, in order; the first failure stops the steps (checks still run, to
+    // show the state it left).
+    let t = Instant::now();
+    let mut steps_ok = true;
+    for step in &scenario.steps {
+        events(Event::Phase(&step.name));
+        let targets = scenario.resolve(&step.on);
+        let step_report = rehearse_runner::apply(&ctx, step, &targets, Pass::First);
+        events(Event::StepDone(&step_report));
+        steps_ok &= step_report.ok;
+        report.steps.push(step_report);
+        if !steps_ok {
+            break;
+        }
+    }
+    report.timings.steps_ms = t.elapsed().as_millis() as u64;
+
+    let t = Instant::now();
+    events(Event::Phase("checks"));
+    report.checks = evaluate(engine, scenario, &cluster.id);
+    events(Event::ChecksDone {
+        phase: "checks",
+        results: &report.checks,
+    });
+    report.timings.checks_ms = t.elapsed().as_millis() as u64;
+
+    if steps_ok && opts.idempotence && !scenario.steps.is_empty() {
+        let t = Instant::now();
+        events(Event::Phase("idempotence: applying the steps again"));
+        let mut second = Vec::new();
+        for step in &scenario.steps {
+            let targets = scenario.resolve(&step.on);
+            let step_report = rehearse_runner::apply(&ctx, step, &targets, Pass::Second);
+            events(Event::StepDone(&step_report));
+            second.push(step_report);
+        }
+        report.idempotence = Some(idempotence(scenario, second));
+        report.timings.idempotence_ms = t.elapsed().as_millis() as u64;
+    }
+
+    if steps_ok && opts.reboot {
+        let t = Instant::now();
+        events(Event::Phase("rebooting every node"));
+        let names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+        match engine.reboot(
+            &cluster.id,
+            &names,
+            Duration::from_secs(20),
+            opts.boot_timeout,
+        ) {
+            Ok(_) => {
+                events(Event::Phase("checks after reboot"));
+                let results = evaluate(engine, scenario, &cluster.id);
+                events(Event::ChecksDone {
+                    phase: "after reboot",
+                    results: &results,
+                });
+                report.reboot_checks = Some(results);
+            }
+            Err(e) => report.error = Some(format!("rebooting the nodes: {e}")),
+        }
+        report.timings.reboot_ms = t.elapsed().as_millis() as u64;
+    }
+
+    let t = Instant::now();
+    events(Event::Phase("hygiene"));
+    report.hygiene = hygiene::scan_code(scenario);
+    let per_node: Vec<Vec<Finding>> = std::thread::scope(|s| {
+        let handles: Vec<_> = cluster
+            .nodes
+            .iter()
+            .map(|n| s.spawn(|| hygiene::scan_node(engine, &cluster.id, &n.name)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    report.hygiene.extend(per_node.into_iter().flatten());
+    report.timings.hygiene_ms = t.elapsed().as_millis() as u64;
+
+    let checks_failed = report
+        .all_checks()
+        .iter()
+        .any(|c| c.status == Status::Failed);
+    let idempotence_failed = report.idempotence.as_ref().is_some_and(|i| !i.passed);
+    !steps_ok || checks_failed || idempotence_failed
+}
+
+fn evaluate(engine: &Engine, scenario: &Scenario, cluster: &str) -> Vec<CheckResult> {
+    let mut work: Vec<NodeChecks<'_>> = Vec::new();
+    for node in &scenario.topology.nodes {
+        let checks: Vec<_> = scenario
+            .checks
+            .iter()
+            .filter(|c| scenario.resolve(&c.on).contains(&node.name))
+            .collect();
+        if !checks.is_empty() {
+            work.push(NodeChecks {
+                node: node.name.clone(),
+                checks,
+            });
+        }
+    }
+    rehearse_checks::evaluate(engine, cluster, &work)
+}
+
+/// Ansible: any task that changed on the second pass fails idempotence. Shell:
+/// the second pass must succeed; the files it changed are listed.
+fn idempotence(scenario: &Scenario, second: Vec<StepReport>) -> Idempotence {
+    let mut changed = Vec::new();
+    let mut passed = true;
+    for (step, rep) in scenario.steps.iter().zip(&second) {
+        if !rep.ok {
+            passed = false;
+            changed.push(format!(
+                "{}: the second run failed: {}",
+                rep.name,
+                rep.error.clone().unwrap_or_default()
+            ));
+            continue;
+        }
+        let c = rep.changed();
+        if matches!(step.action, StepAction::Ansible { .. }) && !c.is_empty() {
+            passed = false;
+        }
+        changed.extend(c.into_iter().map(|x| format!("{}: {x}", rep.name)));
+    }
+    Idempotence {
+        steps: second,
+        changed,
+        passed,
+    }
+}
+
+/// Errors of loading a scenario for a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Spec(#[from] rehearse_spec::SpecError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+}
