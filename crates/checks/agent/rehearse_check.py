@@ -179,17 +179,21 @@ def run_process(argv, timeout, env=None):
     with selectors.DefaultSelector() as sel:
         sel.register(p.stdout, selectors.EVENT_READ)
         sel.register(p.stderr, selectors.EVENT_READ)
-        while sel.get_map():
+        while True:
             now = time.monotonic()
             # Not reaped yet, so the process group id cannot be reused before
             # the killpg below.
             if exited_at is None and exited_without_reaping(p.pid):
                 exited_at = now
-            if exited_at is not None and now - exited_at > EXIT_GRACE_S:
+            if exited_at is not None and (not sel.get_map() or now - exited_at > EXIT_GRACE_S):
                 break
             if now >= deadline:
                 timed_out = exited_at is None
                 break
+            if not sel.get_map():
+                # It closed its output but runs on.
+                time.sleep(min(0.01, deadline - now))
+                continue
             for key, _ in sel.select(min(0.05, deadline - now)):
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
@@ -249,7 +253,7 @@ def bounded(fn, seconds):
 
 
 class Package:
-    def __init__(self, k, _timeout):
+    def __init__(self, k):
         self.name = k["name"]
         self.installed = k["installed"]
         self.version = k.get("version")
@@ -286,7 +290,7 @@ ENABLED_STATES = {"enabled", "enabled-runtime", "static", "alias", "indirect", "
 
 
 class Service:
-    def __init__(self, k, _timeout):
+    def __init__(self, k):
         self.name = k["name"]
         self.expected = {}
         if k.get("running") is not None:
@@ -377,7 +381,7 @@ def same_ip(a, b):
 
 
 class Port:
-    def __init__(self, k, _timeout):
+    def __init__(self, k):
         self.text = k["port"]
         self.proto, self.port = parse_port(self.text)
         self.listening = k["listening"]
@@ -417,7 +421,7 @@ def split_host_port(text):
 
 
 class Addr:
-    def __init__(self, k, _timeout):
+    def __init__(self, k):
         self.text = k["address"]
         rest = self.text
         if "://" in rest:
@@ -461,7 +465,7 @@ class Addr:
 
 
 class Http:
-    def __init__(self, k, _timeout):
+    def __init__(self, k):
         self.url = k["url"]
         self.method = (k.get("method") or "GET").upper()
         self.status = k["status"]
@@ -497,7 +501,7 @@ class Http:
             actual = {"status": None, "error": reason}
             return actual, ["expected status %d, but the request failed: %s" % (self.status, reason)]
         with response:
-            status = response.status if hasattr(response, "status") else response.code
+            status = response.getcode()
             try:
                 raw = response.read(READ_LIMIT)
             except (OSError, ValueError) as e:
@@ -529,7 +533,7 @@ class Http:
 
 
 class Command:
-    def __init__(self, k, _timeout):
+    def __init__(self, k):
         self.command = k["command"]
         self.exit_status = k["exit_status"]
         self.stdout = matchers(k.get("stdout") or [])
@@ -584,7 +588,7 @@ def group_name(gid):
 
 
 class File:
-    def __init__(self, k, _timeout):
+    def __init__(self, k):
         self.path = k["path"]
         self.exists = k["exists"]
         self.filetype = k.get("filetype")
@@ -647,7 +651,7 @@ class File:
 
 
 class User:
-    def __init__(self, k, _timeout):
+    def __init__(self, k):
         self.name = k["name"]
         self.exists = k["exists"]
         self.expected = {"exists": self.exists}
@@ -689,7 +693,7 @@ class User:
 
 
 class Group:
-    def __init__(self, k, _timeout):
+    def __init__(self, k):
         self.name = k["name"]
         self.exists = k["exists"]
         self.expected = {"exists": self.exists}
@@ -713,7 +717,7 @@ class Group:
 
 
 class Process:
-    def __init__(self, k, _timeout):
+    def __init__(self, k):
         self.name = k["name"]
         self.running = k["running"]
         self.expected = {"running": self.running}
@@ -746,7 +750,7 @@ class Process:
 
 
 class KernelParam:
-    def __init__(self, k, _timeout):
+    def __init__(self, k):
         self.key = k["key"]
         # sysctl names swap '.' and '/' against their /proc/sys path.
         self.path = "/proc/sys/" + self.key.translate(str.maketrans("./", "/."))
@@ -772,7 +776,7 @@ def resolve(host):
 
 
 class Dns:
-    def __init__(self, k, _timeout):
+    def __init__(self, k):
         self.host = k["host"]
         self.resolvable = k["resolvable"]
         self.addrs = k.get("addrs") or []
@@ -824,7 +828,7 @@ def find_mount(path):
 
 
 class Mount:
-    def __init__(self, k, _timeout):
+    def __init__(self, k):
         self.path = os.path.normpath(k["path"])
         self.exists = k["exists"]
         self.filesystem = k.get("filesystem")
@@ -866,7 +870,7 @@ def address_matches(wanted, local, prefixlen):
 
 
 class Interface:
-    def __init__(self, k, _timeout):
+    def __init__(self, k):
         self.name = k["name"]
         self.exists = k["exists"]
         self.addrs = k.get("addrs") or []
@@ -964,7 +968,7 @@ def evaluate(check, interval, grace):
         factory = KINDS.get(spec.get("kind"))
         if factory is None:
             raise BadCheck("this agent does not know the kind %s" % quote(spec.get("kind")))
-        kind = factory(spec, attempt_s)
+        kind = factory(spec)
     except BadCheck as e:
         return result(check_id, "failed", None, None, "invalid check: %s" % e, 0, started)
     except (KeyError, TypeError, ValueError) as e:

@@ -33,6 +33,9 @@ const ATTEMPT_GRACE: Duration = Duration::from_secs(2);
 /// Margin between the agent's own deadline and the exec timeout that kills it:
 /// Python's start-up, entering the node, writing the report.
 const EXEC_MARGIN: Duration = Duration::from_secs(5);
+/// Longest an agent run may last, whatever the checks' timeouts say (an
+/// `Instant` cannot be pushed arbitrarily far).
+const LONGEST_RUN: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How long one attempt of a check may take.
 pub fn attempt_timeout(check: &Check) -> Duration {
@@ -54,7 +57,14 @@ fn worst_case(check: &Check) -> Duration {
     } else {
         Duration::ZERO
     };
-    precondition + check.timeout + DEFAULT_CHECK_INTERVAL + attempt_timeout(check) + ATTEMPT_GRACE
+    [
+        check.timeout,
+        DEFAULT_CHECK_INTERVAL,
+        attempt_timeout(check),
+        ATTEMPT_GRACE,
+    ]
+    .into_iter()
+    .fold(precondition, Duration::saturating_add)
 }
 
 /// When the agent stops waiting and reports, counted from its start.
@@ -64,7 +74,8 @@ pub fn agent_deadline(checks: &[&Check]) -> Duration {
         .map(|c| worst_case(c))
         .max()
         .unwrap_or_default()
-        + Duration::from_secs(1)
+        .saturating_add(Duration::from_secs(1))
+        .min(LONGEST_RUN)
 }
 
 /// The exec timeout for one agent run: past it, the agent is killed.
@@ -223,6 +234,12 @@ mod tests {
         assert!(deadline >= Duration::from_secs(60) + PRECONDITION_TIMEOUT + HTTP_ATTEMPT);
         assert!(exec_timeout(&[&fast, &slow]) > deadline);
         assert!(agent_deadline(&[&fast]) >= COMMAND_ATTEMPT);
+    }
+
+    #[test]
+    fn endless_timeouts_do_not_overflow() {
+        let forever = check(Duration::MAX, Some("true"), command("true"));
+        assert_eq!(exec_timeout(&[&forever]), LONGEST_RUN + EXEC_MARGIN);
     }
 
     #[test]
