@@ -77,11 +77,14 @@ impl Pass {
 pub fn apply(ctx: &RunContext<'_>, step: &Step, targets: &[String], pass: Pass) -> StepReport {
     let started = Instant::now();
     let mut report = StepReport::new(step, pass);
-    let targets: Vec<String> = if targets.is_empty() {
+    let mut targets: Vec<String> = if targets.is_empty() {
         ctx.cluster.nodes.iter().map(|n| n.name.clone()).collect()
     } else {
         targets.to_vec()
     };
+    // A node named twice (directly and through a group) runs the step once.
+    let mut seen = std::collections::HashSet::new();
+    targets.retain(|t| seen.insert(t.clone()));
     if let Some(unknown) = targets.iter().find(|t| ctx.cluster.node(t).is_err()) {
         report.fail(format!(
             "step `{}` targets node \"{unknown}\", which cluster {} does not have (nodes: {})",

@@ -176,14 +176,22 @@ pub(crate) fn failure(ctx: &StepContext<'_>, outputs: &[NodeOutput]) -> Option<S
     let failed: Vec<&NodeOutput> = outputs.iter().filter(|o| !o.ok()).collect();
     let first = failed.first()?;
     let code = first.exit_code.unwrap_or(-1);
-    let cause = last_line(&first.stderr)
-        .or_else(|| last_line(&first.stdout))
-        .map(|l| format!(": {l}"))
-        .unwrap_or_default();
+    // The cause is the last thing the script said, on stderr if anything.
+    let (cause, stream) = match last_line(&first.stderr) {
+        Some(line) => (format!(": {line}"), "stderr"),
+        None => (
+            last_line(&first.stdout)
+                .map(|l| format!(": {l}"))
+                .unwrap_or_default(),
+            "stdout",
+        ),
+    };
     Some(format!(
         "step `{name}` failed on {} with exit code {code}{cause} (whole output in {})",
         and_others(&first.node, failed.len() - 1),
-        ctx.log_dir.join(format!("{}.stderr", first.node)).display()
+        ctx.log_dir
+            .join(format!("{}.{stream}", first.node))
+            .display()
     ))
 }
 

@@ -84,6 +84,9 @@ class CallbackModule(CallbackBase):
         self._out = open(path, "a", buffering=1, encoding="utf-8") if path else None
         self._play = None
         self._started = {}
+        # Task names as the strategy templated them (`name: install {{ pkg }}`),
+        # by task id: results carry the raw name.
+        self._names = {}
 
     def _emit(self, event):
         if self._out is None:
@@ -91,11 +94,10 @@ class CallbackModule(CallbackBase):
         self._out.write(json.dumps(event, default=str) + "\n")
         self._out.flush()
 
-    @staticmethod
-    def _task_fields(task):
+    def _task_fields(self, task):
         role = task._role.get_name() if getattr(task, "_role", None) else None
         action = getattr(task, "resolved_action", None) or task.action
-        name = task.name or action
+        name = self._names.get(task._uuid) or task.name or action
         try:
             path = task.get_path()
         except Exception:  # noqa: BLE001 - a task without a source position
@@ -106,6 +108,13 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_play_start(self, play):
         self._play = play.get_name()
         self._emit({"event": "play_start", "play": self._play, "time": time.time()})
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        if task.name:
+            self._names[task._uuid] = task.name
+
+    def v2_playbook_on_handler_task_start(self, task):
+        self.v2_playbook_on_task_start(task, False)
 
     def v2_runner_on_start(self, host, task):
         self._started[(host.get_name(), task._uuid)] = time.time()
@@ -122,9 +131,6 @@ class CallbackModule(CallbackBase):
         event = {"event": "task_result", "host": host, "play": self._play, "status": status}
         event.update(self._task_fields(task))
         event["uuid"] = task._uuid
-        # Templated names (`name: install {{ pkg }}`) as Ansible shows them.
-        if getattr(result, "task_name", None) and task.name:
-            event["task"] = result.task_name
         event["ignored"] = bool(ignored)
         event["duration_ms"] = int((time.time() - started) * 1000) if started else None
         if r.get("_ansible_no_log"):

@@ -60,6 +60,8 @@ fn run_into(
         )
     })?;
 
+    // The step's timeout covers the install and the play together.
+    let started = std::time::Instant::now();
     install_ansible(ctx, controller)?;
 
     // The run's files, staged on the host (kept with the step's logs), then
@@ -90,6 +92,10 @@ fn run_into(
             play(
                 ctx,
                 controller,
+                ctx.step
+                    .timeout
+                    .saturating_sub(started.elapsed())
+                    .max(std::time::Duration::from_secs(1)),
                 run,
                 &base,
                 &playbook_args(
@@ -138,6 +144,7 @@ fn install_ansible(ctx: &StepContext<'_>, controller: &str) -> Result<(), String
 fn play(
     ctx: &StepContext<'_>,
     controller: &str,
+    timeout: std::time::Duration,
     run: &mut Run,
     base: &str,
     args: &[String],
@@ -151,7 +158,7 @@ fn play(
         env: ansible_env(ctx, paths),
         stdin: None,
         workdir: Some(format!("{base}/scenario")),
-        timeout: ctx.step.timeout,
+        timeout,
         token: format!("{}-ansible", ctx.token),
     };
     let log = ctx.log_dir.join("ansible.log");
