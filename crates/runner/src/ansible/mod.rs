@@ -84,6 +84,9 @@ pub(crate) fn run(ctx: &StepContext<'_>, req: &Request<'_>, report: &mut StepRep
     };
     let mut events = events::parse(&run.events);
     let relative = |path: &mut Option<String>| {
+        if run.scenario_root.is_empty() {
+            return;
+        }
         if let Some(p) = path {
             if let Some(rest) = p.strip_prefix(&format!("{}/", run.scenario_root)) {
                 *p = rest.to_string();
