@@ -96,6 +96,10 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
+    // A zombie has ended; it only waits for a parent that may never reap it.
+    if rest.starts_with('Z') || rest.starts_with('X') {
+        return None;
+    }
     rest.split(' ').nth(19)?.parse().ok()
 }
 
