@@ -100,6 +100,15 @@ pub(crate) fn prepare(root: &Path) -> Result<(), ImageError> {
         }
     }
     write(root, "etc/ssh/sshd_config.d/rehearse.conf", SSHD_CONFIG)?;
+    // A node starts with no package lists; make them look as old as they are,
+    // so tools that refresh "stale" lists (Ansible's cache_valid_time) do.
+    let _ = fs::remove_file(root.join("var/lib/apt/periodic/update-success-stamp"));
+    let lists = root.join("var/lib/apt/lists");
+    if lists.is_dir() {
+        let epoch = nix::sys::time::TimeSpec::new(0, 0);
+        nix::sys::stat::utimensat(None, &lists, &epoch, &epoch, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
+            .map_err(|e| ImageError::io("setting the time of", &lists, e.into()))?;
+    }
     // An empty machine-id makes systemd take the one the container manager passes.
     write(root, "etc/machine-id", "")?;
     write(root, "etc/hostname", "node\n")?;

@@ -39,9 +39,10 @@ m=/run/rehearse/run-started
 [ -e "$m" ] || exit 0
 find /tmp /var/tmp /root /home -xdev -newer "$m" \( -type f -o -type l \) 2>/dev/null \
   | grep -v -E '^/root/\.ssh/known_hosts$|^/root/\.ansible/|^/root/\.cache/' | sed 's/^/LEFTOVER /'
-find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /usr/share -o -path /var/lib/dpkg -o -path /var/cache -o -path /var/lib/apt \) -prune \
-  -o -type f -newer "$m" -size -64k -print 2>/dev/null \
-  | xargs -r grep -l -s -E -- '-----BEGIN ([A-Z]+ )?PRIVATE KEY-----' 2>/dev/null \
+for d in /etc /root /home /srv /opt /var /tmp /usr/local; do [ -d "$d" ] && echo "$d"; done \
+  | xargs -r -I{} find {} -xdev \( -path /var/lib/dpkg -o -path /var/cache -o -path /var/lib/apt -o -path /var/log/journal \) -prune \
+    -o -type f -newer "$m" -size -64k -print 2>/dev/null \
+  | xargs -r grep -l -s -I -E -- '-----BEGIN ([A-Z]+ )?PRIVATE KEY-----' 2>/dev/null \
   | grep -v -E '^/etc/ssh/ssh_host_[a-z0-9]+_key$|^/root/\.ssh/id_[a-z0-9]+$|^/home/[^/]+/\.ssh/id_[a-z0-9]+$|^/etc/ssl/private/' \
   | sed 's/^/KEY /'
 systemctl --failed --no-legend --plain 2>/dev/null | awk '{print "FAILED " $1}'

@@ -76,6 +76,9 @@ impl Scenario {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        // Absolute, so the paths the scenario resolves stay right whatever the
+        // current directory of whoever uses them later.
+        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
         Scenario::from_yaml(&text, &file.display().to_string(), &dir)
     }
 
