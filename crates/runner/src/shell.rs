@@ -32,12 +32,13 @@ rm -f "$t""#;
 
 /// Removes the script file `$2`, prints at most `$3` files changed since the
 /// marker `/run/rehearse/$1.marker`, and removes the marker. Virtual and
-/// volatile trees, and apt's caches, are not looked at.
+/// volatile trees, apt's caches and logs (written by running services, not by
+/// the step) are not looked at.
 const FINISH: &str = r#"m="/run/rehearse/$1.marker"
 [ -z "$2" ] || rm -f -- "$2"
 if [ -e "$m" ]; then
   find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp \
-      -o -path /var/cache/apt -o -path /var/lib/apt/lists -o -path /var/log/journal \) -prune \
+      -o -path /var/cache/apt -o -path /var/lib/apt/lists -o -path /var/log \) -prune \
     -o \( -type f -o -type l \) \( -newer "$m" -o -cnewer "$m" \) -print 2>/dev/null | head -n "$3"
 fi
 rm -f -- "$m""#;
