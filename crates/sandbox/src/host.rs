@@ -28,28 +28,15 @@ pub fn package_of(tool: &str) -> &'static str {
 
 /// Runs a host command to completion; a failure carries its stderr.
 pub fn run(what: &str, cmd: &mut Command) -> Result<String, SandboxError> {
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    let output = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| spawn_error(&program, e))?;
-    if !output.status.success() {
-        return Err(SandboxError::Command {
-            what: what.to_string(),
-            command: describe(cmd),
-            status: output.status.to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    run_with_input(what, cmd, "")
 }
 
-/// Runs a host command with `input` on stdin.
+/// Runs a host command with `input` on stdin; a failure carries its stderr.
 pub fn run_with_input(what: &str, cmd: &mut Command, input: &str) -> Result<String, SandboxError> {
     use std::io::Write;
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
-        .stdin(Stdio::piped())
+        .stdin(if input.is_empty() { Stdio::null() } else { Stdio::piped() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
