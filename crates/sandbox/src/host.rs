@@ -36,7 +36,11 @@ pub fn run_with_input(what: &str, cmd: &mut Command, input: &str) -> Result<Stri
     use std::io::Write;
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
-        .stdin(if input.is_empty() { Stdio::null() } else { Stdio::piped() })
+        .stdin(if input.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

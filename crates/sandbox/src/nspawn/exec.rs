@@ -102,13 +102,21 @@ pub fn run(
             }
             if deadline.is_some_and(|d| Instant::now() > d) && !timed_out {
                 timed_out = true;
+                kill_group_but_leader(pgid);
+            }
+            // nsenter reaps the command once it is killed; if it does not follow
+            // within a moment, it goes too.
+            if timed_out
+                && exited.is_none()
+                && deadline.is_some_and(|d| d.elapsed() > Duration::from_secs(2))
+            {
                 let _ = killpg(pgid, Signal::SIGKILL);
             }
         }
     })?;
     // Whatever the command left running in its group goes with it.
     if timed_out {
-        let _ = killpg(pgid, Signal::SIGKILL);
+        kill_group_but_leader(pgid);
     }
     let exit_code = status
         .code()
@@ -122,6 +130,38 @@ pub fn run(
         tracing::debug!(node, "command timed out");
     }
     Ok(outcome)
+}
+
+/// Kills every process of the command's group except nsenter itself, which
+/// leads it. nsenter is the parent of the command and stays alive to reap it:
+/// killed together, the command would be left a zombie of the host's PID 1,
+/// which on some hosts never reaps.
+fn kill_group_but_leader(pgid: Pid) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == pgid.as_raw() {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        // Fields after the command name: state, ppid, pgrp.
+        if rest.split(' ').nth(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid.as_raw()) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
 }
 
 /// The command's stdout and stderr, read without blocking.
