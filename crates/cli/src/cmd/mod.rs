@@ -9,8 +9,10 @@ mod extend;
 mod gc;
 mod image;
 mod ls;
+mod mcp;
 mod reap;
 mod run;
+mod serve;
 mod ssh;
 mod up;
 
@@ -60,6 +62,10 @@ enum Command {
     Gc(gc::Args),
     /// Build, list and remove golden images.
     Image(image::Args),
+    /// Serve the MCP tools on stdin/stdout, for agents (Claude Code, Claude Desktop, Cursor).
+    Mcp(mcp::Args),
+    /// Serve the MCP tools over streamable HTTP at /mcp, with bearer-token auth.
+    Serve(serve::Args),
     /// Check that this host has everything rehearse needs.
     Doctor(doctor::Args),
     /// Destroy a cluster when its time-to-live runs out (started by `up`).
@@ -80,6 +86,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Extend(a) => extend::run(a, json),
         Command::Gc(a) => gc::run(a, json),
         Command::Image(a) => image::run(a, json),
+        Command::Mcp(a) => mcp::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Doctor(a) => doctor::run(a, json),
         Command::Reap(a) => reap::run(a),
     }

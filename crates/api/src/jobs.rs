@@ -1,0 +1,153 @@
+//! Background jobs: long commands and scenario runs, each on a thread of its
+//! own, living as long as the process that started them.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::outputs::tail;
+use crate::types::{JobState, JobStatus};
+use crate::{ApiError, OUTPUT_LIMIT};
+
+/// One progress report of a long command.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Increases with every report.
+    pub progress: u64,
+    pub message: String,
+}
+
+pub(crate) fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+/// A byte buffer several threads append to and read.
+#[derive(Clone, Default)]
+pub(crate) struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    pub(crate) fn snapshot(&self) -> Vec<u8> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct JobEnd {
+    pub state: Option<JobState>,
+    pub exit_code: Option<i32>,
+    pub events: Vec<String>,
+    pub run_id: Option<String>,
+    pub outcome: Option<String>,
+    pub report: Option<serde_json::Value>,
+    pub error: Option<ApiError>,
+    pub output_id: Option<String>,
+    pub elapsed_ms: Option<u64>,
+}
+
+pub(crate) struct Job {
+    pub id: String,
+    pub kind: &'static str,
+    pub started: Instant,
+    /// Where an exec job runs, and the file on the node holding its process
+    /// group id (for job_kill).
+    pub target: Option<(String, String, String)>,
+    pub stdout: SharedBuf,
+    pub stderr: SharedBuf,
+    pub inner: Mutex<JobEnd>,
+}
+
+impl Job {
+    pub(crate) fn new(kind: &'static str, target: Option<(String, String, String)>, id: String) -> Arc<Job> {
+        Arc::new(Job {
+            id,
+            kind,
+            started: Instant::now(),
+            target,
+            stdout: SharedBuf::default(),
+            stderr: SharedBuf::default(),
+            inner: Mutex::new(JobEnd::default()),
+        })
+    }
+
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut JobEnd) -> R) -> R {
+        f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn finish(&self, f: impl FnOnce(&mut JobEnd)) {
+        let elapsed = self.started.elapsed().as_millis() as u64;
+        self.with(|end| {
+            f(end);
+            end.state.get_or_insert(JobState::Exited);
+            end.elapsed_ms = Some(elapsed);
+        })
+    }
+
+    pub(crate) fn status(&self) -> JobStatus {
+        let (stdout, t1) = tail(&self.stdout.snapshot(), OUTPUT_LIMIT);
+        let (stderr, t2) = tail(&self.stderr.snapshot(), OUTPUT_LIMIT);
+        self.with(|end| JobStatus {
+            job_id: self.id.clone(),
+            kind: self.kind.to_string(),
+            state: end.state.unwrap_or(JobState::Running),
+            exit_code: end.exit_code,
+            stdout,
+            stderr,
+            truncated: t1 || t2,
+            output_id: end.output_id.clone(),
+            events: end.events.clone(),
+            run_id: end.run_id.clone(),
+            outcome: end.outcome.clone(),
+            report: end.report.clone(),
+            error: end.error.clone(),
+            elapsed_ms: end
+                .elapsed_ms
+                .unwrap_or_else(|| self.started.elapsed().as_millis() as u64),
+        })
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Jobs {
+    jobs: Mutex<HashMap<String, Arc<Job>>>,
+}
+
+impl Jobs {
+    pub(crate) fn add(&self, job: Arc<Job>) {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.id.clone(), job);
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Result<Arc<Job>, ApiError> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "job_not_found",
+                    format!("no job \"{id}\" in this server; job ids come from exec_background and run_scenario, and jobs do not survive a server restart"),
+                )
+            })
+    }
+
+    pub(crate) fn status(&self, id: &str) -> Result<JobStatus, ApiError> {
+        Ok(self.get(id)?.status())
+    }
+}

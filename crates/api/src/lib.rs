@@ -1,0 +1,205 @@
+//! The typed command set of rehearse: every capability as a request type, a
+//! result type and one [`Api::execute`] over the engine. Adapters (the MCP
+//! server, the CLI) parse their input into a [`Command`] and render the result;
+//! what a command does is decided here only.
+
+mod error;
+mod jobs;
+mod ops;
+mod outputs;
+pub mod types;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+use rehearse_sandbox::Engine;
+
+pub use error::ApiError;
+pub use jobs::Progress;
+use types::*;
+
+/// Output beyond this many bytes per stream is cut from tool results and kept
+/// for `read_output`.
+pub const OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// Called with the id of every cluster `provision` creates, so the embedding
+/// program can start a reaper that destroys it at expiry.
+pub type OnProvisioned = Box<dyn Fn(&str) + Send + Sync>;
+
+/// Receives the progress of a long command (a scenario run).
+pub type ProgressSink = Box<dyn Fn(Progress) + Send + Sync>;
+
+/// The command set over one engine. Cheap to share: clone the `Arc`.
+pub struct Api {
+    engine: Engine,
+    jobs: jobs::Jobs,
+    outputs: outputs::Outputs,
+    on_provisioned: Option<OnProvisioned>,
+}
+
+impl Api {
+    pub fn new(engine: Engine) -> Arc<Api> {
+        Self::with_reaper(engine, None)
+    }
+
+    pub fn with_reaper(engine: Engine, on_provisioned: Option<OnProvisioned>) -> Arc<Api> {
+        let outputs = outputs::Outputs::new(engine.state_dir().join("outputs"));
+        Arc::new(Api {
+            engine,
+            jobs: jobs::Jobs::default(),
+            outputs,
+            on_provisioned,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Carries out one command. Blocks: long work (provision, checks) runs on
+    /// the calling thread; background jobs get threads of their own.
+    pub fn execute(
+        self: &Arc<Self>,
+        command: Command,
+        progress: Option<ProgressSink>,
+    ) -> Result<serde_json::Value, ApiError> {
+        fn to_json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, ApiError> {
+            serde_json::to_value(v).map_err(|e| ApiError::new("internal", e.to_string(), false))
+        }
+        match command {
+            Command::Provision(r) => to_json(self.provision(r)?),
+            Command::Exec(r) => to_json(self.exec(r)?),
+            Command::ReadOutput(r) => to_json(self.outputs.read(&r)?),
+            Command::ExecBackground(r) => to_json(self.exec_background(r)?),
+            Command::JobStatus(r) => to_json(self.jobs.status(&r.job_id)?),
+            Command::JobKill(r) => to_json(self.job_kill(&r.job_id)?),
+            Command::WriteFile(r) => to_json(self.write_file(r)?),
+            Command::ReadFile(r) => to_json(self.read_file(r)?),
+            Command::Check(r) => to_json(self.check(r)?),
+            Command::RunScenario(r) => to_json(self.run_scenario(r, progress)?),
+            Command::Extend(r) => to_json(self.extend(r)?),
+            Command::Destroy(r) => to_json(self.destroy(&r.cluster)?),
+            Command::List(_) => to_json(self.list()),
+            Command::Cluster(r) => to_json(self.cluster(&r.cluster)?),
+        }
+    }
+
+    /// The report of a finished scenario run, from `<state>/runs/<id>/report.json`.
+    pub fn run_report(&self, run_id: &str) -> Result<serde_json::Value, ApiError> {
+        let not_found = || {
+            ApiError::not_found(
+                "run_not_found",
+                format!("no report for run \"{run_id}\"; run ids come from run_scenario's job_status"),
+            )
+        };
+        if run_id.is_empty() || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(not_found());
+        }
+        let path: PathBuf = self.engine.state_dir().join("runs").join(run_id).join("report.json");
+        let text = std::fs::read_to_string(&path).map_err(|_| not_found())?;
+        serde_json::from_str(&text)
+            .map_err(|e| ApiError::new("corrupt_report", format!("{}: {e}", path.display()), false))
+    }
+}
+
+/// One tool of the catalogue: name, description for a model, JSON Schema.
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub input_schema: serde_json::Value,
+    /// True when the command changes nothing.
+    pub read_only: bool,
+}
+
+macro_rules! commands {
+    ($( $variant:ident ( $req:ty ) = $name:literal, read_only = $ro:literal, $desc:literal; )*) => {
+        /// Every command, with its request.
+        #[derive(Debug, Clone)]
+        pub enum Command {
+            $( $variant($req), )*
+        }
+
+        impl Command {
+            /// Parses a command from its name and JSON arguments; unknown names,
+            /// missing or misspelt fields are `invalid_input` errors naming the field.
+            pub fn parse(name: &str, args: serde_json::Value) -> Result<Command, ApiError> {
+                match name {
+                    $( $name => Ok(Command::$variant(parse_args::<$req>(args)?)), )*
+                    other => Err(ApiError::invalid(
+                        "name",
+                        format!("no command \"{other}\"; the commands are: {}", [$($name),*].join(", ")),
+                    )),
+                }
+            }
+
+            pub fn name(&self) -> &'static str {
+                match self { $( Command::$variant(_) => $name, )* }
+            }
+        }
+
+        /// The catalogue of commands, for tool listings.
+        pub fn catalogue() -> Vec<ToolSpec> {
+            vec![$( ToolSpec {
+                name: $name,
+                description: $desc,
+                input_schema: schema_of::<$req>(),
+                read_only: $ro,
+            }, )*]
+        }
+    };
+}
+
+commands! {
+    Provision(ProvisionRequest) = "provision", read_only = false,
+        "Create a disposable cluster of Debian 12 nodes (real systemd, root shell, ~0.5 s to boot) to try infrastructure code on before it touches real machines. Use it first; pass `nodes` as a count or a list of {name, groups, networks, image}. Returns the cluster id, each node's name and IP, and boot_ms. The cluster is destroyed at the end of its ttl (default 30m); call destroy when done.";
+    Exec(ExecRequest) = "exec", read_only = false,
+        "Run a shell command (`sh -c`, as root) on one node and wait for it. Use for installing packages, editing config, starting services, inspecting state. Returns exit_code, stdout and stderr; each stream is cut at 64 KiB (truncated: true, output_id to fetch the rest with read_output). Commands longer than a minute or two belong in exec_background.";
+    ReadOutput(ReadOutputRequest) = "read_output", read_only = true,
+        "Read the full stdout or stderr of an exec whose output was truncated, by output_id, in chunks (offset, limit). Returns the text, next_offset and eof.";
+    ExecBackground(ExecBackgroundRequest) = "exec_background", read_only = false,
+        "Start a long shell command on a node without waiting (e.g. a big install, a load test, a server in the foreground). Returns a job_id; poll job_status for its output so far and exit code, stop it with job_kill.";
+    JobStatus(JobRequest) = "job_status", read_only = true,
+        "State of a background job (exec_background or run_scenario): running/exited/failed, exit_code, output so far (or scenario progress lines), and for a finished scenario its outcome, run_id and full report. Poll it every few seconds while state is running.";
+    JobKill(JobRequest) = "job_kill", read_only = false,
+        "Stop a running background job (kills the command and its children on the node). Returns the job's final status.";
+    WriteFile(WriteFileRequest) = "write_file", read_only = false,
+        "Write a file on a node (parent folders are created), as text or base64 content, optionally with an octal mode such as \"0755\". Use for config files, scripts and units. Returns the path and bytes written.";
+    ReadFile(ReadFileRequest) = "read_file", read_only = true,
+        "Read a file from a node (up to 1 MiB). Text is returned as is; content that is not UTF-8, or when encoding is \"base64\", comes back base64-encoded.";
+    Check(CheckRequest) = "check", read_only = true,
+        "Verify the state of a cluster with declarative checks in the rehearse scenario syntax (goss-like: http, service, port, package, file, command, user, group, process, addr, dns, interface, kernel-param, mount). A failing check is retried until its timeout (default 10s). Returns passed (true when nothing failed) and one result per check and node with status passed/failed/skipped, expected vs actual and a message. Use it to prove a change works.";
+    RunScenario(RunScenarioRequest) = "run_scenario", read_only = false,
+        "Run a whole scenario (topology, steps, checks, idempotence, optional reboot) on a fresh cluster, from a file/folder path on the server or inline YAML. Runs in the background: returns a job_id at once; progress comes as MCP progress notifications when a progress token was sent, and job_status gives progress lines, the outcome and the full report (also the resource rehearse://runs/{run_id}).";
+    Extend(ExtendRequest) = "extend", read_only = false,
+        "Set a cluster's remaining time to live (e.g. \"1h\") so it is not destroyed while you still need it. Returns the cluster with its new expiry.";
+    Destroy(ClusterRequest) = "destroy", read_only = false,
+        "Destroy a cluster and everything it holds (nodes, networks, files). Call it when done with a cluster. Returns destroyed: true.";
+    List(ListRequest) = "list", read_only = true,
+        "List live clusters with their nodes, IPs and time left. Use it to find a cluster id you lost or to clean up.";
+    Cluster(ClusterRequest) = "cluster", read_only = true,
+        "Describe one cluster: its nodes (names, IPs, groups), networks and time left.";
+}
+
+fn parse_args<T: DeserializeOwned>(args: serde_json::Value) -> Result<T, ApiError> {
+    let args = if args.is_null() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        args
+    };
+    serde_json::from_value(args).map_err(|e| {
+        let message = e.to_string();
+        // serde names the field between backticks: "missing field `cluster`".
+        let field = message.split('`').nth(1).unwrap_or("arguments").to_string();
+        ApiError {
+            field: Some(field),
+            ..ApiError::invalid("arguments", format!("invalid arguments: {message}; see the tool's input schema"))
+        }
+    })
+}
+
+fn schema_of<T: JsonSchema>() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
+}

@@ -1,0 +1,473 @@
+//! What each command does, over the engine.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use rehearse_checks::{NodeChecks, Status};
+use rehearse_sandbox::{ClusterState, ExecIo, SandboxError, UpRequest, DEFAULT_TTL};
+use rehearse_scenario::{Event, Keep, RunOptions};
+use rehearse_spec::scenario::Scenario;
+use rehearse_spec::Topology;
+
+use crate::jobs::{new_id, Job};
+use crate::outputs::cut;
+use crate::types::*;
+use crate::{Api, ApiError, Progress, ProgressSink, OUTPUT_LIMIT};
+
+const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(300);
+const READ_FILE_LIMIT: usize = 1 << 20;
+
+fn sandbox_request(
+    command: &str,
+    env: &std::collections::BTreeMap<String, String>,
+    workdir: &Option<String>,
+    timeout: Option<Duration>,
+) -> rehearse_sandbox::ExecRequest {
+    rehearse_sandbox::ExecRequest {
+        argv: vec!["/bin/sh".into(), "-c".into(), command.into()],
+        env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        timeout,
+        workdir: workdir.clone(),
+    }
+}
+
+fn timeout_of(secs: Option<f64>, default: Option<Duration>) -> Result<Option<Duration>, ApiError> {
+    match secs {
+        None => Ok(default),
+        Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(_) => Err(ApiError::invalid("timeout_s", "timeout_s must be a positive number of seconds")),
+    }
+}
+
+fn parse_ttl(field: &str, text: &str) -> Result<Duration, ApiError> {
+    humantime::parse_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| ApiError::invalid(field, format!("{field} \"{text}\" is not a duration; write e.g. 90s, 30m, 2h")))
+}
+
+pub(crate) fn cluster_info(s: &ClusterState) -> ClusterInfo {
+    ClusterInfo {
+        cluster: s.id.clone(),
+        status: serde_json::to_value(s.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        boot_ms: s.boot_ms,
+        expires_at: s.expires_at,
+        ttl_left_s: s.ttl_left().max(0),
+        nodes: s
+            .nodes
+            .iter()
+            .map(|n| NodeInfo {
+                name: n.name.clone(),
+                ip: n.ip().map(|i| i.to_string()),
+                addresses: n
+                    .nics
+                    .iter()
+                    .map(|c| AddressInfo { network: c.network.clone(), ip: c.ip.to_string() })
+                    .collect(),
+                groups: n.groups.clone(),
+                image: n.image.clone(),
+                boot_ms: n.boot_ms,
+            })
+            .collect(),
+        networks: s
+            .networks
+            .iter()
+            .map(|n| NetworkInfo {
+                name: n.name.clone(),
+                cidr: n.cidr.to_string(),
+                egress: n.egress.as_str().to_string(),
+            })
+            .collect(),
+    }
+}
+
+impl Api {
+    /// The cluster, if it is alive. One past its expiry is destroyed now
+    /// rather than left to the reaper, so nothing is used after its time.
+    fn live(&self, id: &str) -> Result<ClusterState, ApiError> {
+        let state = self.engine.get(id)?;
+        if state.ttl_left() <= 0 {
+            match self.engine.down(id) {
+                Ok(()) | Err(SandboxError::ClusterNotFound(_)) => {}
+                Err(e) => tracing::warn!(cluster = id, error = %e, "destroying an expired cluster"),
+            }
+            return Err(ApiError::cluster_expired(id));
+        }
+        Ok(state)
+    }
+
+    fn live_node(&self, id: &str, node: &str) -> Result<ClusterState, ApiError> {
+        let state = self.live(id)?;
+        state.node(node)?;
+        Ok(state)
+    }
+
+    pub(crate) fn provision(&self, req: ProvisionRequest) -> Result<ClusterInfo, ApiError> {
+        let ttl = match &req.ttl {
+            Some(t) => parse_ttl("ttl", t)?,
+            None => DEFAULT_TTL,
+        };
+        // The topology file format validates names, networks and images with
+        // the same messages as a file would get.
+        let mut doc = serde_json::to_value(&req).map_err(|e| ApiError::invalid("nodes", e.to_string()))?;
+        if let Some(map) = doc.as_object_mut() {
+            map.remove("ttl");
+        }
+        let text = serde_yaml::to_string(&doc).map_err(|e| ApiError::invalid("nodes", e.to_string()))?;
+        let topology = Topology::from_yaml(&text, "provision").map_err(|e| ApiError::spec("nodes", &e))?;
+        let state = self.engine.up(
+            UpRequest {
+                topology,
+                ttl,
+                boot_timeout: Duration::from_secs(60),
+                source: "mcp provision".into(),
+            },
+            &|_| {},
+        )?;
+        if let Some(hook) = &self.on_provisioned {
+            hook(&state.id);
+        }
+        Ok(cluster_info(&state))
+    }
+
+    pub(crate) fn exec(&self, req: ExecRequest) -> Result<ExecResult, ApiError> {
+        self.live_node(&req.cluster, &req.node)?;
+        let timeout = timeout_of(req.timeout_s, Some(DEFAULT_EXEC_TIMEOUT))?;
+        let sreq = sandbox_request(&req.command, &req.env, &req.workdir, timeout);
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let outcome = self.engine.exec(
+            &req.cluster,
+            &req.node,
+            &sreq,
+            ExecIo { stdin: None, stdout: &mut out, stderr: &mut err },
+        )?;
+        let (stdout, t1) = cut(&out, OUTPUT_LIMIT);
+        let (stderr, t2) = cut(&err, OUTPUT_LIMIT);
+        let output_id = if t1 || t2 { Some(self.outputs.keep(&out, &err)?) } else { None };
+        Ok(ExecResult {
+            exit_code: outcome.exit_code,
+            stdout,
+            stderr,
+            truncated: t1 || t2,
+            output_id,
+            duration_ms: outcome.duration_ms,
+        })
+    }
+
+    pub(crate) fn exec_background(self: &Arc<Self>, req: ExecBackgroundRequest) -> Result<JobStarted, ApiError> {
+        self.live_node(&req.cluster, &req.node)?;
+        let timeout = timeout_of(req.timeout_s, None)?;
+        let id = new_id("job");
+        let pidfile = format!("/run/rehearse-{id}.pgid");
+        // The command runs in a session of its own whose id is written down,
+        // so job_kill can stop it and everything it started.
+        let wrapper = format!(
+            "exec setsid -w /bin/sh -c 'echo $$ > {pidfile}; exec /bin/sh -c \"$1\"' rehearse-job \"$REHEARSE_JOB_COMMAND\""
+        );
+        let mut env = req.env.clone();
+        env.insert("REHEARSE_JOB_COMMAND".into(), req.command.clone());
+        let sreq = sandbox_request(&wrapper, &env, &req.workdir, timeout);
+        let job = Job::new("exec", Some((req.cluster.clone(), req.node.clone(), pidfile)), id.clone());
+        self.jobs.add(job.clone());
+        let api = Arc::clone(self);
+        std::thread::spawn(move || {
+            let mut out = job.stdout.clone();
+            let mut err = job.stderr.clone();
+            let result = api.engine.exec(
+                &req.cluster,
+                &req.node,
+                &sreq,
+                ExecIo { stdin: None, stdout: &mut out, stderr: &mut err },
+            );
+            let (o, e) = (job.stdout.snapshot(), job.stderr.snapshot());
+            let output_id = if o.len() > OUTPUT_LIMIT || e.len() > OUTPUT_LIMIT {
+                api.outputs.keep(&o, &e).ok()
+            } else {
+                None
+            };
+            job.finish(|end| {
+                end.output_id = output_id;
+                match result {
+                    Ok(outcome) => end.exit_code = Some(outcome.exit_code),
+                    Err(e) => {
+                        end.state = Some(JobState::Failed);
+                        end.error = Some(e.into());
+                    }
+                }
+            });
+        });
+        Ok(JobStarted { job_id: id })
+    }
+
+    pub(crate) fn job_kill(&self, id: &str) -> Result<JobStatus, ApiError> {
+        let job = self.jobs.get(id)?;
+        let running = job.with(|end| end.state.is_none());
+        if let (true, Some((cluster, node, pidfile))) = (running, &job.target) {
+            let script = format!("p=$(cat {pidfile} 2>/dev/null) && kill -KILL -- -$p; rm -f {pidfile}");
+            let req = rehearse_sandbox::ExecRequest::shell(&script);
+            let _ = self.engine.exec_capture(cluster, node, &req);
+            // The job's thread sees its command end; wait for it briefly so
+            // the status returned is final.
+            for _ in 0..50 {
+                if job.with(|end| end.state.is_some()) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        } else if running {
+            return Err(ApiError::new(
+                "not_killable",
+                "a scenario run cannot be stopped midway; wait for it (job_status) — its cluster is destroyed at the end",
+                false,
+            ));
+        }
+        Ok(job.status())
+    }
+
+    pub(crate) fn write_file(&self, req: WriteFileRequest) -> Result<WriteFileResult, ApiError> {
+        let bytes = match req.encoding {
+            Encoding::Text => req.content.into_bytes(),
+            Encoding::Base64 => base64::engine::general_purpose::STANDARD
+                .decode(req.content.trim())
+                .map_err(|e| ApiError::invalid("content", format!("content is not valid base64: {e}")))?,
+        };
+        let mode = req.mode.clone().unwrap_or_default();
+        if !mode.is_empty() && (mode.len() > 4 || !mode.chars().all(|c| ('0'..='7').contains(&c))) {
+            return Err(ApiError::invalid("mode", format!("mode \"{mode}\" is not octal like \"0644\"")));
+        }
+        if !req.path.starts_with('/') {
+            return Err(ApiError::invalid("path", format!("path \"{}\" must be absolute", req.path)));
+        }
+        self.live_node(&req.cluster, &req.node)?;
+        let sreq = rehearse_sandbox::ExecRequest {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                r#"set -e; mkdir -p -- "$(dirname -- "$1")"; cat > "$1"; [ -z "$2" ] || chmod "$2" "$1""#.into(),
+                "write_file".into(),
+                req.path.clone(),
+                mode,
+            ],
+            ..Default::default()
+        };
+        let len = bytes.len() as u64;
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let outcome = self.engine.exec(
+            &req.cluster,
+            &req.node,
+            &sreq,
+            ExecIo { stdin: Some(Box::new(std::io::Cursor::new(bytes))), stdout: &mut out, stderr: &mut err },
+        )?;
+        if outcome.exit_code != 0 {
+            return Err(ApiError::new(
+                "write_failed",
+                format!("could not write {}:{}: {}", req.node, req.path, String::from_utf8_lossy(&err).trim()),
+                false,
+            ));
+        }
+        Ok(WriteFileResult { path: req.path, bytes: len })
+    }
+
+    pub(crate) fn read_file(&self, req: ReadFileRequest) -> Result<ReadFileResult, ApiError> {
+        self.live_node(&req.cluster, &req.node)?;
+        let sreq = rehearse_sandbox::ExecRequest {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!(r#"[ -f "$1" ] || {{ echo "no regular file $1" >&2; exit 2; }}; head -c {} -- "$1""#, READ_FILE_LIMIT + 1),
+                "read_file".into(),
+                req.path.clone(),
+            ],
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let outcome = self.engine.exec(
+            &req.cluster,
+            &req.node,
+            &sreq,
+            ExecIo { stdin: None, stdout: &mut out, stderr: &mut err },
+        )?;
+        if outcome.exit_code != 0 {
+            return Err(ApiError::new(
+                "file_not_found",
+                format!("could not read {}:{}: {}; check the path with exec (ls)", req.node, req.path, String::from_utf8_lossy(&err).trim()),
+                false,
+            ));
+        }
+        let truncated = out.len() > READ_FILE_LIMIT;
+        out.truncate(READ_FILE_LIMIT);
+        let bytes = out.len() as u64;
+        let (content, encoding) = match (req.encoding, String::from_utf8(out)) {
+            (Encoding::Text, Ok(text)) => (text, Encoding::Text),
+            (_, Ok(text)) => (base64::engine::general_purpose::STANDARD.encode(text), Encoding::Base64),
+            (_, Err(e)) => (base64::engine::general_purpose::STANDARD.encode(e.into_bytes()), Encoding::Base64),
+        };
+        Ok(ReadFileResult { path: req.path, content, encoding, bytes, truncated })
+    }
+
+    pub(crate) fn check(&self, req: CheckRequest) -> Result<CheckReport, ApiError> {
+        let checks = match &req.checks {
+            serde_json::Value::String(text) => serde_yaml::from_str::<serde_json::Value>(text)
+                .map_err(|e| ApiError::invalid("checks", format!("checks is not valid YAML: {e}")))?,
+            other => other.clone(),
+        };
+        let checks = match checks {
+            serde_json::Value::Array(a) if !a.is_empty() => serde_json::Value::Array(a),
+            serde_json::Value::Object(o) => serde_json::Value::Array(vec![serde_json::Value::Object(o)]),
+            _ => return Err(ApiError::invalid("checks", "checks must be a non-empty list of checks, e.g. [{\"service\": \"nginx\", \"on\": \"web1\"}]")),
+        };
+        let state = self.live(&req.cluster)?;
+        let scenario = parse_checks(&state, checks)?;
+        let mut work: Vec<NodeChecks<'_>> = Vec::new();
+        for node in &scenario.topology.nodes {
+            let checks: Vec<_> = scenario
+                .checks
+                .iter()
+                .filter(|c| scenario.resolve(&c.on).contains(&node.name))
+                .collect();
+            if !checks.is_empty() {
+                work.push(NodeChecks { node: node.name.clone(), checks });
+            }
+        }
+        let results = rehearse_checks::evaluate(&self.engine, &state.id, &work);
+        let mut summary = CheckSummary::default();
+        for r in &results {
+            match r.status {
+                Status::Passed => summary.passed += 1,
+                Status::Failed => summary.failed += 1,
+                Status::Skipped => summary.skipped += 1,
+            }
+        }
+        Ok(CheckReport {
+            passed: summary.failed == 0,
+            summary,
+            results: results.iter().filter_map(|r| serde_json::to_value(r).ok()).collect(),
+        })
+    }
+
+    pub(crate) fn run_scenario(
+        self: &Arc<Self>,
+        req: RunScenarioRequest,
+        progress: Option<ProgressSink>,
+    ) -> Result<JobStarted, ApiError> {
+        let scenario = match (&req.path, &req.yaml) {
+            (Some(path), None) => Scenario::from_path(std::path::Path::new(path)).map_err(|e| ApiError::spec("path", &e))?,
+            (None, Some(yaml)) => {
+                let dir = match &req.base_dir {
+                    Some(d) => PathBuf::from(d),
+                    None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+                };
+                if !dir.is_dir() {
+                    return Err(ApiError::invalid("base_dir", format!("{} is not a folder on the server", dir.display())));
+                }
+                let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+                Scenario::from_yaml(yaml, "inline.yaml", &dir).map_err(|e| ApiError::spec("yaml", &e))?
+            }
+            _ => return Err(ApiError::invalid("path", "pass exactly one of path (a scenario file or folder) and yaml (the scenario text)")),
+        };
+        let keep = match req.keep.as_deref() {
+            None | Some("never") => Keep::Never,
+            Some("always") => Keep::Always,
+            Some("on_failure") => Keep::OnFailure,
+            Some(other) => return Err(ApiError::invalid("keep", format!("keep \"{other}\" is not never, always or on_failure"))),
+        };
+        let opts = RunOptions {
+            reboot: req.reboot,
+            idempotence: req.idempotence.unwrap_or(true),
+            keep,
+            ..RunOptions::default()
+        };
+        let id = new_id("job");
+        let job = Job::new("scenario", None, id.clone());
+        self.jobs.add(job.clone());
+        let api = Arc::clone(self);
+        std::thread::spawn(move || {
+            let counter = std::sync::atomic::AtomicU64::new(0);
+            let note = |line: String| {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                job.with(|end| end.events.push(line.clone()));
+                if let Some(sink) = &progress {
+                    sink(Progress { progress: n, message: line });
+                }
+            };
+            let events = |e: Event<'_>| match e {
+                Event::Phase(p) => note(format!("{}: {p}", scenario.name)),
+                Event::ClusterReady { cluster, boot_ms } => note(format!("cluster {cluster} ready in {boot_ms} ms")),
+                Event::StepDone(step) => note(format!(
+                    "{} step {} ({} ms)",
+                    if step.ok { "✔" } else { "✘" },
+                    step.name,
+                    step.duration_ms
+                )),
+                Event::ChecksDone { phase, results } => {
+                    for r in results {
+                        note(format!("{phase}: {}", rehearse_checks::render_line(r)));
+                    }
+                }
+            };
+            let report = rehearse_scenario::run(&api.engine, &scenario, &opts, &events);
+            let outcome = serde_json::to_value(report.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string));
+            note(format!("finished: {}", outcome.clone().unwrap_or_default()));
+            job.finish(|end| {
+                end.exit_code = Some(report.exit_code());
+                end.run_id = Some(report.run_id.clone());
+                end.outcome = outcome;
+                end.report = serde_json::to_value(&report).ok();
+            });
+        });
+        Ok(JobStarted { job_id: id })
+    }
+
+    pub(crate) fn extend(&self, req: ExtendRequest) -> Result<ClusterInfo, ApiError> {
+        let ttl = parse_ttl("ttl", &req.ttl)?;
+        self.live(&req.cluster)?;
+        Ok(cluster_info(&self.engine.extend(&req.cluster, ttl)?))
+    }
+
+    pub(crate) fn destroy(&self, id: &str) -> Result<Destroyed, ApiError> {
+        self.engine.get(id)?;
+        self.engine.down(id)?;
+        Ok(Destroyed { cluster: id.to_string(), destroyed: true })
+    }
+
+    pub(crate) fn list(&self) -> ClusterList {
+        ClusterList {
+            clusters: self
+                .engine
+                .list()
+                .iter()
+                .filter(|s| s.ttl_left() > 0)
+                .map(cluster_info)
+                .collect(),
+        }
+    }
+
+    pub(crate) fn cluster(&self, id: &str) -> Result<ClusterInfo, ApiError> {
+        Ok(cluster_info(&self.live(id)?))
+    }
+}
+
+/// Parses checks written in the scenario syntax, against the cluster's nodes
+/// (so `on` may name its nodes and groups).
+pub fn parse_checks(state: &ClusterState, checks: serde_json::Value) -> Result<Scenario, ApiError> {
+    let nodes: Vec<serde_json::Value> = state
+        .nodes
+        .iter()
+        .map(|n| serde_json::json!({"name": n.name, "groups": n.groups}))
+        .collect();
+    let doc = serde_json::json!({"name": "check", "nodes": nodes, "checks": checks});
+    let text = serde_yaml::to_string(&doc).map_err(|e| ApiError::invalid("checks", e.to_string()))?;
+    let dir = std::env::temp_dir();
+    Scenario::from_yaml(&text, "checks", &dir).map_err(|e| ApiError::spec("checks", &e))
+}

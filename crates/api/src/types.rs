@@ -1,0 +1,390 @@
+//! Requests and results of the command set. Requests refuse unknown fields so
+//! a misspelt option is an error rather than silently ignored.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+// ---------------------------------------------------------------- provision
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionRequest {
+    /// The nodes: a count (3 gives node1..node3 on one network) or a list of
+    /// nodes, each a name or {name, image, groups, networks}.
+    pub nodes: NodesInput,
+    /// Networks between the nodes. Default: one network `default` with
+    /// `packages` egress (nodes can apt-get install, nothing else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networks: Option<Vec<NetworkInput>>,
+    /// How long the cluster lives before it is destroyed, e.g. "30m", "2h".
+    /// Default 30m. Extend it with `extend`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum NodesInput {
+    /// node1..nodeN with the default image on the first network.
+    Count(u32),
+    List(Vec<NodeInput>),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum NodeInput {
+    /// A node with defaults for everything but its name.
+    Name(String),
+    Full(NodeSpecInput),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpecInput {
+    /// Hostname: [a-z][a-z0-9-]*, unique in the cluster.
+    pub name: String,
+    /// Golden image. Default: debian-12.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Free labels that address several nodes at once (checks' `on`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Networks to attach, in interface order. Default: the first network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networks: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkInput {
+    /// Network name: [a-z][a-z0-9-]*.
+    pub name: String,
+    /// IPv4 subnet such as 10.213.40.0/24. Default: allocated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<String>,
+    /// What nodes may reach outside: "none", "packages" (distro packages via
+    /// the host's cache; the default) or "nat" (everything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ClusterInfo {
+    pub cluster: String,
+    pub status: String,
+    pub boot_ms: Option<u64>,
+    /// Unix time at which the cluster is destroyed.
+    pub expires_at: u64,
+    pub ttl_left_s: i64,
+    pub nodes: Vec<NodeInfo>,
+    pub networks: Vec<NetworkInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct NodeInfo {
+    pub name: String,
+    /// Address on the node's first network.
+    pub ip: Option<String>,
+    pub addresses: Vec<AddressInfo>,
+    pub groups: Vec<String>,
+    pub image: String,
+    pub boot_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AddressInfo {
+    pub network: String,
+    pub ip: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub cidr: String,
+    pub egress: String,
+}
+
+// ---------------------------------------------------------------- exec
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// Cluster id returned by provision.
+    pub cluster: String,
+    /// Node name.
+    pub node: String,
+    /// Shell command, run as root with `sh -c` on the node.
+    pub command: String,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory on the node. Default: /root.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Kill the command after this many seconds. Default 300.
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// True when stdout or stderr was cut at the limit; read all of it with
+    /// read_output and `output_id`.
+    pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_id: Option<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    #[default]
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadOutputRequest {
+    /// `output_id` from an exec or job_status result.
+    pub output_id: String,
+    #[serde(default)]
+    pub stream: Stream,
+    /// Byte offset to start at. Default 0.
+    #[serde(default)]
+    pub offset: u64,
+    /// At most this many bytes. Default 65536.
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct OutputChunk {
+    pub text: String,
+    pub offset: u64,
+    pub next_offset: u64,
+    pub total_bytes: u64,
+    pub eof: bool,
+}
+
+// ---------------------------------------------------------------- jobs
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecBackgroundRequest {
+    /// Cluster id returned by provision.
+    pub cluster: String,
+    /// Node name.
+    pub node: String,
+    /// Shell command, run as root with `sh -c` on the node.
+    pub command: String,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Kill the command after this many seconds. Default: none (until the
+    /// cluster is destroyed or job_kill).
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct JobStarted {
+    pub job_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// `job_id` from exec_background or run_scenario.
+    pub job_id: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    /// Finished; see exit_code (exec) or report (scenario).
+    Exited,
+    /// Could not be carried out; see error.
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct JobStatus {
+    pub job_id: String,
+    /// "exec" or "scenario".
+    pub kind: String,
+    pub state: JobState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Output so far (the last 64 KiB of each stream when longer; see truncated).
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_id: Option<String>,
+    /// Progress lines of a scenario run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// Scenario run id, once known: its report is rehearse://runs/{run_id}.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Scenario outcome: passed, failed or error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// The full scenario report once the run ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ApiError>,
+    pub elapsed_ms: u64,
+}
+
+// ---------------------------------------------------------------- files
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    #[default]
+    Text,
+    Base64,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteFileRequest {
+    pub cluster: String,
+    pub node: String,
+    /// Absolute path on the node; parent folders are created.
+    pub path: String,
+    /// File content, as text or base64 (see encoding).
+    pub content: String,
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// Octal permissions such as "0755". Default: 0644 for a new file.
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct WriteFileResult {
+    pub path: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadFileRequest {
+    pub cluster: String,
+    pub node: String,
+    /// Absolute path on the node.
+    pub path: String,
+    /// "text" (default; falls back to base64 for content that is not UTF-8) or "base64".
+    #[serde(default)]
+    pub encoding: Encoding,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ReadFileResult {
+    pub path: String,
+    pub content: String,
+    pub encoding: Encoding,
+    pub bytes: u64,
+    /// True when the file is larger than 1 MiB and only its start is returned.
+    pub truncated: bool,
+}
+
+// ---------------------------------------------------------------- checks
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    pub cluster: String,
+    /// Checks in the scenario check syntax, as a JSON list or a YAML string,
+    /// e.g. [{"http": "http://web1/", "on": "client", "status": 200},
+    /// {"service": "nginx", "on": "web1", "running": true},
+    /// {"command": "cat /etc/x", "stdout": ["hello"]}, {"file": "/etc/x", "contains": ["a"]},
+    /// {"port": "tcp:80", "listening": true}, {"package": "nginx"}].
+    /// `on` is a node name or group (default: every node); `timeout` (e.g. "30s") is how long a failing check is retried.
+    pub checks: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CheckReport {
+    /// True when no check failed.
+    pub passed: bool,
+    pub summary: CheckSummary,
+    /// One result per check and node: status passed/failed/skipped, expected vs actual, message.
+    pub results: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, Default)]
+pub struct CheckSummary {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+// ---------------------------------------------------------------- scenarios
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunScenarioRequest {
+    /// A scenario file, or a folder holding rehearse.yaml, on the server's host.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Or the scenario's YAML text inline.
+    #[serde(default)]
+    pub yaml: Option<String>,
+    /// With yaml: the folder relative script/playbook paths are read from. Default: the server's current folder.
+    #[serde(default)]
+    pub base_dir: Option<String>,
+    /// Reboot every node after the steps and run the checks again.
+    #[serde(default)]
+    pub reboot: bool,
+    /// Apply the steps a second time and require that nothing changed. Default true.
+    #[serde(default)]
+    pub idempotence: Option<bool>,
+    /// Leave the cluster up after the run: "never" (default), "always" or "on_failure".
+    #[serde(default)]
+    pub keep: Option<String>,
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterRequest {
+    /// Cluster id returned by provision.
+    pub cluster: String,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendRequest {
+    pub cluster: String,
+    /// New time to live from now, e.g. "30m", "2h".
+    pub ttl: String,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListRequest {}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Destroyed {
+    pub cluster: String,
+    pub destroyed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ClusterList {
+    pub clusters: Vec<ClusterInfo>,
+}

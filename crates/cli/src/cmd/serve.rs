@@ -1,0 +1,28 @@
+use std::net::SocketAddr;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on. Anything but loopback exposes root on this host
+    /// to whoever holds the token: put TLS in front.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    /// Bearer token clients must send; generated and printed on stderr when unset.
+    #[arg(long, env = "REHEARSE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let api = super::mcp::api()?;
+    let token = match args.token.filter(|t| !t.is_empty()) {
+        Some(t) => t,
+        None => {
+            let t = rehearse_mcp::generate_token();
+            eprintln!("rehearse: generated bearer token (set --token or REHEARSE_TOKEN to choose one): {t}");
+            t
+        }
+    };
+    eprintln!("rehearse: MCP over streamable HTTP at http://{}/mcp", args.listen);
+    rehearse_mcp::run_http(api, args.listen, token)
+        .map_err(|e| anyhow::anyhow!("MCP server on {}: {e}", args.listen))?;
+    Ok(0)
+}

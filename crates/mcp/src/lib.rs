@@ -1,0 +1,328 @@
+//! The MCP server: rehearse's command set ([`rehearse_api`]) as MCP tools, and
+//! clusters and run reports as resources, over stdio or streamable HTTP.
+//!
+//! This is an adapter only: arguments are parsed into a
+//! [`rehearse_api::Command`], carried out by [`Api::execute`] on a blocking
+//! thread, and the result (or [`rehearse_api::ApiError`]) is rendered as a
+//! tool result with structured content.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Resource, ResourceContents, ResourceTemplate, ServerCapabilities,
+    ServerConfig, Tool, ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
+use serde_json::{json, Value};
+
+use rehearse_api::{catalogue, Api, ApiError, Command, ProgressSink};
+
+const INSTRUCTIONS: &str = "rehearse gives you disposable multi-node Debian 12 clusters (real systemd, root) to try infrastructure code on before it touches real machines. Typical loop: provision → write_file / exec → check → fix and check again → destroy. Tool errors carry a stable code, a message saying what to do next, and retryable.";
+
+/// The MCP server over one [`Api`]. Cheap to clone: HTTP sessions each get one.
+#[derive(Clone)]
+pub struct RehearseServer {
+    api: Arc<Api>,
+}
+
+impl RehearseServer {
+    pub fn new(api: Arc<Api>) -> Self {
+        RehearseServer { api }
+    }
+
+    fn tools() -> Vec<Tool> {
+        catalogue()
+            .into_iter()
+            .map(|spec| {
+                let schema = match spec.input_schema {
+                    Value::Object(map) => map,
+                    _ => Default::default(),
+                };
+                let mut annotations = ToolAnnotations::new();
+                annotations.read_only_hint = Some(spec.read_only);
+                Tool::new(spec.name, spec.description, schema).with_annotations(annotations)
+            })
+            .collect()
+    }
+
+    async fn call(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let args = request.arguments.map(Value::Object).unwrap_or(Value::Null);
+        let command = match Command::parse(&request.name, args) {
+            Ok(c) => c,
+            Err(e) => return error_result(&e),
+        };
+        let progress = match (&command, context.meta.get_progress_token()) {
+            (Command::RunScenario(_), Some(token)) => Some(progress_sink(token, context.peer.clone())),
+            _ => None,
+        };
+        let api = Arc::clone(&self.api);
+        let name = command.name();
+        match tokio::task::spawn_blocking(move || api.execute(command, progress)).await {
+            Ok(Ok(value)) => CallToolResult::structured(value),
+            Ok(Err(e)) => error_result(&e),
+            Err(join) => {
+                tracing::error!(tool = name, error = %join, "tool panicked");
+                error_result(&ApiError::new(
+                    "internal",
+                    format!("{name} failed inside the server ({join}); report this as a rehearse bug"),
+                    false,
+                ))
+            }
+        }
+    }
+
+    fn read(&self, uri: &str) -> Result<Value, ErrorData> {
+        let as_mcp = |e: ApiError| {
+            ErrorData::resource_not_found(e.message.clone(), Some(json!({"code": e.code})))
+        };
+        let unknown = || {
+            ErrorData::resource_not_found(
+                format!("no resource {uri}; resources are rehearse://clusters, rehearse://clusters/{{id}} and rehearse://runs/{{run_id}}"),
+                None,
+            )
+        };
+        let parse = |name: &str| Command::parse(name, Value::Null).map_err(as_mcp);
+        match uri.strip_prefix("rehearse://") {
+            Some("clusters") => self.api.execute(parse("list")?, None).map_err(as_mcp),
+            Some(rest) => {
+                if let Some(id) = rest.strip_prefix("clusters/") {
+                    let cmd = Command::parse("cluster", json!({"cluster": id})).map_err(as_mcp)?;
+                    self.api.execute(cmd, None).map_err(as_mcp)
+                } else if let Some(run) = rest.strip_prefix("runs/") {
+                    self.api.run_report(run).map_err(as_mcp)
+                } else {
+                    Err(unknown())
+                }
+            }
+            None => Err(unknown()),
+        }
+    }
+}
+
+/// A tool error the model can act on: the code, what to do, whether to retry.
+fn error_result(e: &ApiError) -> CallToolResult {
+    let mut result = CallToolResult::error(vec![ContentBlock::text(format!(
+        "error {}: {} (retryable: {}{})",
+        e.code,
+        e.message,
+        e.retryable,
+        e.field
+            .as_ref()
+            .map(|f| format!(", field: {f}"))
+            .unwrap_or_default()
+    ))]);
+    result.structured_content = Some(json!({ "error": e }));
+    result
+}
+
+/// Forwards a long command's progress to the client as MCP progress notifications.
+fn progress_sink(token: rmcp::model::ProgressToken, peer: rmcp::Peer<RoleServer>) -> ProgressSink {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<rehearse_api::Progress>();
+    tokio::spawn(async move {
+        while let Some(p) = rx.recv().await {
+            let param = ProgressNotificationParam::new(token.clone(), p.progress as f64)
+                .with_message(p.message);
+            if peer.notify_progress(param).await.is_err() {
+                break;
+            }
+        }
+    });
+    Box::new(move |p| {
+        let _ = tx.send(p);
+    })
+}
+
+impl ServerHandler for RehearseServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new("rehearse", env!("CARGO_PKG_VERSION")))
+        .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(Self::tools()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        Ok(self.call(request, context).await.into())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let mut resources = vec![Resource::new("rehearse://clusters", "clusters")
+            .with_description("Live clusters with their nodes, IPs and time left")
+            .with_mime_type("application/json")];
+        let api = Arc::clone(&self.api);
+        let ids = tokio::task::spawn_blocking(move || {
+            api.engine().list().into_iter().map(|s| s.id).collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for id in ids {
+            resources.push(
+                Resource::new(format!("rehearse://clusters/{id}"), format!("cluster {id}"))
+                    .with_mime_type("application/json"),
+            );
+        }
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(vec![
+            ResourceTemplate::new("rehearse://clusters/{id}", "cluster")
+                .with_description("One cluster: nodes, IPs, groups, networks, time left")
+                .with_mime_type("application/json"),
+            ResourceTemplate::new("rehearse://runs/{run_id}", "run report")
+                .with_description("The full report of a scenario run (run_id from job_status of run_scenario)")
+                .with_mime_type("application/json"),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let server = self.clone();
+        let uri = request.uri.clone();
+        let value = tokio::task::spawn_blocking(move || server.read(&uri))
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))??;
+        let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        Ok(ReadResourceResult::new(vec![
+            ResourceContents::text(text, request.uri).with_mime_type("application/json")
+        ])
+        .into())
+    }
+}
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves MCP on stdin/stdout until the client closes it.
+pub async fn serve_stdio(api: Arc<Api>) -> Result<(), Error> {
+    let service = RehearseServer::new(api)
+        .serve(rmcp::transport::stdio())
+        .await?;
+    service.waiting().await?;
+    Ok(())
+}
+
+/// Serves MCP over streamable HTTP at `/mcp` on `listen`, for clients that
+/// send `Authorization: Bearer <token>`, until Ctrl-C or SIGTERM.
+pub async fn serve_http(api: Arc<Api>, listen: SocketAddr, token: String) -> Result<(), Error> {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+
+    let mut config = StreamableHttpServerConfig::default();
+    if !listen.ip().is_loopback() {
+        // Reached by other names than localhost; the bearer token guards it.
+        config.allowed_hosts.clear();
+    }
+    let service = StreamableHttpService::new(
+        move || Ok(RehearseServer::new(Arc::clone(&api))),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let expected = format!("Bearer {token}");
+    let router = axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let ok = req
+                    .headers()
+                    .get(axum::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| constant_time_eq(v.as_bytes(), expected.as_bytes()));
+                async move {
+                    if ok {
+                        next.run(req).await
+                    } else {
+                        axum::response::IntoResponse::into_response((
+                            axum::http::StatusCode::UNAUTHORIZED,
+                            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                            "missing or wrong bearer token: send Authorization: Bearer <token> (rehearse serve --token, or REHEARSE_TOKEN)\n",
+                        ))
+                    }
+                }
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// A fresh random token for `serve` when none is given.
+pub fn generate_token() -> String {
+    hex::encode(rand::random::<[u8; 24]>())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub use rehearse_api as api;
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// [`serve_stdio`] on a runtime of its own, for a synchronous caller.
+pub fn run_stdio(api: Arc<Api>) -> Result<(), Error> {
+    runtime()?.block_on(serve_stdio(api))
+}
+
+/// [`serve_http`] on a runtime of its own, for a synchronous caller.
+pub fn run_http(api: Arc<Api>, listen: SocketAddr, token: String) -> Result<(), Error> {
+    runtime()?.block_on(serve_http(api, listen, token))
+}
