@@ -41,6 +41,13 @@ if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
   systemctl disable --now apt-cacher-ng >/dev/null 2>&1 || true
 fi
 
+# The MCP server's tests drive it with the official MCP Python SDK. Debian's own
+# python3 is "externally managed" (PEP 668) and pip refuses to install into it;
+# mcp and pytest have no Debian packages, so there --break-system-packages puts
+# them under /usr/local, away from apt's files. A python3 of one's own (pyenv,
+# venv) takes the plain install.
+python3 -m pip install --quiet mcp pytest 2>/dev/null || python3 -m pip install --quiet --break-system-packages mcp pytest
+
 if ! command -v cargo >/dev/null; then
   for c in "$HOME/.cargo/bin/cargo" /root/.cargo/bin/cargo; do
     [ -x "$c" ] && export PATH="$(dirname "$c"):$PATH" && break

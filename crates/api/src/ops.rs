@@ -210,7 +210,8 @@ impl Api {
         let job = self.jobs.get(id)?;
         let running = job.with(|end| end.state.is_none());
         if let (true, Some((cluster, node, pidfile))) = (running, &job.target) {
-            let script = format!("p=$(cat {pidfile} 2>/dev/null) && kill -KILL -- -$p; rm -f {pidfile}");
+            // dash's kill builtin takes no negative pids; procps' pkill does sessions.
+            let script = format!("p=$(cat {pidfile} 2>/dev/null) && pkill -KILL -s \"$p\"; rm -f {pidfile}");
             let req = rehearse_sandbox::ExecRequest::shell(&script);
             let _ = self.engine.exec_capture(cluster, node, &req);
             // The job's thread sees its command end; wait for it briefly so

@@ -1,0 +1,37 @@
+//! Runs the Python tests (`tests/python`): the official MCP Python SDK drives
+//! `rehearse mcp` and `rehearse serve` on real clusters. Needs root and
+//! `python3 -m pip install mcp pytest` (scripts/setup.sh does both).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The `rehearse` binary next to this test's own target folder, built if missing.
+fn rehearse_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = profile_dir.join("rehearse");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "rehearse-cli", "--bin", "rehearse"])
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building rehearse failed");
+    }
+    bin
+}
+
+#[test]
+fn official_python_client_drives_the_server() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .args(["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"])
+        .arg(root.join("tests/python"))
+        .env("REHEARSE_BIN", rehearse_bin())
+        .status()
+        .expect("running python3 -m pytest (install it with scripts/setup.sh)");
+    assert!(out.success(), "the Python MCP client tests failed (output above)");
+}
