@@ -71,7 +71,11 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(kind: &'static str, target: Option<(String, String, String)>, id: String) -> Arc<Job> {
+    pub(crate) fn new(
+        kind: &'static str,
+        target: Option<(String, String, String)>,
+        id: String,
+    ) -> Arc<Job> {
         Arc::new(Job {
             id,
             kind,

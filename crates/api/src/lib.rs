@@ -92,13 +92,24 @@ impl Api {
         let not_found = || {
             ApiError::not_found(
                 "run_not_found",
-                format!("no report for run \"{run_id}\"; run ids come from run_scenario's job_status"),
+                format!(
+                    "no report for run \"{run_id}\"; run ids come from run_scenario's job_status"
+                ),
             )
         };
-        if run_id.is_empty() || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        if run_id.is_empty()
+            || !run_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
             return Err(not_found());
         }
-        let path: PathBuf = self.engine.state_dir().join("runs").join(run_id).join("report.json");
+        let path: PathBuf = self
+            .engine
+            .state_dir()
+            .join("runs")
+            .join(run_id)
+            .join("report.json");
         let text = std::fs::read_to_string(&path).map_err(|_| not_found())?;
         serde_json::from_str(&text)
             .map_err(|e| ApiError::new("corrupt_report", format!("{}: {e}", path.display()), false))
@@ -195,7 +206,10 @@ fn parse_args<T: DeserializeOwned>(args: serde_json::Value) -> Result<T, ApiErro
         let field = message.split('`').nth(1).unwrap_or("arguments").to_string();
         ApiError {
             field: Some(field),
-            ..ApiError::invalid("arguments", format!("invalid arguments: {message}; see the tool's input schema"))
+            ..ApiError::invalid(
+                "arguments",
+                format!("invalid arguments: {message}; see the tool's input schema"),
+            )
         }
     })
 }

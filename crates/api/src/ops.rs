@@ -38,7 +38,10 @@ fn timeout_of(secs: Option<f64>, default: Option<Duration>) -> Result<Option<Dur
     match secs {
         None => Ok(default),
         Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
-        Some(_) => Err(ApiError::invalid("timeout_s", "timeout_s must be a positive number of seconds")),
+        Some(_) => Err(ApiError::invalid(
+            "timeout_s",
+            "timeout_s must be a positive number of seconds",
+        )),
     }
 }
 
@@ -46,7 +49,12 @@ fn parse_ttl(field: &str, text: &str) -> Result<Duration, ApiError> {
     humantime::parse_duration(text)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| ApiError::invalid(field, format!("{field} \"{text}\" is not a duration; write e.g. 90s, 30m, 2h")))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("{field} \"{text}\" is not a duration; write e.g. 90s, 30m, 2h"),
+            )
+        })
 }
 
 pub(crate) fn cluster_info(s: &ClusterState) -> ClusterInfo {
@@ -68,7 +76,10 @@ pub(crate) fn cluster_info(s: &ClusterState) -> ClusterInfo {
                 addresses: n
                     .nics
                     .iter()
-                    .map(|c| AddressInfo { network: c.network.clone(), ip: c.ip.to_string() })
+                    .map(|c| AddressInfo {
+                        network: c.network.clone(),
+                        ip: c.ip.to_string(),
+                    })
                     .collect(),
                 groups: n.groups.clone(),
                 image: n.image.clone(),
@@ -115,12 +126,15 @@ impl Api {
         };
         // The topology file format validates names, networks and images with
         // the same messages as a file would get.
-        let mut doc = serde_json::to_value(&req).map_err(|e| ApiError::invalid("nodes", e.to_string()))?;
+        let mut doc =
+            serde_json::to_value(&req).map_err(|e| ApiError::invalid("nodes", e.to_string()))?;
         if let Some(map) = doc.as_object_mut() {
             map.remove("ttl");
         }
-        let text = serde_yaml::to_string(&doc).map_err(|e| ApiError::invalid("nodes", e.to_string()))?;
-        let topology = Topology::from_yaml(&text, "provision").map_err(|e| ApiError::spec("nodes", &e))?;
+        let text =
+            serde_yaml::to_string(&doc).map_err(|e| ApiError::invalid("nodes", e.to_string()))?;
+        let topology =
+            Topology::from_yaml(&text, "provision").map_err(|e| ApiError::spec("nodes", &e))?;
         let state = self.engine.up(
             UpRequest {
                 topology,
@@ -146,11 +160,19 @@ impl Api {
             &req.cluster,
             &req.node,
             &sreq,
-            ExecIo { stdin: None, stdout: &mut out, stderr: &mut err },
+            ExecIo {
+                stdin: None,
+                stdout: &mut out,
+                stderr: &mut err,
+            },
         )?;
         let (stdout, t1) = cut(&out, OUTPUT_LIMIT);
         let (stderr, t2) = cut(&err, OUTPUT_LIMIT);
-        let output_id = if t1 || t2 { Some(self.outputs.keep(&out, &err)?) } else { None };
+        let output_id = if t1 || t2 {
+            Some(self.outputs.keep(&out, &err)?)
+        } else {
+            None
+        };
         Ok(ExecResult {
             exit_code: outcome.exit_code,
             stdout,
@@ -161,7 +183,10 @@ impl Api {
         })
     }
 
-    pub(crate) fn exec_background(self: &Arc<Self>, req: ExecBackgroundRequest) -> Result<JobStarted, ApiError> {
+    pub(crate) fn exec_background(
+        self: &Arc<Self>,
+        req: ExecBackgroundRequest,
+    ) -> Result<JobStarted, ApiError> {
         self.live_node(&req.cluster, &req.node)?;
         let timeout = timeout_of(req.timeout_s, None)?;
         let id = new_id("job");
@@ -174,7 +199,11 @@ impl Api {
         let mut env = req.env.clone();
         env.insert("REHEARSE_JOB_COMMAND".into(), req.command.clone());
         let sreq = sandbox_request(&wrapper, &env, &req.workdir, timeout);
-        let job = Job::new("exec", Some((req.cluster.clone(), req.node.clone(), pidfile)), id.clone());
+        let job = Job::new(
+            "exec",
+            Some((req.cluster.clone(), req.node.clone(), pidfile)),
+            id.clone(),
+        );
         self.jobs.add(job.clone());
         let api = Arc::clone(self);
         std::thread::spawn(move || {
@@ -184,7 +213,11 @@ impl Api {
                 &req.cluster,
                 &req.node,
                 &sreq,
-                ExecIo { stdin: None, stdout: &mut out, stderr: &mut err },
+                ExecIo {
+                    stdin: None,
+                    stdout: &mut out,
+                    stderr: &mut err,
+                },
             );
             let (o, e) = (job.stdout.snapshot(), job.stderr.snapshot());
             let output_id = if o.len() > OUTPUT_LIMIT || e.len() > OUTPUT_LIMIT {
@@ -211,7 +244,8 @@ impl Api {
         let running = job.with(|end| end.state.is_none());
         if let (true, Some((cluster, node, pidfile))) = (running, &job.target) {
             // dash's kill builtin takes no negative pids; procps' pkill does sessions.
-            let script = format!("p=$(cat {pidfile} 2>/dev/null) && pkill -KILL -s \"$p\"; rm -f {pidfile}");
+            let script =
+                format!("p=$(cat {pidfile} 2>/dev/null) && pkill -KILL -s \"$p\"; rm -f {pidfile}");
             let req = rehearse_sandbox::ExecRequest::shell(&script);
             let _ = self.engine.exec_capture(cluster, node, &req);
             // The job's thread sees its command end; wait for it briefly so
@@ -237,14 +271,22 @@ impl Api {
             Encoding::Text => req.content.into_bytes(),
             Encoding::Base64 => base64::engine::general_purpose::STANDARD
                 .decode(req.content.trim())
-                .map_err(|e| ApiError::invalid("content", format!("content is not valid base64: {e}")))?,
+                .map_err(|e| {
+                    ApiError::invalid("content", format!("content is not valid base64: {e}"))
+                })?,
         };
         let mode = req.mode.clone().unwrap_or_default();
         if !mode.is_empty() && (mode.len() > 4 || !mode.chars().all(|c| ('0'..='7').contains(&c))) {
-            return Err(ApiError::invalid("mode", format!("mode \"{mode}\" is not octal like \"0644\"")));
+            return Err(ApiError::invalid(
+                "mode",
+                format!("mode \"{mode}\" is not octal like \"0644\""),
+            ));
         }
         if !req.path.starts_with('/') {
-            return Err(ApiError::invalid("path", format!("path \"{}\" must be absolute", req.path)));
+            return Err(ApiError::invalid(
+                "path",
+                format!("path \"{}\" must be absolute", req.path),
+            ));
         }
         self.live_node(&req.cluster, &req.node)?;
         let sreq = rehearse_sandbox::ExecRequest {
@@ -265,16 +307,28 @@ impl Api {
             &req.cluster,
             &req.node,
             &sreq,
-            ExecIo { stdin: Some(Box::new(std::io::Cursor::new(bytes))), stdout: &mut out, stderr: &mut err },
+            ExecIo {
+                stdin: Some(Box::new(std::io::Cursor::new(bytes))),
+                stdout: &mut out,
+                stderr: &mut err,
+            },
         )?;
         if outcome.exit_code != 0 {
             return Err(ApiError::new(
                 "write_failed",
-                format!("could not write {}:{}: {}", req.node, req.path, String::from_utf8_lossy(&err).trim()),
+                format!(
+                    "could not write {}:{}: {}",
+                    req.node,
+                    req.path,
+                    String::from_utf8_lossy(&err).trim()
+                ),
                 false,
             ));
         }
-        Ok(WriteFileResult { path: req.path, bytes: len })
+        Ok(WriteFileResult {
+            path: req.path,
+            bytes: len,
+        })
     }
 
     pub(crate) fn read_file(&self, req: ReadFileRequest) -> Result<ReadFileResult, ApiError> {
@@ -283,7 +337,10 @@ impl Api {
             argv: vec![
                 "/bin/sh".into(),
                 "-c".into(),
-                format!(r#"[ -f "$1" ] || {{ echo "no regular file $1" >&2; exit 2; }}; head -c {} -- "$1""#, READ_FILE_LIMIT + 1),
+                format!(
+                    r#"[ -f "$1" ] || {{ echo "no regular file $1" >&2; exit 2; }}; head -c {} -- "$1""#,
+                    READ_FILE_LIMIT + 1
+                ),
                 "read_file".into(),
                 req.path.clone(),
             ],
@@ -295,12 +352,21 @@ impl Api {
             &req.cluster,
             &req.node,
             &sreq,
-            ExecIo { stdin: None, stdout: &mut out, stderr: &mut err },
+            ExecIo {
+                stdin: None,
+                stdout: &mut out,
+                stderr: &mut err,
+            },
         )?;
         if outcome.exit_code != 0 {
             return Err(ApiError::new(
                 "file_not_found",
-                format!("could not read {}:{}: {}; check the path with exec (ls)", req.node, req.path, String::from_utf8_lossy(&err).trim()),
+                format!(
+                    "could not read {}:{}: {}; check the path with exec (ls)",
+                    req.node,
+                    req.path,
+                    String::from_utf8_lossy(&err).trim()
+                ),
                 false,
             ));
         }
@@ -309,16 +375,30 @@ impl Api {
         let bytes = out.len() as u64;
         let (content, encoding) = match (req.encoding, String::from_utf8(out)) {
             (Encoding::Text, Ok(text)) => (text, Encoding::Text),
-            (_, Ok(text)) => (base64::engine::general_purpose::STANDARD.encode(text), Encoding::Base64),
-            (_, Err(e)) => (base64::engine::general_purpose::STANDARD.encode(e.into_bytes()), Encoding::Base64),
+            (_, Ok(text)) => (
+                base64::engine::general_purpose::STANDARD.encode(text),
+                Encoding::Base64,
+            ),
+            (_, Err(e)) => (
+                base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                Encoding::Base64,
+            ),
         };
-        Ok(ReadFileResult { path: req.path, content, encoding, bytes, truncated })
+        Ok(ReadFileResult {
+            path: req.path,
+            content,
+            encoding,
+            bytes,
+            truncated,
+        })
     }
 
     pub(crate) fn check(&self, req: CheckRequest) -> Result<CheckReport, ApiError> {
         let checks = match &req.checks {
             serde_json::Value::String(text) => serde_yaml::from_str::<serde_json::Value>(text)
-                .map_err(|e| ApiError::invalid("checks", format!("checks is not valid YAML: {e}")))?,
+                .map_err(|e| {
+                    ApiError::invalid("checks", format!("checks is not valid YAML: {e}"))
+                })?,
             other => other.clone(),
         };
         let checks = match checks {
@@ -336,7 +416,10 @@ impl Api {
                 .filter(|c| scenario.resolve(&c.on).contains(&node.name))
                 .collect();
             if !checks.is_empty() {
-                work.push(NodeChecks { node: node.name.clone(), checks });
+                work.push(NodeChecks {
+                    node: node.name.clone(),
+                    checks,
+                });
             }
         }
         let results = rehearse_checks::evaluate(&self.engine, &state.id, &work);
@@ -351,7 +434,10 @@ impl Api {
         Ok(CheckReport {
             passed: summary.failed == 0,
             summary,
-            results: results.iter().filter_map(|r| serde_json::to_value(r).ok()).collect(),
+            results: results
+                .iter()
+                .filter_map(|r| serde_json::to_value(r).ok())
+                .collect(),
         })
     }
 
@@ -361,25 +447,38 @@ impl Api {
         progress: Option<ProgressSink>,
     ) -> Result<JobStarted, ApiError> {
         let scenario = match (&req.path, &req.yaml) {
-            (Some(path), None) => Scenario::from_path(std::path::Path::new(path)).map_err(|e| ApiError::spec("path", &e))?,
+            (Some(path), None) => Scenario::from_path(std::path::Path::new(path))
+                .map_err(|e| ApiError::spec("path", &e))?,
             (None, Some(yaml)) => {
                 let dir = match &req.base_dir {
                     Some(d) => PathBuf::from(d),
                     None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
                 };
                 if !dir.is_dir() {
-                    return Err(ApiError::invalid("base_dir", format!("{} is not a folder on the server", dir.display())));
+                    return Err(ApiError::invalid(
+                        "base_dir",
+                        format!("{} is not a folder on the server", dir.display()),
+                    ));
                 }
                 let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-                Scenario::from_yaml(yaml, "inline.yaml", &dir).map_err(|e| ApiError::spec("yaml", &e))?
+                Scenario::from_yaml(yaml, "inline.yaml", &dir)
+                    .map_err(|e| ApiError::spec("yaml", &e))?
             }
-            _ => return Err(ApiError::invalid("path", "pass exactly one of path (a scenario file or folder) and yaml (the scenario text)")),
+            _ => return Err(ApiError::invalid(
+                "path",
+                "pass exactly one of path (a scenario file or folder) and yaml (the scenario text)",
+            )),
         };
         let keep = match req.keep.as_deref() {
             None | Some("never") => Keep::Never,
             Some("always") => Keep::Always,
             Some("on_failure") => Keep::OnFailure,
-            Some(other) => return Err(ApiError::invalid("keep", format!("keep \"{other}\" is not never, always or on_failure"))),
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "keep",
+                    format!("keep \"{other}\" is not never, always or on_failure"),
+                ))
+            }
         };
         let opts = RunOptions {
             reboot: req.reboot,
@@ -397,12 +496,17 @@ impl Api {
                 let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                 job.with(|end| end.events.push(line.clone()));
                 if let Some(sink) = &progress {
-                    sink(Progress { progress: n, message: line });
+                    sink(Progress {
+                        progress: n,
+                        message: line,
+                    });
                 }
             };
             let events = |e: Event<'_>| match e {
                 Event::Phase(p) => note(format!("{}: {p}", scenario.name)),
-                Event::ClusterReady { cluster, boot_ms } => note(format!("cluster {cluster} ready in {boot_ms} ms")),
+                Event::ClusterReady { cluster, boot_ms } => {
+                    note(format!("cluster {cluster} ready in {boot_ms} ms"))
+                }
                 Event::StepDone(step) => note(format!(
                     "{} step {} ({} ms)",
                     if step.ok { "✔" } else { "✘" },
@@ -439,7 +543,10 @@ impl Api {
     pub(crate) fn destroy(&self, id: &str) -> Result<Destroyed, ApiError> {
         self.engine.get(id)?;
         self.engine.down(id)?;
-        Ok(Destroyed { cluster: id.to_string(), destroyed: true })
+        Ok(Destroyed {
+            cluster: id.to_string(),
+            destroyed: true,
+        })
     }
 
     pub(crate) fn list(&self) -> ClusterList {
@@ -468,7 +575,8 @@ pub fn parse_checks(state: &ClusterState, checks: serde_json::Value) -> Result<S
         .map(|n| serde_json::json!({"name": n.name, "groups": n.groups}))
         .collect();
     let doc = serde_json::json!({"name": "check", "nodes": nodes, "checks": checks});
-    let text = serde_yaml::to_string(&doc).map_err(|e| ApiError::invalid("checks", e.to_string()))?;
+    let text =
+        serde_yaml::to_string(&doc).map_err(|e| ApiError::invalid("checks", e.to_string()))?;
     let dir = std::env::temp_dir();
     Scenario::from_yaml(&text, "checks", &dir).map_err(|e| ApiError::spec("checks", &e))
 }

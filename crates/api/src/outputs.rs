@@ -26,7 +26,11 @@ impl Outputs {
             std::fs::write(dir.join("stderr"), stderr)
         };
         write().map_err(|e| {
-            ApiError::new("io", format!("keeping the output in {}: {e}", dir.display()), true)
+            ApiError::new(
+                "io",
+                format!("keeping the output in {}: {e}", dir.display()),
+                true,
+            )
         })?;
         Ok(id)
     }
@@ -35,10 +39,17 @@ impl Outputs {
         let not_found = || {
             ApiError::not_found(
                 "output_not_found",
-                format!("no output \"{}\"; output ids come from exec or job_status results", req.output_id),
+                format!(
+                    "no output \"{}\"; output ids come from exec or job_status results",
+                    req.output_id
+                ),
             )
         };
-        if !req.output_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        if !req
+            .output_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
             return Err(not_found());
         }
         let name = match req.stream {
@@ -47,7 +58,9 @@ impl Outputs {
         };
         let path = self.dir.join(&req.output_id).join(name);
         let mut file = std::fs::File::open(&path).map_err(|_| not_found())?;
-        let io = |e: std::io::Error| ApiError::new("io", format!("reading {}: {e}", path.display()), true);
+        let io = |e: std::io::Error| {
+            ApiError::new("io", format!("reading {}: {e}", path.display()), true)
+        };
         let total = file.metadata().map_err(io)?.len();
         let limit = req.limit.unwrap_or(OUTPUT_LIMIT as u64).clamp(1, 1 << 20);
         let offset = req.offset.min(total);

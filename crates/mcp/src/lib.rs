@@ -12,9 +12,9 @@ use std::sync::Arc;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse,
-    ReadResourceResult, Resource, ResourceContents, ResourceTemplate, ServerCapabilities,
-    ServerConfig, Tool, ToolAnnotations,
+    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    Resource, ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig, Tool,
+    ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
@@ -61,7 +61,9 @@ impl RehearseServer {
             Err(e) => return error_result(&e),
         };
         let progress = match (&command, context.meta.get_progress_token()) {
-            (Command::RunScenario(_), Some(token)) => Some(progress_sink(token, context.peer.clone())),
+            (Command::RunScenario(_), Some(token)) => {
+                Some(progress_sink(token, context.peer.clone()))
+            }
             _ => None,
         };
         let api = Arc::clone(&self.api);
@@ -73,7 +75,9 @@ impl RehearseServer {
                 tracing::error!(tool = name, error = %join, "tool panicked");
                 error_result(&ApiError::new(
                     "internal",
-                    format!("{name} failed inside the server ({join}); report this as a rehearse bug"),
+                    format!(
+                        "{name} failed inside the server ({join}); report this as a rehearse bug"
+                    ),
                     false,
                 ))
             }
@@ -179,7 +183,11 @@ impl ServerHandler for RehearseServer {
             .with_mime_type("application/json")];
         let api = Arc::clone(&self.api);
         let ids = tokio::task::spawn_blocking(move || {
-            api.engine().list().into_iter().map(|s| s.id).collect::<Vec<_>>()
+            api.engine()
+                .list()
+                .into_iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
@@ -202,7 +210,9 @@ impl ServerHandler for RehearseServer {
                 .with_description("One cluster: nodes, IPs, groups, networks, time left")
                 .with_mime_type("application/json"),
             ResourceTemplate::new("rehearse://runs/{run_id}", "run report")
-                .with_description("The full report of a scenario run (run_id from job_status of run_scenario)")
+                .with_description(
+                    "The full report of a scenario run (run_id from job_status of run_scenario)",
+                )
                 .with_mime_type("application/json"),
         ]))
     }
@@ -295,13 +305,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -314,7 +325,9 @@ async fn shutdown_signal() {
 pub use rehearse_api as api;
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// [`serve_stdio`] on a runtime of its own, for a synchronous caller.

@@ -33,5 +33,8 @@ fn official_python_client_drives_the_server() {
         .env("REHEARSE_BIN", rehearse_bin())
         .status()
         .expect("running python3 -m pytest (install it with scripts/setup.sh)");
-    assert!(out.success(), "the Python MCP client tests failed (output above)");
+    assert!(
+        out.success(),
+        "the Python MCP client tests failed (output above)"
+    );
 }

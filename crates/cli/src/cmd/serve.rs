@@ -21,7 +21,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             t
         }
     };
-    eprintln!("rehearse: MCP over streamable HTTP at http://{}/mcp", args.listen);
+    eprintln!(
+        "rehearse: MCP over streamable HTTP at http://{}/mcp",
+        args.listen
+    );
     rehearse_mcp::run_http(api, args.listen, token)
         .map_err(|e| anyhow::anyhow!("MCP server on {}: {e}", args.listen))?;
     Ok(0)
