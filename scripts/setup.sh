@@ -20,6 +20,7 @@ packages=(
   tar
   ansible-core        # Ansible steps
   python3
+  python3-pip         # the MCP tests drive the server with the official Python SDK
   curl
   ca-certificates
   gcc                 # crates that build C

@@ -8,5 +8,5 @@ export PATH="$HOME/.cargo/bin:/root/.cargo/bin:$PATH"
 # Leftovers of an interrupted earlier run must not disturb this one.
 rehearse gc >/dev/null || true
 # Independent cluster tests run side by side; each binary's tests in parallel.
-cargo test --workspace --locked -- --test-threads=4
+cargo test --workspace --locked --no-fail-fast -- --test-threads=4
 rehearse gc

@@ -121,8 +121,11 @@ pub(crate) fn prepare(root: &Path) -> Result<(), ImageError> {
     write(
         root,
         "etc/apt/apt.conf.d/90rehearse",
-        "APT::Install-Recommends \"false\";\nDPkg::Use-Pty \"false\";\n",
+        "APT::Install-Recommends \"false\";\nDPkg::Use-Pty \"false\";\nAcquire::Languages \"none\";\n",
     )?;
+    // A disposable node needs no crash safety from dpkg: skipping its fsync per
+    // file makes package installs several times faster on overlayfs.
+    write(root, "etc/dpkg/dpkg.cfg.d/rehearse", "force-unsafe-io\n")?;
     Ok(())
 }
 

@@ -132,7 +132,9 @@ impl PackageCache {
 
     /// A configuration of rehearse's own: the system one may be tuned for other
     /// users, and its Debian backend list is empty, which makes the cache pick
-    /// mirrors from its built-in list that may be unreachable from here.
+    /// mirrors from its built-in list that may be unreachable from here. Index
+    /// files are served from the cache for three minutes before upstream is asked
+    /// again: clusters in a test loop fetch the same lists over and over.
     fn write_config(&self) -> Result<(), SandboxError> {
         let conf = self.dir.join("conf");
         let acng = format!(
@@ -145,6 +147,7 @@ impl PackageCache {
              Port: {CACHE_PORT}\n\
              ForeGround: 1\n\
              ExThreshold: 4\n\
+             FreshIndexMaxAge: 180\n\
              Remap-debrep: file:deb_mirror*.gz /debian ; file:backends_debian\n\
              Remap-secdeb: security.debian.org security.debian.org/debian-security \
              deb.debian.org/debian-security /debian-security ; deb.debian.org/debian-security\n",

@@ -57,8 +57,13 @@ pub fn two_nodes() -> Topology {
     Topology::with_nodes(2, "debian-12").expect("topology")
 }
 
+/// Tests of a file share one cluster, so they take turns: a step must only see
+/// the files it wrote itself, not those of a test running beside it.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 /// One test's scenario folder and work folder on the host.
 pub struct Run {
+    _turn: std::sync::MutexGuard<'static, ()>,
     pub cluster: Arc<TestCluster>,
     pub scenario: tempfile::TempDir,
     pub work: tempfile::TempDir,
@@ -67,6 +72,7 @@ pub struct Run {
 impl Run {
     pub fn new(cluster: Arc<TestCluster>) -> Run {
         Run {
+            _turn: SERIAL.lock().unwrap_or_else(|e| e.into_inner()),
             cluster,
             scenario: tempfile::tempdir().expect("scenario folder"),
             work: tempfile::tempdir().expect("work folder"),
