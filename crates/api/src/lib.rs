@@ -19,6 +19,7 @@ use rehearse_sandbox::Engine;
 
 pub use error::ApiError;
 pub use jobs::Progress;
+pub use ops::cluster_info;
 use types::*;
 
 /// Output beyond this many bytes per stream is cut from tool results and kept

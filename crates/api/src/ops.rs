@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use rehearse_checks::{NodeChecks, Status};
-use rehearse_sandbox::{ClusterState, ExecIo, SandboxError, UpRequest, DEFAULT_TTL};
+use rehearse_sandbox::{ClusterState, Engine, ExecIo, SandboxError, UpRequest, DEFAULT_TTL};
 use rehearse_scenario::{Event, Keep, RunOptions};
 use rehearse_spec::scenario::Scenario;
 use rehearse_spec::Topology;
@@ -57,7 +57,8 @@ fn parse_ttl(field: &str, text: &str) -> Result<Duration, ApiError> {
         })
 }
 
-pub(crate) fn cluster_info(s: &ClusterState) -> ClusterInfo {
+/// The one description of a cluster, for every adapter (CLI `--json`, MCP).
+pub fn cluster_info(engine: &Engine, s: &ClusterState) -> ClusterInfo {
     ClusterInfo {
         cluster: s.id.clone(),
         status: serde_json::to_value(s.status)
@@ -65,6 +66,13 @@ pub(crate) fn cluster_info(s: &ClusterState) -> ClusterInfo {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default(),
         boot_ms: s.boot_ms,
+        created_at: s.created_at,
+        source: s.source.clone(),
+        ssh_config: engine
+            .cluster_dir(&s.id)
+            .join("ssh/config")
+            .display()
+            .to_string(),
         expires_at: s.expires_at,
         ttl_left_s: s.ttl_left().max(0),
         nodes: s
@@ -79,10 +87,12 @@ pub(crate) fn cluster_info(s: &ClusterState) -> ClusterInfo {
                     .map(|c| AddressInfo {
                         network: c.network.clone(),
                         ip: c.ip.to_string(),
+                        iface: c.iface.clone(),
                     })
                     .collect(),
                 groups: n.groups.clone(),
                 image: n.image.clone(),
+                backend: n.backend.clone(),
                 boot_ms: n.boot_ms,
             })
             .collect(),
@@ -92,6 +102,8 @@ pub(crate) fn cluster_info(s: &ClusterState) -> ClusterInfo {
             .map(|n| NetworkInfo {
                 name: n.name.clone(),
                 cidr: n.cidr.to_string(),
+                gateway: n.gateway.to_string(),
+                bridge: n.bridge.clone(),
                 egress: n.egress.as_str().to_string(),
             })
             .collect(),
@@ -147,7 +159,7 @@ impl Api {
         if let Some(hook) = &self.on_provisioned {
             hook(&state.id);
         }
-        Ok(cluster_info(&state))
+        Ok(cluster_info(&self.engine, &state))
     }
 
     pub(crate) fn exec(&self, req: ExecRequest) -> Result<ExecResult, ApiError> {
@@ -537,7 +549,10 @@ impl Api {
     pub(crate) fn extend(&self, req: ExtendRequest) -> Result<ClusterInfo, ApiError> {
         let ttl = parse_ttl("ttl", &req.ttl)?;
         self.live(&req.cluster)?;
-        Ok(cluster_info(&self.engine.extend(&req.cluster, ttl)?))
+        Ok(cluster_info(
+            &self.engine,
+            &self.engine.extend(&req.cluster, ttl)?,
+        ))
     }
 
     pub(crate) fn destroy(&self, id: &str) -> Result<Destroyed, ApiError> {
@@ -556,13 +571,13 @@ impl Api {
                 .list()
                 .iter()
                 .filter(|s| s.ttl_left() > 0)
-                .map(cluster_info)
+                .map(|s| cluster_info(&self.engine, s))
                 .collect(),
         }
     }
 
     pub(crate) fn cluster(&self, id: &str) -> Result<ClusterInfo, ApiError> {
-        Ok(cluster_info(&self.live(id)?))
+        Ok(cluster_info(&self.engine, &self.live(id)?))
     }
 }
 

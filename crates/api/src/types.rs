@@ -75,6 +75,12 @@ pub struct ClusterInfo {
     pub cluster: String,
     pub status: String,
     pub boot_ms: Option<u64>,
+    /// Unix time the cluster was created.
+    pub created_at: u64,
+    /// Where the topology came from.
+    pub source: String,
+    /// An ssh_config that reaches every node from the host: `ssh -F <it> node1`.
+    pub ssh_config: String,
     /// Unix time at which the cluster is destroyed.
     pub expires_at: u64,
     pub ttl_left_s: i64,
@@ -90,6 +96,7 @@ pub struct NodeInfo {
     pub addresses: Vec<AddressInfo>,
     pub groups: Vec<String>,
     pub image: String,
+    pub backend: String,
     pub boot_ms: Option<u64>,
 }
 
@@ -97,12 +104,17 @@ pub struct NodeInfo {
 pub struct AddressInfo {
     pub network: String,
     pub ip: String,
+    /// Interface name inside the node.
+    pub iface: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct NetworkInfo {
     pub name: String,
     pub cidr: String,
+    /// The host's address on the network: nodes' default route when egress allows.
+    pub gateway: String,
+    pub bridge: String,
     pub egress: String,
 }
 

@@ -14,7 +14,11 @@ fn repo() -> PathBuf {
 }
 
 fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 /// `rehearse --json run ARGS`: (exit code, report).
@@ -25,7 +29,11 @@ fn run_scenario(args: &[&str]) -> (i32, Value) {
     let (code, report) = run_json(&all);
     if let Some(cluster) = report["cluster"].as_str() {
         if report["kept"] != true {
-            assert!(Leftovers::of(cluster).is_empty(), "the run left cluster {cluster} behind: {:?}", Leftovers::of(cluster));
+            assert!(
+                Leftovers::of(cluster).is_empty(),
+                "the run left cluster {cluster} behind: {:?}",
+                Leftovers::of(cluster)
+            );
         }
     }
     (code, report)
@@ -36,7 +44,13 @@ fn checks(report: &Value) -> Vec<(String, String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["node"].as_str().unwrap().to_string(), c["name"].as_str().unwrap().to_string(), c["status"].as_str().unwrap().to_string()))
+        .map(|c| {
+            (
+                c["node"].as_str().unwrap().to_string(),
+                c["name"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -45,27 +59,54 @@ fn nginx_lb_example_passes_with_both_backends_behind_the_balancer() {
     let tmp = tempfile::tempdir().unwrap();
     let junit = tmp.path().join("junit.xml");
     let path = repo().join("examples/nginx-lb");
-    let (code, report) = run_scenario(&[path.to_str().unwrap(), "--junit", junit.to_str().unwrap()]);
-    assert_eq!(code, 0, "{}", serde_json::to_string_pretty(&report).unwrap());
+    let (code, report) =
+        run_scenario(&[path.to_str().unwrap(), "--junit", junit.to_str().unwrap()]);
+    assert_eq!(
+        code,
+        0,
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap()
+    );
     assert_eq!(report["outcome"], "passed");
     let results = checks(&report);
     assert!(results.iter().all(|(_, _, s)| s == "passed"), "{results:?}");
-    assert!(results.iter().any(|(n, name, _)| n == "web2" && name == "both backends answer through the balancer"));
+    assert!(results
+        .iter()
+        .any(|(n, name, _)| n == "web2" && name == "both backends answer through the balancer"));
     assert_eq!(report["idempotence"]["passed"], true);
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains("<testsuite name=\"rehearse.nginx-lb\"") && xml.contains("failures=\"0\""), "{xml}");
+    assert!(
+        xml.contains("<testsuite name=\"rehearse.nginx-lb\"") && xml.contains("failures=\"0\""),
+        "{xml}"
+    );
 }
 
 #[test]
 fn ansible_lb_example_passes_from_a_controller_node() {
     let path = repo().join("examples/ansible-lb");
     let (code, report) = run_scenario(&[path.to_str().unwrap()]);
-    assert_eq!(code, 0, "{}", serde_json::to_string_pretty(&report).unwrap());
+    assert_eq!(
+        code,
+        0,
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap()
+    );
     let step = &report["steps"][0];
     assert_eq!(step["kind"], "ansible");
-    let tasks = step["ansible"]["tasks"].as_array().expect("structured ansible results");
-    assert!(tasks.iter().any(|t| t["status"] == "changed" && t["host"] == "lb"), "{tasks:?}");
-    assert_eq!(report["idempotence"]["passed"], true, "{}", report["idempotence"]);
+    let tasks = step["ansible"]["tasks"]
+        .as_array()
+        .expect("structured ansible results");
+    assert!(
+        tasks
+            .iter()
+            .any(|t| t["status"] == "changed" && t["host"] == "lb"),
+        "{tasks:?}"
+    );
+    assert_eq!(
+        report["idempotence"]["passed"], true,
+        "{}",
+        report["idempotence"]
+    );
 }
 
 #[test]
@@ -75,18 +116,38 @@ fn broken_nginx_example_fails_and_says_why() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("FAILED"), "{text}");
-    assert!(text.contains("✘ nginx with the app site"), "the failing step is shown: {text}");
-    assert!(text.contains("invalid parameter \"root\" in /etc/nginx/sites-enabled/app:3"), "the command's output tail is shown: {text}");
-    assert!(text.contains("✘ client http http://web:8080/"), "the failing check is shown: {text}");
+    assert!(
+        text.contains("✘ nginx with the app site"),
+        "the failing step is shown: {text}"
+    );
+    assert!(
+        text.contains("invalid parameter \"root\" in /etc/nginx/sites-enabled/app:3"),
+        "the command's output tail is shown: {text}"
+    );
+    assert!(
+        text.contains("✘ client http http://web:8080/"),
+        "the failing check is shown: {text}"
+    );
     assert!(text.contains("what to look at"), "{text}");
 }
 
 #[test]
 fn a_shell_step_that_is_not_idempotent_lists_what_its_second_run_changed() {
     let (code, report) = run_scenario(&[&fixture("not-idempotent")]);
-    let changed: Vec<&str> = report["idempotence"]["changed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(changed.iter().any(|c| c.contains("/etc/app.conf")), "{changed:?}");
-    assert_eq!(code, 0, "a shell step's changes are listed, not failed: {report}");
+    let changed: Vec<&str> = report["idempotence"]["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        changed.iter().any(|c| c.contains("/etc/app.conf")),
+        "{changed:?}"
+    );
+    assert_eq!(
+        code, 0,
+        "a shell step's changes are listed, not failed: {report}"
+    );
 }
 
 #[test]
@@ -96,7 +157,10 @@ fn an_ansible_task_that_always_changes_fails_idempotence_by_name() {
     assert_eq!(report["idempotence"]["passed"], false);
     let changed = report["idempotence"]["changed"].to_string();
     assert!(changed.contains("record the deploy time"), "{changed}");
-    assert!(!changed.contains("motd"), "the idempotent task did not change: {changed}");
+    assert!(
+        !changed.contains("motd"),
+        "the idempotent task did not change: {changed}"
+    );
     assert!(checks(&report).iter().all(|(_, _, s)| s == "passed"));
 }
 
@@ -105,7 +169,11 @@ fn hygiene_reports_a_key_left_in_tmp_and_forceful_commands() {
     let (code, report) = run_scenario(&[&fixture("leaves-a-key")]);
     assert_eq!(code, 0, "hygiene findings are warnings: {report}");
     let findings = report["hygiene"].as_array().unwrap();
-    let has = |kind: &str, text: &str| findings.iter().any(|f| f["kind"] == kind && f.to_string().contains(text));
+    let has = |kind: &str, text: &str| {
+        findings
+            .iter()
+            .any(|f| f["kind"] == kind && f.to_string().contains(text))
+    };
     assert!(has("leftover_file", "/tmp/deploy_key"), "{findings:?}");
     assert!(has("private_key", "/tmp/deploy_key"), "{findings:?}");
     assert!(has("forceful_command", "deploy.sh:2"), "{findings:?}");
@@ -115,8 +183,13 @@ fn hygiene_reports_a_key_left_in_tmp_and_forceful_commands() {
 fn reboot_catches_a_firewall_rule_that_does_not_survive() {
     let (code, report) = run_scenario(&[&fixture("runtime-firewall"), "--reboot"]);
     assert_eq!(code, 1, "{report}");
-    assert!(checks(&report).iter().all(|(_, _, s)| s == "passed"), "before the reboot the rule is there");
-    let after = report["reboot_checks"].as_array().expect("checks after reboot");
+    assert!(
+        checks(&report).iter().all(|(_, _, s)| s == "passed"),
+        "before the reboot the rule is there"
+    );
+    let after = report["reboot_checks"]
+        .as_array()
+        .expect("checks after reboot");
     assert_eq!(after[0]["status"], "failed", "{after:?}");
 }
 
@@ -127,7 +200,13 @@ fn a_hanging_step_is_killed_and_the_node_state_captured() {
     let step = &report["steps"][0];
     assert_eq!(step["ok"], false);
     assert_eq!(step["nodes"][0]["timed_out"], true);
-    assert!(step["hang_state"][0]["processes"].as_str().unwrap().contains("sleep 600"), "{step}");
+    assert!(
+        step["hang_state"][0]["processes"]
+            .as_str()
+            .unwrap()
+            .contains("sleep 600"),
+        "{step}"
+    );
 }
 
 #[test]
@@ -135,11 +214,36 @@ fn bad_scenarios_are_refused_before_any_cluster_starts() {
     require_root();
     let tmp = tempfile::tempdir().unwrap();
     let cases = [
-        ("unknown-target.yaml", "nodes: [a, b]\nsteps:\n  - shell: echo hi\n    on: c\n", "unknown-target.yaml:4", "steps[0].on"),
-        ("missing-script.yaml", "nodes: 1\nsteps:\n  - shell: scripts/missing.sh\n", "missing-script.yaml:3", "missing.sh"),
-        ("bad-check-key.yaml", "nodes: 1\nchecks:\n  - http: http://node1/\n    statuss: 200\n", "bad-check-key.yaml:4", "statuss"),
-        ("bad-matcher.yaml", "nodes: 1\nchecks:\n  - command: 'true'\n    stdout: ['/(unclosed/']\n", "bad-matcher.yaml:4", "stdout"),
-        ("yaml-syntax.yaml", "nodes: 1\nsteps:\n  - shell: [\n", "yaml-syntax.yaml:", ""),
+        (
+            "unknown-target.yaml",
+            "nodes: [a, b]\nsteps:\n  - shell: echo hi\n    on: c\n",
+            "unknown-target.yaml:4",
+            "steps[0].on",
+        ),
+        (
+            "missing-script.yaml",
+            "nodes: 1\nsteps:\n  - shell: scripts/missing.sh\n",
+            "missing-script.yaml:3",
+            "missing.sh",
+        ),
+        (
+            "bad-check-key.yaml",
+            "nodes: 1\nchecks:\n  - http: http://node1/\n    statuss: 200\n",
+            "bad-check-key.yaml:4",
+            "statuss",
+        ),
+        (
+            "bad-matcher.yaml",
+            "nodes: 1\nchecks:\n  - command: 'true'\n    stdout: ['/(unclosed/']\n",
+            "bad-matcher.yaml:4",
+            "stdout",
+        ),
+        (
+            "yaml-syntax.yaml",
+            "nodes: 1\nsteps:\n  - shell: [\n",
+            "yaml-syntax.yaml:",
+            "",
+        ),
     ];
     let (_, before) = run_json(&["ls"]);
     for (name, text, location, field) in cases {
@@ -147,10 +251,25 @@ fn bad_scenarios_are_refused_before_any_cluster_starts() {
         let out = run(&["run", path.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name} ran");
-        assert!(stderr.contains(location) && stderr.contains(field), "{name}: {stderr}");
+        assert!(
+            stderr.contains(location) && stderr.contains(field),
+            "{name}: {stderr}"
+        );
     }
     let (_, after) = run_json(&["ls"]);
-    let runs = |v: &Value| v["clusters"].as_array().unwrap().iter().filter(|c| c["source"].as_str().unwrap_or_default().contains(tmp.path().to_str().unwrap())).count();
+    let runs = |v: &Value| {
+        v["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| {
+                c["source"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(tmp.path().to_str().unwrap())
+            })
+            .count()
+    };
     assert_eq!(runs(&before), 0);
     assert_eq!(runs(&after), 0, "a refused scenario started a cluster");
 }
@@ -161,7 +280,10 @@ fn keep_on_failure_leaves_the_cluster_up_and_says_how_to_get_in() {
     assert_eq!(code, 1);
     assert_eq!(report["kept"], true);
     let id = report["cluster"].as_str().unwrap().to_string();
-    assert!(report["how_to_get_in"].as_str().unwrap().contains(&format!("rehearse exec {id}")));
+    assert!(report["how_to_get_in"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("rehearse exec {id}")));
     let out = run(&["exec", &id, "node1", "--", "true"]);
     assert!(out.status.success(), "the kept cluster is usable");
     assert!(run(&["down", &id]).status.success());

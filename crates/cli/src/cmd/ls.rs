@@ -9,7 +9,7 @@ pub fn run(_args: Args, json: bool) -> anyhow::Result<i32> {
     if json {
         let all: Vec<_> = clusters
             .iter()
-            .map(|c| super::up::cluster_json(c, &engine.cluster_dir(&c.id)))
+            .map(|c| super::up::cluster_json(&engine, c))
             .collect();
         print_json(&serde_json::json!({ "clusters": all }));
         return Ok(0);

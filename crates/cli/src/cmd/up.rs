@@ -2,7 +2,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::json;
 
 use rehearse_sandbox::{ClusterState, Progress, UpRequest, DEFAULT_TTL};
 use rehearse_spec::{Topology, DEFAULT_IMAGE};
@@ -72,37 +71,16 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         spawn_reaper(&state.id);
     }
     if json {
-        print_json(&cluster_json(&state, &engine.cluster_dir(&state.id)));
+        print_json(&cluster_json(&engine, &state));
     } else {
         print_human(&state, &engine.cluster_dir(&state.id));
     }
     Ok(0)
 }
 
-pub fn cluster_json(state: &ClusterState, dir: &std::path::Path) -> serde_json::Value {
-    json!({
-        "cluster": state.id,
-        "status": state.status,
-        "boot_ms": state.boot_ms,
-        "created_at": state.created_at,
-        "expires_at": state.expires_at,
-        "ttl_left_s": state.ttl_left().max(0),
-        "source": state.source,
-        "ssh_config": dir.join("ssh/config"),
-        "networks": state.networks.iter().map(|n| json!({
-            "name": n.name, "cidr": n.cidr.to_string(), "gateway": n.gateway.to_string(),
-            "bridge": n.bridge, "egress": n.egress,
-        })).collect::<Vec<_>>(),
-        "nodes": state.nodes.iter().map(|n| json!({
-            "name": n.name,
-            "ip": n.ip().map(|i| i.to_string()),
-            "addresses": n.nics.iter().map(|c| json!({"network": c.network, "ip": c.ip.to_string(), "iface": c.iface})).collect::<Vec<_>>(),
-            "image": n.image,
-            "groups": n.groups,
-            "backend": n.backend,
-            "boot_ms": n.boot_ms,
-        })).collect::<Vec<_>>(),
-    })
+pub fn cluster_json(engine: &rehearse_sandbox::Engine, state: &ClusterState) -> serde_json::Value {
+    serde_json::to_value(rehearse_api::cluster_info(engine, state))
+        .expect("cluster info serialises")
 }
 
 fn print_human(state: &ClusterState, dir: &std::path::Path) {
