@@ -1,0 +1,1 @@
+//! The convergence loop (in progress).
