@@ -8,6 +8,7 @@
 
 pub mod image;
 pub mod scenario;
+pub mod task;
 pub mod topology;
 
 mod error;
