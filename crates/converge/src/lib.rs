@@ -1,1 +1,671 @@
-//! The convergence loop (in progress).
+//! The convergence loop: generate code → run it on a fresh cluster → if it
+//! fails, recover by the rules doctor, a rewrite (retry) or a live
+//! troubleshooting session → distill one clean script → prove it on a fresh
+//! cluster in one pass. Only a proven script is reported as converged.
+//!
+//! Every iteration is recorded in a [`ConvergeReport`]: the code, the run's
+//! report, the path chosen and why, the commands run and their output, and the
+//! tokens the model used. Without a model the doctor is the whole engine.
+
+pub mod doctor;
+pub mod failure;
+pub mod policy;
+mod prompts;
+mod session;
+
+use std::path::{Path as FsPath, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use rehearse_llm::{LlmError, Message, Provider, Request, Usage};
+use rehearse_sandbox::Engine;
+use rehearse_scenario::{Keep, Outcome, RunOptions, RunReport};
+use rehearse_spec::scenario::{Scenario, Step, StepAction, DEFAULT_STEP_TIMEOUT};
+use rehearse_spec::task::{Language, Task};
+
+pub use failure::{Failure, Path};
+pub use session::CommandRecord;
+
+/// Commands a troubleshooting session may run.
+pub const TROUBLESHOOT_STEPS: u32 = 8;
+/// Tokens the model may write per answer.
+const MAX_ANSWER_TOKENS: u32 = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConvergeError {
+    /// No model is configured and the task has no starting code.
+    #[error("no LLM is configured and the task has no starting `code`, so there is nothing to run: set ANTHROPIC_API_KEY, OPENAI_API_KEY or REHEARSE_LLM_BASE_URL, or give the task starting code for the rules doctor")]
+    NothingToRun,
+    /// The model could not be asked, or answered unusably.
+    #[error("asking the model to {purpose}: {source}")]
+    Llm {
+        purpose: &'static str,
+        #[source]
+        source: LlmError,
+    },
+    #[error("writing {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How a convergence run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// A script passed every check on a fresh cluster in one pass.
+    Converged,
+    /// The iteration, wall-time or token budget ran out first.
+    BudgetExhausted,
+    /// Without a model, the doctor had no rule for the failure.
+    NoRuleApplies,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LlmCall {
+    pub purpose: &'static str,
+    pub request: Vec<Message>,
+    pub response: String,
+    pub usage: Usage,
+    pub latency_ms: u64,
+    pub cost_usd: Option<f64>,
+}
+
+/// One run of code on a fresh cluster and what followed from it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Iteration {
+    pub number: u32,
+    /// Where the code came from: `task`, `model`, `rules`, `model-retry`.
+    pub origin: &'static str,
+    pub code: String,
+    pub run: RunReport,
+    pub failure: Option<Failure>,
+    pub path: Option<Path>,
+    pub reason: Option<String>,
+    pub fix: Option<doctor::Fix>,
+    pub commands: Vec<CommandRecord>,
+    pub llm_calls: Vec<LlmCall>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConvergeReport {
+    pub run_id: String,
+    pub task: String,
+    pub goal: String,
+    pub language: Language,
+    pub verdict: Verdict,
+    /// One sentence: how it ended and why.
+    pub summary: String,
+    /// `provider/model`, or `None` in rules-only mode.
+    pub model: Option<String>,
+    pub rules_only: bool,
+    pub iterations: Vec<Iteration>,
+    /// The distilled script, when troubleshooting led to one.
+    pub distilled: Option<String>,
+    /// The proof run of the final script on a fresh cluster.
+    pub proof: Option<RunReport>,
+    /// The proven script; set only when converged.
+    pub script: Option<String>,
+    /// Forceful or destructive patterns in the final script, for review.
+    pub review: Vec<policy::Finding>,
+    pub usage: Usage,
+    pub cost_usd: Option<f64>,
+    pub wall_ms: u64,
+    pub report_path: PathBuf,
+}
+
+/// Progress, for a terminal.
+pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
+
+pub struct Converger<'a> {
+    engine: &'a Engine,
+    task: &'a Task,
+    model: Option<&'a dyn Provider>,
+    progress: Progress<'a>,
+    started: Instant,
+    run_id: String,
+    work_dir: PathBuf,
+    usage: Usage,
+    cost: Option<f64>,
+}
+
+fn new_run_id() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "c{secs:x}{:04x}",
+        std::process::id() as u16 ^ (secs as u16).rotate_left(7)
+    )
+}
+
+/// Runs the loop for `task`. `model` is `None` for rules-only mode.
+pub fn converge(
+    engine: &Engine,
+    task: &Task,
+    model: Option<&dyn Provider>,
+    progress: Progress<'_>,
+) -> Result<ConvergeReport, ConvergeError> {
+    let run_id = new_run_id();
+    let work_dir = engine.state_dir().join("converge").join(&run_id);
+    std::fs::create_dir_all(&work_dir).map_err(|source| ConvergeError::Io {
+        path: work_dir.clone(),
+        source,
+    })?;
+    let mut c = Converger {
+        engine,
+        task,
+        model,
+        progress,
+        started: Instant::now(),
+        run_id,
+        work_dir,
+        usage: Usage::default(),
+        cost: None,
+    };
+    c.run()
+}
+
+/// Destroys a kept failed cluster however the loop leaves its scope.
+struct KeptCluster<'a> {
+    engine: &'a Engine,
+    id: Option<String>,
+}
+
+impl KeptCluster<'_> {
+    fn release(&mut self) {
+        if let Some(id) = self.id.take() {
+            if let Err(e) = self.engine.down(&id) {
+                tracing::warn!(cluster = %id, error = %e, "destroying a kept cluster");
+            }
+        }
+    }
+}
+
+impl Drop for KeptCluster<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl Converger<'_> {
+    fn fence(&self) -> &'static str {
+        match self.task.language {
+            Language::Bash => "bash",
+            Language::Ansible => "yaml",
+        }
+    }
+
+    fn out_of_budget(&self) -> Option<String> {
+        let b = &self.task.budgets;
+        if self.started.elapsed() >= b.max_wall {
+            return Some(format!(
+                "the wall-time budget of {} s ran out",
+                b.max_wall.as_secs()
+            ));
+        }
+        if let Some(max) = b.max_tokens {
+            if self.usage.total() >= max {
+                return Some(format!(
+                    "the token budget of {max} ran out ({} used)",
+                    self.usage.total()
+                ));
+            }
+        }
+        None
+    }
+
+    fn ask(
+        &mut self,
+        purpose: &'static str,
+        messages: Vec<Message>,
+        json: bool,
+        calls: &mut Vec<LlmCall>,
+    ) -> Result<String, ConvergeError> {
+        let model = self.model.expect("asked only with a model");
+        let system = prompts::fill(
+            prompts::SYSTEM,
+            &[("language", self.task.language.as_str())],
+        );
+        let request = Request {
+            system: Some(system),
+            messages: messages.clone(),
+            max_tokens: MAX_ANSWER_TOKENS,
+            json,
+        };
+        let response = model
+            .complete(&request)
+            .map_err(|source| ConvergeError::Llm { purpose, source })?;
+        self.usage.add(response.usage);
+        if let Some(cost) = response.cost_usd {
+            *self.cost.get_or_insert(0.0) += cost;
+        }
+        calls.push(LlmCall {
+            purpose,
+            request: messages,
+            response: response.text.clone(),
+            usage: response.usage,
+            latency_ms: response.latency_ms,
+            cost_usd: response.cost_usd,
+        });
+        Ok(response.text)
+    }
+
+    /// Asks for code and takes it from the answer's fenced block.
+    fn ask_code(
+        &mut self,
+        purpose: &'static str,
+        prompt: String,
+        calls: &mut Vec<LlmCall>,
+    ) -> Result<String, ConvergeError> {
+        let text = self.ask(purpose, vec![Message::user(prompt)], false, calls)?;
+        code_block(&text).ok_or_else(|| ConvergeError::Llm {
+            purpose,
+            source: LlmError::Garbage {
+                reason: "the answer has no fenced code block".into(),
+                head: text.chars().take(200).collect(),
+            },
+        })
+    }
+
+    fn generate(&mut self, calls: &mut Vec<LlmCall>) -> Result<String, ConvergeError> {
+        let topology = self
+            .task
+            .topology
+            .nodes
+            .iter()
+            .map(|n| {
+                if n.groups.is_empty() {
+                    format!("- {}", n.name)
+                } else {
+                    format!("- {} (groups: {})", n.name, n.groups.join(", "))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let checks = serde_json::to_string_pretty(&self.task.checks).unwrap_or_default();
+        let starting = match &self.task.code {
+            Some(code) => format!("Start from this code:\n```{}\n{code}\n```\n", self.fence()),
+            None => String::new(),
+        };
+        let prompt = prompts::fill(
+            prompts::GENERATE,
+            &[
+                ("language", self.task.language.as_str()),
+                ("goal", &self.task.goal),
+                ("topology", &topology),
+                ("checks", &checks),
+                ("starting_code", &starting),
+                ("fence", self.fence()),
+            ],
+        );
+        self.ask_code("write the code", prompt, calls)
+    }
+
+    /// The scenario that applies `code` to every node and evaluates the checks.
+    fn scenario(&self, code: &str, dir: &FsPath) -> Result<Scenario, ConvergeError> {
+        std::fs::create_dir_all(dir).map_err(|source| ConvergeError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let action = match self.task.language {
+            Language::Bash => {
+                let file = dir.join("code.sh");
+                write(&file, code)?;
+                StepAction::Shell {
+                    script: code.to_owned(),
+                    file: None,
+                }
+            }
+            Language::Ansible => {
+                let file = dir.join("playbook.yml");
+                write(&file, code)?;
+                StepAction::Ansible {
+                    playbook: file,
+                    controller: None,
+                    extra_vars: Vec::new(),
+                }
+            }
+        };
+        let left = self
+            .task
+            .budgets
+            .max_wall
+            .saturating_sub(self.started.elapsed());
+        Ok(Scenario {
+            name: self.task.name.clone(),
+            description: Some(self.task.goal.clone()),
+            topology: self.task.topology.clone(),
+            steps: vec![Step {
+                name: format!("{} code", self.task.language.as_str()),
+                on: Vec::new(),
+                timeout: DEFAULT_STEP_TIMEOUT.min(left.max(Duration::from_secs(30))),
+                env: Vec::new(),
+                action,
+            }],
+            checks: self.task.checks.clone(),
+            dir: dir.to_path_buf(),
+            file: self.task.file.clone(),
+        })
+    }
+
+    fn run_code(&self, code: &str, dir: &FsPath, keep: Keep) -> Result<RunReport, ConvergeError> {
+        let scenario = self.scenario(code, dir)?;
+        let options = RunOptions {
+            idempotence: false,
+            reboot: false,
+            keep,
+            ..RunOptions::default()
+        };
+        Ok(rehearse_scenario::run(
+            self.engine,
+            &scenario,
+            &options,
+            &|_| {},
+        ))
+    }
+
+    fn run(&mut self) -> Result<ConvergeReport, ConvergeError> {
+        let rules_only = self.model.is_none();
+        if rules_only {
+            (self.progress)("no LLM is configured: only the rules doctor will try to fix failures");
+        }
+        let mut iterations: Vec<Iteration> = Vec::new();
+        let mut first_calls = Vec::new();
+        let (mut code, mut origin) = match (&self.task.code, self.model) {
+            (Some(code), _) if rules_only => (code.clone(), "task"),
+            (None, None) => return Err(ConvergeError::NothingToRun),
+            _ => {
+                (self.progress)("asking the model for code");
+                (self.generate(&mut first_calls)?, "model")
+            }
+        };
+        let mut pending_calls = first_calls;
+        let mut troubleshot_before = false;
+        let mut candidate: Option<(String, Option<String>)> = None; // (script, distilled)
+        let mut stop_reason: Option<(Verdict, String)> = None;
+
+        for number in 1..=self.task.budgets.max_iterations {
+            if let Some(why) = self.out_of_budget() {
+                stop_reason = Some((Verdict::BudgetExhausted, why));
+                break;
+            }
+            (self.progress)(&format!(
+                "iteration {number}: running the code on a fresh cluster"
+            ));
+            let dir = self.work_dir.join(format!("iteration-{number}"));
+            let run = self.run_code(&code, &dir, Keep::OnFailure)?;
+            let mut kept = KeptCluster {
+                engine: self.engine,
+                id: run.kept.then(|| run.cluster.clone()).flatten(),
+            };
+            let mut iteration = Iteration {
+                number,
+                origin,
+                code: code.clone(),
+                run,
+                failure: None,
+                path: None,
+                reason: None,
+                fix: None,
+                commands: Vec::new(),
+                llm_calls: std::mem::take(&mut pending_calls),
+            };
+            if iteration.run.outcome == Outcome::Passed {
+                (self.progress)(&format!(
+                    "iteration {number}: every check passed on a fresh cluster"
+                ));
+                candidate = Some((code.clone(), None));
+                iterations.push(iteration);
+                break;
+            }
+            let failure = Failure::from_run(&iteration.run);
+            (self.progress)(&format!(
+                "iteration {number}: failed ({} failing checks{})",
+                failure.checks.len(),
+                failure
+                    .step_error
+                    .as_deref()
+                    .map(|e| format!("; {e}"))
+                    .unwrap_or_default()
+            ));
+            iteration.failure = Some(failure.clone());
+
+            // The doctor first: a known signature needs no model.
+            let fix = match self.task.language {
+                Language::Bash => doctor::diagnose(&code, &failure),
+                Language::Ansible => None,
+            };
+            if let Some(fix) = fix {
+                (self.progress)(&format!("rules doctor: {} ({})", fix.reason, fix.rule));
+                iteration.path = Some(Path::Rules);
+                iteration.reason = Some(format!(
+                    "the rules doctor recognised a known signature: {}",
+                    fix.reason
+                ));
+                code = fix.apply(&code);
+                origin = "rules";
+                iteration.fix = Some(fix);
+                kept.release();
+                iterations.push(iteration);
+                continue;
+            }
+            if rules_only {
+                iteration.reason = Some(
+                    "no rule of the doctor matches this failure, and no LLM is configured".into(),
+                );
+                kept.release();
+                iterations.push(iteration);
+                stop_reason = Some((
+                    Verdict::NoRuleApplies,
+                    "no rule of the doctor matches the failure and no LLM is configured".into(),
+                ));
+                break;
+            }
+            if number == self.task.budgets.max_iterations {
+                kept.release();
+                iterations.push(iteration);
+                break;
+            }
+
+            let (path, reason) = failure::choose(&failure, kept.id.is_some(), troubleshot_before);
+            (self.progress)(&format!("recovery: {path:?}: {reason}"));
+            iteration.path = Some(path);
+            iteration.reason = Some(reason);
+            let mut calls = Vec::new();
+            let result = match path {
+                Path::Troubleshoot => {
+                    let cluster = kept.id.clone().unwrap_or_default();
+                    troubleshot_before = true;
+                    let outcome =
+                        session::troubleshoot(self, &cluster, &code, &failure, &mut calls)?;
+                    iteration.commands = outcome.commands;
+                    if outcome.passed {
+                        (self.progress)(
+                            "troubleshooting made every check pass: distilling one script",
+                        );
+                        let distilled = self.distill(&code, &iteration.commands, &mut calls)?;
+                        candidate = Some((distilled.clone(), Some(distilled)));
+                        None
+                    } else {
+                        (self.progress)(
+                            "troubleshooting did not make the checks pass: asking for a rewrite",
+                        );
+                        Some(self.retry(&code, &failure, &mut calls)?)
+                    }
+                }
+                Path::Retry | Path::Rules => {
+                    (self.progress)("asking the model for a corrected version");
+                    troubleshot_before = false;
+                    Some(self.retry(&code, &failure, &mut calls)?)
+                }
+            };
+            iteration.llm_calls.extend(calls);
+            kept.release();
+            iterations.push(iteration);
+            match result {
+                Some(new_code) => {
+                    code = new_code;
+                    origin = "model-retry";
+                }
+                None => break,
+            }
+        }
+
+        // The proof: the candidate on a fresh cluster, in one pass. A candidate
+        // that already passed whole on a fresh cluster needs no second run.
+        let mut proof = None;
+        let mut script = None;
+        let mut distilled = None;
+        if let Some((candidate, was_distilled)) = candidate {
+            match was_distilled {
+                None => {
+                    proof = iterations.last().map(|i| i.run.clone());
+                    script = Some(candidate);
+                }
+                Some(d) => {
+                    distilled = Some(d.clone());
+                    if let Some(why) = self.out_of_budget() {
+                        stop_reason = Some((
+                            Verdict::BudgetExhausted,
+                            format!("{why} before the proof run"),
+                        ));
+                    } else {
+                        (self.progress)("proving the distilled script on a fresh cluster");
+                        let run = self.run_code(&d, &self.work_dir.join("proof"), Keep::Never)?;
+                        if run.outcome == Outcome::Passed {
+                            script = Some(d);
+                        } else {
+                            stop_reason = Some((
+                                Verdict::BudgetExhausted,
+                                "the distilled script failed its proof run on a fresh cluster"
+                                    .into(),
+                            ));
+                        }
+                        proof = Some(run);
+                    }
+                }
+            }
+        }
+        let (verdict, summary) = match (&script, stop_reason) {
+            (Some(_), _) => (
+                Verdict::Converged,
+                format!("converged in {} iteration(s); the script passed every check on a fresh cluster in one pass", iterations.len()),
+            ),
+            (None, Some(stop)) => stop,
+            (None, None) => (
+                Verdict::BudgetExhausted,
+                format!("no code passed within the budget of {} iterations", self.task.budgets.max_iterations),
+            ),
+        };
+        let report_path = self.work_dir.join("report.json");
+        let report = ConvergeReport {
+            run_id: self.run_id.clone(),
+            task: self.task.name.clone(),
+            goal: self.task.goal.clone(),
+            language: self.task.language,
+            verdict,
+            summary,
+            model: self.model.map(|m| format!("{}/{}", m.name(), m.model())),
+            rules_only,
+            review: script.as_deref().map(policy::scan).unwrap_or_default(),
+            iterations,
+            distilled,
+            proof,
+            script,
+            usage: self.usage,
+            cost_usd: self.cost,
+            wall_ms: self.started.elapsed().as_millis() as u64,
+            report_path: report_path.clone(),
+        };
+        write(
+            &report_path,
+            &serde_json::to_string_pretty(&report).unwrap_or_default(),
+        )?;
+        if let Some(script) = &report.script {
+            let name = match self.task.language {
+                Language::Bash => "script.sh",
+                Language::Ansible => "playbook.yml",
+            };
+            write(&self.work_dir.join(name), script)?;
+        }
+        Ok(report)
+    }
+
+    fn retry(
+        &mut self,
+        code: &str,
+        failure: &Failure,
+        calls: &mut Vec<LlmCall>,
+    ) -> Result<String, ConvergeError> {
+        let prompt = prompts::fill(
+            prompts::RETRY,
+            &[
+                ("goal", &self.task.goal),
+                ("code", code),
+                ("failure", &failure.describe()),
+                ("fence", self.fence()),
+            ],
+        );
+        self.ask_code("correct the code", prompt, calls)
+    }
+
+    fn distill(
+        &mut self,
+        code: &str,
+        commands: &[CommandRecord],
+        calls: &mut Vec<LlmCall>,
+    ) -> Result<String, ConvergeError> {
+        let listing = commands
+            .iter()
+            .filter(|c| c.refused.is_none())
+            .map(|c| {
+                format!(
+                    "- {} (exit {}{}): {}",
+                    c.node,
+                    c.exit_code.map_or("none".into(), |e| e.to_string()),
+                    if session::mattered(c) {
+                        ""
+                    } else {
+                        ", diagnostic"
+                    },
+                    c.command
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let prompt = prompts::fill(
+            prompts::DISTILL,
+            &[
+                ("language", self.task.language.as_str()),
+                ("goal", &self.task.goal),
+                ("code", code),
+                ("commands", &listing),
+                ("fence", self.fence()),
+            ],
+        );
+        self.ask_code("distill one script", prompt, calls)
+    }
+}
+
+fn write(path: &FsPath, text: &str) -> Result<(), ConvergeError> {
+    std::fs::write(path, text).map_err(|source| ConvergeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The body of the first fenced code block of a model's answer.
+pub fn code_block(text: &str) -> Option<String> {
+    let open = text.find("```")?;
+    let after = &text[open + 3..];
+    let body_start = after.find('\n')? + 1;
+    let body = &after[body_start..];
+    let close = body.find("```").unwrap_or(body.len());
+    let code = body[..close].trim_end().to_owned() + "\n";
+    (!code.trim().is_empty()).then_some(code)
+}

@@ -1,0 +1,260 @@
+//! What a failed run came to, in the terms the recovery rule, the doctor and the
+//! model work with; and the rule that picks the recovery path.
+
+use serde::Serialize;
+
+use rehearse_checks::Status;
+use rehearse_scenario::RunReport;
+
+/// Bytes of step output kept for prompts and the doctor, from the end.
+pub const OUTPUT_TAIL: usize = 4000;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FailedCheck {
+    pub node: String,
+    pub kind: String,
+    pub subject: String,
+    pub expected: serde_json::Value,
+    pub actual: serde_json::Value,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Failure {
+    /// The code itself ran to the end on every node.
+    pub step_ok: bool,
+    pub step_error: Option<String>,
+    pub timed_out: bool,
+    /// The tail of the step's output on every node (or Ansible's).
+    pub output: String,
+    pub checks: Vec<FailedCheck>,
+}
+
+impl Failure {
+    pub fn from_run(report: &RunReport) -> Failure {
+        let step = report.steps.first();
+        let mut output = String::new();
+        if let Some(error) = &report.error {
+            output.push_str(&format!("run error: {error}\n"));
+        }
+        if let Some(step) = step {
+            for node in &step.nodes {
+                let text = format!("{}{}", node.stdout, node.stderr);
+                output.push_str(&format!(
+                    "--- {} (exit {}) ---\n{}\n",
+                    node.node,
+                    node.exit_code.map_or("none".into(), |c| c.to_string()),
+                    tail(&text, OUTPUT_TAIL)
+                ));
+            }
+            if let Some(ansible) = &step.ansible {
+                let text = serde_json::to_string_pretty(ansible).unwrap_or_default();
+                output.push_str(&format!("--- ansible ---\n{}\n", tail(&text, OUTPUT_TAIL)));
+            }
+        }
+        Failure {
+            step_ok: step.is_some_and(|s| s.ok),
+            step_error: step.and_then(|s| s.error.clone()),
+            timed_out: step.is_some_and(|s| s.nodes.iter().any(|n| n.timed_out)),
+            output,
+            checks: report
+                .checks
+                .iter()
+                .filter(|c| c.status == Status::Failed)
+                .map(|c| FailedCheck {
+                    node: c.node.clone(),
+                    kind: c.kind.clone(),
+                    subject: c.subject.clone(),
+                    expected: c.expected.clone(),
+                    actual: c.actual.clone(),
+                    message: c.message.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The failure as the model reads it.
+    pub fn describe(&self) -> String {
+        let mut text = String::new();
+        match (&self.step_error, self.step_ok) {
+            (_, true) => text.push_str("The code ran to the end without error.\n"),
+            (Some(e), false) => text.push_str(&format!("The code failed: {e}\n")),
+            (None, false) => text.push_str("The code failed.\n"),
+        }
+        if !self.checks.is_empty() {
+            text.push_str("\nFailing checks (expected vs actual):\n");
+            for c in &self.checks {
+                text.push_str(&format!(
+                    "- on {}: {} {}: {}\n  expected: {}\n  actual: {}\n",
+                    c.node,
+                    c.kind,
+                    c.subject,
+                    c.message,
+                    c.expected,
+                    tail(&c.actual.to_string(), 600)
+                ));
+            }
+        }
+        if !self.output.trim().is_empty() {
+            text.push_str(&format!("\nOutput of the code (tail):\n{}", self.output));
+        }
+        text
+    }
+}
+
+/// The last `max` bytes of `text`, on a character boundary.
+pub fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// How the engine recovers from a failed iteration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Path {
+    /// The doctor patched the code; it runs again on a fresh cluster.
+    Rules,
+    /// The model rewrites the code, which runs on a fresh cluster.
+    Retry,
+    /// The model works on the failed cluster, one command at a time.
+    Troubleshoot,
+}
+
+/// Signatures of code that is wrong as written: fixing the machine will not help.
+const DESIGN_ERRORS: &[&str] = &[
+    "syntax error",
+    "unexpected EOF",
+    "unexpected token",
+    "ERROR! ",
+    "is not a valid attribute",
+    "couldn't resolve module",
+    "mapping values are not allowed",
+];
+
+/// Signatures of an environment that is one or two commands away from right.
+const ENVIRONMENT_ERRORS: &[&str] = &[
+    "command not found",
+    ": not found",
+    "No such file or directory",
+    "Unable to locate package",
+    "Permission denied",
+    "Failed to start",
+    "Job for ",
+    "Address already in use",
+    "Unit ",
+    "is not running",
+];
+
+/// The recovery rule, in order:
+/// 1. no cluster was kept (the run could not even start) → retry;
+/// 2. the code timed out → retry (a hang is a design problem, and the node's
+///    state is unreliable);
+/// 3. the output shows the code is wrong as written (a syntax or playbook
+///    error) → retry;
+/// 4. the code ran to the end but checks fail → troubleshoot (the machine is
+///    close; inspecting it is cheaper than a rewrite);
+/// 5. the code stopped on an environment error (missing command, path,
+///    package, permission, unit) → troubleshoot;
+/// 6. a troubleshooting session already failed on this code → retry;
+/// 7. anything else → retry.
+///
+/// Returns the path and the reason, which is recorded.
+pub fn choose(failure: &Failure, cluster_kept: bool, troubleshot_before: bool) -> (Path, String) {
+    if !cluster_kept {
+        return (
+            Path::Retry,
+            "the failed cluster was not kept, so there is nothing to inspect".into(),
+        );
+    }
+    if failure.timed_out {
+        return (
+            Path::Retry,
+            "the code timed out: a hang is a design problem and the node's state is unreliable"
+                .into(),
+        );
+    }
+    if let Some(sig) = DESIGN_ERRORS.iter().find(|s| failure.output.contains(*s)) {
+        return (
+            Path::Retry,
+            format!("the output shows the code is wrong as written ({sig:?}): a rewrite is needed"),
+        );
+    }
+    if troubleshot_before {
+        return (
+            Path::Retry,
+            "a live troubleshooting session did not make this code pass: rewriting it".into(),
+        );
+    }
+    if failure.step_ok {
+        return (Path::Troubleshoot, "the code ran to the end but checks fail: the machine is close, inspecting it is cheaper than a rewrite".into());
+    }
+    if let Some(sig) = ENVIRONMENT_ERRORS
+        .iter()
+        .find(|s| failure.output.contains(*s))
+    {
+        return (Path::Troubleshoot, format!("the code stopped on an environment error ({sig:?}): cheap to diagnose and fix live"));
+    }
+    (
+        Path::Retry,
+        "the failure has no known environment signature: asking for a corrected version".into(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(step_ok: bool, output: &str) -> Failure {
+        Failure {
+            step_ok,
+            step_error: None,
+            timed_out: false,
+            output: output.into(),
+            checks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_rule() {
+        assert_eq!(
+            choose(&failure(false, "x: command not found"), false, false).0,
+            Path::Retry
+        );
+        assert_eq!(
+            choose(
+                &failure(false, "line 3: syntax error near unexpected token `fi'"),
+                true,
+                false
+            )
+            .0,
+            Path::Retry
+        );
+        assert_eq!(
+            choose(&failure(true, ""), true, false).0,
+            Path::Troubleshoot
+        );
+        assert_eq!(
+            choose(
+                &failure(false, "cp: cannot stat 'a': No such file or directory"),
+                true,
+                false
+            )
+            .0,
+            Path::Troubleshoot
+        );
+        assert_eq!(choose(&failure(true, ""), true, true).0, Path::Retry);
+        assert_eq!(
+            choose(&failure(false, "exit 3"), true, false).0,
+            Path::Retry
+        );
+        let mut hung = failure(true, "");
+        hung.timed_out = true;
+        assert_eq!(choose(&hung, true, false).0, Path::Retry);
+    }
+}
