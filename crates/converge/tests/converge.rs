@@ -1,0 +1,219 @@
+//! The loop end to end on real clusters, with a scripted model behind a local
+//! HTTP server speaking the OpenAI wire format.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rehearse_converge::{converge, ConvergeError, Path as Recovery, Verdict};
+use rehearse_llm::fake::{FakeReply, FakeServer};
+use rehearse_llm::{OpenAi, Provider, RetryPolicy};
+use rehearse_sandbox::Engine;
+use rehearse_spec::task::Task;
+
+fn engine() -> Engine {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "converge tests boot real clusters and must run as root"
+    );
+    Engine::new(&rehearse_image::state_dir()).expect("engine")
+}
+
+/// `origin` names the task in the sources of the clusters it starts, so each
+/// test can tell its own clusters from those of the tests running beside it.
+fn task(yaml: &str, origin: &str) -> Task {
+    Task::from_yaml(yaml, origin, Path::new("/tmp")).expect("valid task")
+}
+
+fn model(server: &FakeServer) -> OpenAi {
+    OpenAi::new(
+        server.url(),
+        "fake-model",
+        None,
+        Duration::from_secs(10),
+        RetryPolicy {
+            attempts: 2,
+            backoff: Duration::from_millis(10),
+            max_wait: Duration::from_secs(1),
+        },
+    )
+    .unwrap()
+}
+
+fn bash(code: &str) -> FakeReply {
+    FakeReply::openai(&format!("Here you go:\n```bash\n{code}```\n"))
+}
+
+/// No cluster started for the task `origin` is left.
+fn nothing_left(engine: &Engine, origin: &str) {
+    let ours: Vec<_> = engine
+        .list()
+        .into_iter()
+        .filter(|c| c.source.contains(origin))
+        .map(|c| c.id)
+        .collect();
+    assert!(ours.is_empty(), "clusters left behind: {ours:?}");
+}
+
+const MARKER_TASK: &str = "\
+goal: Write /etc/rehearse-ok containing the word converged.
+language: bash
+nodes: 1
+checks:
+  - file: /etc/rehearse-ok
+    contains: [converged]
+max_iterations: 3
+";
+
+#[test]
+fn converges_by_retry_when_the_first_answer_is_broken() {
+    let engine = engine();
+    let server = FakeServer::start(vec![
+        bash("#!/bin/bash\nset -euo pipefail\nif then fi\n"),
+        bash("#!/bin/bash\nset -euo pipefail\necho converged > /etc/rehearse-ok\n"),
+    ]);
+    let model = model(&server);
+    let report = converge(
+        &engine,
+        &task(MARKER_TASK, "retry-task.yaml"),
+        Some(&model as &dyn Provider),
+        &|m| eprintln!("{m}"),
+    )
+    .expect("the loop runs");
+    assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);
+    assert_eq!(report.iterations.len(), 2);
+    assert_eq!(report.iterations[0].path, Some(Recovery::Retry));
+    assert!(report.iterations[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("syntax error"));
+    assert!(report.script.as_deref().unwrap().contains("echo converged"));
+    assert_eq!(report.usage.total(), 240, "two answers of 120 tokens");
+    assert!(report.report_path.is_file());
+    // The retry prompt carried the failure back to the model.
+    let retry = &server.requests()[1].body["messages"][1]["content"];
+    assert!(retry.as_str().unwrap().contains("syntax error"), "{retry}");
+    nothing_left(&engine, "retry-task.yaml");
+}
+
+#[test]
+fn converges_by_troubleshooting_then_distills_and_proves() {
+    let engine = engine();
+    let server = FakeServer::start(vec![
+        // Runs, but writes the wrong word: checks fail with the step ok.
+        bash("#!/bin/bash\necho almost > /etc/rehearse-ok\n"),
+        FakeReply::openai(
+            r#"{"node": "node1", "command": "cat /etc/rehearse-ok", "why": "see what was written"}"#,
+        ),
+        FakeReply::openai(r#"{"node": "node1", "command": "reboot -f", "why": "start over"}"#),
+        FakeReply::openai(
+            r#"{"node": "node1", "command": "echo converged > /etc/rehearse-ok", "why": "write the right word"}"#,
+        ),
+        FakeReply::openai(r#"{"done": true}"#),
+        bash("#!/bin/bash\nset -euo pipefail\necho converged > /etc/rehearse-ok\n"),
+    ]);
+    let model = model(&server);
+    let report = converge(
+        &engine,
+        &task(MARKER_TASK, "troubleshoot-task.yaml"),
+        Some(&model as &dyn Provider),
+        &|m| eprintln!("{m}"),
+    )
+    .expect("the loop runs");
+    assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);
+    let first = &report.iterations[0];
+    assert_eq!(first.path, Some(Recovery::Troubleshoot));
+    assert_eq!(first.commands.len(), 3);
+    assert!(first.commands[0].output.contains("almost"));
+    assert!(first.commands[1].refused.is_some(), "reboot -f is refused");
+    assert_eq!(first.commands[2].exit_code, Some(0));
+    assert!(report.distilled.is_some());
+    let proof = report.proof.as_ref().expect("a proof run");
+    assert_eq!(proof.outcome, rehearse_scenario::Outcome::Passed);
+    assert!(!proof.kept);
+    // The distill prompt listed the command that mattered.
+    let distill = server.requests()[5].body["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        distill.contains("echo converged > /etc/rehearse-ok"),
+        "{distill}"
+    );
+    nothing_left(&engine, "troubleshoot-task.yaml");
+}
+
+#[test]
+fn rules_doctor_alone_installs_a_missing_command() {
+    let engine = engine();
+    let task = task(
+        "\
+goal: Record jq's version in /etc/jq-version.
+language: bash
+nodes: 1
+code: |
+  #!/bin/bash
+  set -euo pipefail
+  jq --version > /etc/jq-version
+checks:
+  - file: /etc/jq-version
+    contains: [jq-]
+max_iterations: 3
+",
+        "rules-task.yaml",
+    );
+    let report = converge(&engine, &task, None, &|m| eprintln!("{m}")).expect("the loop runs");
+    assert!(report.rules_only);
+    assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);
+    assert_eq!(report.iterations[0].path, Some(Recovery::Rules));
+    assert_eq!(
+        report.iterations[0].fix.as_ref().unwrap().rule,
+        "command-not-found"
+    );
+    assert!(report
+        .script
+        .as_deref()
+        .unwrap()
+        .contains("apt-get install -y -qq jq"));
+    nothing_left(&engine, "rules-task.yaml");
+}
+
+#[test]
+fn garbage_from_the_model_is_a_clear_error_and_leaves_nothing() {
+    let engine = engine();
+    // The first answer's code runs and fails its checks, so the failed cluster
+    // is kept for troubleshooting; then the model answers garbage.
+    let server = FakeServer::start(vec![
+        bash("#!/bin/bash\necho almost > /etc/rehearse-ok\n"),
+        FakeReply::openai("I am sorry, I cannot help with that."),
+    ]);
+    let model = model(&server);
+    let error = converge(
+        &engine,
+        &task(MARKER_TASK, "garbage-task.yaml"),
+        Some(&model as &dyn Provider),
+        &|_| {},
+    )
+    .expect_err("garbage is an error");
+    assert!(matches!(error, ConvergeError::Llm { .. }), "{error}");
+    let text = error.to_string();
+    assert!(text.contains("no JSON object"), "{text}");
+    assert!(text.contains("I am sorry"), "{text}");
+    nothing_left(&engine, "garbage-task.yaml");
+}
+
+#[test]
+fn no_model_and_no_code_says_so() {
+    let engine = engine();
+    let error = converge(
+        &engine,
+        &task(MARKER_TASK, "nomodel-task.yaml"),
+        None,
+        &|_| {},
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("no LLM is configured"),
+        "{error}"
+    );
+}
