@@ -1,6 +1,7 @@
 //! The command set. One file per verb; each turns arguments into engine calls
 //! and renders the result.
 
+mod converge;
 mod cp;
 mod doctor;
 mod down;
@@ -44,6 +45,8 @@ pub struct Cli {
 enum Command {
     /// Run a scenario on a fresh cluster: steps, checks, idempotence, reboot, hygiene; exit 0 only if all passed.
     Run(run::Args),
+    /// Loop an LLM (or the rules doctor alone) until a task's checks pass; print the script proven on a fresh cluster.
+    Converge(converge::Args),
     /// Start a cluster and wait until every node is booted, addressed and accepts SSH.
     Up(up::Args),
     /// Run a command on a node (no SSH involved) and return its exit code.
@@ -77,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let json = cli.json;
     match cli.command {
         Command::Run(a) => run::run(a, json),
+        Command::Converge(a) => converge::run(a, json),
         Command::Up(a) => up::run(a, json),
         Command::Exec(a) => exec::run(a, json),
         Command::Cp(a) => cp::run(a, json),
