@@ -6,7 +6,7 @@
 #[non_exhaustive]
 pub enum LlmError {
     /// No API key for a provider that needs one.
-    #[error("no API key for {provider}: set {vars}, or pass --api-key")]
+    #[error("no API key for {provider}: set {vars}")]
     NoKey {
         provider: &'static str,
         vars: &'static str,
