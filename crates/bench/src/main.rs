@@ -34,6 +34,14 @@ enum What {
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
+    /// A fresh cluster installing packages: first with an empty package cache
+    /// (the baseline), then on further fresh clusters with the cache warm.
+    Packages {
+        #[arg(long, default_value = "nginx haproxy")]
+        packages: String,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// A scenario end to end (`rehearse run`), first with an empty package cache
     /// (the baseline), then with a warm one.
     Scenario {
@@ -53,7 +61,72 @@ fn main() -> anyhow::Result<()> {
     match cli.what {
         What::Clusters { runs } => clusters(runs, cli.json),
         What::Scenario { path, runs, cold } => scenario(&path, runs, cold, cli.json),
+        What::Packages { packages, runs } => packages_install(&packages, runs, cli.json),
     }
+}
+
+/// Times, on a fresh cluster, `apt-get update`, the download of the packages
+/// (what the host-side cache serves) and their installation.
+fn packages_install(packages: &str, runs: usize, json: bool) -> anyhow::Result<()> {
+    let engine =
+        Engine::new(&rehearse_image::state_dir()).context("opening the state directory")?;
+    let phases = [
+        ("apt-get update", "apt-get update -qq".to_string()),
+        (
+            "download",
+            format!("apt-get install -y -qq --download-only {packages} >/dev/null"),
+        ),
+        (
+            "install",
+            format!("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {packages} >/dev/null"),
+        ),
+    ];
+    let once = || -> anyhow::Result<Vec<Duration>> {
+        let state = engine.up(
+            UpRequest {
+                topology: Topology::with_nodes(1, DEFAULT_IMAGE)?,
+                ttl: Duration::from_secs(600),
+                boot_timeout: Duration::from_secs(60),
+                source: "rehearse-bench".into(),
+            },
+            &|_| {},
+        )?;
+        let mut times = Vec::new();
+        let mut failure = None;
+        for (name, script) in &phases {
+            let t0 = Instant::now();
+            match engine.exec_capture(&state.id, "node1", &ExecRequest::shell(script)) {
+                Ok((o, _, _)) if o.exit_code == 0 => times.push(t0.elapsed()),
+                Ok((_, _, err)) => failure = Some(format!("{name} failed: {err}")),
+                Err(e) => failure = Some(format!("{name} failed: {e}")),
+            }
+            if failure.is_some() {
+                break;
+            }
+        }
+        engine.down(&state.id)?;
+        match failure {
+            Some(f) => anyhow::bail!(f),
+            None => Ok(times),
+        }
+    };
+    engine.package_cache().stop();
+    let _ = std::fs::remove_dir_all(engine.state_dir().join("pkgcache/cache"));
+    let cold = once()?;
+    let mut warm: Vec<Vec<Duration>> = Vec::new();
+    for _ in 0..runs {
+        warm.push(once()?);
+    }
+    for (i, (name, _)) in phases.iter().enumerate() {
+        let mut c = Samples::new(&format!("{name} ({packages}), empty package cache"));
+        c.push(cold[i]);
+        let mut w = Samples::new(&format!("{name} ({packages}), next fresh cluster"));
+        for run in &warm {
+            w.push(run[i]);
+        }
+        stats::print(&[c, w], 0, json);
+    }
+    Ok(())
 }
 
 fn scenario(path: &std::path::Path, runs: usize, cold: usize, json: bool) -> anyhow::Result<()> {
