@@ -387,11 +387,10 @@ impl Engine {
                                 let image = images
                                     .iter()
                                     .find(|im| im.id == node.image_id)
-                                    .ok_or_else(|| {
-                                        SandboxError::Image(rehearse_image::ImageError::Unknown {
-                                            name: node.image.clone(),
-                                            builtins: node.image_id.clone(),
-                                        })
+                                    .ok_or_else(|| SandboxError::ImageGone {
+                                        node: node.name.clone(),
+                                        image: node.image.clone(),
+                                        id: node.image_id.clone(),
                                     })?;
                                 let launch = NodeLaunch {
                                     cluster: frozen,

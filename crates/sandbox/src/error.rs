@@ -62,6 +62,13 @@ pub enum SandboxError {
     /// The operation needs root.
     #[error("rehearse must run as root to create clusters (it mounts overlays, creates bridges and namespaces); run it with sudo")]
     NotRoot,
+    /// A node's image was removed from the cache while the node existed.
+    #[error("the image {image} ({id}) of node {node} is no longer in the cache, so the node cannot boot again; destroy the cluster and start a new one")]
+    ImageGone {
+        node: String,
+        image: String,
+        id: String,
+    },
     /// Image errors.
     #[error(transparent)]
     Image(#[from] rehearse_image::ImageError),
@@ -103,7 +110,7 @@ impl SandboxError {
             SandboxError::Io { .. } => "io",
             SandboxError::Timeout { .. } => "timeout",
             SandboxError::NotRoot => "not_root",
-            SandboxError::Image(_) => "image",
+            SandboxError::Image(_) | SandboxError::ImageGone { .. } => "image",
             SandboxError::Spec(_) => "invalid_spec",
             SandboxError::BadPath(_) => "bad_path",
             SandboxError::CorruptState { .. } => "corrupt_state",
