@@ -50,7 +50,9 @@ fi
 python3 -m pip install --quiet mcp pytest 2>/dev/null || python3 -m pip install --quiet --break-system-packages mcp pytest
 
 if ! command -v cargo >/dev/null; then
-  for c in "$HOME/.cargo/bin/cargo" /root/.cargo/bin/cargo; do
+  # Under sudo, the toolchain is usually the invoking user's.
+  user_home=$(getent passwd "${SUDO_USER:-root}" | cut -d: -f6)
+  for c in "$HOME/.cargo/bin/cargo" "$user_home/.cargo/bin/cargo" /root/.cargo/bin/cargo; do
     [ -x "$c" ] && export PATH="$(dirname "$c"):$PATH" && break
   done
 fi
