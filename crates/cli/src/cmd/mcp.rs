@@ -15,19 +15,6 @@ pub fn run(_args: Args) -> anyhow::Result<i32> {
 /// server does first.
 pub fn api() -> anyhow::Result<Arc<Api>> {
     let engine = super::engine()?;
-    Ok(Api::with_reaper(engine, Some(Box::new(spawn_reaper))))
+    Ok(Api::with_reaper(engine, Some(Box::new(super::up::spawn_reaper))))
 }
 
-fn spawn_reaper(id: &str) {
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("__reap")
-        .arg(id)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    rehearse_sandbox::host::detach(&mut cmd);
-    let _ = cmd.spawn();
-}

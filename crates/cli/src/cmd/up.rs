@@ -111,7 +111,7 @@ fn print_human(state: &ClusterState, dir: &std::path::Path) {
 
 /// Starts `rehearse __reap ID` in its own session: it destroys the cluster at
 /// expiry even if nobody calls `rehearse` again.
-fn spawn_reaper(id: &str) {
+pub(super) fn spawn_reaper(id: &str) {
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
