@@ -134,6 +134,8 @@ const DESIGN_ERRORS: &[&str] = &[
     "ERROR! ",
     "is not a valid attribute",
     "couldn't resolve module",
+    "Unsupported parameters for",
+    "missing required arguments",
     "mapping values are not allowed",
 ];
 
@@ -179,7 +181,14 @@ pub fn choose(failure: &Failure, cluster_kept: bool, troubleshot_before: bool) -
                 .into(),
         );
     }
-    if let Some(sig) = DESIGN_ERRORS.iter().find(|s| failure.output.contains(*s)) {
+    let shows = |sig: &str| {
+        failure.output.contains(sig)
+            || failure
+                .step_error
+                .as_deref()
+                .is_some_and(|e| e.contains(sig))
+    };
+    if let Some(sig) = DESIGN_ERRORS.iter().find(|s| shows(s)) {
         return (
             Path::Retry,
             format!("the output shows the code is wrong as written ({sig:?}): a rewrite is needed"),
@@ -249,6 +258,19 @@ mod tests {
             Path::Troubleshoot
         );
         assert_eq!(choose(&failure(true, ""), true, true).0, Path::Retry);
+        // A module given a parameter it does not have: the playbook is wrong.
+        assert_eq!(
+            choose(
+                &failure(
+                    false,
+                    "\"msg\": \"Unsupported parameters for (ansible.legacy.copy) module: text.\""
+                ),
+                true,
+                false
+            )
+            .0,
+            Path::Retry
+        );
         assert_eq!(
             choose(&failure(false, "exit 3"), true, false).0,
             Path::Retry

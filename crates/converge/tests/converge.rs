@@ -217,3 +217,62 @@ fn no_model_and_no_code_says_so() {
         "{error}"
     );
 }
+
+fn yaml(code: &str) -> FakeReply {
+    FakeReply::openai(&format!("The playbook:\n```yaml\n{code}```\n"))
+}
+
+const ANSIBLE_TASK: &str = "\
+goal: Create the directory /srv/app and write /srv/app/motd containing hello.
+language: ansible
+nodes: 1
+checks:
+  - file: /srv/app
+    filetype: directory
+    mode: \"0755\"
+  - file: /srv/app/motd
+    contains: [hello]
+max_iterations: 3
+";
+
+#[test]
+fn ansible_playbook_with_a_bad_module_argument_is_rewritten() {
+    let engine = engine();
+    let server = FakeServer::start(vec![
+        // `file` has no `permissions` parameter: the playbook is wrong as written.
+        yaml(
+            "- hosts: all\n  tasks:\n    - file: {path: /srv/app, state: directory, permissions: \"0755\"}\n    - copy: {dest: /srv/app/motd, content: \"hello\\n\"}\n",
+        ),
+        yaml(
+            "- hosts: all\n  tasks:\n    - file: {path: /srv/app, state: directory, mode: \"0755\"}\n    - copy: {dest: /srv/app/motd, content: \"hello\\n\"}\n",
+        ),
+    ]);
+    let model = model(&server);
+    let report = converge(
+        &engine,
+        &task(ANSIBLE_TASK, "ansible-task.yaml"),
+        Some(&model as &dyn Provider),
+        &|m| eprintln!("{m}"),
+    )
+    .expect("the loop runs");
+    assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);
+    assert_eq!(report.iterations.len(), 2);
+    let first = &report.iterations[0];
+    assert_eq!(first.path, Some(Recovery::Retry));
+    assert!(first.fix.is_none(), "the doctor does not patch playbooks");
+    let reason = first.reason.as_deref().unwrap();
+    assert!(reason.contains("Unsupported parameters"), "{reason}");
+    // The model was told which parameter was wrong.
+    let retry = server.requests()[1].body["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(retry.contains("permissions"), "{retry}");
+    assert_eq!(report.iterations[1].origin, "model-retry");
+    let proof = report.proof.as_ref().expect("a proof run");
+    assert_eq!(proof.outcome, rehearse_scenario::Outcome::Passed);
+    assert!(!proof.kept, "the proof cluster is not kept");
+    assert!(report.script.as_deref().unwrap().contains("content:"));
+    assert!(report.report_path.with_file_name("playbook.yml").is_file());
+    nothing_left(&engine, "ansible-task.yaml");
+}
