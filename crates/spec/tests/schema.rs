@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use rehearse_spec::scenario::Scenario;
+use rehearse_spec::task::Task;
 use rehearse_spec::Topology;
 
 fn schema_dir() -> PathBuf {
@@ -39,4 +40,9 @@ fn scenario_schema_is_published() {
 #[test]
 fn topology_schema_is_published() {
     assert_published("topology.schema.json", Topology::json_schema());
+}
+
+#[test]
+fn task_schema_is_published() {
+    assert_published("task.schema.json", Task::json_schema());
 }

@@ -129,6 +129,9 @@ struct TaskFile {
     checks: Option<serde_json::Value>,
 }
 
+/// The keys a task shares with a scenario.
+const SCENARIO_KEYS: &[&str] = &["name", "description", "nodes", "networks", "ttl", "checks"];
+
 const TASK_ONLY_KEYS: &[&str] = &[
     "goal",
     "language",
@@ -285,9 +288,28 @@ impl Task {
         })
     }
 
-    /// The JSON Schema of the task-only keys.
+    /// The JSON Schema of a task file: the task's own keys, and the topology
+    /// and check keys taken from the scenario schema, so editors validate
+    /// both halves.
     pub fn json_schema() -> serde_json::Value {
-        serde_json::to_value(schemars::schema_for!(TaskFile)).unwrap_or_default()
+        let mut task = serde_json::to_value(schemars::schema_for!(TaskFile)).unwrap_or_default();
+        let scenario = Scenario::json_schema();
+        for key in SCENARIO_KEYS {
+            if let Some(property) = scenario["properties"].get(*key) {
+                task["properties"][*key] = property.clone();
+            }
+        }
+        if let Some(definitions) = scenario["definitions"].as_object() {
+            for (name, definition) in definitions {
+                task["definitions"][name] = definition.clone();
+            }
+        }
+        task["description"] = "A goal for `rehearse converge`: what the code must achieve, \
+            the cluster it runs on, the checks that define success, the language, \
+            optional starting code and budgets."
+            .into();
+        task["required"] = serde_json::json!(["goal", "language", "nodes", "checks"]);
+        task
     }
 }
 
