@@ -53,6 +53,7 @@ pub(crate) struct JobEnd {
     pub run_id: Option<String>,
     pub outcome: Option<String>,
     pub report: Option<serde_json::Value>,
+    pub converge: Option<crate::types::ConvergeResult>,
     pub error: Option<ApiError>,
     pub output_id: Option<String>,
     pub elapsed_ms: Option<u64>,
@@ -116,6 +117,7 @@ impl Job {
             run_id: end.run_id.clone(),
             outcome: end.outcome.clone(),
             report: end.report.clone(),
+            converge: end.converge.clone(),
             error: end.error.clone(),
             elapsed_ms: end
                 .elapsed_ms
@@ -146,7 +148,7 @@ impl Jobs {
             .ok_or_else(|| {
                 ApiError::not_found(
                     "job_not_found",
-                    format!("no job \"{id}\" in this server; job ids come from exec_background and run_scenario, and jobs do not survive a server restart"),
+                    format!("no job \"{id}\" in this server; job ids come from exec_background, run_scenario and converge, and jobs do not survive a server restart"),
                 )
             })
     }

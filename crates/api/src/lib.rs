@@ -3,6 +3,7 @@
 //! server, the CLI) parse their input into a [`Command`] and render the result;
 //! what a command does is decided here only.
 
+mod converge;
 mod error;
 mod jobs;
 mod ops;
@@ -81,6 +82,7 @@ impl Api {
             Command::ReadFile(r) => to_json(self.read_file(r)?),
             Command::Check(r) => to_json(self.check(r)?),
             Command::RunScenario(r) => to_json(self.run_scenario(r, progress)?),
+            Command::Converge(r) => to_json(self.converge(r, progress)?),
             Command::Extend(r) => to_json(self.extend(r)?),
             Command::Destroy(r) => to_json(self.destroy(&r.cluster)?),
             Command::List(_) => to_json(self.list()),
@@ -174,7 +176,7 @@ commands! {
     ExecBackground(ExecBackgroundRequest) = "exec_background", read_only = false,
         "Start a long shell command on a node without waiting (e.g. a big install, a load test, a server in the foreground). Returns a job_id; poll job_status for its output so far and exit code, stop it with job_kill.";
     JobStatus(JobRequest) = "job_status", read_only = true,
-        "State of a background job (exec_background or run_scenario): running/exited/failed, exit_code, output so far (or scenario progress lines), and for a finished scenario its outcome, run_id and full report. Poll it every few seconds while state is running.";
+        "State of a background job (exec_background, run_scenario or converge): running/exited/failed, exit_code, output so far (or progress lines in events), for a finished scenario its outcome, run_id and full report, and for a finished converge its result in `converge` (converged, script, iterations, tokens). Poll it every few seconds while state is running.";
     JobKill(JobRequest) = "job_kill", read_only = false,
         "Stop a running background job (kills the command and its children on the node). Returns the job's final status.";
     WriteFile(WriteFileRequest) = "write_file", read_only = false,
@@ -185,6 +187,8 @@ commands! {
         "Verify the state of a cluster with declarative checks in the rehearse scenario syntax (goss-like: http, service, port, package, file, command, user, group, process, addr, dns, interface, kernel-param, mount). A failing check is retried until its timeout (default 10s). Returns passed (true when nothing failed) and one result per check and node with status passed/failed/skipped, expected vs actual and a message. Use it to prove a change works.";
     RunScenario(RunScenarioRequest) = "run_scenario", read_only = false,
         "Run a whole scenario (topology, steps, checks, idempotence, optional reboot) on a fresh cluster, from a file/folder path on the server or inline YAML. Runs in the background: returns a job_id at once; progress comes as MCP progress notifications when a progress token was sent, and job_status gives progress lines, the outcome and the full report (also the resource rehearse://runs/{run_id}).";
+    Converge(ConvergeRequest) = "converge", read_only = false,
+        "Have rehearse write infrastructure code for you and prove it: give a task (goal in plain words, language bash or ansible, the nodes, and the checks that define success) as a task file path on the server or inline YAML. An LLM writes the code, rehearse runs it on a fresh cluster, and on failure recovers by a known rules fix, a rewrite, or live troubleshooting on the failed cluster, until a script passes every check on a fresh cluster in one pass (or the task's budget of iterations, time or tokens runs out). Use it when you want working, tested code rather than to experiment step by step yourself. Runs in the background: returns a job_id at once; progress comes as MCP progress notifications when a progress token was sent, and job_status gives progress lines and, when done, `converge`: converged, the proven script, run_id, report_path, each iteration with its recovery path and reason, and token use. The model is the server's (REHEARSE_LLM_* environment) unless provider/model/base_url are passed; without any model only the task's starting code is run, with rule-based fixes. Clusters it starts are destroyed when it ends.";
     Extend(ExtendRequest) = "extend", read_only = false,
         "Set a cluster's remaining time to live (e.g. \"1h\") so it is not destroyed while you still need it. Returns the cluster with its new expiry.";
     Destroy(ClusterRequest) = "destroy", read_only = false,

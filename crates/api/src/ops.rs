@@ -271,7 +271,7 @@ impl Api {
         } else if running {
             return Err(ApiError::new(
                 "not_killable",
-                "a scenario run cannot be stopped midway; wait for it (job_status) — its cluster is destroyed at the end",
+                "a scenario or converge run cannot be stopped midway; wait for it (job_status) — its clusters are destroyed at the end",
                 false,
             ));
         }

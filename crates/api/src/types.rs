@@ -214,7 +214,7 @@ pub struct JobStarted {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
-    /// `job_id` from exec_background or run_scenario.
+    /// `job_id` from exec_background, run_scenario or converge.
     pub job_id: String,
 }
 
@@ -231,7 +231,7 @@ pub enum JobState {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobStatus {
     pub job_id: String,
-    /// "exec" or "scenario".
+    /// "exec", "scenario" or "converge".
     pub kind: String,
     pub state: JobState,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -246,14 +246,19 @@ pub struct JobStatus {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
     /// Scenario run id, once known: its report is rehearse://runs/{run_id}.
+    /// For converge, the converge run id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
-    /// Scenario outcome: passed, failed or error.
+    /// Scenario outcome: passed, failed or error; converge verdict:
+    /// converged, budget_exhausted or no_rule_applies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
     /// The full scenario report once the run ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<serde_json::Value>,
+    /// The result of a converge run once it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub converge: Option<ConvergeResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<crate::ApiError>,
     pub elapsed_ms: u64,
@@ -367,6 +372,95 @@ pub struct RunScenarioRequest {
     /// Leave the cluster up after the run: "never" (default), "always" or "on_failure".
     #[serde(default)]
     pub keep: Option<String>,
+}
+
+// ---------------------------------------------------------------- converge
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConvergeRequest {
+    /// A task file, or a folder holding task.yaml, on the server's host.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Or the task's YAML text inline: goal, language (bash | ansible), the
+    /// topology keys of a scenario (e.g. `nodes: 1`), checks, optional starting
+    /// `code`, and budgets (max_iterations, max_wall, max_tokens).
+    #[serde(default)]
+    pub yaml: Option<String>,
+    /// With yaml: the folder relative paths (code_file) are read from. Default: the server's current folder.
+    #[serde(default)]
+    pub base_dir: Option<String>,
+    /// "anthropic" or "openai" (any OpenAI-compatible server). Default: the
+    /// server's REHEARSE_LLM_PROVIDER, else guessed from the keys it has.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Default: the server's REHEARSE_LLM_MODEL, else the provider's default.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// e.g. "http://127.0.0.1:11434" for Ollama. Default: the server's REHEARSE_LLM_BASE_URL.
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+/// How a converge run ended, in `job_status.converge`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ConvergeResult {
+    /// True when a script passed every check on a fresh cluster in one pass.
+    pub converged: bool,
+    /// converged, budget_exhausted or no_rule_applies.
+    pub verdict: String,
+    /// One sentence: how it ended and why.
+    pub summary: String,
+    /// The proven script (or playbook); only when converged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    pub run_id: String,
+    /// The full report on the server's host: every prompt, answer, command and run.
+    pub report_path: String,
+    /// provider/model, or none in rules-only mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub rules_only: bool,
+    pub iterations: Vec<ConvergeIteration>,
+    /// Forceful or destructive patterns in the script, worth a human look.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub review: Vec<ReviewFinding>,
+    pub tokens: TokenUse,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    pub wall_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ConvergeIteration {
+    pub number: u32,
+    /// Where the code came from: task, model, rules or model-retry.
+    pub origin: String,
+    /// The run's outcome on a fresh cluster: passed, failed or error.
+    pub outcome: String,
+    /// How the failure was recovered from: rules, retry or troubleshoot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Why that path was chosen (or why the run stopped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Commands run while troubleshooting.
+    pub commands: usize,
+    pub tokens: TokenUse,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, Default)]
+pub struct TokenUse {
+    pub input: u64,
+    pub output: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ReviewFinding {
+    pub rule: String,
+    pub text: String,
+    pub reason: String,
 }
 
 // ---------------------------------------------------------------- lifecycle

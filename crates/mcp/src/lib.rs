@@ -61,7 +61,7 @@ impl RehearseServer {
             Err(e) => return error_result(&e),
         };
         let progress = match (&command, context.meta.get_progress_token()) {
-            (Command::RunScenario(_), Some(token)) => {
+            (Command::RunScenario(_) | Command::Converge(_), Some(token)) => {
                 Some(progress_sink(token, context.peer.clone()))
             }
             _ => None,

@@ -5,23 +5,23 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The `rehearse` binary next to this test's own target folder, built if missing.
+/// The `rehearse` binary next to this test's own target folder, built (or
+/// rebuilt, when the server's crates changed since) before the tests use it.
 fn rehearse_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target/<profile>/deps");
-    let bin = profile_dir.join("rehearse");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "rehearse-cli", "--bin", "rehearse"])
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "building rehearse failed");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "-q", "-p", "rehearse-cli", "--bin", "rehearse"]);
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
     }
-    bin
+    let status = build.status().expect("running cargo build");
+    assert!(status.success(), "building rehearse failed");
+    profile_dir.join("rehearse")
 }
 
 #[test]

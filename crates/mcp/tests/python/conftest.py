@@ -19,10 +19,12 @@ REHEARSE = os.environ.get("REHEARSE_BIN", "rehearse")
 
 
 @contextlib.asynccontextmanager
-async def stdio_session():
-    params = StdioServerParameters(command=REHEARSE, args=["mcp"], env=dict(os.environ))
+async def stdio_session(env=None, message_handler=None):
+    """A session with `rehearse mcp`; `env` replaces the server's environment,
+    `message_handler` sees every notification (progress included)."""
+    params = StdioServerParameters(command=REHEARSE, args=["mcp"], env=dict(os.environ) if env is None else env)
     async with stdio_client(params) as (read, write):
-        async with ClientSession(read, write) as session:
+        async with ClientSession(read, write, message_handler=message_handler) as session:
             await session.initialize()
             yield session
 

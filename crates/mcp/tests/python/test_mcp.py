@@ -11,7 +11,7 @@ from conftest import call, err, http_session, live_cluster_ids, ok, stdio_sessio
 
 TOOLS = {
     "provision", "exec", "read_output", "exec_background", "job_status", "job_kill",
-    "write_file", "read_file", "check", "run_scenario", "extend", "destroy", "list",
+    "write_file", "read_file", "check", "run_scenario", "converge", "extend", "destroy", "list",
 }
 
 

@@ -1,0 +1,209 @@
+//! `converge`: the convergence loop of [`rehearse_converge`] as a background
+//! job, with the loop's progress lines as job events.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rehearse_converge::{ConvergeError, ConvergeReport, Verdict};
+use rehearse_llm::{LlmError, Provider, Settings};
+use rehearse_spec::task::Task;
+
+use crate::jobs::{new_id, Job};
+use crate::types::*;
+use crate::{Api, ApiError, Progress, ProgressSink};
+
+/// What the loop can still do without a model, for the model that called us.
+const RULES_ONLY: &str = "without a model, converge can only run the task's starting `code` and patch it with the rules doctor's known fixes (install the package of a missing command, create a missing directory, start a service that is not running, wait for the apt lock, create a missing user) — bash only";
+
+fn snake(v: impl serde::Serialize) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn load_task(req: &ConvergeRequest) -> Result<Task, ApiError> {
+    match (&req.path, &req.yaml) {
+        (Some(path), None) => {
+            Task::from_path(Path::new(path)).map_err(|e| ApiError::spec("path", &e))
+        }
+        (None, Some(yaml)) => {
+            let dir = match &req.base_dir {
+                Some(d) => PathBuf::from(d),
+                None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            };
+            if !dir.is_dir() {
+                return Err(ApiError::invalid(
+                    "base_dir",
+                    format!("{} is not a folder on the server", dir.display()),
+                ));
+            }
+            let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+            Task::from_yaml(yaml, "inline task.yaml", &dir).map_err(|e| ApiError::spec("yaml", &e))
+        }
+        _ => Err(ApiError::invalid(
+            "path",
+            "pass exactly one of path (a task file or a folder holding task.yaml) and yaml (the task text)",
+        )),
+    }
+}
+
+/// The model the request and the server's environment select, or `None` for
+/// rules-only mode.
+fn connect(req: &ConvergeRequest) -> Result<Option<Box<dyn Provider>>, ApiError> {
+    let mut settings = Settings::from_env();
+    settings.provider = req.provider.clone().or(settings.provider);
+    settings.model = req.model.clone().or(settings.model);
+    settings.base_url = req.base_url.clone().or(settings.base_url);
+    rehearse_llm::connect(&settings).map_err(|e| match e {
+        LlmError::Config(_) => ApiError::invalid("provider", e.to_string()),
+        _ => ApiError::new(
+            "llm_unavailable",
+            format!("{e}; or pass provider/base_url/model in the call; {RULES_ONLY}"),
+            false,
+        ),
+    })
+}
+
+fn converge_error(e: ConvergeError) -> ApiError {
+    match &e {
+        ConvergeError::NothingToRun => {
+            ApiError::new("llm_unavailable", format!("{e}; {RULES_ONLY}"), false)
+        }
+        ConvergeError::Llm { source, .. } => {
+            let retryable = matches!(
+                source,
+                LlmError::Unavailable { .. }
+                    | LlmError::Timeout { .. }
+                    | LlmError::Unreachable { .. }
+            );
+            ApiError::new(
+                "llm_failed",
+                format!(
+                    "{e}; {}",
+                    if retryable {
+                        "the model's server may be busy or down: call converge again later"
+                    } else {
+                        "check the provider, model and base_url (or the server's REHEARSE_LLM_* settings)"
+                    }
+                ),
+                retryable,
+            )
+        }
+        ConvergeError::Io { .. } => ApiError::new(
+            "io",
+            format!("{e}; this is a problem of the host running rehearse"),
+            true,
+        ),
+    }
+}
+
+fn tokens(u: rehearse_llm::Usage) -> TokenUse {
+    TokenUse {
+        input: u.input_tokens,
+        output: u.output_tokens,
+        total: u.total(),
+    }
+}
+
+fn result_of(report: &ConvergeReport) -> ConvergeResult {
+    ConvergeResult {
+        converged: report.verdict == Verdict::Converged,
+        verdict: snake(report.verdict),
+        summary: report.summary.clone(),
+        script: report.script.clone(),
+        run_id: report.run_id.clone(),
+        report_path: report.report_path.display().to_string(),
+        model: report.model.clone(),
+        rules_only: report.rules_only,
+        iterations: report
+            .iterations
+            .iter()
+            .map(|i| {
+                let mut usage = rehearse_llm::Usage::default();
+                for call in &i.llm_calls {
+                    usage.add(call.usage);
+                }
+                ConvergeIteration {
+                    number: i.number,
+                    origin: i.origin.to_string(),
+                    outcome: snake(i.run.outcome),
+                    path: i.path.map(snake),
+                    reason: i.reason.clone(),
+                    commands: i.commands.len(),
+                    tokens: tokens(usage),
+                }
+            })
+            .collect(),
+        review: report
+            .review
+            .iter()
+            .map(|f| ReviewFinding {
+                rule: f.rule.to_string(),
+                text: f.text.clone(),
+                reason: f.reason.to_string(),
+            })
+            .collect(),
+        tokens: tokens(report.usage),
+        cost_usd: report.cost_usd,
+        wall_ms: report.wall_ms,
+    }
+}
+
+impl Api {
+    pub(crate) fn converge(
+        self: &Arc<Self>,
+        req: ConvergeRequest,
+        progress: Option<ProgressSink>,
+    ) -> Result<JobStarted, ApiError> {
+        let task = load_task(&req)?;
+        let model = connect(&req)?;
+        if model.is_none() && task.code.is_none() {
+            return Err(ApiError::new(
+                "llm_unavailable",
+                format!("no LLM is configured on the server and the task has no starting `code`, so there is nothing to run; pass provider/base_url/model in the call (or set ANTHROPIC_API_KEY, OPENAI_API_KEY or REHEARSE_LLM_BASE_URL for the server), or add starting code to the task: {RULES_ONLY}"),
+                false,
+            ));
+        }
+        let id = new_id("job");
+        let job = Job::new("converge", None, id.clone());
+        self.jobs.add(job.clone());
+        let api = Arc::clone(self);
+        std::thread::spawn(move || {
+            let counter = AtomicU64::new(0);
+            let note = |line: &str| {
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                job.with(|end| end.events.push(line.to_string()));
+                if let Some(sink) = &progress {
+                    sink(Progress {
+                        progress: n,
+                        message: line.to_string(),
+                    });
+                }
+            };
+            let result = rehearse_converge::converge(&api.engine, &task, model.as_deref(), &note);
+            match result {
+                Ok(report) => {
+                    note(&format!("finished: {}", report.summary));
+                    let result = result_of(&report);
+                    job.finish(|end| {
+                        end.exit_code = Some(if result.converged { 0 } else { 1 });
+                        end.run_id = Some(result.run_id.clone());
+                        end.outcome = Some(result.verdict.clone());
+                        end.converge = Some(result);
+                    });
+                }
+                Err(e) => {
+                    let error = converge_error(e);
+                    note(&format!("failed: {}", error.message));
+                    job.finish(|end| {
+                        end.state = Some(JobState::Failed);
+                        end.error = Some(error);
+                    });
+                }
+            }
+        });
+        Ok(JobStarted { job_id: id })
+    }
+}
