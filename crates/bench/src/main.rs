@@ -4,6 +4,7 @@
 //! `sudo target/release/rehearse-bench clusters --runs 10`
 
 mod baseline;
+mod converge;
 mod stats;
 
 use std::time::{Duration, Instant};
@@ -42,6 +43,15 @@ enum What {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// The converge engine's own cost per iteration: a scripted model answers a
+    /// correct trivial script at once; the model's latency and the script's own
+    /// runtime are taken out. The baseline is `rehearse run` of the same
+    /// scenario (the floor an iteration cannot go below), its step's runtime
+    /// taken out too.
+    Converge {
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
     /// A scenario end to end (`rehearse run`), first with an empty package cache
     /// (the baseline), then with a warm one.
     Scenario {
@@ -61,6 +71,7 @@ fn main() -> anyhow::Result<()> {
     match cli.what {
         What::Clusters { runs } => clusters(runs, cli.json),
         What::Scenario { path, runs, cold } => scenario(&path, runs, cold, cli.json),
+        What::Converge { runs } => converge::bench(runs, cli.json),
         What::Packages { packages, runs } => packages_install(&packages, runs, cli.json),
     }
 }
@@ -134,7 +145,7 @@ fn scenario(path: &std::path::Path, runs: usize, cold: usize, json: bool) -> any
         Engine::new(&rehearse_image::state_dir()).context("opening the state directory")?;
     let scenario = rehearse_spec::scenario::Scenario::from_path(path)?;
     let opts = rehearse_scenario::RunOptions::default();
-    let mut run_once = || -> anyhow::Result<Duration> {
+    let run_once = || -> anyhow::Result<Duration> {
         let t0 = Instant::now();
         let report = rehearse_scenario::run(&engine, &scenario, &opts, &|_| {});
         let took = t0.elapsed();
