@@ -17,7 +17,7 @@ use crate::failure::Failure;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Fix {
     /// `command-not-found`, `missing-directory`, `service-not-running`,
-    /// `apt-lock`, `missing-user`.
+    /// `apt-lock`, `missing-user`, `port-in-use`.
     pub rule: &'static str,
     /// The signature that was recognised, in a sentence.
     pub reason: String,
@@ -123,6 +123,7 @@ pub fn diagnose(code: &str, failure: &Failure) -> Option<Fix> {
         command_not_found(output),
         missing_directory(output),
         missing_user(output),
+        port_in_use(output),
         service_not_running(failure),
     ];
     candidates.into_iter().flatten().find(|fix| {
@@ -201,6 +202,51 @@ fn missing_user(output: &str) -> Option<Fix> {
             ),
             append: String::new(),
         })
+    })
+}
+
+/// Ports the doctor never frees: the way into the node.
+const KEEP_PORTS: &[u16] = &[22];
+
+fn port_in_use(output: &str) -> Option<Fix> {
+    static BEFORE: OnceLock<Regex> = OnceLock::new();
+    static AFTER: OnceLock<Regex> = OnceLock::new();
+    // nginx: `bind() to 0.0.0.0:80 failed (98: Address already in use)`.
+    let before = re(
+        &BEFORE,
+        r"[:\]](\d{1,5})\b[^\n]{0,60}?[Aa]ddress already in use|\bport (\d{1,5})\b[^\n]{0,40}?(?:[Aa]ddress )?already in use",
+    );
+    // HAProxy: `cannot bind socket (Address already in use) [0.0.0.0:80]`;
+    // Node: `EADDRINUSE: address already in use :::3000`.
+    let after = re(
+        &AFTER,
+        r"[Aa]ddress already in use[^\n]{0,60}?(?:port |:)(\d{1,5})\b",
+    );
+    let port = before
+        .captures_iter(output)
+        .chain(after.captures_iter(output))
+        .find_map(|c| {
+            let port: u16 = c.get(1).or_else(|| c.get(2))?.as_str().parse().ok()?;
+            (port != 0 && !KEEP_PORTS.contains(&port)).then_some(port)
+        })?;
+    Some(Fix {
+        rule: "port-in-use",
+        reason: format!("TCP port {port} was already in use by another process"),
+        // Stops (and disables, so it stays stopped after a reboot) the unit
+        // listening on the port, or the bare process when no unit owns it. A
+        // unit's worker processes are gone by the time their turn comes.
+        prepend: format!(
+            "command -v ss >/dev/null 2>&1 || {{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; }}
+for pid in $(ss -Htlnp 'sport = :{port}' | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u || true); do
+  unit=$(systemctl status \"$pid\" 2>/dev/null | awk 'NR == 1 {{print $2}}' || true)
+  case \"$unit\" in
+    *.service) systemctl disable --now \"$unit\" ;;
+    *) kill \"$pid\" 2>/dev/null || true ;;
+  esac
+done
+"
+        ),
+        append: String::new(),
     })
 }
 
@@ -302,6 +348,56 @@ mod tests {
         assert!(fix
             .prepend
             .contains("useradd --system --no-create-home --shell /usr/sbin/nologin app\n"));
+    }
+
+    #[test]
+    fn port_in_use_frees_the_port_before_the_code_runs() {
+        let code = "#!/bin/bash\nset -euo pipefail\nnginx\n";
+        let f =
+            failure("nginx: [emerg] bind() to 0.0.0.0:8080 failed (98: Address already in use)\n");
+        let fix = diagnose(code, &f).unwrap();
+        assert_eq!(fix.rule, "port-in-use");
+        assert!(fix.reason.contains("8080"), "{}", fix.reason);
+        assert!(fix.prepend.contains("sport = :8080"), "{}", fix.prepend);
+        assert!(fix.prepend.contains("systemctl disable --now"));
+        assert!(
+            crate::policy::scan(&fix.prepend).is_empty(),
+            "the fix itself is nothing a reviewer needs to be warned of"
+        );
+        let fixed = fix.apply(code);
+        assert!(fixed.starts_with("#!/bin/bash\nset -euo pipefail\ncommand -v ss"));
+        assert_eq!(diagnose(&fixed, &f), None, "applied once");
+        // HAProxy and Node name the port after the message.
+        let haproxy = failure("[ALERT] (9) : Starting frontend web: cannot bind socket (Address already in use) [0.0.0.0:80]\n");
+        assert!(diagnose("x", &haproxy)
+            .unwrap()
+            .prepend
+            .contains("sport = :80'"));
+        let node = failure("Error: listen EADDRINUSE: address already in use :::3000\n");
+        assert!(diagnose("x", &node)
+            .unwrap()
+            .prepend
+            .contains("sport = :3000'"));
+        let sshd = failure("Bind to port 2222 on 0.0.0.0 failed: Address already in use.\n");
+        assert!(diagnose("x", &sshd)
+            .unwrap()
+            .prepend
+            .contains("sport = :2222'"));
+        // No port named, or the port SSH answers on: left to the model.
+        assert_eq!(
+            diagnose(
+                "x",
+                &failure("OSError: [Errno 98] Address already in use\n")
+            ),
+            None
+        );
+        assert_eq!(
+            diagnose(
+                "x",
+                &failure("bind to port 22 on 0.0.0.0 failed: Address already in use.\n")
+            ),
+            None
+        );
     }
 
     #[test]
