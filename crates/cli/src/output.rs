@@ -26,6 +26,18 @@ pub fn print_json(value: &impl Serialize) {
 }
 
 pub fn report_error(e: &anyhow::Error, json: bool) {
+    // Errors of the shared command set carry their code, retryability and
+    // field: the same document an MCP client gets.
+    if let Some(api) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<rehearse_api::ApiError>())
+    {
+        if json {
+            print_json(&serde_json::json!({ "error": api }));
+        }
+        eprintln!("error: {}", api.message);
+        return;
+    }
     let code = e
         .chain()
         .find_map(|c| c.downcast_ref::<rehearse_sandbox::SandboxError>())

@@ -1,7 +1,5 @@
 use std::time::Duration;
 
-use serde_json::json;
-
 use rehearse_sandbox::{ExecIo, ExecRequest, SandboxError};
 
 use crate::output::print_json;
@@ -12,7 +10,8 @@ pub struct Args {
     cluster: String,
     /// Node name.
     node: String,
-    /// Kill the command after this long (exit code 124).
+    /// Kill the command after this long (exit code 124). Default: never; with
+    /// --json, 5m, the default of the command set's exec (as over MCP).
     #[arg(long, value_parser = super::parse_duration)]
     timeout: Option<Duration>,
     /// Environment variable for the command, KEY=VALUE (repeatable).
@@ -37,6 +36,9 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
+    if json {
+        return run_json(args);
+    }
     let engine = super::engine()?;
     let req = ExecRequest {
         argv: args.command,
@@ -44,38 +46,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         timeout: args.timeout,
         workdir: args.workdir,
     };
-    let (mut out, mut err): (
-        Box<dyn std::io::Write + Send>,
-        Box<dyn std::io::Write + Send>,
-    ) = if json {
-        (Box::new(Vec::<u8>::new()), Box::new(Vec::<u8>::new()))
-    } else {
-        (Box::new(std::io::stdout()), Box::new(std::io::stderr()))
-    };
-    if json {
-        let mut o = Vec::new();
-        let mut e = Vec::new();
-        let result = engine.exec(
-            &args.cluster,
-            &args.node,
-            &req,
-            ExecIo {
-                stdin: None,
-                stdout: &mut o,
-                stderr: &mut e,
-            },
-        );
-        let (code, timed_out) = match result {
-            Ok(outcome) => (outcome.exit_code, false),
-            Err(SandboxError::Timeout { .. }) => (124, true),
-            Err(e) => return Err(e.into()),
-        };
-        print_json(&json!({
-            "cluster": args.cluster, "node": args.node, "exit_code": code, "timed_out": timed_out,
-            "stdout": String::from_utf8_lossy(&o), "stderr": String::from_utf8_lossy(&e),
-        }));
-        return Ok(code);
-    }
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let stdin: Option<Box<dyn std::io::Read + Send>> =
         if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             None
@@ -98,5 +69,53 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             Ok(124)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `exec --json` is the command set's `exec`, so the document is the one an
+/// MCP client gets (outputs beyond 64 KiB cut, with an output_id).
+fn run_json(args: Args) -> anyhow::Result<i32> {
+    let request = rehearse_api::types::ExecRequest {
+        cluster: args.cluster,
+        node: args.node,
+        command: shell_words(&args.command),
+        env: args.env.into_iter().collect(),
+        workdir: args.workdir,
+        timeout_s: args.timeout.map(|t| t.as_secs_f64()),
+    };
+    match super::mcp::api()?.execute(rehearse_api::Command::Exec(request), None) {
+        Ok(value) => {
+            print_json(&value);
+            Ok(value["exit_code"].as_i64().unwrap_or(1) as i32)
+        }
+        // Timed out: 124, like timeout(1) and plain `exec`.
+        Err(e) if e.code == "timeout" => {
+            crate::output::report_error(&e.into(), true);
+            Ok(124)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The argv as one `sh -c` command that runs exactly it.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn argv_survives_the_shell() {
+        let argv = ["sh", "-c", "echo \"$A\" 'it''s' $(pwd)"].map(String::from);
+        let out = std::process::Command::new("sh")
+            .args(["-c", &super::shell_words(&argv)])
+            .env("A", "x y")
+            .current_dir("/")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "x y its /\n");
     }
 }

@@ -1,4 +1,5 @@
-use std::time::Duration;
+use rehearse_api::types::{ClusterInfo, ExtendRequest};
+use rehearse_api::Command;
 
 use crate::output::{human_duration, print_json};
 
@@ -6,23 +7,25 @@ use crate::output::{human_duration, print_json};
 pub struct Args {
     /// Cluster id.
     cluster: String,
-    /// New time to live, counted from now.
-    #[arg(long, value_parser = super::parse_duration, default_value = "30m")]
-    ttl: Duration,
+    /// New time to live, counted from now (e.g. 90s, 30m, 2h).
+    #[arg(long, default_value = "30m")]
+    ttl: String,
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
-    let engine = super::engine()?;
-    let state = engine.extend(&args.cluster, args.ttl)?;
+    let request = ExtendRequest {
+        cluster: args.cluster,
+        ttl: args.ttl,
+    };
+    let value = super::mcp::api()?.execute(Command::Extend(request), None)?;
     if json {
-        print_json(
-            &serde_json::json!({"cluster": state.id, "expires_at": state.expires_at, "ttl_left_s": state.ttl_left()}),
-        );
+        print_json(&value);
     } else {
+        let cluster: ClusterInfo = serde_json::from_value(value)?;
         println!(
             "cluster {} now expires in {}",
-            state.id,
-            human_duration(state.ttl_left())
+            cluster.cluster,
+            human_duration(cluster.ttl_left_s)
         );
     }
     Ok(0)

@@ -1,20 +1,19 @@
+use rehearse_api::types::{ClusterList, ListRequest};
+use rehearse_api::Command;
+
 use crate::output::{human_duration, print_json};
 
 #[derive(clap::Args)]
 pub struct Args {}
 
 pub fn run(_args: Args, json: bool) -> anyhow::Result<i32> {
-    let engine = super::engine()?;
-    let clusters = engine.list();
+    let value = super::mcp::api()?.execute(Command::List(ListRequest::default()), None)?;
     if json {
-        let all: Vec<_> = clusters
-            .iter()
-            .map(|c| super::up::cluster_json(&engine, c))
-            .collect();
-        print_json(&serde_json::json!({ "clusters": all }));
+        print_json(&value);
         return Ok(0);
     }
-    if clusters.is_empty() {
+    let list: ClusterList = serde_json::from_value(value)?;
+    if list.clusters.is_empty() {
         println!("no clusters");
         return Ok(0);
     }
@@ -22,24 +21,18 @@ pub fn run(_args: Args, json: bool) -> anyhow::Result<i32> {
         "{:<8} {:<10} {:>5} {:>9}  {:<40} SOURCE",
         "CLUSTER", "STATUS", "NODES", "TTL LEFT", "NODES (IP)"
     );
-    for c in clusters {
+    for c in list.clusters {
         let nodes: Vec<String> = c
             .nodes
             .iter()
-            .map(|n| {
-                format!(
-                    "{}={}",
-                    n.name,
-                    n.ip().map(|i| i.to_string()).unwrap_or_default()
-                )
-            })
+            .map(|n| format!("{}={}", n.name, n.ip.as_deref().unwrap_or_default()))
             .collect();
         println!(
             "{:<8} {:<10} {:>5} {:>9}  {:<40} {}",
-            c.id,
-            format!("{:?}", c.status).to_lowercase(),
+            c.cluster,
+            c.status,
             c.nodes.len(),
-            human_duration(c.ttl_left()),
+            human_duration(c.ttl_left_s),
             nodes.join(" "),
             c.source
         );

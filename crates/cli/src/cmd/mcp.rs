@@ -10,11 +10,15 @@ pub fn run(_args: Args) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The command set over this host's engine; clusters it provisions get a
+/// The command set over this host's engine, for the servers and for the CLI
+/// verbs that exist as tools too (so both give the same results and errors);
+/// clusters it provisions get a
 /// reaper like those of `rehearse up`, so they die at expiry even if the
 /// server does first.
 pub fn api() -> anyhow::Result<Arc<Api>> {
     let engine = super::engine()?;
-    Ok(Api::with_reaper(engine, Some(Box::new(super::up::spawn_reaper))))
+    Ok(Api::with_reaper(
+        engine,
+        Some(Box::new(super::up::spawn_reaper)),
+    ))
 }
-

@@ -208,3 +208,42 @@ def test_run_scenario_with_progress(tmp_path):
             return status
     status = asyncio.run(main())
     assert status["events"]
+
+
+def test_cli_verbs_give_the_documents_of_the_tools():
+    """`rehearse exec/extend/ls --json` go through the same command set as the
+    tools: the same fields, the same error codes."""
+    import json
+    import subprocess
+
+    from conftest import REHEARSE
+
+    def cli(*args):
+        out = subprocess.run([REHEARSE, "--json", *args], capture_output=True, text=True)
+        return out.returncode, json.loads(out.stdout)
+
+    async def main():
+        async with stdio_session() as s:
+            cid = (await ok(s, "provision", {"nodes": 1, "ttl": "10m"}))["cluster"]
+            try:
+                tool = await ok(s, "exec", {"cluster": cid, "node": "node1", "command": "echo hi; exit 3"})
+                code, doc = cli("exec", cid, "node1", "--", "sh", "-c", "echo hi; exit 3")
+                assert code == 3 and set(doc) == set(tool), (doc, tool)
+                assert (doc["exit_code"], doc["stdout"]) == (tool["exit_code"], tool["stdout"]) == (3, "hi\n")
+
+                tool_error = await err(s, "exec", {"cluster": cid, "node": "node9", "command": "true"})
+                code, doc = cli("exec", cid, "node9", "--", "true")
+                assert code != 0 and doc["error"] == tool_error, (doc, tool_error)
+
+                tool = await ok(s, "extend", {"cluster": cid, "ttl": "20m"})
+                code, doc = cli("extend", cid, "--ttl", "1h")
+                assert code == 0 and set(doc) == set(tool) and doc["ttl_left_s"] > 3000, doc
+                code, doc = cli("extend", cid, "--ttl", "soon")
+                assert code != 0 and doc["error"]["code"] == "invalid_input" and doc["error"]["field"] == "ttl", doc
+
+                listed = [c for c in cli("ls")[1]["clusters"] if c["cluster"] == cid]
+                tool = [c for c in (await ok(s, "list"))["clusters"] if c["cluster"] == cid]
+                assert listed and set(listed[0]) == set(tool[0])
+            finally:
+                await ok(s, "destroy", {"cluster": cid})
+    asyncio.run(main())
