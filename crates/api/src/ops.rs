@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use rehearse_checks::{NodeChecks, Status};
+use rehearse_checks::Status;
 use rehearse_sandbox::{ClusterState, Engine, ExecIo, SandboxError, UpRequest, DEFAULT_TTL};
 use rehearse_scenario::{Event, Keep, RunOptions};
 use rehearse_spec::scenario::Scenario;
@@ -420,21 +420,7 @@ impl Api {
         };
         let state = self.live(&req.cluster)?;
         let scenario = parse_checks(&state, checks)?;
-        let mut work: Vec<NodeChecks<'_>> = Vec::new();
-        for node in &scenario.topology.nodes {
-            let checks: Vec<_> = scenario
-                .checks
-                .iter()
-                .filter(|c| scenario.resolve(&c.on).contains(&node.name))
-                .collect();
-            if !checks.is_empty() {
-                work.push(NodeChecks {
-                    node: node.name.clone(),
-                    checks,
-                });
-            }
-        }
-        let results = rehearse_checks::evaluate(&self.engine, &state.id, &work);
+        let results = rehearse_scenario::evaluate(&self.engine, &scenario, &state.id);
         let mut summary = CheckSummary::default();
         for r in &results {
             match r.status {

@@ -375,7 +375,8 @@ fn drive(
     !steps_ok || checks_failed || idempotence_failed
 }
 
-fn evaluate(engine: &Engine, scenario: &Scenario, cluster: &str) -> Vec<CheckResult> {
+/// Evaluates a scenario's checks on the cluster, each on the nodes its `on` selects.
+pub fn evaluate(engine: &Engine, scenario: &Scenario, cluster: &str) -> Vec<CheckResult> {
     let mut work: Vec<NodeChecks<'_>> = Vec::new();
     for node in &scenario.topology.nodes {
         let checks: Vec<_> = scenario
