@@ -106,8 +106,14 @@ pub(crate) fn prepare(root: &Path) -> Result<(), ImageError> {
     let lists = root.join("var/lib/apt/lists");
     if lists.is_dir() {
         let epoch = nix::sys::time::TimeSpec::new(0, 0);
-        nix::sys::stat::utimensat(None, &lists, &epoch, &epoch, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
-            .map_err(|e| ImageError::io("setting the time of", &lists, e.into()))?;
+        nix::sys::stat::utimensat(
+            None,
+            &lists,
+            &epoch,
+            &epoch,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(|e| ImageError::io("setting the time of", &lists, e.into()))?;
     }
     // An empty machine-id makes systemd take the one the container manager passes.
     write(root, "etc/machine-id", "")?;

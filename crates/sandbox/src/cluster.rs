@@ -28,6 +28,9 @@ use crate::SandboxError;
 /// Length of a cluster id (hex digits). Short enough for interface names.
 pub const CLUSTER_ID_LEN: usize = 6;
 
+/// A node that came up: its supervisor, its PID 1, and how long it took (ms).
+type Booted = (ProcessId, ProcessId, u64);
+
 /// Default time-to-live of a cluster.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 60);
 
@@ -281,9 +284,8 @@ impl Engine {
         let nameservers = seed::host_nameservers();
         let deadline = Instant::now() + boot_timeout;
         let frozen = state.clone();
-        let results: Vec<Result<(ProcessId, ProcessId, u64), SandboxError>> = std::thread::scope(
-            |s| {
-                let handles: Vec<_> = frozen
+        let results: Vec<Result<Booted, SandboxError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = frozen
                 .nodes
                 .iter()
                 .map(|node| {
@@ -291,7 +293,7 @@ impl Engine {
                     let nameservers = &nameservers;
                     let frozen = &frozen;
                     let dir = &dir;
-                    s.spawn(move || -> Result<(ProcessId, ProcessId, u64), SandboxError> {
+                    s.spawn(move || -> Result<Booted, SandboxError> {
                         let t0 = Instant::now();
                         let image = images.iter().find(|im| im.id == node.image_id).expect("image resolved");
                         let seeds = seed::node_seeds(frozen, node, keys, nameservers);
@@ -323,12 +325,11 @@ impl Engine {
                     })
                 })
                 .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("node thread panicked"))
-                    .collect()
-            },
-        );
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("node thread panicked"))
+                .collect()
+        });
         for (node, result) in state.nodes.iter_mut().zip(results) {
             let (supervisor, leader, ms) = result?;
             node.supervisor = Some(supervisor);
@@ -359,73 +360,65 @@ impl Engine {
         let images = self.images.list()?;
         let dir = self.store.dir(id);
         let frozen = state.clone();
-        let results: Vec<(String, Result<(ProcessId, ProcessId, u64), SandboxError>)> =
-            std::thread::scope(|s| {
-                let handles: Vec<_> = frozen
-                    .nodes
-                    .iter()
-                    .filter(|n| nodes.contains(&n.name))
-                    .map(|node| {
-                        let images = &images;
-                        let frozen = &frozen;
-                        let dir = &dir;
-                        let handle = s.spawn(
-                            move || -> Result<(ProcessId, ProcessId, u64), SandboxError> {
-                                let t0 = Instant::now();
-                                self.backend.request_poweroff(node)?;
-                                let deadline = Instant::now() + grace;
-                                while node.supervisor.is_some_and(|p| p.is_alive())
-                                    && Instant::now() < deadline
-                                {
-                                    std::thread::sleep(Duration::from_millis(20));
-                                }
-                                self.cgroups.kill_node(
-                                    &frozen.id,
-                                    &node.name,
-                                    Duration::from_secs(10),
-                                )?;
-                                let image = images
-                                    .iter()
-                                    .find(|im| im.id == node.image_id)
-                                    .ok_or_else(|| SandboxError::ImageGone {
-                                        node: node.name.clone(),
-                                        image: node.image.clone(),
-                                        id: node.image_id.clone(),
-                                    })?;
-                                let launch = NodeLaunch {
-                                    cluster: frozen,
-                                    node,
-                                    node_dir: dir.join("nodes").join(&node.name),
-                                    image,
-                                    seeds: &[],
-                                    cgroup_procs: self
-                                        .cgroups
-                                        .create_node(&frozen.id, &node.name)?,
-                                };
-                                let boot_deadline = Instant::now() + boot_timeout;
-                                let booting = self.backend.launch(&launch)?;
-                                let supervisor = booting.supervisor;
-                                let leader =
-                                    self.backend.wait_booted(&launch, booting, boot_deadline)?;
-                                wait_for_ssh(node, boot_deadline).map_err(|reason| {
-                                    SandboxError::BootFailed {
-                                        cluster: frozen.id.clone(),
-                                        node: node.name.clone(),
-                                        reason,
-                                        log_tail: self.backend.boot_log_tail(&launch.node_dir, 25),
-                                    }
+        let results: Vec<(String, Result<Booted, SandboxError>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = frozen
+                .nodes
+                .iter()
+                .filter(|n| nodes.contains(&n.name))
+                .map(|node| {
+                    let images = &images;
+                    let frozen = &frozen;
+                    let dir = &dir;
+                    let handle = s.spawn(move || -> Result<Booted, SandboxError> {
+                        let t0 = Instant::now();
+                        self.backend.request_poweroff(node)?;
+                        let deadline = Instant::now() + grace;
+                        while node.supervisor.is_some_and(|p| p.is_alive())
+                            && Instant::now() < deadline
+                        {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        self.cgroups
+                            .kill_node(&frozen.id, &node.name, Duration::from_secs(10))?;
+                        let image =
+                            images
+                                .iter()
+                                .find(|im| im.id == node.image_id)
+                                .ok_or_else(|| SandboxError::ImageGone {
+                                    node: node.name.clone(),
+                                    image: node.image.clone(),
+                                    id: node.image_id.clone(),
                                 })?;
-                                Ok((supervisor, leader, t0.elapsed().as_millis() as u64))
-                            },
-                        );
-                        (node.name.clone(), handle)
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|(name, h)| (name, h.join().expect("reboot thread panicked")))
-                    .collect()
-            });
+                        let launch = NodeLaunch {
+                            cluster: frozen,
+                            node,
+                            node_dir: dir.join("nodes").join(&node.name),
+                            image,
+                            seeds: &[],
+                            cgroup_procs: self.cgroups.create_node(&frozen.id, &node.name)?,
+                        };
+                        let boot_deadline = Instant::now() + boot_timeout;
+                        let booting = self.backend.launch(&launch)?;
+                        let supervisor = booting.supervisor;
+                        let leader = self.backend.wait_booted(&launch, booting, boot_deadline)?;
+                        wait_for_ssh(node, boot_deadline).map_err(|reason| {
+                            SandboxError::BootFailed {
+                                cluster: frozen.id.clone(),
+                                node: node.name.clone(),
+                                reason,
+                                log_tail: self.backend.boot_log_tail(&launch.node_dir, 25),
+                            }
+                        })?;
+                        Ok((supervisor, leader, t0.elapsed().as_millis() as u64))
+                    });
+                    (node.name.clone(), handle)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(name, h)| (name, h.join().expect("reboot thread panicked")))
+                .collect()
+        });
         let mut first_error = None;
         for (name, result) in results {
             match result {
