@@ -1,0 +1,51 @@
+//! `down`: removing every trace of a cluster.
+
+use std::time::Duration;
+
+use crate::host::ProcessId;
+use crate::net::{self, Firewall};
+use crate::state::ClusterStatus;
+use crate::SandboxError;
+
+use super::Engine;
+
+impl Engine {
+    /// Destroys a cluster.
+    pub fn down(&self, id: &str) -> Result<(), SandboxError> {
+        let mut state = self.store.load(id)?;
+        state.status = ClusterStatus::Destroying;
+        state.owner = Some(ProcessId::current());
+        let _ = self.store.save(&state);
+        self.teardown(id)
+    }
+
+    /// Removes every trace of a cluster, from its id alone: processes, mounts,
+    /// interfaces, firewall, cgroups, files. Goes on past failures and reports
+    /// the first.
+    pub(super) fn teardown(&self, id: &str) -> Result<(), SandboxError> {
+        let dir = self.store.dir(id);
+        let mut first_error: Option<SandboxError> = None;
+        let mut keep = |r: Result<(), SandboxError>| {
+            if let Err(e) = r {
+                tracing::warn!(cluster = id, error = %e, "teardown step failed");
+                first_error.get_or_insert(e);
+            }
+        };
+        keep(self.cgroups.kill_cluster(id, Duration::from_secs(10)));
+        keep(self.backend.teardown(id, &dir));
+        keep(net::delete_cluster_links(id));
+        keep(Firewall::remove(id));
+        keep(self.cgroups.remove_cluster(id));
+        keep(match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(SandboxError::io("removing", &dir, e))
+            }
+            _ => Ok(()),
+        });
+        self.cache.stop_if_unused(|| !self.store.ids().is_empty());
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The cluster engine: `up`, `down`, `ls`, `extend`, `gc`, `exec`, `cp` over any
+//! [`Backend`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use rehearse_image::ImageStore;
+use rehearse_spec::Topology;
+
+use crate::backend::Backend;
+use crate::cgroup::Cgroups;
+use crate::host::{now_secs, ProcessId};
+use crate::pkgcache::PackageCache;
+use crate::state::{ClusterState, ClusterStore};
+use crate::SandboxError;
+
+mod copy;
+mod down;
+mod exec;
+mod gc;
+mod reboot;
+mod up;
+
+/// Length of a cluster id (hex digits). Short enough for interface names.
+pub const CLUSTER_ID_LEN: usize = 6;
+
+/// A node that came up: its supervisor, its PID 1, and how long it took (ms).
+pub(super) type Booted = (ProcessId, ProcessId, u64);
+
+/// Default time-to-live of a cluster.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 60);
+
+/// What `up` reports while it works.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    Image(String),
+    Booting { cluster: String, nodes: usize },
+    NodeReady { node: String, ms: u64 },
+}
+
+/// A request for a new cluster.
+pub struct UpRequest {
+    pub topology: Topology,
+    pub ttl: Duration,
+    pub boot_timeout: Duration,
+    /// Where the topology came from, for `ls`.
+    pub source: String,
+}
+
+/// What `gc` removed.
+#[derive(Debug, Default, Serialize)]
+pub struct GcReport {
+    pub expired: Vec<String>,
+    pub orphaned: Vec<String>,
+    pub stale_image_builds: usize,
+}
+
+pub struct Engine {
+    state_dir: PathBuf,
+    store: ClusterStore,
+    images: ImageStore,
+    cgroups: Cgroups,
+    cache: PackageCache,
+    backend: Arc<dyn Backend>,
+}
+
+impl Engine {
+    /// An engine over the state directory with the nspawn backend.
+    pub fn new(state_dir: &Path) -> Result<Self, SandboxError> {
+        Self::with_backend(state_dir, Arc::new(crate::nspawn::NspawnBackend))
+    }
+
+    pub fn with_backend(state_dir: &Path, backend: Arc<dyn Backend>) -> Result<Self, SandboxError> {
+        Ok(Engine {
+            state_dir: state_dir.to_path_buf(),
+            store: ClusterStore::new(state_dir),
+            images: ImageStore::new(state_dir),
+            cgroups: Cgroups::discover()?,
+            cache: PackageCache::new(state_dir),
+            backend,
+        })
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
+    pub fn package_cache(&self) -> &PackageCache {
+        &self.cache
+    }
+
+    pub fn cluster_dir(&self, id: &str) -> PathBuf {
+        self.store.dir(id)
+    }
+
+    pub fn list(&self) -> Vec<ClusterState> {
+        self.store.list()
+    }
+
+    pub fn get(&self, id: &str) -> Result<ClusterState, SandboxError> {
+        self.store.load(id)
+    }
+
+    /// Pushes the expiry of a cluster to `by` from now.
+    pub fn extend(&self, id: &str, by: Duration) -> Result<ClusterState, SandboxError> {
+        let _lock = self.store.lock()?;
+        let mut state = self.store.load(id)?;
+        state.expires_at = now_secs() + by.as_secs();
+        self.store.save(&state)?;
+        Ok(state)
+    }
+
+    /// Number of processes running in a cluster's cgroups.
+    pub fn process_count(&self, id: &str) -> usize {
+        self.cgroups.process_count(id)
+    }
+}

@@ -1,0 +1,306 @@
+//! `up`: a fresh cluster, every node booted, addressed and accepting SSH.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use rehearse_image::Image;
+use rehearse_spec::Egress;
+
+use crate::backend::NodeLaunch;
+use crate::host::{self, now_secs, ProcessId};
+use crate::net::{self, Firewall};
+use crate::pkgcache::CACHE_PORT;
+use crate::seed;
+use crate::ssh;
+use crate::state::{ClusterState, ClusterStatus, Nic, NodeState};
+use crate::SandboxError;
+
+use super::{Booted, Engine, Progress, UpRequest};
+
+impl Engine {
+    /// Creates a cluster and returns once every node is booted, addressed and
+    /// accepting SSH. On any failure nothing of the cluster is left behind.
+    pub fn up(
+        &self,
+        req: UpRequest,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<ClusterState, SandboxError> {
+        if !host::is_root() {
+            return Err(SandboxError::NotRoot);
+        }
+        req.topology.validate()?;
+        // Every tool a cluster needs, checked before anything is created.
+        host::require_tools(&[
+            "systemd-nspawn",
+            "nsenter",
+            "ip",
+            "nft",
+            "ssh-keygen",
+            "tar",
+        ])?;
+        if req
+            .topology
+            .networks
+            .iter()
+            .any(|n| n.egress != Egress::None)
+        {
+            host::require_tools(&["apt-cacher-ng"])?;
+        }
+        let t0 = Instant::now();
+        self.gc()?;
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "gc done");
+
+        let mut images: Vec<Image> = Vec::new();
+        for name in req
+            .topology
+            .nodes
+            .iter()
+            .map(|n| n.image.as_str())
+            .collect::<BTreeSet<_>>()
+        {
+            let spec = self.images.spec_for(name)?;
+            let image = self
+                .images
+                .ensure(&spec, &|msg| progress(Progress::Image(msg.to_string())))?;
+            images.push(image);
+        }
+
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "images resolved");
+        let started = Instant::now();
+        let mut state = self.allocate(&req, &images)?;
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "allocated");
+        progress(Progress::Booting {
+            cluster: state.id.clone(),
+            nodes: state.nodes.len(),
+        });
+        match self.create(&mut state, &images, req.boot_timeout, progress) {
+            Ok(()) => {
+                state.status = ClusterStatus::Ready;
+                state.owner = None;
+                state.boot_ms = Some(started.elapsed().as_millis() as u64);
+                self.store.save(&state)?;
+                Ok(state)
+            }
+            Err(e) => {
+                if let Err(cleanup) = self.teardown(&state.id) {
+                    tracing::error!(cluster = %state.id, error = %cleanup, "cleanup after a failed up");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Picks an id and addresses, and records them before anything is created.
+    fn allocate(&self, req: &UpRequest, images: &[Image]) -> Result<ClusterState, SandboxError> {
+        let _lock = self.store.lock()?;
+        let existing = self.store.list();
+        let id = loop {
+            let id = format!("{:06x}", rand::thread_rng().gen_range(0..0x100_0000u32));
+            if !self.store.dir(&id).exists() {
+                break id;
+            }
+        };
+        let networks = net::allocate_networks(
+            &id,
+            &req.topology,
+            &existing,
+            &net::host_routes(),
+            net::subnet_pool(),
+        )?;
+        let mut next_host = vec![2u32; networks.len()];
+        let mut nodes = Vec::new();
+        for (i, spec) in req.topology.nodes.iter().enumerate() {
+            let image = images
+                .iter()
+                .find(|im| im.name == spec.image || im.spec.name == spec.image)
+                .expect("image resolved");
+            let mut nics = Vec::new();
+            for (k, net_name) in spec.networks.iter().enumerate() {
+                let n = networks
+                    .iter()
+                    .position(|n| &n.name == net_name)
+                    .expect("validated network");
+                let ip = net::alloc_nth_host(networks[n].cidr, next_host[n]);
+                next_host[n] += 1;
+                nics.push(Nic {
+                    network: net_name.clone(),
+                    ip,
+                    iface: format!("eth{k}"),
+                    host_iface: if k == 0 {
+                        net::first_host_iface(&id, i)
+                    } else {
+                        net::extra_host_iface(&id, i, n)
+                    },
+                });
+            }
+            nodes.push(NodeState {
+                name: spec.name.clone(),
+                index: i,
+                image: spec.image.clone(),
+                image_id: image.id.clone(),
+                backend: self.backend.name().to_string(),
+                groups: spec.groups.clone(),
+                nics,
+                machine: net::machine_name(&id, i),
+                supervisor: None,
+                leader: None,
+                boot_ms: None,
+            });
+        }
+        let now = now_secs();
+        let state = ClusterState {
+            id,
+            status: ClusterStatus::Booting,
+            created_at: now,
+            expires_at: now + req.topology.ttl.unwrap_or(req.ttl).as_secs(),
+            owner: Some(ProcessId::current()),
+            networks,
+            nodes,
+            boot_ms: None,
+            source: req.source.clone(),
+        };
+        self.store.save(&state)?;
+        Ok(state)
+    }
+
+    fn create(
+        &self,
+        state: &mut ClusterState,
+        images: &[Image],
+        boot_timeout: Duration,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<(), SandboxError> {
+        let t0 = Instant::now();
+        let dir = self.store.dir(&state.id);
+        let needs_cache = state.networks.iter().any(|n| n.egress != Egress::None);
+        // Independent host-side setup runs side by side; nodes need the keys and
+        // the bridges and firewall, not the package cache (it is only waited for
+        // before `up` returns).
+        let (keys, cache) = std::thread::scope(|s| -> Result<_, SandboxError> {
+            let keys = s.spawn(|| ssh::generate(&dir, &state.id));
+            let cache = needs_cache.then(|| {
+                std::thread::spawn({
+                    let cache = self.cache.clone();
+                    move || cache.ensure_running()
+                })
+            });
+            for network in &state.networks {
+                net::create_bridge(
+                    &network.bridge,
+                    &format!("{}/{}", network.gateway, network.cidr.prefix_len()),
+                )?;
+            }
+            Firewall::apply(&state.id, &state.networks, CACHE_PORT)?;
+            let keys = keys.join().expect("key thread panicked")?;
+            Ok((keys, cache))
+        })?;
+        tracing::debug!(
+            ms = t0.elapsed().as_millis() as u64,
+            "keys, bridges and firewall ready"
+        );
+        let nameservers = seed::host_nameservers();
+        let deadline = Instant::now() + boot_timeout;
+        let frozen = state.clone();
+        let results: Vec<Result<Booted, SandboxError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = frozen
+                .nodes
+                .iter()
+                .map(|node| {
+                    let keys = &keys;
+                    let nameservers = &nameservers;
+                    let frozen = &frozen;
+                    let dir = &dir;
+                    s.spawn(move || -> Result<Booted, SandboxError> {
+                        let t0 = Instant::now();
+                        let image = images.iter().find(|im| im.id == node.image_id).expect("image resolved");
+                        let seeds = seed::node_seeds(frozen, node, keys, nameservers);
+                        let launch = NodeLaunch {
+                            cluster: frozen,
+                            node,
+                            node_dir: dir.join("nodes").join(&node.name),
+                            image,
+                            seeds: &seeds,
+                            cgroup_procs: self.cgroups.create_node(&frozen.id, &node.name)?,
+                        };
+                        let booting = self.backend.launch(&launch)?;
+                        tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node launched");
+                        let supervisor = booting.supervisor;
+                        let leader = self.backend.wait_booted(&launch, booting, deadline)?;
+                        tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node booted");
+                        wait_for_ssh(node, deadline).map_err(|reason| SandboxError::BootFailed {
+                            cluster: frozen.id.clone(),
+                            node: node.name.clone(),
+                            reason,
+                            log_tail: self.backend.boot_log_tail(&launch.node_dir, 25),
+                        })?;
+                        let ms = t0.elapsed().as_millis() as u64;
+                        progress(Progress::NodeReady {
+                            node: node.name.clone(),
+                            ms,
+                        });
+                        Ok((supervisor, leader, ms))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("node thread panicked"))
+                .collect()
+        });
+        for (node, result) in state.nodes.iter_mut().zip(results) {
+            let (supervisor, leader, ms) = result?;
+            node.supervisor = Some(supervisor);
+            node.leader = Some(leader);
+            node.boot_ms = Some(ms);
+        }
+        if let Some(cache) = cache {
+            cache.join().expect("cache thread panicked")?;
+        }
+        ssh::write_host_config(&dir, state, &keys.host_public)?;
+        Ok(())
+    }
+}
+
+/// Waits until the node's sshd answers with its banner on port 22.
+pub(super) fn wait_for_ssh(node: &NodeState, deadline: Instant) -> Result<(), String> {
+    let Some(ip) = node.ip() else { return Ok(()) };
+    let addr = SocketAddr::from((ip, 22));
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match ssh_banner(addr) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(format!("sshd on {ip}:22 did not answer: {last}"))
+}
+
+fn ssh_banner(addr: SocketAddr) -> Result<(), String> {
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_millis(500)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed before the SSH banner".into());
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    if got.starts_with(b"SSH-") {
+        Ok(())
+    } else {
+        Err(format!(
+            "unexpected banner {:?}",
+            String::from_utf8_lossy(&got)
+        ))
+    }
+}
