@@ -15,12 +15,20 @@
 //! max_iterations: 5         # default 5
 //! max_wall: 15m             # default 15m
 //! max_tokens: 200000        # default: no cap
+//! secrets:                  # names → where the value comes from, never the value
+//!   DB_PASSWORD: {env: DB_PASSWORD}
+//!   API_TOKEN: {file: token.txt}
 //! ```
+//!
+//! A secret reaches the code as an environment variable of the same name; the
+//! model is told the names only, and the engine redacts the values from
+//! everything it stores or prints.
 //!
 //! The topology and checks are read by the scenario parser itself, so they
 //! accept exactly what a scenario accepts and fail with the same messages and
 //! the same file:line positions.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -69,6 +77,90 @@ pub struct Budgets {
     pub max_tokens: Option<u64>,
 }
 
+/// Where a secret's value comes from. The task file names a source, never
+/// the value; the value is read when the task runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretSource {
+    /// An environment variable of the process running the task.
+    Env(String),
+    /// A file on the host (relative paths from the task file's folder); one
+    /// trailing newline is dropped.
+    File(PathBuf),
+}
+
+/// A secret the code may use as `$NAME`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Secret {
+    /// The environment variable the code reads it from.
+    pub name: String,
+    pub source: SecretSource,
+    /// Where the task file declares it, for errors at run time.
+    pub declared_at: String,
+}
+
+/// Why a secret's value could not be read when the task ran.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The environment variable is not set.
+    #[error("{declared_at}: secret {name} comes from the environment variable {variable}, which is not set; export {variable} before running the task")]
+    MissingEnv {
+        name: String,
+        variable: String,
+        declared_at: String,
+    },
+    /// The environment variable is not valid UTF-8.
+    #[error("{declared_at}: secret {name} comes from the environment variable {variable}, which is not valid UTF-8")]
+    NotUnicode {
+        name: String,
+        variable: String,
+        declared_at: String,
+    },
+    /// The file cannot be read.
+    #[error("{declared_at}: secret {name} comes from {path}, which cannot be read: {source}")]
+    File {
+        name: String,
+        path: PathBuf,
+        declared_at: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Secret {
+    /// Reads the value from its source, now.
+    pub fn value(&self) -> Result<String, SecretError> {
+        match &self.source {
+            SecretSource::Env(variable) => match std::env::var(variable) {
+                Ok(value) => Ok(value),
+                Err(std::env::VarError::NotPresent) => Err(SecretError::MissingEnv {
+                    name: self.name.clone(),
+                    variable: variable.clone(),
+                    declared_at: self.declared_at.clone(),
+                }),
+                Err(std::env::VarError::NotUnicode(_)) => Err(SecretError::NotUnicode {
+                    name: self.name.clone(),
+                    variable: variable.clone(),
+                    declared_at: self.declared_at.clone(),
+                }),
+            },
+            SecretSource::File(path) => match std::fs::read_to_string(path) {
+                Ok(text) => Ok(text
+                    .strip_suffix('\n')
+                    .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                    .unwrap_or(&text)
+                    .to_owned()),
+                Err(source) => Err(SecretError::File {
+                    name: self.name.clone(),
+                    path: path.clone(),
+                    declared_at: self.declared_at.clone(),
+                    source,
+                }),
+            },
+        }
+    }
+}
+
 /// A validated task.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Task {
@@ -80,6 +172,8 @@ pub struct Task {
     pub budgets: Budgets,
     pub topology: Topology,
     pub checks: Vec<Check>,
+    /// Secrets the code may read as environment variables, by name.
+    pub secrets: Vec<Secret>,
     /// The folder relative paths are resolved against.
     pub dir: PathBuf,
     pub file: PathBuf,
@@ -110,6 +204,11 @@ struct TaskFile {
     /// Tokens (input + output) for the whole run; default no cap.
     #[serde(default)]
     max_tokens: Option<u64>,
+    /// Secrets the code reads as environment variables of the same name,
+    /// each from `{env: VARIABLE}` or `{file: path}`. The model sees the names
+    /// only; the values are redacted from everything the engine stores or prints.
+    #[serde(default)]
+    secrets: BTreeMap<String, SecretFile>,
     // The scenario's keys, validated by the scenario parser.
     #[serde(default)]
     name: Option<serde_json::Value>,
@@ -129,6 +228,18 @@ struct TaskFile {
     checks: Option<serde_json::Value>,
 }
 
+/// One entry of `secrets:`: exactly one source.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SecretFile {
+    /// The environment variable of `rehearse converge` holding the value.
+    #[serde(default)]
+    env: Option<String>,
+    /// A file on the host holding the value (relative to the task file).
+    #[serde(default)]
+    file: Option<PathBuf>,
+}
+
 /// The keys a task shares with a scenario.
 const SCENARIO_KEYS: &[&str] = &["name", "description", "nodes", "networks", "ttl", "checks"];
 
@@ -140,6 +251,7 @@ const TASK_ONLY_KEYS: &[&str] = &[
     "max_iterations",
     "max_wall",
     "max_tokens",
+    "secrets",
 ];
 
 impl Task {
@@ -262,6 +374,51 @@ impl Task {
                 "leave it out for no cap, or give a positive number",
             ));
         }
+        let secrets_path = FieldPath::key("secrets");
+        let mut secrets = Vec::new();
+        for (name, entry) in parsed.secrets {
+            let refuse_secret = |kind: ErrorKind, message: String, hint: &str| {
+                source.at_key(
+                    &secrets_path,
+                    &name,
+                    SpecError::new(kind, message).with_hint(hint),
+                )
+            };
+            if !is_env_name(&name) {
+                return Err(refuse_secret(
+                    ErrorKind::InvalidName,
+                    format!("secret name {name:?} is not an environment variable name"),
+                    "use letters, digits and _, not starting with a digit, e.g. DB_PASSWORD",
+                ));
+            }
+            let secret_source = match (entry.env, entry.file) {
+                (Some(variable), None) if is_env_name(&variable) => SecretSource::Env(variable),
+                (Some(variable), None) => {
+                    return Err(refuse_secret(
+                        ErrorKind::InvalidValue,
+                        format!("secret {name}: {variable:?} is not an environment variable name"),
+                        "name the variable that holds the value, e.g. {env: DB_PASSWORD}",
+                    ))
+                }
+                (None, Some(file)) => SecretSource::File(dir.join(file)),
+                _ => {
+                    return Err(refuse_secret(
+                        ErrorKind::InvalidValue,
+                        format!("secret {name} needs exactly one source"),
+                        "write {env: VARIABLE} or {file: path}; the value itself never goes in the task file",
+                    ))
+                }
+            };
+            let line = source
+                .line_of(&secrets_path.field(&name))
+                .map(|l| format!("{origin}:{l}"))
+                .unwrap_or_else(|| origin.to_owned());
+            secrets.push(Secret {
+                name,
+                source: secret_source,
+                declared_at: line,
+            });
+        }
         // A `task.yaml` is named after its folder, as a `rehearse.yaml` is.
         let name = match (&parsed.name, Path::new(origin).file_name()) {
             (None, Some(file)) if file == TASK_FILE => dir
@@ -283,6 +440,7 @@ impl Task {
             },
             topology: scenario.topology,
             checks: scenario.checks,
+            secrets,
             dir: scenario.dir,
             file: scenario.file,
         })
@@ -311,6 +469,14 @@ impl Task {
         task["required"] = serde_json::json!(["goal", "language", "nodes", "checks"]);
         task
     }
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `text` with the top-level entries of `keys` replaced by empty lines (the key

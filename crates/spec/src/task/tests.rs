@@ -84,3 +84,70 @@ fn the_example_task_is_valid() {
     assert_eq!(task.checks.len(), 3);
     assert_eq!(task.budgets.max_tokens, Some(200_000));
 }
+
+#[test]
+fn secrets_name_their_source_and_where_they_are_declared() {
+    let text = format!(
+        "{NGINX}secrets:\n  DB_PASSWORD: {{env: REHEARSE_TEST_DB}}\n  TOKEN: {{file: token.txt}}\n"
+    );
+    let task = parse(&text).unwrap();
+    assert_eq!(task.secrets.len(), 2);
+    let db = &task.secrets[0];
+    assert_eq!(db.name, "DB_PASSWORD");
+    assert_eq!(db.source, SecretSource::Env("REHEARSE_TEST_DB".into()));
+    assert_eq!(db.declared_at, "task.yaml:12");
+    assert_eq!(
+        task.secrets[1].source,
+        SecretSource::File(PathBuf::from("/tmp/token.txt"))
+    );
+
+    // Read at run time: a missing variable names the secret and the variable.
+    let error = db.value().unwrap_err().to_string();
+    assert!(error.starts_with("task.yaml:12"), "{error}");
+    assert!(error.contains("secret DB_PASSWORD"), "{error}");
+    assert!(
+        error.contains("REHEARSE_TEST_DB, which is not set"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_secret_file_loses_its_trailing_newline() {
+    let dir = std::env::temp_dir().join(format!("rehearse-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token.txt"), "s3cr3t-value\n").unwrap();
+    let text = format!("{NGINX}secrets:\n  TOKEN: {{file: token.txt}}\n");
+    let task = Task::from_yaml(&text, "task.yaml", &dir).unwrap();
+    let value = task.secrets[0].value();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(value.unwrap(), "s3cr3t-value");
+}
+
+#[test]
+fn secrets_are_validated_with_positions() {
+    let error = parse(&format!(
+        "{NGINX}secrets:\n  DB_PASSWORD: {{value: hunter2}}\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(error.starts_with("task.yaml:12"), "{error}");
+    assert!(error.contains("value"), "{error}");
+    assert!(error.contains("env") && error.contains("file"), "{error}");
+
+    let error = parse(&format!("{NGINX}secrets:\n  TOKEN: {{env: A, file: b}}\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("task.yaml:12"), "{error}");
+    assert!(error.contains("exactly one source"), "{error}");
+
+    let error = parse(&format!("{NGINX}secrets:\n  db-password: {{env: DB}}\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("task.yaml:12"), "{error}");
+    assert!(error.contains("environment variable name"), "{error}");
+
+    let error = parse(&format!("{NGINX}secrets:\n  DB: hunter2\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("task.yaml:12"), "{error}");
+}
