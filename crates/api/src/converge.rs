@@ -91,6 +91,8 @@ fn converge_error(e: ConvergeError) -> ApiError {
                 retryable,
             )
         }
+        // The message names the secret and its source, never the value.
+        ConvergeError::Secret(_) => ApiError::invalid("secrets", e.to_string()),
         ConvergeError::Io { .. } => ApiError::new(
             "io",
             format!("{e}; this is a problem of the host running rehearse"),

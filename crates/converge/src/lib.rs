@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod failure;
 pub mod policy;
 mod prompts;
+pub mod redact;
 mod session;
 
 use std::path::{Path as FsPath, PathBuf};
@@ -22,7 +23,9 @@ use rehearse_llm::{LlmError, Message, Provider, Request, Usage};
 use rehearse_sandbox::Engine;
 use rehearse_scenario::{Keep, Outcome, RunOptions, RunReport};
 use rehearse_spec::scenario::{Scenario, Step, StepAction, DEFAULT_STEP_TIMEOUT};
-use rehearse_spec::task::{Language, Task};
+use rehearse_spec::task::{Language, SecretError, Task};
+
+use redact::Redactor;
 
 pub use failure::{Failure, Path};
 pub use session::CommandRecord;
@@ -44,6 +47,9 @@ pub enum ConvergeError {
         #[source]
         source: LlmError,
     },
+    /// A secret of the task could not be read.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
     #[error("writing {path}: {source}")]
     Io {
         path: PathBuf,
@@ -111,6 +117,11 @@ pub struct ConvergeReport {
     pub script: Option<String>,
     /// Forceful or destructive patterns in the final script, for review.
     pub review: Vec<policy::Finding>,
+    /// The names of the secrets the code could read; their values are
+    /// redacted from this report.
+    pub secrets: Vec<String>,
+    /// Secrets whose values are not redacted, and why.
+    pub unredacted: Vec<redact::Unredacted>,
     pub usage: Usage,
     pub cost_usd: Option<f64>,
     pub wall_ms: u64,
@@ -130,6 +141,10 @@ pub struct Converger<'a> {
     work_dir: PathBuf,
     usage: Usage,
     cost: Option<f64>,
+    /// The secrets' values, by name, given to the code as its environment.
+    secret_env: Vec<(String, String)>,
+    /// Everything that leaves the engine passes through it.
+    redactor: Redactor,
 }
 
 fn new_run_id() -> String {
@@ -150,6 +165,12 @@ pub fn converge(
     model: Option<&dyn Provider>,
     progress: Progress<'_>,
 ) -> Result<ConvergeReport, ConvergeError> {
+    let secret_env = task
+        .secrets
+        .iter()
+        .map(|secret| Ok((secret.name.clone(), secret.value()?)))
+        .collect::<Result<Vec<_>, SecretError>>()?;
+    let redactor = Redactor::new(secret_env.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let run_id = new_run_id();
     let work_dir = engine.state_dir().join("converge").join(&run_id);
     std::fs::create_dir_all(&work_dir).map_err(|source| ConvergeError::Io {
@@ -166,7 +187,15 @@ pub fn converge(
         work_dir,
         usage: Usage::default(),
         cost: None,
+        secret_env,
+        redactor,
     };
+    for unredacted in c.redactor.unredacted() {
+        c.say(&format!(
+            "warning: secret {} is not redacted: {}",
+            unredacted.name, unredacted.reason
+        ));
+    }
     c.run()
 }
 
@@ -193,6 +222,26 @@ impl Drop for KeptCluster<'_> {
 }
 
 impl Converger<'_> {
+    /// A progress line, redacted.
+    fn say(&self, line: &str) {
+        (self.progress)(&self.redactor.redact(line));
+    }
+
+    /// What the model is told about secrets: their names, never their values.
+    fn secrets_note(&self) -> String {
+        if self.task.secrets.is_empty() {
+            return String::new();
+        }
+        let names = self
+            .task
+            .secrets
+            .iter()
+            .map(|s| format!("${}", s.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        prompts::fill(prompts::SECRETS, &[("names", &names)])
+    }
+
     fn fence(&self) -> &'static str {
         match self.task.language {
             Language::Bash => "bash",
@@ -229,17 +278,30 @@ impl Converger<'_> {
         let model = self.model.expect("asked only with a model");
         let system = prompts::fill(
             prompts::SYSTEM,
-            &[("language", self.task.language.as_str())],
+            &[
+                ("language", self.task.language.as_str()),
+                ("secrets", &self.secrets_note()),
+            ],
         );
+        // The model never sees a value: whatever went into the prompt (logs,
+        // outputs, starting code) is redacted on the way out.
+        let messages: Vec<Message> = messages
+            .into_iter()
+            .map(|mut m| {
+                self.redactor.scrub(&mut m.content);
+                m
+            })
+            .collect();
         let request = Request {
             system: Some(system),
             messages: messages.clone(),
             max_tokens: MAX_ANSWER_TOKENS,
             json,
         };
-        let response = model
+        let mut response = model
             .complete(&request)
             .map_err(|source| ConvergeError::Llm { purpose, source })?;
+        self.redactor.scrub(&mut response.text);
         self.usage.add(response.usage);
         if let Some(cost) = response.cost_usd {
             *self.cost.get_or_insert(0.0) += cost;
@@ -315,13 +377,15 @@ impl Converger<'_> {
         let action = match self.task.language {
             Language::Bash => {
                 let file = dir.join("code.sh");
-                write(&file, code)?;
+                write(&file, &self.redactor.redact(code))?;
                 StepAction::Shell {
                     script: code.to_owned(),
                     file: None,
                 }
             }
             Language::Ansible => {
+                // Ansible reads the playbook from this file, so it is written
+                // as is; the model's code never holds a value it was not shown.
                 let file = dir.join("playbook.yml");
                 write(&file, code)?;
                 StepAction::Ansible {
@@ -344,7 +408,7 @@ impl Converger<'_> {
                 name: format!("{} code", self.task.language.as_str()),
                 on: Vec::new(),
                 timeout: DEFAULT_STEP_TIMEOUT.min(left.max(Duration::from_secs(30))),
-                env: Vec::new(),
+                env: self.secret_env.clone(),
                 action,
             }],
             checks: self.task.checks.clone(),
@@ -361,18 +425,17 @@ impl Converger<'_> {
             keep,
             ..RunOptions::default()
         };
-        Ok(rehearse_scenario::run(
-            self.engine,
-            &scenario,
-            &options,
-            &|_| {},
-        ))
+        let mut run = rehearse_scenario::run(self.engine, &scenario, &options, &|_| {});
+        redact::scrub_run(&self.redactor, &mut run);
+        redact::scrub_files(&self.redactor, &run.work_dir);
+        redact::scrub_files(&self.redactor, dir);
+        Ok(run)
     }
 
     fn run(&mut self) -> Result<ConvergeReport, ConvergeError> {
         let rules_only = self.model.is_none();
         if rules_only {
-            (self.progress)("no LLM is configured: only the rules doctor will try to fix failures");
+            self.say("no LLM is configured: only the rules doctor will try to fix failures");
         }
         let mut iterations: Vec<Iteration> = Vec::new();
         let mut first_calls = Vec::new();
@@ -380,7 +443,7 @@ impl Converger<'_> {
             (Some(code), _) if rules_only => (code.clone(), "task"),
             (None, None) => return Err(ConvergeError::NothingToRun),
             _ => {
-                (self.progress)("asking the model for code");
+                self.say("asking the model for code");
                 (self.generate(&mut first_calls)?, "model")
             }
         };
@@ -394,7 +457,7 @@ impl Converger<'_> {
                 stop_reason = Some((Verdict::BudgetExhausted, why));
                 break;
             }
-            (self.progress)(&format!(
+            self.say(&format!(
                 "iteration {number}: running the code on a fresh cluster"
             ));
             let dir = self.work_dir.join(format!("iteration-{number}"));
@@ -406,7 +469,7 @@ impl Converger<'_> {
             let mut iteration = Iteration {
                 number,
                 origin,
-                code: code.clone(),
+                code: self.redactor.redact(&code),
                 run,
                 failure: None,
                 path: None,
@@ -416,7 +479,7 @@ impl Converger<'_> {
                 llm_calls: std::mem::take(&mut pending_calls),
             };
             if iteration.run.outcome == Outcome::Passed {
-                (self.progress)(&format!(
+                self.say(&format!(
                     "iteration {number}: every check passed on a fresh cluster"
                 ));
                 candidate = Some((code.clone(), None));
@@ -424,7 +487,7 @@ impl Converger<'_> {
                 break;
             }
             let failure = Failure::from_run(&iteration.run);
-            (self.progress)(&format!(
+            self.say(&format!(
                 "iteration {number}: failed ({} failing checks{})",
                 failure.checks.len(),
                 failure
@@ -441,7 +504,7 @@ impl Converger<'_> {
                 Language::Ansible => None,
             };
             if let Some(fix) = fix {
-                (self.progress)(&format!("rules doctor: {} ({})", fix.reason, fix.rule));
+                self.say(&format!("rules doctor: {} ({})", fix.reason, fix.rule));
                 iteration.path = Some(Path::Rules);
                 iteration.reason = Some(format!(
                     "the rules doctor recognised a known signature: {}",
@@ -473,7 +536,7 @@ impl Converger<'_> {
             }
 
             let (path, reason) = failure::choose(&failure, kept.id.is_some(), troubleshot_before);
-            (self.progress)(&format!("recovery: {path:?}: {reason}"));
+            self.say(&format!("recovery: {path:?}: {reason}"));
             iteration.path = Some(path);
             iteration.reason = Some(reason);
             let mut calls = Vec::new();
@@ -485,21 +548,19 @@ impl Converger<'_> {
                         session::troubleshoot(self, &cluster, &code, &failure, &mut calls)?;
                     iteration.commands = outcome.commands;
                     if outcome.passed {
-                        (self.progress)(
-                            "troubleshooting made every check pass: distilling one script",
-                        );
+                        self.say("troubleshooting made every check pass: distilling one script");
                         let distilled = self.distill(&code, &iteration.commands, &mut calls)?;
                         candidate = Some((distilled.clone(), Some(distilled)));
                         None
                     } else {
-                        (self.progress)(
+                        self.say(
                             "troubleshooting did not make the checks pass: asking for a rewrite",
                         );
                         Some(self.retry(&code, &failure, &mut calls)?)
                     }
                 }
                 Path::Retry | Path::Rules => {
-                    (self.progress)("asking the model for a corrected version");
+                    self.say("asking the model for a corrected version");
                     troubleshot_before = false;
                     Some(self.retry(&code, &failure, &mut calls)?)
                 }
@@ -525,20 +586,20 @@ impl Converger<'_> {
             match was_distilled {
                 None => {
                     proof = iterations.last().map(|i| i.run.clone());
-                    script = Some(candidate);
+                    script = Some(self.redactor.redact(&candidate));
                 }
                 Some(d) => {
-                    distilled = Some(d.clone());
+                    distilled = Some(self.redactor.redact(&d));
                     if let Some(why) = self.out_of_budget() {
                         stop_reason = Some((
                             Verdict::BudgetExhausted,
                             format!("{why} before the proof run"),
                         ));
                     } else {
-                        (self.progress)("proving the distilled script on a fresh cluster");
+                        self.say("proving the distilled script on a fresh cluster");
                         let run = self.run_code(&d, &self.work_dir.join("proof"), Keep::Never)?;
                         if run.outcome == Outcome::Passed {
-                            script = Some(d);
+                            script = Some(self.redactor.redact(&d));
                         } else {
                             stop_reason = Some((
                                 Verdict::BudgetExhausted,
@@ -573,6 +634,8 @@ impl Converger<'_> {
             model: self.model.map(|m| format!("{}/{}", m.name(), m.model())),
             rules_only,
             review: script.as_deref().map(policy::scan).unwrap_or_default(),
+            secrets: self.task.secrets.iter().map(|s| s.name.clone()).collect(),
+            unredacted: self.redactor.unredacted().to_vec(),
             iterations,
             distilled,
             proof,
@@ -582,11 +645,16 @@ impl Converger<'_> {
             wall_ms: self.started.elapsed().as_millis() as u64,
             report_path: report_path.clone(),
         };
+        // Every part was redacted as it was made; the file is redacted whole
+        // once more so that a field added later cannot leak.
+        let mut json = serde_json::to_value(&report).unwrap_or_default();
+        self.redactor.redact_json(&mut json);
         write(
             &report_path,
-            &serde_json::to_string_pretty(&report).unwrap_or_default(),
+            &serde_json::to_string_pretty(&json).unwrap_or_default(),
         )?;
         if let Some(script) = &report.script {
+            let script = &self.redactor.redact(script);
             let name = match self.task.language {
                 Language::Bash => "script.sh",
                 Language::Ansible => "playbook.yml",

@@ -5,6 +5,7 @@ pub const GENERATE: &str = include_str!("../prompts/generate.md");
 pub const RETRY: &str = include_str!("../prompts/retry.md");
 pub const TROUBLESHOOT: &str = include_str!("../prompts/troubleshoot.md");
 pub const DISTILL: &str = include_str!("../prompts/distill.md");
+pub const SECRETS: &str = include_str!("../prompts/secrets.md");
 pub const FEEDBACK_COMMAND: &str = include_str!("../prompts/feedback_command.md");
 
 /// `template` with every `{{name}}` replaced by its value.
@@ -20,7 +21,9 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
 mod tests {
     #[test]
     fn every_placeholder_of_the_system_prompt_is_filled() {
-        let text = super::fill(super::SYSTEM, &[("language", "bash")]);
+        let text = super::fill(super::SYSTEM, &[("language", "bash"), ("secrets", "")]);
+        assert!(!text.contains("{{"), "{text}");
+        let text = super::fill(super::SECRETS, &[("names", "$DB_PASSWORD")]);
         assert!(!text.contains("{{"), "{text}");
     }
 }

@@ -162,16 +162,17 @@ pub(crate) fn troubleshoot(
             format!("Refused: {why}. Next command as JSON, or {{\"done\": true}}.")
         } else if let Some(finding) = policy::refuse(&command) {
             let why = format!("{} ({}: {:?})", finding.reason, finding.rule, finding.text);
-            (c.progress)(&format!("refused on {node}: {command}: {why}"));
+            c.say(&format!("refused on {node}: {command}: {why}"));
             record.refused = Some(why.clone());
             format!(
                 "Refused by the engine's command policy: {why}. Propose something else, as JSON."
             )
         } else {
-            (c.progress)(&format!("{node}$ {command}"));
+            c.say(&format!("{node}$ {command}"));
             let request = ExecRequest {
                 argv: vec!["/bin/bash".into(), "-c".into(), format!("{command} 2>&1")],
                 timeout: Some(COMMAND_TIMEOUT),
+                env: c.secret_env.clone(),
                 ..Default::default()
             };
             let (exit, output, timed_out) = match c.engine.exec_capture(cluster, &node, &request) {
@@ -181,7 +182,8 @@ pub(crate) fn troubleshoot(
                 Err(e) => (None, e.to_string(), true),
             };
             record.exit_code = exit;
-            record.output = tail(&output, COMMAND_OUTPUT_CAP).to_owned();
+            // Redacted before it is cut, so the cut cannot split a value.
+            record.output = tail(&c.redactor.redact(&output), COMMAND_OUTPUT_CAP).to_owned();
             prompts::fill(
                 prompts::FEEDBACK_COMMAND,
                 &[
@@ -204,7 +206,7 @@ pub(crate) fn troubleshoot(
         commands.push(record);
         messages.push(Message::user(feedback));
     }
-    (c.progress)("evaluating the checks on the troubleshot cluster");
+    c.say("evaluating the checks on the troubleshot cluster");
     let results = evaluate(c, cluster);
     let passed = results.iter().all(|r| r.status != Status::Failed);
     Ok(Outcome { commands, passed })

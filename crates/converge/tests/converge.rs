@@ -276,3 +276,119 @@ fn ansible_playbook_with_a_bad_module_argument_is_rewritten() {
     assert!(report.report_path.with_file_name("playbook.yml").is_file());
     nothing_left(&engine, "ansible-task.yaml");
 }
+
+/// Every file under `dir` that holds `needle`.
+fn files_holding(dir: &Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_holding(&path, needle));
+        } else if std::fs::read(&path)
+            .is_ok_and(|bytes| String::from_utf8_lossy(&bytes).contains(needle))
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_secret_reaches_the_code_but_never_the_model_the_report_or_the_terminal() {
+    use base64::Engine as _;
+    let engine = engine();
+    let value = format!("tr0ub4dor-{}-horse", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("db-password"), format!("{value}\n")).unwrap();
+    let hash = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf '%s' '{value}' | sha256sum | cut -d' ' -f1"))
+        .output()
+        .unwrap();
+    let hash = String::from_utf8(hash.stdout).unwrap().trim().to_owned();
+    assert_eq!(hash.len(), 64);
+    // The check compares a hash: a check spec must not hold the secret itself.
+    let yaml = format!(
+        "\
+goal: Write the database password to /etc/db-password.
+language: bash
+nodes: 1
+secrets:
+  DB_PASSWORD: {{file: db-password}}
+checks:
+  - command: sha256sum /etc/db-password
+    stdout: [{hash}]
+max_iterations: 3
+"
+    );
+    let task = Task::from_yaml(&yaml, "secret-task.yaml", dir.path()).expect("valid task");
+    // The first answer prints the value, plain and in base64, then fails to
+    // parse, so its output goes back to the model in the retry prompt.
+    let server = FakeServer::start(vec![
+        bash(
+            "#!/bin/bash\nset -euo pipefail\necho \"the password is $DB_PASSWORD\"\n\
+             printf '%s' \"$DB_PASSWORD\" | base64\nif then fi\n",
+        ),
+        bash(
+            "#!/bin/bash\nset -euo pipefail\nprintf '%s' \"$DB_PASSWORD\" > /etc/db-password\n\
+             echo \"wrote $DB_PASSWORD\"\n",
+        ),
+    ]);
+    let model = model(&server);
+    let lines = std::sync::Mutex::new(Vec::<String>::new());
+    let report = converge(&engine, &task, Some(&model as &dyn Provider), &|m| {
+        eprintln!("{m}");
+        lines.lock().unwrap().push(m.to_owned());
+    })
+    .expect("the loop runs");
+    assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);
+    assert_eq!(report.iterations.len(), 2);
+    assert_eq!(report.secrets, ["DB_PASSWORD"]);
+
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&value);
+    let leaks = |what: &str, text: &str| {
+        assert!(!text.contains(&value), "{what} holds the secret: {text}");
+        assert!(
+            !text.contains(encoded.trim_end_matches('=')),
+            "{what} holds the secret in base64: {text}"
+        );
+    };
+    // The code saw the value: its output held it, and the report shows where.
+    let first = &report.iterations[0].run.steps[0].nodes[0].stdout;
+    assert!(
+        first.contains("the password is «secret:DB_PASSWORD»"),
+        "{first}"
+    );
+    assert_eq!(first.matches("«secret:DB_PASSWORD»").count(), 2, "{first}");
+    leaks("the report", &serde_json::to_string(&report).unwrap());
+    leaks(
+        "report.json",
+        &std::fs::read_to_string(&report.report_path).unwrap(),
+    );
+    // The model was told the name, and saw the failed run's output redacted.
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    for request in &requests {
+        leaks("a request to the model", &request.body.to_string());
+        let system = request.body["messages"][0]["content"].as_str().unwrap();
+        assert!(system.contains("$DB_PASSWORD"), "{system}");
+    }
+    let retry = requests[1].body["messages"][1]["content"].as_str().unwrap();
+    assert!(retry.contains("«secret:DB_PASSWORD»"), "{retry}");
+    let lines = lines.into_inner().unwrap();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        leaks("a progress line", line);
+    }
+    // Nor does any file the runs stored: logs, scripts, run reports.
+    let converge_dir = report.report_path.parent().unwrap();
+    assert!(files_holding(converge_dir, &value).is_empty());
+    for iteration in &report.iterations {
+        let stored = files_holding(&iteration.run.work_dir, &value);
+        assert!(stored.is_empty(), "{stored:?}");
+    }
+    nothing_left(&engine, "secret-task.yaml");
+}
