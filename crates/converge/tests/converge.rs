@@ -119,10 +119,7 @@ fn converges_by_retry_when_the_first_answer_is_broken() {
     assert!(first.llm_calls[1].prompt.contains("syntax error"));
     assert_eq!(first.checks.len(), 1);
     assert_eq!(first.checks[0].status, "failed");
-    // What the agent states as expected depends on how far it got (a missing
-    // file fails on `exists` first); the subject is what identifies the check.
-    assert_eq!(first.checks[0].subject, "/etc/rehearse-ok");
-    assert!(!first.checks[0].expected.is_empty());
+    assert!(first.checks[0].expected.contains("converged"));
     assert_eq!(second.origin, "model-retry");
     assert_eq!(second.outcome, "passed");
     assert_eq!(second.recovery_path, None);
