@@ -130,13 +130,12 @@ impl Provider for Anthropic {
             })
             .unwrap_or_default();
         let model = parsed.model.unwrap_or_else(|| self.model.clone());
-        Ok(Response {
-            cost_usd: crate::pricing::cost(&model, usage),
+        Ok(Response::finish(
             text,
             usage,
             model,
-            latency_ms: started.elapsed().as_millis() as u64,
-            attempts: answer.attempts,
-        })
+            started,
+            answer.attempts,
+        ))
     }
 }

@@ -108,6 +108,27 @@ pub struct Response {
     pub cost_usd: Option<f64>,
 }
 
+impl Response {
+    /// The response of a finished call, with its usage priced. `model` is the
+    /// provider's name for it, or the one asked for.
+    pub(crate) fn finish(
+        text: String,
+        usage: Usage,
+        model: String,
+        started: std::time::Instant,
+        attempts: u32,
+    ) -> Response {
+        Response {
+            cost_usd: crate::pricing::cost(&model, usage),
+            text,
+            usage,
+            model,
+            latency_ms: started.elapsed().as_millis() as u64,
+            attempts,
+        }
+    }
+}
+
 /// A language model that completes conversations.
 pub trait Provider: Send + Sync {
     /// `anthropic` or `openai`.
