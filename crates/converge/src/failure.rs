@@ -73,6 +73,29 @@ impl Failure {
         }
     }
 
+    /// The failure in one line, for a summary.
+    pub fn headline(&self) -> String {
+        let step = match (&self.step_error, self.step_ok) {
+            (_, true) => None,
+            (Some(e), false) => Some(format!(
+                "the code failed: {}",
+                e.lines().next().unwrap_or_default()
+            )),
+            (None, false) => Some("the code failed".to_owned()),
+        };
+        let checks = match self.checks.len() {
+            0 => None,
+            1 => Some(format!("1 failing check ({})", self.checks[0].message)),
+            n => Some(format!("{n} failing checks")),
+        };
+        match (step, checks) {
+            (Some(s), Some(c)) => format!("{s}; {c}"),
+            (Some(s), None) => s,
+            (None, Some(c)) => c,
+            (None, None) => "the run failed".to_owned(),
+        }
+    }
+
     /// The failure as the model reads it.
     pub fn describe(&self) -> String {
         let mut text = String::new();

@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod failure;
 pub mod policy;
 mod prompts;
+mod record;
 pub mod redact;
 mod session;
 
@@ -94,6 +95,8 @@ pub struct Iteration {
     pub fix: Option<doctor::Fix>,
     pub commands: Vec<CommandRecord>,
     pub llm_calls: Vec<LlmCall>,
+    /// From the run on a fresh cluster to the recovery's end.
+    pub duration_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -145,6 +148,8 @@ pub struct Converger<'a> {
     secret_env: Vec<(String, String)>,
     /// Everything that leaves the engine passes through it.
     redactor: Redactor,
+    /// The run store, written as the run goes.
+    recorder: record::Recorder,
 }
 
 fn new_run_id() -> String {
@@ -172,6 +177,21 @@ pub fn converge(
         .collect::<Result<Vec<_>, SecretError>>()?;
     let redactor = Redactor::new(secret_env.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let run_id = new_run_id();
+    let recorder = record::Recorder::start(
+        engine.state_dir(),
+        rehearse_store::RunRecord {
+            id: run_id.clone(),
+            task: task.name.clone(),
+            task_file: task.file.display().to_string(),
+            goal: redactor.redact(&task.goal),
+            language: task.language.as_str().to_owned(),
+            model: model.map(|m| format!("{}/{}", m.name(), m.model())),
+            started_at_ms: 0,
+            outcome: "running".into(),
+            end: None,
+            iterations: Vec::new(),
+        },
+    );
     let work_dir = engine.state_dir().join("converge").join(&run_id);
     std::fs::create_dir_all(&work_dir).map_err(|source| ConvergeError::Io {
         path: work_dir.clone(),
@@ -189,6 +209,7 @@ pub fn converge(
         cost: None,
         secret_env,
         redactor,
+        recorder,
     };
     for unredacted in c.redactor.unredacted() {
         c.say(&format!(
@@ -196,7 +217,14 @@ pub fn converge(
             unredacted.name, unredacted.reason
         ));
     }
-    c.run()
+    let result = c.run();
+    match &result {
+        Ok(report) => c.recorder.finish(report),
+        Err(e) => c
+            .recorder
+            .failed(&c.redactor.redact(&e.to_string()), c.usage, c.cost),
+    }
+    result
 }
 
 /// Destroys a kept failed cluster however the loop leaves its scope.
@@ -457,6 +485,7 @@ impl Converger<'_> {
                 stop_reason = Some((Verdict::BudgetExhausted, why));
                 break;
             }
+            let began = Instant::now();
             self.say(&format!(
                 "iteration {number}: running the code on a fresh cluster"
             ));
@@ -477,13 +506,14 @@ impl Converger<'_> {
                 fix: None,
                 commands: Vec::new(),
                 llm_calls: std::mem::take(&mut pending_calls),
+                duration_ms: 0,
             };
             if iteration.run.outcome == Outcome::Passed {
                 self.say(&format!(
                     "iteration {number}: every check passed on a fresh cluster"
                 ));
                 candidate = Some((code.clone(), None));
-                iterations.push(iteration);
+                self.end_iteration(&mut iterations, iteration, began);
                 break;
             }
             let failure = Failure::from_run(&iteration.run);
@@ -514,7 +544,7 @@ impl Converger<'_> {
                 origin = "rules";
                 iteration.fix = Some(fix);
                 kept.release();
-                iterations.push(iteration);
+                self.end_iteration(&mut iterations, iteration, began);
                 continue;
             }
             if rules_only {
@@ -522,7 +552,7 @@ impl Converger<'_> {
                     "no rule of the doctor matches this failure, and no LLM is configured".into(),
                 );
                 kept.release();
-                iterations.push(iteration);
+                self.end_iteration(&mut iterations, iteration, began);
                 stop_reason = Some((
                     Verdict::NoRuleApplies,
                     "no rule of the doctor matches the failure and no LLM is configured".into(),
@@ -530,8 +560,11 @@ impl Converger<'_> {
                 break;
             }
             if number == self.task.budgets.max_iterations {
+                iteration.reason = Some(format!(
+                    "this was the last of {number} iterations the budget allows: no recovery was tried"
+                ));
                 kept.release();
-                iterations.push(iteration);
+                self.end_iteration(&mut iterations, iteration, began);
                 break;
             }
 
@@ -567,7 +600,7 @@ impl Converger<'_> {
             };
             iteration.llm_calls.extend(calls);
             kept.release();
-            iterations.push(iteration);
+            self.end_iteration(&mut iterations, iteration, began);
             match result {
                 Some(new_code) => {
                     code = new_code;
@@ -618,10 +651,21 @@ impl Converger<'_> {
                 format!("converged in {} iteration(s); the script passed every check on a fresh cluster in one pass", iterations.len()),
             ),
             (None, Some(stop)) => stop,
-            (None, None) => (
-                Verdict::BudgetExhausted,
-                format!("no code passed within the budget of {} iterations", self.task.budgets.max_iterations),
-            ),
+            (None, None) => {
+                let failures = iterations
+                    .iter()
+                    .filter_map(|i| Some(format!("iteration {}: {}", i.number, i.failure.as_ref()?.headline())))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                (
+                    Verdict::BudgetExhausted,
+                    format!(
+                        "the iteration budget ran out: {} of {} iterations ran and no code passed ({failures})",
+                        iterations.len(),
+                        self.task.budgets.max_iterations
+                    ),
+                )
+            }
         };
         let report_path = self.work_dir.join("report.json");
         let report = ConvergeReport {
@@ -662,6 +706,18 @@ impl Converger<'_> {
             write(&self.work_dir.join(name), script)?;
         }
         Ok(report)
+    }
+
+    /// An iteration is over: it goes into the report and the run store.
+    fn end_iteration(
+        &mut self,
+        iterations: &mut Vec<Iteration>,
+        mut iteration: Iteration,
+        began: Instant,
+    ) {
+        iteration.duration_ms = began.elapsed().as_millis() as u64;
+        self.recorder.iteration(&iteration);
+        iterations.push(iteration);
     }
 
     fn retry(

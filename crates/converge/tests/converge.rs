@@ -9,6 +9,7 @@ use rehearse_llm::fake::{FakeReply, FakeServer};
 use rehearse_llm::{OpenAi, Provider, RetryPolicy};
 use rehearse_sandbox::Engine;
 use rehearse_spec::task::Task;
+use rehearse_store::Store;
 
 fn engine() -> Engine {
     assert!(
@@ -94,6 +95,92 @@ fn converges_by_retry_when_the_first_answer_is_broken() {
     let retry = &server.requests()[1].body["messages"][1]["content"];
     assert!(retry.as_str().unwrap().contains("syntax error"), "{retry}");
     nothing_left(&engine, "retry-task.yaml");
+
+    // The run store under the state directory holds the same run.
+    let store = Store::open(engine.state_dir()).expect("the run store opens");
+    let stored = store
+        .run(&report.run_id)
+        .unwrap()
+        .expect("the run is in the store");
+    assert_eq!(stored.outcome, "converged");
+    let end = stored.end.as_ref().expect("the run ended");
+    assert!(end.converged);
+    assert_eq!(end.script, report.script);
+    assert_eq!(end.input_tokens + end.output_tokens, 240);
+    assert_eq!(stored.iterations.len(), 2);
+    let (first, second) = (&stored.iterations[0], &stored.iterations[1]);
+    assert_eq!(first.outcome, "failed");
+    assert_eq!(first.recovery_path.as_deref(), Some("retry"));
+    assert_eq!(first.reason, report.iterations[0].reason);
+    assert!(first.failure.as_deref().unwrap().contains("syntax error"));
+    let purposes: Vec<&str> = first.llm_calls.iter().map(|c| c.purpose.as_str()).collect();
+    assert_eq!(purposes, ["write the code", "correct the code"]);
+    assert!(first.llm_calls[0].response.contains("if then fi"));
+    assert!(first.llm_calls[1].prompt.contains("syntax error"));
+    assert_eq!(first.checks.len(), 1);
+    assert_eq!(first.checks[0].status, "failed");
+    assert!(first.checks[0].expected.contains("converged"));
+    assert_eq!(second.origin, "model-retry");
+    assert_eq!(second.outcome, "passed");
+    assert_eq!(second.recovery_path, None);
+    assert!(second.llm_calls.is_empty());
+    assert_eq!(second.checks[0].status, "passed");
+    assert!(store.runs().unwrap().iter().any(|r| r.id == report.run_id));
+}
+
+#[test]
+fn a_model_that_never_gets_it_right_exhausts_the_budget_and_says_so() {
+    let engine = engine();
+    let broken = "#!/bin/bash\nset -euo pipefail\nif then fi\n";
+    let server = FakeServer::start(vec![bash(broken), bash(broken), bash(broken)]);
+    let model = model(&server);
+    let task = task(
+        &MARKER_TASK.replace("max_iterations: 3", "max_iterations: 2"),
+        "budget-task.yaml",
+    );
+    let report = converge(&engine, &task, Some(&model as &dyn Provider), &|m| {
+        eprintln!("{m}")
+    })
+    .expect("the loop runs");
+    assert_eq!(
+        report.verdict,
+        Verdict::BudgetExhausted,
+        "{}",
+        report.summary
+    );
+    assert!(report.script.is_none() && report.proof.is_none());
+    assert_eq!(report.iterations.len(), 2);
+    assert_eq!(
+        server.requests().len(),
+        2,
+        "no answer is asked for past the budget"
+    );
+    let summary = &report.summary;
+    assert!(summary.contains("budget ran out"), "{summary}");
+    assert!(summary.contains("2 of 2 iterations"), "{summary}");
+    for iteration in &report.iterations {
+        let failure = iteration.failure.as_ref().expect("each iteration failed");
+        assert!(!failure.step_ok);
+        assert!(
+            summary.contains(&format!("iteration {}: the code failed", iteration.number)),
+            "{summary}"
+        );
+    }
+    assert_eq!(report.iterations[0].path, Some(Recovery::Retry));
+    assert_eq!(report.iterations[1].path, None);
+    assert!(report.iterations[1]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("last of 2 iterations"));
+    assert!(report.report_path.is_file());
+    nothing_left(&engine, "budget-task.yaml");
+
+    let store = Store::open(engine.state_dir()).unwrap();
+    let stored = store.run(&report.run_id).unwrap().unwrap();
+    assert_eq!(stored.outcome, "budget_exhausted");
+    assert_eq!(stored.end.as_ref().unwrap().summary, report.summary);
+    assert_eq!(stored.iterations.len(), 2);
 }
 
 #[test]

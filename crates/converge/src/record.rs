@@ -1,0 +1,174 @@
+//! Writes a converge run to the run store as it goes, from the same data the
+//! report holds (already redacted): the run when it starts, each iteration
+//! when it ends, the outcome at the end. The store is a record, not a
+//! dependency: a failure to write is logged and the run carries on.
+
+use std::path::Path as FsPath;
+
+use serde::Serialize;
+
+use rehearse_store::{
+    CheckRow, CommandRow, IterationRecord, LlmCallRecord, RunEnd, RunRecord, Store,
+};
+
+use crate::{ConvergeReport, Iteration};
+
+pub(crate) struct Recorder {
+    store: Option<Store>,
+    run_id: String,
+}
+
+/// The name serde gives a unit variant, e.g. `budget_exhausted`.
+fn name_of(value: impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Recorder {
+    /// Opens the store under `state_dir` and records the run's start.
+    pub fn start(state_dir: &FsPath, run: RunRecord) -> Recorder {
+        let run_id = run.id.clone();
+        let store = match Store::open(state_dir) {
+            Ok(store) => Some(store),
+            Err(e) => {
+                tracing::warn!(run = %run_id, error = %e, "the run will not be in the run store");
+                None
+            }
+        };
+        let mut recorder = Recorder { store, run_id };
+        recorder.write("recording the run's start", |store, _| {
+            store.start_run(&RunRecord {
+                started_at_ms: now_ms(),
+                ..run
+            })
+        });
+        recorder
+    }
+
+    fn write(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut Store, &str) -> Result<(), rehearse_store::StoreError>,
+    ) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        if let Err(e) = f(store, &self.run_id) {
+            tracing::warn!(run = %self.run_id, error = %e, "{what} in the run store");
+        }
+    }
+
+    pub fn iteration(&mut self, iteration: &Iteration) {
+        let record = iteration_record(iteration);
+        self.write("recording an iteration", |store, id| {
+            store.record_iteration(id, &record)
+        });
+    }
+
+    pub fn finish(&mut self, report: &ConvergeReport) {
+        let end = RunEnd {
+            finished_at_ms: now_ms(),
+            outcome: name_of(report.verdict),
+            converged: report.verdict == crate::Verdict::Converged,
+            summary: report.summary.clone(),
+            script: report.script.clone(),
+            distilled: report.distilled.clone(),
+            proof_outcome: report.proof.as_ref().map(|p| name_of(p.outcome)),
+            report_path: Some(report.report_path.display().to_string()),
+            input_tokens: report.usage.input_tokens,
+            output_tokens: report.usage.output_tokens,
+            cost_usd: report.cost_usd,
+        };
+        self.write("recording the run's outcome", |store, id| {
+            store.finish_run(id, &end)
+        });
+    }
+
+    /// The run stopped on an error before it had a report.
+    pub fn failed(&mut self, error: &str, usage: rehearse_llm::Usage, cost_usd: Option<f64>) {
+        let end = RunEnd {
+            finished_at_ms: now_ms(),
+            outcome: "error".into(),
+            converged: false,
+            summary: error.to_owned(),
+            script: None,
+            distilled: None,
+            proof_outcome: None,
+            report_path: None,
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cost_usd,
+        };
+        self.write("recording the run's error", |store, id| {
+            store.finish_run(id, &end)
+        });
+    }
+}
+
+fn iteration_record(it: &Iteration) -> IterationRecord {
+    IterationRecord {
+        number: it.number,
+        origin: it.origin.to_owned(),
+        code: it.code.clone(),
+        outcome: name_of(it.run.outcome),
+        scenario_run_id: it.run.run_id.clone(),
+        failure: it.failure.as_ref().map(|f| f.describe()),
+        recovery_path: it.path.map(name_of),
+        reason: it.reason.clone(),
+        fix_rule: it.fix.as_ref().map(|f| f.rule.to_owned()),
+        duration_ms: it.duration_ms,
+        llm_calls: it
+            .llm_calls
+            .iter()
+            .map(|call| LlmCallRecord {
+                purpose: call.purpose.to_owned(),
+                prompt: serde_json::to_string(&call.request).unwrap_or_default(),
+                response: call.response.clone(),
+                input_tokens: call.usage.input_tokens,
+                output_tokens: call.usage.output_tokens,
+                latency_ms: call.latency_ms,
+                cost_usd: call.cost_usd,
+            })
+            .collect(),
+        commands: it
+            .commands
+            .iter()
+            .map(|c| CommandRow {
+                node: c.node.clone(),
+                command: c.command.clone(),
+                why: c.why.clone(),
+                exit_code: c.exit_code,
+                output: c.output.clone(),
+                duration_ms: c.duration_ms,
+                refused: c.refused.clone(),
+            })
+            .collect(),
+        checks: it
+            .run
+            .all_checks()
+            .into_iter()
+            .map(|check| CheckRow {
+                node: check.node.clone(),
+                name: check.name.clone(),
+                kind: check.kind.clone(),
+                subject: check.subject.clone(),
+                status: name_of(check.status),
+                expected: check.expected.to_string(),
+                actual: check.actual.to_string(),
+                message: check.message.clone(),
+                attempts: check.attempts,
+                duration_ms: check.duration_ms,
+            })
+            .collect(),
+    }
+}
