@@ -152,15 +152,11 @@ pub struct Converger<'a> {
     recorder: record::Recorder,
 }
 
+/// Converge runs share the scenario runs' id scheme, marked with a `c`: two
+/// runs started in the same second by one process (as a server or a test
+/// harness does) must not share an id, a work directory or store rows.
 fn new_run_id() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!(
-        "c{secs:x}{:04x}",
-        std::process::id() as u16 ^ (secs as u16).rotate_left(7)
-    )
+    format!("c{}", rehearse_scenario::new_run_id())
 }
 
 /// Runs the loop for `task`. `model` is `None` for rules-only mode.

@@ -141,12 +141,14 @@ impl RunReport {
     }
 }
 
-fn new_run_id() -> String {
+/// A run id: the start second (so ids sort by time) and 32 random bits, so
+/// runs started in the same second, in one process or many, never share one.
+pub fn new_run_id() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    format!("{secs:x}{:04x}", rand::random::<u16>())
+    format!("{secs:x}{:08x}", rand::random::<u32>())
 }
 
 /// Runs a scenario on a fresh cluster.
