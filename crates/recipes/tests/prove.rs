@@ -1,0 +1,100 @@
+//! Every shipped recipe proven on a fresh cluster: its scenario run by the
+//! same code as `rehearse recipe prove`, a few at a time, each proof recorded
+//! with the recipe's version and content hash, and no cluster left behind.
+//!
+//! `REHEARSE_PROVE_ONLY=web-lb,time-sync` limits the run to some recipes
+//! (for working on them); CI proves them all.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use rehearse_recipes::{prove, Catalogue};
+use rehearse_sandbox::Engine;
+
+/// Proofs at once: each boots 2-5 nodes that install packages, on 2 cores.
+const PARALLEL: usize = 3;
+
+#[test]
+fn every_shipped_recipe_proves_on_a_fresh_cluster() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "proofs boot real clusters and must run as root"
+    );
+    let engine = Engine::new(&rehearse_image::state_dir()).expect("engine");
+    let catalogue = Catalogue::load(&Catalogue::default_dir()).expect("the catalogue loads");
+    let only: Option<Vec<String>> = std::env::var("REHEARSE_PROVE_ONLY")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.split(',').map(str::to_string).collect());
+    let recipes: Vec<_> = catalogue
+        .recipes
+        .iter()
+        .filter(|r| only.as_ref().is_none_or(|o| o.iter().any(|n| n == r.name())))
+        .collect();
+    if only.is_none() {
+        assert!(recipes.len() >= 10, "the catalogue ships at least ten recipes");
+    }
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(recipe) = recipes.get(i) else { break };
+                let proof = prove::prove(&engine, recipe, &[], &|_| {});
+                eprintln!(
+                    "{}: {}",
+                    recipe.name(),
+                    match &proof {
+                        Ok(p) => format!(
+                            "{} in {} ms (run {})",
+                            p.record.outcome, p.report.timings.total_ms, p.record.run_id
+                        ),
+                        Err(e) => e.to_string(),
+                    }
+                );
+                results.lock().unwrap().push((*recipe, proof));
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    let mut failed = Vec::new();
+    for (recipe, proof) in &results {
+        match proof {
+            Ok(p) if p.passed() => {
+                // The proof is on record with what was proven.
+                let last = prove::history(engine.state_dir(), Some(recipe.name()))
+                    .into_iter()
+                    .rfind(|r| r.run_id == p.record.run_id)
+                    .expect("the proof is recorded");
+                assert_eq!(last.version, recipe.meta.version);
+                assert_eq!(last.hash, recipe.hash);
+                assert_eq!(last.outcome, "passed");
+                // Checks a node kind cannot run are skipped, never all of them.
+                assert!(
+                    p.report.checks.iter().any(|c| c.passed()),
+                    "{}: no check passed",
+                    recipe.name()
+                );
+            }
+            Ok(p) => failed.push(format!(
+                "{}: {} (run {}): {}",
+                recipe.name(),
+                p.record.outcome,
+                p.record.run_id,
+                prove::failures(&p.report).join("; ")
+            )),
+            Err(e) => failed.push(format!("{}: {e}", recipe.name())),
+        }
+        if let Ok(p) = proof {
+            if let Some(cluster) = &p.report.cluster {
+                assert!(
+                    engine.get(cluster).is_err(),
+                    "{}: cluster {cluster} left behind",
+                    recipe.name()
+                );
+            }
+        }
+    }
+    assert!(failed.is_empty(), "recipes failing their proof:\n{}", failed.join("\n"));
+}
