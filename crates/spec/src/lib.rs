@@ -18,6 +18,6 @@ mod source;
 pub use error::{ErrorKind, Location, SpecError};
 pub use image::{builtin_image, ImageSpec, BUILTIN_IMAGES};
 pub use topology::{
-    Egress, NetworkSpec, NodeSpec, Topology, DEFAULT_IMAGE, DEFAULT_NETWORK, MAX_NETWORKS,
-    MAX_NODES,
+    Egress, NetworkSpec, NodeBackend, NodeSpec, Topology, DEFAULT_IMAGE, DEFAULT_NETWORK,
+    MAX_NETWORKS, MAX_NODES,
 };

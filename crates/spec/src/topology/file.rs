@@ -11,7 +11,7 @@ use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::DEFAULT_IMAGE;
-use super::{check, networks_path, Egress, NetworkSpec, NodeSpec, Topology};
+use super::{check, networks_path, Egress, NetworkSpec, NodeBackend, NodeSpec, Topology};
 use crate::error::{ErrorKind, SpecError};
 use crate::source::{FieldPath, Source};
 
@@ -71,6 +71,11 @@ pub(crate) struct NodeFile {
     /// Free labels `[a-z][a-z0-9_-]*` for addressing several nodes at once.
     #[serde(default)]
     groups: Vec<String>,
+    /// What runs the node: `nspawn` (a container sharing the host's kernel) or
+    /// `vm` (a QEMU microVM with its own kernel, for modules, sysctls, disks).
+    /// Default: the engine's choice (`--backend`, else `nspawn`).
+    #[serde(default)]
+    backend: Option<NodeBackend>,
 }
 
 /// One network: a bridge on the host with its own IPv4 subnet.
@@ -159,6 +164,7 @@ impl TopologyFile {
             image: DEFAULT_IMAGE.to_owned(),
             networks: default_networks.clone(),
             groups: Vec::new(),
+            backend: None,
         };
 
         let nodes = match self.nodes {
@@ -175,6 +181,7 @@ impl TopologyFile {
                         image: file.image.unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
                         networks: file.networks.unwrap_or_else(|| default_networks.clone()),
                         groups: file.groups,
+                        backend: file.backend,
                         name: file.name,
                     },
                 })

@@ -61,6 +61,59 @@ pub struct NodeSpec {
     pub networks: Vec<String>,
     /// Free labels, used to target several nodes at once (e.g. inventory groups).
     pub groups: Vec<String>,
+    /// What runs the node; `None` leaves the choice to the engine (`--backend`,
+    /// default a container).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<NodeBackend>,
+}
+
+/// What runs a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeBackend {
+    /// A systemd-nspawn container: boots in well under a second, shares the
+    /// host's kernel (no modules, no sysctls outside its network namespace).
+    #[default]
+    Nspawn,
+    /// A QEMU microVM with its own Debian kernel: slower to boot, but kernel
+    /// modules, every sysctl, disks and filesystems are its own.
+    Vm,
+}
+
+impl NodeBackend {
+    /// Every backend, in the order they are documented.
+    pub const ALL: [NodeBackend; 2] = [NodeBackend::Nspawn, NodeBackend::Vm];
+
+    /// The name used in YAML, on the command line and in cluster state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeBackend::Nspawn => "nspawn",
+            NodeBackend::Vm => "vm",
+        }
+    }
+}
+
+impl fmt::Display for NodeBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for NodeBackend {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NodeBackend::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| {
+                SpecError::new(
+                    ErrorKind::InvalidValue,
+                    format!("unknown backend \"{}\"", s.escape_default()),
+                )
+                .with_hint("use one of: nspawn, vm")
+            })
+    }
 }
 
 /// One network: a bridge on the host with an IPv4 subnet.
@@ -165,6 +218,7 @@ impl Topology {
     ///     image: debian-12      # default: debian-12
     ///     networks: [front, back]   # default: the first network
     ///     groups: [balancers]
+    ///     backend: vm           # nspawn | vm; default: the engine's (--backend)
     ///   - web1                  # same as {name: web1}
     /// networks:                 # default: one network named "default"
     ///   - name: front
@@ -205,6 +259,7 @@ impl Topology {
                     image: image.to_owned(),
                     networks: vec![DEFAULT_NETWORK.to_owned()],
                     groups: Vec::new(),
+                    backend: None,
                 })
                 .collect(),
             networks: vec![NetworkSpec::default_network()],
@@ -224,6 +279,14 @@ impl Topology {
     pub fn json_schema() -> serde_json::Value {
         // Serialising a schema cannot fail: it is plain maps, strings and numbers.
         serde_json::to_value(schemars::schema_for!(file::TopologyFile)).unwrap_or_default()
+    }
+
+    /// Gives `backend` to every node whose topology left the choice open
+    /// (`--backend` on the command line).
+    pub fn set_default_backend(&mut self, backend: NodeBackend) {
+        for node in &mut self.nodes {
+            node.backend.get_or_insert(backend);
+        }
     }
 
     /// The node named `name`.
