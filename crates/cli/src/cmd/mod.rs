@@ -12,6 +12,7 @@ mod image;
 mod ls;
 mod mcp;
 mod reap;
+mod recipe;
 mod run;
 mod serve;
 mod ssh;
@@ -71,6 +72,8 @@ enum Command {
     Serve(serve::Args),
     /// Check that this host has everything rehearse needs.
     Doctor(doctor::Args),
+    /// Search, show, scaffold, prove, use and verify recipes: proven, reusable infrastructure components.
+    Recipe(recipe::Args),
     /// Destroy a cluster when its time-to-live runs out (started by `up`).
     #[command(name = "__reap", hide = true)]
     Reap(reap::Args),
@@ -93,6 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Mcp(a) => mcp::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Doctor(a) => doctor::run(a, json),
+        Command::Recipe(a) => recipe::run(a, json),
         Command::Reap(a) => reap::run(a),
     }
 }
