@@ -8,6 +8,7 @@ mod error;
 mod jobs;
 mod ops;
 mod outputs;
+pub mod recipes;
 pub mod types;
 
 use std::path::PathBuf;
@@ -83,6 +84,9 @@ impl Api {
             Command::Check(r) => to_json(self.check(r)?),
             Command::RunScenario(r) => to_json(self.run_scenario(r, progress)?),
             Command::Converge(r) => to_json(self.converge(r, progress)?),
+            Command::RecipeSearch(r) => self.recipe_search(r),
+            Command::RecipeShow(r) => self.recipe_show(r),
+            Command::RecipeProve(r) => to_json(self.recipe_prove(r, progress)?),
             Command::Extend(r) => to_json(self.extend(r)?),
             Command::Destroy(r) => to_json(self.destroy(&r.cluster)?),
             Command::List(_) => to_json(self.list()),
@@ -189,6 +193,12 @@ commands! {
         "Run a whole scenario (topology, steps, checks, idempotence, optional reboot) on a fresh cluster, from a file/folder path on the server or inline YAML. Runs in the background: returns a job_id at once; progress comes as MCP progress notifications when a progress token was sent, and job_status gives progress lines, the outcome and the full report (also the resource rehearse://runs/{run_id}).";
     Converge(ConvergeRequest) = "converge", read_only = false,
         "Have rehearse write infrastructure code for you and prove it: give a task (goal in plain words, language bash or ansible, the nodes, and the checks that define success) as a task file path on the server or inline YAML. An LLM writes the code, rehearse runs it on a fresh cluster, and on failure recovers by a known rules fix, a rewrite, or live troubleshooting on the failed cluster, until a script passes every check on a fresh cluster in one pass (or the task's budget of iterations, time or tokens runs out). Use it when you want working, tested code rather than to experiment step by step yourself. Runs in the background: returns a job_id at once; progress comes as MCP progress notifications when a progress token was sent, and job_status gives progress lines and, when done, `converge`: converged, the proven script, run_id, report_path, each iteration with its recovery path and reason, and token use. The model is the server's (REHEARSE_LLM_* environment) unless provider/model/base_url are passed; without any model only the task's starting code is run, with rule-based fixes. Clusters it starts are destroyed when it ends.";
+    RecipeSearch(recipes::RecipeSearchRequest) = "recipe_search", read_only = true,
+        "Search the catalogue of proven infrastructure recipes (load-balanced web tier, internal DNS, central logs, NFS, PostgreSQL replica, Redis Sentinel, SSH hardening, nftables firewall, internal CA with TLS, chrony time sync, ...) by words. Use it before writing infrastructure code from scratch: adapting a proven recipe is faster and safer. Returns hits best first, each with name, version, description, tags, score and the words it matched.";
+    RecipeShow(recipes::RecipeShowRequest) = "recipe_show", read_only = true,
+        "Show one recipe: metadata (version, tags, supported images, variables with defaults, the topology it needs, limits), README, every file's content (scripts, playbooks, the scenario that proves it), its content hash and its last recorded proof. Use it to read and adapt a recipe found with recipe_search.";
+    RecipeProve(recipes::RecipeProveRequest) = "recipe_prove", read_only = false,
+        "Prove a recipe: run its scenario on a fresh cluster with its variables (defaults, or `set`), record the outcome with the recipe's version, content hash and date. Runs in the background: returns a job_id; job_status gives progress, the outcome, run_id and the proof with the full run report.";
     Extend(ExtendRequest) = "extend", read_only = false,
         "Set a cluster's remaining time to live (e.g. \"1h\") so it is not destroyed while you still need it. Returns the cluster with its new expiry.";
     Destroy(ClusterRequest) = "destroy", read_only = false,
