@@ -24,6 +24,7 @@ packages=(
   curl
   ca-certificates
   gcc                 # crates that build C
+  postgresql          # the run store on a server (REHEARSE_DATABASE_URL); SQLite is the default
   pkg-config
 )
 missing=()
@@ -41,6 +42,20 @@ fi
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
   systemctl disable --now apt-cacher-ng >/dev/null 2>&1 || true
 fi
+
+# PostgreSQL for the run store, when REHEARSE_DATABASE_URL points at it: the
+# server started (without systemd as PID 1, through Debian's pg_ctlcluster),
+# and a `rehearse` role and database on loopback.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  systemctl enable --now postgresql >/dev/null 2>&1 || true
+fi
+pg_lsclusters -h | while read -r version name _ status _; do
+  [ "$status" = online ] || pg_ctlcluster "$version" "$name" start
+done
+runuser -u postgres -- psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname = 'rehearse'" | grep -q 1 ||
+  runuser -u postgres -- psql -qc "CREATE ROLE rehearse LOGIN CREATEDB PASSWORD 'rehearse'"
+runuser -u postgres -- psql -qtAc "SELECT 1 FROM pg_database WHERE datname = 'rehearse'" | grep -q 1 ||
+  runuser -u postgres -- createdb -O rehearse rehearse
 
 # The MCP server's tests drive it with the official MCP Python SDK. Debian's own
 # python3 is "externally managed" (PEP 668) and pip refuses to install into it;

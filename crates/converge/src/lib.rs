@@ -175,17 +175,18 @@ pub fn converge(
     let run_id = new_run_id();
     let recorder = record::Recorder::start(
         engine.state_dir(),
-        rehearse_store::RunRecord {
+        rehearse_store::RunStart {
             id: run_id.clone(),
-            task: task.name.clone(),
-            task_file: task.file.display().to_string(),
+            kind: "converge".into(),
+            name: task.name.clone(),
+            file: task.file.display().to_string(),
+            parent_id: None,
+            role: None,
+        },
+        rehearse_store::ConvergeStart {
             goal: redactor.redact(&task.goal),
             language: task.language.as_str().to_owned(),
             model: model.map(|m| format!("{}/{}", m.name(), m.model())),
-            started_at_ms: 0,
-            outcome: "running".into(),
-            end: None,
-            iterations: Vec::new(),
         },
     );
     let work_dir = engine.state_dir().join("converge").join(&run_id);
@@ -441,12 +442,28 @@ impl Converger<'_> {
         })
     }
 
-    fn run_code(&self, code: &str, dir: &FsPath, keep: Keep) -> Result<RunReport, ConvergeError> {
+    /// Runs `code` on a fresh cluster as a scenario run of this converge run;
+    /// `role` names its part (`iteration 2`, `proof`) in the run store.
+    fn run_code(
+        &self,
+        code: &str,
+        dir: &FsPath,
+        keep: Keep,
+        role: String,
+    ) -> Result<RunReport, ConvergeError> {
         let scenario = self.scenario(code, dir)?;
+        let redactor = self.redactor.clone();
         let options = RunOptions {
             idempotence: false,
             reboot: false,
             keep,
+            parent: Some(rehearse_scenario::ParentRun {
+                run_id: self.run_id.clone(),
+                role,
+            }),
+            redact: Some(rehearse_scenario::Redact(std::sync::Arc::new(
+                move |text| redactor.redact(text),
+            ))),
             ..RunOptions::default()
         };
         let mut run = rehearse_scenario::run(self.engine, &scenario, &options, &|_| {});
@@ -486,7 +503,7 @@ impl Converger<'_> {
                 "iteration {number}: running the code on a fresh cluster"
             ));
             let dir = self.work_dir.join(format!("iteration-{number}"));
-            let run = self.run_code(&code, &dir, Keep::OnFailure)?;
+            let run = self.run_code(&code, &dir, Keep::OnFailure, format!("iteration {number}"))?;
             let mut kept = KeptCluster {
                 engine: self.engine,
                 id: run.kept.then(|| run.cluster.clone()).flatten(),
@@ -626,7 +643,12 @@ impl Converger<'_> {
                         ));
                     } else {
                         self.say("proving the distilled script on a fresh cluster");
-                        let run = self.run_code(&d, &self.work_dir.join("proof"), Keep::Never)?;
+                        let run = self.run_code(
+                            &d,
+                            &self.work_dir.join("proof"),
+                            Keep::Never,
+                            "proof".into(),
+                        )?;
                         if run.outcome == Outcome::Passed {
                             script = Some(self.redactor.redact(&d));
                         } else {

@@ -8,7 +8,8 @@ use std::path::Path as FsPath;
 use serde::Serialize;
 
 use rehearse_store::{
-    CheckRow, CommandRow, IterationRecord, LlmCallRecord, RunEnd, RunRecord, Store,
+    CheckRow, CommandRow, ConvergeEnd, ConvergeStart, IterationRecord, LlmCallRecord, RunFinish,
+    RunStart, Store,
 };
 
 use crate::{ConvergeReport, Iteration};
@@ -19,7 +20,7 @@ pub(crate) struct Recorder {
 }
 
 /// The name serde gives a unit variant, e.g. `budget_exhausted`.
-fn name_of(value: impl Serialize) -> String {
+pub(crate) fn name_of(value: impl Serialize) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(name)) => name,
         Ok(other) => other.to_string(),
@@ -27,16 +28,9 @@ fn name_of(value: impl Serialize) -> String {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 impl Recorder {
     /// Opens the store under `state_dir` and records the run's start.
-    pub fn start(state_dir: &FsPath, run: RunRecord) -> Recorder {
+    pub fn start(state_dir: &FsPath, run: RunStart, converge: ConvergeStart) -> Recorder {
         let run_id = run.id.clone();
         let store = match Store::open(state_dir) {
             Ok(store) => Some(store),
@@ -47,10 +41,7 @@ impl Recorder {
         };
         let mut recorder = Recorder { store, run_id };
         recorder.write("recording the run's start", |store, _| {
-            store.start_run(&RunRecord {
-                started_at_ms: now_ms(),
-                ..run
-            })
+            store.start_converge(&run, &converge)
         });
         recorder
     }
@@ -58,9 +49,9 @@ impl Recorder {
     fn write(
         &mut self,
         what: &str,
-        f: impl FnOnce(&mut Store, &str) -> Result<(), rehearse_store::StoreError>,
+        f: impl FnOnce(&Store, &str) -> Result<(), rehearse_store::StoreError>,
     ) {
-        let Some(store) = self.store.as_mut() else {
+        let Some(store) = self.store.as_ref() else {
             return;
         };
         if let Err(e) = f(store, &self.run_id) {
@@ -76,41 +67,38 @@ impl Recorder {
     }
 
     pub fn finish(&mut self, report: &ConvergeReport) {
-        let end = RunEnd {
-            finished_at_ms: now_ms(),
+        let finish = RunFinish {
             outcome: name_of(report.verdict),
-            converged: report.verdict == crate::Verdict::Converged,
             summary: report.summary.clone(),
-            script: report.script.clone(),
-            distilled: report.distilled.clone(),
-            proof_outcome: report.proof.as_ref().map(|p| name_of(p.outcome)),
+            report: serde_json::to_string(report).ok(),
             report_path: Some(report.report_path.display().to_string()),
             input_tokens: report.usage.input_tokens,
             output_tokens: report.usage.output_tokens,
             cost_usd: report.cost_usd,
         };
+        let end = ConvergeEnd {
+            converged: report.verdict == crate::Verdict::Converged,
+            script: report.script.clone(),
+            distilled: report.distilled.clone(),
+            proof_outcome: report.proof.as_ref().map(|p| name_of(p.outcome)),
+        };
         self.write("recording the run's outcome", |store, id| {
-            store.finish_run(id, &end)
+            store.finish_converge(id, &finish, &end)
         });
     }
 
     /// The run stopped on an error before it had a report.
     pub fn failed(&mut self, error: &str, usage: rehearse_llm::Usage, cost_usd: Option<f64>) {
-        let end = RunEnd {
-            finished_at_ms: now_ms(),
+        let finish = RunFinish {
             outcome: "error".into(),
-            converged: false,
             summary: error.to_owned(),
-            script: None,
-            distilled: None,
-            proof_outcome: None,
-            report_path: None,
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
             cost_usd,
+            ..RunFinish::default()
         };
         self.write("recording the run's error", |store, id| {
-            store.finish_run(id, &end)
+            store.finish_converge(id, &finish, &ConvergeEnd::default())
         });
     }
 }
@@ -158,6 +146,7 @@ fn iteration_record(it: &Iteration) -> IterationRecord {
             .all_checks()
             .into_iter()
             .map(|check| CheckRow {
+                phase: "checks".into(),
                 node: check.node.clone(),
                 name: check.name.clone(),
                 kind: check.kind.clone(),

@@ -102,13 +102,30 @@ fn converges_by_retry_when_the_first_answer_is_broken() {
         .run(&report.run_id)
         .unwrap()
         .expect("the run is in the store");
-    assert_eq!(stored.outcome, "converged");
-    let end = stored.end.as_ref().expect("the run ended");
+    assert_eq!(stored.run.outcome, "converged");
+    assert!(stored.run.finished_at_ms.is_some());
+    assert_eq!(stored.run.input_tokens + stored.run.output_tokens, 240);
+    let end = stored.converge.as_ref().expect("the converge part");
     assert!(end.converged);
     assert_eq!(end.script, report.script);
-    assert_eq!(end.input_tokens + end.output_tokens, 240);
-    assert_eq!(stored.iterations.len(), 2);
-    let (first, second) = (&stored.iterations[0], &stored.iterations[1]);
+    assert_eq!(end.iterations.len(), 2);
+    // Each iteration's run is a scenario run of its own, with its steps and
+    // checks, under the converge run (code that passed whole needs no proof).
+    let roles: Vec<_> = stored
+        .children
+        .iter()
+        .map(|c| c.role.as_deref().unwrap_or_default())
+        .collect();
+    assert_eq!(roles, ["iteration 1", "iteration 2"]);
+    let first_run = store.run(&stored.children[0].id).unwrap().unwrap();
+    assert_eq!(first_run.run.outcome, "failed");
+    assert!(
+        first_run.steps[0].detail.contains("syntax error"),
+        "{:?}",
+        first_run.steps
+    );
+    assert_eq!(first_run.checks[0].status, "failed");
+    let (first, second) = (&end.iterations[0], &end.iterations[1]);
     assert_eq!(first.outcome, "failed");
     assert_eq!(first.recovery_path.as_deref(), Some("retry"));
     assert_eq!(first.reason, report.iterations[0].reason);
@@ -125,7 +142,11 @@ fn converges_by_retry_when_the_first_answer_is_broken() {
     assert_eq!(second.recovery_path, None);
     assert!(second.llm_calls.is_empty());
     assert_eq!(second.checks[0].status, "passed");
-    assert!(store.runs().unwrap().iter().any(|r| r.id == report.run_id));
+    assert!(store
+        .runs(&rehearse_store::RunFilter::default())
+        .unwrap()
+        .iter()
+        .any(|r| r.id == report.run_id));
 }
 
 #[test]
@@ -178,9 +199,9 @@ fn a_model_that_never_gets_it_right_exhausts_the_budget_and_says_so() {
 
     let store = Store::open(engine.state_dir()).unwrap();
     let stored = store.run(&report.run_id).unwrap().unwrap();
-    assert_eq!(stored.outcome, "budget_exhausted");
-    assert_eq!(stored.end.as_ref().unwrap().summary, report.summary);
-    assert_eq!(stored.iterations.len(), 2);
+    assert_eq!(stored.run.outcome, "budget_exhausted");
+    assert_eq!(stored.run.summary.as_deref(), Some(report.summary.as_str()));
+    assert_eq!(stored.converge.unwrap().iterations.len(), 2);
 }
 
 #[test]
@@ -476,6 +497,22 @@ max_iterations: 3
     for iteration in &report.iterations {
         let stored = files_holding(&iteration.run.work_dir, &value);
         assert!(stored.is_empty(), "{stored:?}");
+    }
+    // Nor the run store: the converge run, nor its scenario runs' steps and checks.
+    let store = Store::open(engine.state_dir()).unwrap();
+    let run = store.run(&report.run_id).unwrap().expect("stored");
+    assert!(!run.children.is_empty());
+    leaks(
+        "the stored converge run",
+        &serde_json::to_string(&run).unwrap(),
+    );
+    for child in &run.children {
+        let detail = store.run(&child.id).unwrap().expect("stored");
+        assert!(!detail.steps.is_empty());
+        leaks(
+            "a stored scenario run",
+            &serde_json::to_string(&detail).unwrap(),
+        );
     }
     nothing_left(&engine, "secret-task.yaml");
 }

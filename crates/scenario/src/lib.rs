@@ -3,6 +3,7 @@
 //! hygiene → the cluster destroyed (or kept), and one report of all of it.
 
 mod hygiene;
+mod record;
 mod report;
 
 use std::path::PathBuf;
@@ -16,6 +17,9 @@ use rehearse_sandbox::{ClusterState, Engine, SandboxError, UpRequest};
 use rehearse_spec::scenario::{Scenario, StepAction};
 
 pub use hygiene::{Finding, FindingKind};
+pub use record::{
+    cluster_row, record_cluster, record_cluster_destroyed, summary, ParentRun, Redact,
+};
 pub use report::{junit, render_human};
 
 /// When to leave the cluster up after the run.
@@ -34,6 +38,10 @@ pub struct RunOptions {
     pub keep: Keep,
     pub ttl: Duration,
     pub boot_timeout: Duration,
+    /// The run this one is part of (a converge run's iteration or proof).
+    pub parent: Option<ParentRun>,
+    /// Applied to every text the run store receives.
+    pub redact: Option<Redact>,
 }
 
 impl Default for RunOptions {
@@ -44,6 +52,8 @@ impl Default for RunOptions {
             keep: Keep::Never,
             ttl: Duration::from_secs(30 * 60),
             boot_timeout: Duration::from_secs(60),
+            parent: None,
+            redact: None,
         }
     }
 }
@@ -162,7 +172,7 @@ pub fn run(
     let run_id = new_run_id();
     let work_dir = engine.state_dir().join("runs").join(&run_id);
     let _ = std::fs::create_dir_all(&work_dir);
-    let mut report = RunReport {
+    let report = RunReport {
         run_id,
         scenario: scenario.name.clone(),
         file: scenario.file.clone(),
@@ -180,7 +190,27 @@ pub fn run(
         timings: Timings::default(),
         work_dir: work_dir.clone(),
     };
+    let recorder = record::Recorder::start(
+        engine.state_dir(),
+        &report,
+        opts.parent.as_ref(),
+        opts.redact.clone(),
+    );
+    let report = run_recorded(engine, scenario, opts, events, report, &recorder, started);
+    recorder.finish(&report);
+    report
+}
 
+fn run_recorded(
+    engine: &Engine,
+    scenario: &Scenario,
+    opts: &RunOptions,
+    events: &(dyn Fn(Event<'_>) + Sync),
+    mut report: RunReport,
+    recorder: &record::Recorder,
+    started: Instant,
+) -> RunReport {
+    let work_dir = report.work_dir.clone();
     events(Event::Phase("starting a fresh cluster"));
     let t = Instant::now();
     let cluster = match engine.up(
@@ -214,6 +244,24 @@ pub fn run(
         cluster: &cluster.id,
         boot_ms: report.timings.boot_ms,
     });
+    recorder.cluster(&cluster, report.timings.boot_ms);
+    // Every step and check result reaches the store as it happens.
+    let recording = |event: Event<'_>| {
+        match &event {
+            Event::StepDone(step) => recorder.step(step),
+            Event::ChecksDone { phase, results } => recorder.checks(
+                if *phase == "checks" {
+                    "checks"
+                } else {
+                    "after_reboot"
+                },
+                results,
+            ),
+            _ => {}
+        }
+        events(event);
+    };
+    let events: &(dyn Fn(Event<'_>) + Sync) = &recording;
 
     let failed = drive(
         engine,
@@ -250,10 +298,13 @@ pub fn run(
         ));
     } else {
         events(Event::Phase("destroying the cluster"));
-        if let Err(e) = engine.down(&cluster.id) {
-            report
-                .error
-                .get_or_insert(format!("destroying cluster {}: {e}", cluster.id));
+        match engine.down(&cluster.id) {
+            Ok(()) => recorder.destroyed(&cluster.id),
+            Err(e) => {
+                report
+                    .error
+                    .get_or_insert(format!("destroying cluster {}: {e}", cluster.id));
+            }
         }
     }
     report.timings.teardown_ms = t.elapsed().as_millis() as u64;

@@ -1,95 +1,209 @@
-//! The run store: every converge run, its iterations, the model calls, the
-//! troubleshooting commands and the check results, in one SQLite file under
-//! the state directory.
+//! The run store: every scenario and converge run, its steps, check results,
+//! iterations, model calls and troubleshooting commands, and every cluster
+//! started — in one SQLite file under the state directory by default, or in
+//! PostgreSQL when `REHEARSE_DATABASE_URL` names a server.
 //!
-//! The schema lives in `migrations/` as plain SQL that PostgreSQL accepts as
-//! well, so a later PostgreSQL backend applies the very same files. Texts are
-//! stored as the engine hands them over: already redacted.
+//! Both databases get the very same migrations (`migrations/`, plain SQL both
+//! accept) and the very same statements. Texts are stored as the engine hands
+//! them over: already redacted.
 
+mod clusters;
 mod converge;
+mod db;
+mod metrics;
 mod migrate;
+mod runs;
+mod scenario;
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::Connection;
-
-pub use converge::{CheckRow, CommandRow, IterationRecord, LlmCallRecord, RunEnd, RunRecord};
+pub use clusters::ClusterRow;
+pub use converge::{
+    CommandRow, ConvergeDetail, ConvergeEnd, ConvergeStart, IterationRecord, LlmCallRecord,
+};
+pub use metrics::{Counts, Metrics};
 pub use migrate::MIGRATIONS;
+pub use runs::{Deleted, RunDetail, RunFilter, RunFinish, RunRow, RunStart};
+pub use scenario::{CheckRow, StepRow};
 
-/// The database's file name under the state directory.
+use db::Db;
+
+/// The SQLite database's file name under the state directory.
 pub const FILE_NAME: &str = "rehearse.db";
 
-/// How long a writer waits for another process's lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The environment variable that points the store at PostgreSQL.
+pub const DATABASE_URL_ENV: &str = "REHEARSE_DATABASE_URL";
+
+/// How long a SQLite writer waits for another process's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database file could not be opened or set up.
-    #[error("opening the run store {path}: {source}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
+    /// The database could not be opened or reached.
+    #[error("opening the run store at {location}: {message}")]
+    Open { location: String, message: String },
     /// A migration of the schema failed; the database keeps the version before it.
     #[error("applying migration {version} ({name}) to the run store: {source}")]
     Migrate {
         version: u32,
         name: &'static str,
         #[source]
-        source: rusqlite::Error,
+        source: Box<StoreError>,
     },
     /// The database was written by a newer rehearse.
     #[error("the run store is at schema version {found}, newer than this rehearse knows ({known}): upgrade rehearse")]
     TooNew { found: u32, known: u32 },
-    #[error("the run store: {0}")]
-    Sql(#[from] rusqlite::Error),
+    #[error("the run store (SQLite): {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the run store (PostgreSQL): {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("the run store holds a value this rehearse cannot read: {0}")]
+    Decode(String),
+    /// A run cannot be removed while something still needs it.
+    #[error("run {id} is still referenced: {why}")]
+    Referenced { id: String, why: String },
+    #[error("no run {0} in the run store")]
+    NoRun(String),
 }
 
+/// The store. Every method takes `&self`: one connection, used by one caller
+/// at a time, so a server's request handlers may share it.
 pub struct Store {
-    conn: Connection,
-    path: PathBuf,
+    db: Mutex<Db>,
+    location: String,
 }
 
 impl Store {
-    /// Opens `<state_dir>/rehearse.db`, creating it, and brings its schema up
-    /// to date.
+    /// Opens the store the environment names: PostgreSQL when
+    /// `REHEARSE_DATABASE_URL` is set, else `<state_dir>/rehearse.db`.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
-        Store::open_file(&state_dir.join(FILE_NAME))
+        match std::env::var(DATABASE_URL_ENV) {
+            Ok(url) if !url.trim().is_empty() => Store::connect(url.trim()),
+            _ => Store::open_file(&state_dir.join(FILE_NAME)),
+        }
     }
 
+    /// Opens a store by URL: `postgres://` / `postgresql://` for PostgreSQL,
+    /// `sqlite://PATH` or a plain path for SQLite.
+    pub fn connect(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let location = redact_password(url);
+            let client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| {
+                StoreError::Open {
+                    location: location.clone(),
+                    message: format!(
+                        "{e} (is the server running and does {DATABASE_URL_ENV} name a database this user may create tables in?)"
+                    ),
+                }
+            })?;
+            Store::with(Db::Postgres(Box::new(client)), location)
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            Store::open_file(Path::new(path))
+        }
+    }
+
+    /// Opens (creating) a SQLite file.
     pub fn open_file(path: &Path) -> Result<Store, StoreError> {
-        let open = |source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
+        let location = path.display().to_string();
+        let open = |e: rusqlite::Error| StoreError::Open {
+            location: location.clone(),
+            message: e.to_string(),
         };
-        let mut conn = Connection::open(path).map_err(open)?;
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = rusqlite::Connection::open(path).map_err(open)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open)?;
         // WAL lets the dashboard read while a run writes.
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open)?;
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(open)?;
-        migrate::apply(&mut conn)?;
+        Store::with(Db::Sqlite(conn), location)
+    }
+
+    fn with(mut db: Db, location: String) -> Result<Store, StoreError> {
+        migrate::apply(&mut db)?;
         Ok(Store {
-            conn,
-            path: path.to_path_buf(),
+            db: Mutex::new(db),
+            location,
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the store is: a file path, or a PostgreSQL URL without its password.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        if self.db().is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
+    /// The file, for a SQLite store.
+    pub fn path(&self) -> Option<PathBuf> {
+        (self.backend() == "sqlite").then(|| PathBuf::from(&self.location))
     }
 
     /// The versions of the migrations applied, in order.
     pub fn schema_versions(&self) -> Result<Vec<u32>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT version FROM schema_migrations ORDER BY version")?;
-        let versions = stmt
-            .query_map([], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
-        Ok(versions)
+        self.db()
+            .query(
+                "SELECT version FROM schema_migrations ORDER BY version",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Db> {
+        // A panic while holding the lock leaves the connection as usable as
+        // before: every multi-statement write is one transaction.
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(parts) => parts,
+        None => return url.to_owned(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_the_location() {
+        assert_eq!(
+            super::redact_password("postgresql://rehearse:s3cret@127.0.0.1:5432/runs"),
+            "postgresql://rehearse:***@127.0.0.1:5432/runs"
+        );
+        assert_eq!(
+            super::redact_password("postgres://127.0.0.1/runs"),
+            "postgres://127.0.0.1/runs"
+        );
     }
 }

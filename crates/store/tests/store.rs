@@ -1,20 +1,98 @@
+//! The store's behaviour, on SQLite and on a real PostgreSQL server: every
+//! test runs once per backend (PostgreSQL in a database of its own, created
+//! and dropped by the test).
+
 use rehearse_store::{
-    CheckRow, CommandRow, IterationRecord, LlmCallRecord, RunEnd, RunRecord, Store, FILE_NAME,
-    MIGRATIONS,
+    CheckRow, ClusterRow, CommandRow, ConvergeEnd, ConvergeStart, IterationRecord, LlmCallRecord,
+    RunFilter, RunFinish, RunStart, StepRow, Store, StoreError, FILE_NAME, MIGRATIONS,
 };
 
-fn run(id: &str, started_at_ms: i64) -> RunRecord {
-    RunRecord {
+/// The admin URL of a PostgreSQL server the tests may create databases on.
+const PG_ENV: &str = "REHEARSE_TEST_DATABASE_URL";
+
+/// A PostgreSQL database of the test's own, dropped at the end.
+struct PgDatabase {
+    admin: String,
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let dropped = postgres::Client::connect(&self.admin, postgres::NoTls).and_then(|mut c| {
+            c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+        });
+        if let Err(e) = dropped {
+            eprintln!("dropping the test database {}: {e}", self.name);
+        }
+    }
+}
+
+enum Backend {
+    /// The folder holding the database file, removed at the end.
+    Sqlite { _dir: tempfile::TempDir },
+    Postgres(PgDatabase),
+}
+
+/// One fresh store per backend. In CI, PostgreSQL is required, not optional.
+fn stores() -> Vec<(Store, Backend)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut out = vec![(
+        Store::open_file(&dir.path().join(FILE_NAME)).unwrap(),
+        Backend::Sqlite { _dir: dir },
+    )];
+    match std::env::var(PG_ENV) {
+        Ok(admin) => {
+            let name = format!("rehearse_test_{:016x}", rand::random::<u64>());
+            let mut c = postgres::Client::connect(&admin, postgres::NoTls)
+                .unwrap_or_else(|e| panic!("{PG_ENV}={admin}: {e}"));
+            c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+            let (base, _) = admin.rsplit_once('/').expect("a URL ending in /database");
+            let url = format!("{base}/{name}");
+            // Dropped even when the store fails to open.
+            let guard = PgDatabase { admin, name };
+            let store = Store::connect(&url).unwrap();
+            assert_eq!(store.backend(), "postgres");
+            out.push((store, Backend::Postgres(guard)));
+        }
+        Err(_) => assert!(
+            std::env::var_os("CI").is_none(),
+            "{PG_ENV} must name a PostgreSQL server in CI (scripts/test.sh sets it)"
+        ),
+    }
+    out
+}
+
+fn start(id: &str, name: &str) -> RunStart {
+    RunStart {
         id: id.into(),
-        task: "marker".into(),
-        task_file: "tasks/marker.yaml".into(),
-        goal: "Write /etc/rehearse-ok".into(),
-        language: "bash".into(),
-        model: Some("openai/fake-model".into()),
-        started_at_ms,
-        outcome: "running".into(),
-        end: None,
-        iterations: Vec::new(),
+        kind: "scenario".into(),
+        name: name.into(),
+        file: format!("examples/{name}/scenario.yaml"),
+        parent_id: None,
+        role: None,
+    }
+}
+
+fn check(status: &str) -> CheckRow {
+    CheckRow {
+        phase: "checks".into(),
+        node: "node1".into(),
+        name: "file /etc/rehearse-ok".into(),
+        kind: "file".into(),
+        subject: "/etc/rehearse-ok".into(),
+        status: status.into(),
+        expected: r#"{"contains":["converged"]}"#.into(),
+        actual: r#"{"exists":false}"#.into(),
+        message: if status == "passed" {
+            String::new()
+        } else {
+            "the file does not exist".into()
+        },
+        attempts: 3,
+        duration_ms: 900,
     }
 }
 
@@ -59,94 +137,432 @@ fn iteration(number: u32) -> IterationRecord {
                 refused: Some("forceful".into()),
             },
         ],
-        checks: vec![CheckRow {
-            node: "node1".into(),
-            name: "file /etc/rehearse-ok".into(),
-            kind: "file".into(),
-            subject: "/etc/rehearse-ok".into(),
-            status: "failed".into(),
-            expected: r#"{"contains":["converged"]}"#.into(),
-            actual: r#"{"exists":false}"#.into(),
-            message: "the file does not exist".into(),
-            attempts: 3,
-            duration_ms: 900,
-        }],
+        checks: vec![check("failed")],
+    }
+}
+
+fn finish(outcome: &str) -> RunFinish {
+    RunFinish {
+        outcome: outcome.into(),
+        summary: format!("the run {outcome}"),
+        report: Some(r#"{"outcome":"x"}"#.into()),
+        report_path: Some("/var/lib/rehearse/runs/x/report.json".into()),
+        input_tokens: 0,
+        output_tokens: 0,
+        cost_usd: None,
     }
 }
 
 #[test]
 fn migrations_apply_once_and_reopening_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
     let all: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
+    let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.path(), dir.path().join(FILE_NAME));
+    assert_eq!(store.path(), Some(dir.path().join(FILE_NAME)));
     assert_eq!(store.schema_versions().unwrap(), all);
-    store.start_run(&run("c1", 1)).unwrap();
+    store.start_run(&start("r1", "web")).unwrap();
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.schema_versions().unwrap(), all);
-    assert_eq!(store.runs().unwrap().len(), 1, "reopening keeps the data");
+    assert_eq!(store.runs(&RunFilter::default()).unwrap().len(), 1);
+
+    // The same on PostgreSQL, with two clients migrating at once.
+    for (store, backend) in stores() {
+        if let Backend::Postgres(db) = &backend {
+            let (base, _) = db.admin.rsplit_once('/').unwrap();
+            let url = format!("{base}/{}", db.name);
+            let others: Vec<_> = (0..3)
+                .map(|_| {
+                    let url = url.clone();
+                    std::thread::spawn(move || Store::connect(&url).map(|s| s.schema_versions()))
+                })
+                .collect();
+            for o in others {
+                assert_eq!(o.join().unwrap().unwrap().unwrap(), all);
+            }
+            assert!(store.location().contains("***"), "{}", store.location());
+        }
+        assert_eq!(store.schema_versions().unwrap(), all);
+    }
 }
 
 #[test]
-fn a_run_with_iterations_calls_commands_and_checks_reads_back_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path()).unwrap();
-    let mut expected = run("c2", 1_700_000_000_000);
-    store.start_run(&expected).unwrap();
-    assert_eq!(
-        store.run("c2").unwrap().unwrap(),
-        expected,
-        "running, no end"
-    );
+fn a_scenario_run_reads_back_with_its_steps_and_checks() {
+    for (store, _b) in stores() {
+        store.start_run(&start("s1", "nginx-lb")).unwrap();
+        store.set_run_cluster("s1", "abc123").unwrap();
+        let step = StepRow {
+            pass: "first".into(),
+            name: "install nginx".into(),
+            kind: "shell".into(),
+            ok: true,
+            nodes: vec!["web1".into(), "web2".into()],
+            error: None,
+            duration_ms: 3100,
+            detail: r#"[{"node":"web1","exit_code":0}]"#.into(),
+        };
+        store.record_step("s1", &step).unwrap();
+        let mut second = step.clone();
+        second.pass = "second".into();
+        second.ok = false;
+        second.error = Some("web2: exit 1".into());
+        store.record_step("s1", &second).unwrap();
+        store
+            .record_checks("s1", &[check("passed"), check("failed")])
+            .unwrap();
+        let mut after = check("passed");
+        after.phase = "after_reboot".into();
+        store.record_checks("s1", &[after.clone()]).unwrap();
 
-    let mut second = iteration(2);
-    second.origin = "model-retry".into();
-    second.outcome = "passed".into();
-    second.failure = None;
-    second.recovery_path = None;
-    second.reason = None;
-    second.commands.clear();
-    second.checks[0].status = "passed".into();
-    second.checks[0].message = String::new();
-    for it in [iteration(1), second] {
-        store.record_iteration("c2", &it).unwrap();
-        expected.iterations.push(it);
+        let running = store.run("s1").unwrap().unwrap();
+        assert_eq!(running.run.outcome, "running", "{}", store.backend());
+        assert_eq!(running.run.cluster_id.as_deref(), Some("abc123"));
+        assert_eq!(running.report, None);
+
+        store.finish_run("s1", &finish("failed")).unwrap();
+        let detail = store.run("s1").unwrap().unwrap();
+        assert_eq!(detail.run.outcome, "failed");
+        assert!(detail.run.finished_at_ms.is_some());
+        assert_eq!(detail.report.as_deref(), Some(r#"{"outcome":"x"}"#));
+        assert_eq!(detail.steps, [step, second], "{}", store.backend());
+        assert_eq!(detail.checks, [check("passed"), check("failed"), after]);
+        assert_eq!(detail.converge, None);
+        assert!(store.run("nope").unwrap().is_none());
+        assert!(matches!(
+            store.finish_run("nope", &finish("passed")),
+            Err(StoreError::NoRun(_))
+        ));
     }
-    let end = RunEnd {
-        finished_at_ms: 1_700_000_060_000,
-        outcome: "converged".into(),
-        converged: true,
-        summary: "converged in 2 iteration(s)".into(),
-        script: Some("echo converged > /etc/rehearse-ok\n".into()),
-        distilled: None,
-        proof_outcome: Some("passed".into()),
-        report_path: Some("/var/lib/rehearse/converge/c2/report.json".into()),
-        input_tokens: 200,
-        output_tokens: 40,
-        cost_usd: None,
-    };
-    store.finish_run("c2", &end).unwrap();
-    expected.outcome = "converged".into();
-    expected.end = Some(end);
+}
 
-    assert_eq!(store.run("c2").unwrap().unwrap(), expected);
-    assert_eq!(store.run("nope").unwrap(), None);
-    store.start_run(&run("c3", 1_700_000_100_000)).unwrap();
-    let ids: Vec<String> = store.runs().unwrap().into_iter().map(|r| r.id).collect();
-    assert_eq!(ids, ["c3", "c2"], "newest first");
+#[test]
+fn a_converge_run_holds_iterations_calls_commands_and_its_scenario_runs() {
+    for (store, _b) in stores() {
+        let run = RunStart {
+            kind: "converge".into(),
+            ..start("c1", "marker")
+        };
+        let goal = ConvergeStart {
+            goal: "Write /etc/rehearse-ok".into(),
+            language: "bash".into(),
+            model: Some("openai/fake-model".into()),
+        };
+        store.start_converge(&run, &goal).unwrap();
+        // Its iteration's scenario run points back at it.
+        store
+            .start_run(&RunStart {
+                parent_id: Some("c1".into()),
+                role: Some("iteration 1".into()),
+                ..start("r1", "marker")
+            })
+            .unwrap();
+        store.finish_run("r1", &finish("failed")).unwrap();
+        let mut second = iteration(2);
+        second.origin = "model-retry".into();
+        second.outcome = "passed".into();
+        second.failure = None;
+        second.recovery_path = None;
+        second.reason = None;
+        second.commands.clear();
+        second.checks = vec![check("passed")];
+        for it in [iteration(1), second.clone()] {
+            store.record_iteration("c1", &it).unwrap();
+        }
+        let end = ConvergeEnd {
+            converged: true,
+            script: Some("echo converged > /etc/rehearse-ok\n".into()),
+            distilled: None,
+            proof_outcome: Some("passed".into()),
+        };
+        store
+            .finish_converge(
+                "c1",
+                &RunFinish {
+                    input_tokens: 200,
+                    output_tokens: 40,
+                    cost_usd: Some(0.0024),
+                    ..finish("converged")
+                },
+                &end,
+            )
+            .unwrap();
+
+        let detail = store.run("c1").unwrap().unwrap();
+        assert_eq!(detail.run.kind, "converge");
+        assert_eq!(detail.run.outcome, "converged");
+        assert_eq!(
+            (detail.run.input_tokens, detail.run.output_tokens),
+            (200, 40)
+        );
+        assert_eq!(detail.run.cost_usd, Some(0.0024));
+        let c = detail.converge.expect("converge part");
+        assert_eq!(
+            (c.goal.as_str(), c.model.as_deref()),
+            (goal.goal.as_str(), Some("openai/fake-model"))
+        );
+        assert!(c.converged);
+        assert_eq!(c.script, end.script);
+        assert_eq!(c.iterations, [iteration(1), second], "{}", store.backend());
+        assert_eq!(detail.children.len(), 1);
+        assert_eq!(detail.children[0].role.as_deref(), Some("iteration 1"));
+
+        // Lists show top-level runs unless asked for the children.
+        let top: Vec<_> = store.runs(&RunFilter::default()).unwrap();
+        assert_eq!(
+            top.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["c1"]
+        );
+        let all = store
+            .runs(&RunFilter {
+                children: true,
+                ..RunFilter::default()
+            })
+            .unwrap();
+        assert_eq!(all.len(), 2);
+    }
 }
 
 #[test]
 fn an_iteration_is_stored_whole_or_not_at_all() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path()).unwrap();
-    store.start_run(&run("c4", 1)).unwrap();
-    store.record_iteration("c4", &iteration(1)).unwrap();
-    // The same number again violates the key: nothing of it may remain.
-    let mut again = iteration(1);
-    again.llm_calls.push(again.llm_calls[0].clone());
-    assert!(store.record_iteration("c4", &again).is_err());
-    let stored = store.run("c4").unwrap().unwrap();
-    assert_eq!(stored.iterations, [iteration(1)]);
+    for (store, _b) in stores() {
+        store
+            .start_converge(
+                &RunStart {
+                    kind: "converge".into(),
+                    ..start("c4", "marker")
+                },
+                &ConvergeStart::default(),
+            )
+            .unwrap();
+        store.record_iteration("c4", &iteration(1)).unwrap();
+        // The same number again violates the key: nothing of it may remain.
+        let mut again = iteration(1);
+        again.llm_calls.push(again.llm_calls[0].clone());
+        assert!(store.record_iteration("c4", &again).is_err());
+        let stored = store.converge("c4").unwrap().unwrap();
+        assert_eq!(stored.iterations, [iteration(1)], "{}", store.backend());
+        // And the connection is still usable after the rollback.
+        store.record_iteration("c4", &iteration(2)).unwrap();
+    }
+}
+
+#[test]
+fn lists_filter_by_outcome_kind_name_and_date() {
+    for (store, _b) in stores() {
+        for (id, name, outcome) in [
+            ("a", "nginx-lb", "passed"),
+            ("b", "broken-nginx", "failed"),
+            ("c", "ansible-lb", "passed"),
+        ] {
+            store.start_run(&start(id, name)).unwrap();
+            store.finish_run(id, &finish(outcome)).unwrap();
+        }
+        store.start_run(&start("d", "nginx-lb")).unwrap();
+        let ids = |f: RunFilter| -> Vec<String> {
+            let mut v: Vec<_> = store.runs(&f).unwrap().into_iter().map(|r| r.id).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            ids(RunFilter {
+                outcome: Some("passed".into()),
+                ..Default::default()
+            }),
+            ["a", "c"]
+        );
+        assert_eq!(
+            ids(RunFilter {
+                name: Some("NGINX".into()),
+                ..Default::default()
+            }),
+            ["a", "b", "d"]
+        );
+        assert_eq!(
+            ids(RunFilter {
+                outcome: Some("running".into()),
+                ..Default::default()
+            }),
+            ["d"]
+        );
+        assert!(ids(RunFilter {
+            kind: Some("converge".into()),
+            ..Default::default()
+        })
+        .is_empty());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!(ids(RunFilter {
+            since_ms: Some(now + 60_000),
+            ..Default::default()
+        })
+        .is_empty());
+        assert_eq!(
+            ids(RunFilter {
+                until_ms: Some(now + 60_000),
+                limit: Some(2),
+                ..Default::default()
+            })
+            .len(),
+            2
+        );
+        // Live views ask for what changed after a time.
+        let before = store.run_row("d").unwrap().unwrap().updated_at_ms;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        store.record_checks("d", &[check("passed")]).unwrap();
+        assert_eq!(
+            ids(RunFilter {
+                updated_after_ms: Some(before),
+                ..Default::default()
+            }),
+            ["d"]
+        );
+    }
+}
+
+#[test]
+fn removal_and_retention_spare_what_is_still_referenced() {
+    for (store, _b) in stores() {
+        store
+            .start_converge(
+                &RunStart {
+                    kind: "converge".into(),
+                    ..start("conv", "marker")
+                },
+                &ConvergeStart::default(),
+            )
+            .unwrap();
+        store
+            .start_run(&RunStart {
+                parent_id: Some("conv".into()),
+                role: Some("proof".into()),
+                ..start("proof", "marker")
+            })
+            .unwrap();
+        store.record_checks("proof", &[check("passed")]).unwrap();
+        store.finish_run("proof", &finish("passed")).unwrap();
+        store.start_run(&start("kept", "broken-nginx")).unwrap();
+        store.set_run_cluster("kept", "c0ffee").unwrap();
+        store.finish_run("kept", &finish("failed")).unwrap();
+        store.start_run(&start("live", "nginx-lb")).unwrap();
+
+        // A running converge run, its child, and a running run are refused.
+        let refused = |id: &str| match store.delete_run(id) {
+            Err(StoreError::Referenced { why, .. }) => why,
+            other => panic!("{id}: {other:?}"),
+        };
+        assert!(refused("conv").contains("running"));
+        assert!(refused("proof").contains("converge run conv"));
+        assert!(refused("live").contains("running"));
+        assert!(matches!(
+            store.delete_run("nope"),
+            Err(StoreError::NoRun(_))
+        ));
+
+        store
+            .finish_converge("conv", &finish("converged"), &ConvergeEnd::default())
+            .unwrap();
+        // Retention: everything is older than "later", but the run whose
+        // cluster is still up stays, and so does the running one.
+        let later = i64::MAX / 2;
+        let pruned = store.prune(later, &["c0ffee".into()]).unwrap();
+        let mut ids = pruned.ids.clone();
+        ids.sort();
+        assert_eq!(ids, ["conv", "proof"], "{}", store.backend());
+        assert!(pruned.report_paths.len() == 2);
+        assert!(
+            store.run("proof").unwrap().is_none(),
+            "children go with their run"
+        );
+        assert!(store.checks("proof").unwrap().is_empty());
+        let left: Vec<_> = store
+            .runs(&RunFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(left, ["live", "kept"]);
+        // Once its cluster is gone, the kept run can go.
+        assert_eq!(store.prune(later, &[]).unwrap().ids, ["kept"]);
+        assert!(store.delete_run("live").is_err());
+    }
+}
+
+#[test]
+fn clusters_and_metrics_aggregate_across_runs() {
+    for (store, _b) in stores() {
+        for (id, boot) in [("aaa111", 380u64), ("bbb222", 420)] {
+            store
+                .record_cluster(&ClusterRow {
+                    id: id.into(),
+                    run_id: None,
+                    source: "rehearse up".into(),
+                    backend: "nspawn".into(),
+                    nodes: 4,
+                    addresses: vec!["node1=10.213.0.2".into(), "node2=10.213.0.3".into()],
+                    created_at_ms: 1_700_000_000_000 + boot as i64,
+                    boot_ms: boot,
+                    destroyed_at_ms: None,
+                })
+                .unwrap();
+        }
+        store.cluster_destroyed("aaa111").unwrap();
+        let clusters = store.clusters(10).unwrap();
+        assert_eq!(clusters.len(), 2);
+        assert_eq!(clusters[0].id, "bbb222", "newest first");
+        assert!(clusters[1].destroyed_at_ms.is_some());
+        assert_eq!(clusters[0].addresses.len(), 2);
+
+        store.start_run(&start("s", "web")).unwrap();
+        store
+            .record_checks("s", &[check("passed"), check("failed"), check("failed")])
+            .unwrap();
+        store.finish_run("s", &finish("failed")).unwrap();
+        store
+            .start_converge(
+                &RunStart {
+                    kind: "converge".into(),
+                    ..start("c", "marker")
+                },
+                &ConvergeStart {
+                    model: Some("openai/m".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        store.record_iteration("c", &iteration(1)).unwrap();
+        store.record_iteration("c", &iteration(2)).unwrap();
+        store
+            .finish_converge("c", &finish("budget_exhausted"), &ConvergeEnd::default())
+            .unwrap();
+
+        let m = store.metrics().unwrap();
+        let mut boots = m.cluster_boot_ms.clone();
+        boots.sort();
+        assert_eq!(boots, [380, 420]);
+        assert_eq!(m.runs.get(&["scenario", "failed"]), 1);
+        assert_eq!(m.runs.get(&["converge", "budget_exhausted"]), 1);
+        assert_eq!(m.iterations_per_converge, [2]);
+        assert_eq!(m.recovery_paths.get(&["troubleshoot"]), 2);
+        assert_eq!(m.checks.get(&["file", "failed"]), 2);
+        assert_eq!(m.checks.get(&["file", "passed"]), 1);
+        assert_eq!(m.llm_tokens.get(&["openai/m", "input"]), 200);
+        assert_eq!(m.llm_tokens.get(&["openai/m", "output"]), 40);
+        assert_eq!(
+            m.llm_latency_ms,
+            [("openai/m".to_string(), 35), ("openai/m".to_string(), 35)]
+        );
+    }
+}
+
+#[test]
+fn a_bad_url_says_which_server_and_what_to_check() {
+    let err = Store::connect("postgresql://rehearse:hunter2@127.0.0.1:1/none")
+        .err()
+        .expect("nothing listens on port 1");
+    let msg = err.to_string();
+    assert!(msg.contains("127.0.0.1:1"), "{msg}");
+    assert!(!msg.contains("hunter2"), "the password stays out: {msg}");
+    assert!(msg.contains("REHEARSE_DATABASE_URL"), "{msg}");
 }

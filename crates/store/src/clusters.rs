@@ -1,0 +1,87 @@
+//! Every cluster started: when, for what, how long it took to boot, and when
+//! it went away.
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::{params, Row};
+use crate::{now_ms, Store, StoreError};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterRow {
+    pub id: String,
+    pub run_id: Option<String>,
+    /// Who started it: `rehearse up`, `run <id> (<file>)`, an MCP client, ...
+    pub source: String,
+    pub backend: String,
+    pub nodes: u32,
+    /// `name=ip`, one per node.
+    pub addresses: Vec<String>,
+    pub created_at_ms: i64,
+    pub boot_ms: u64,
+    pub destroyed_at_ms: Option<i64>,
+}
+
+fn cluster_from_row(row: &Row) -> Result<ClusterRow, StoreError> {
+    let addresses: String = row.get(5)?;
+    Ok(ClusterRow {
+        id: row.get(0)?,
+        run_id: row.get(1)?,
+        source: row.get(2)?,
+        backend: row.get(3)?,
+        nodes: row.get(4)?,
+        addresses: addresses
+            .split(',')
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        created_at_ms: row.get(6)?,
+        boot_ms: row.get(7)?,
+        destroyed_at_ms: row.get(8)?,
+    })
+}
+
+impl Store {
+    /// Records a cluster that finished booting. Recording one twice keeps the first.
+    pub fn record_cluster(&self, c: &ClusterRow) -> Result<(), StoreError> {
+        self.db().execute(
+            "INSERT INTO clusters (id, run_id, source, backend, nodes, addresses, created_at_ms,
+                 boot_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO NOTHING",
+            params![
+                &c.id,
+                c.run_id.as_deref(),
+                &c.source,
+                &c.backend,
+                c.nodes,
+                c.addresses.join(","),
+                c.created_at_ms,
+                c.boot_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records that a cluster is gone.
+    pub fn cluster_destroyed(&self, id: &str) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE clusters SET destroyed_at_ms = ? WHERE id = ? AND destroyed_at_ms IS NULL",
+            params![now_ms(), id],
+        )?;
+        Ok(())
+    }
+
+    /// The most recent clusters, newest first.
+    pub fn clusters(&self, limit: u32) -> Result<Vec<ClusterRow>, StoreError> {
+        self.db()
+            .query(
+                "SELECT id, run_id, source, backend, nodes, addresses, created_at_ms, boot_ms,
+                     destroyed_at_ms
+                 FROM clusters ORDER BY created_at_ms DESC, id DESC LIMIT ?",
+                params![limit],
+            )?
+            .iter()
+            .map(cluster_from_row)
+            .collect()
+    }
+}
