@@ -23,7 +23,7 @@ table inet filter {
         iif lo accept
         ct state established,related accept
         ct state invalid drop
-        meta l4proto { icmp, ipv6-icmp } accept$rules
+        meta l4proto { 1, 58 } accept comment \"ICMP, ICMPv6\"$rules
     }
     chain forward {
         type filter hook forward priority filter; policy accept;

@@ -14,7 +14,7 @@ dropin=/etc/systemd/system/chrony.service.d/container.conf
 if systemd-detect-virt --container --quiet; then
     want='[Service]
 ExecStart=
-ExecStart=/usr/sbin/chronyd -x $DAEMON_OPTS
+ExecStart=!/usr/sbin/chronyd -x $DAEMON_OPTS
 [Unit]
 ConditionCapability='
     if [ "$(cat "$dropin" 2>/dev/null)" != "$want" ]; then

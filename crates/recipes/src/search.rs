@@ -33,14 +33,14 @@ pub fn tokens(text: &str) -> Vec<String> {
 /// Plural and verb endings off, so "replicas" finds "replica" and
 /// "balancing" finds "balancer".
 fn stem(word: &str) -> String {
-    let w = word;
+    let mut w = word;
+    if w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") {
+        w = &w[..w.len() - 1];
+    }
     for suffix in ["ing", "er", "ed"] {
         if w.len() > suffix.len() + 3 && w.ends_with(suffix) {
             return w[..w.len() - suffix.len()].to_string();
         }
-    }
-    if w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") {
-        return w[..w.len() - 1].to_string();
     }
     w.to_string()
 }

@@ -29,10 +29,16 @@ fn every_shipped_recipe_proves_on_a_fresh_cluster() {
     let recipes: Vec<_> = catalogue
         .recipes
         .iter()
-        .filter(|r| only.as_ref().is_none_or(|o| o.iter().any(|n| n == r.name())))
+        .filter(|r| {
+            only.as_ref()
+                .is_none_or(|o| o.iter().any(|n| n == r.name()))
+        })
         .collect();
     if only.is_none() {
-        assert!(recipes.len() >= 10, "the catalogue ships at least ten recipes");
+        assert!(
+            recipes.len() >= 10,
+            "the catalogue ships at least ten recipes"
+        );
     }
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
@@ -96,5 +102,9 @@ fn every_shipped_recipe_proves_on_a_fresh_cluster() {
             }
         }
     }
-    assert!(failed.is_empty(), "recipes failing their proof:\n{}", failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "recipes failing their proof:\n{}",
+        failed.join("\n")
+    );
 }
