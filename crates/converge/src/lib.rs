@@ -387,6 +387,7 @@ impl Converger<'_> {
                 ("topology", &topology),
                 ("checks", &checks),
                 ("starting_code", &starting),
+                ("recipes", &prompts::recipes_for(&self.task.goal)),
                 ("fence", self.fence()),
             ],
         );
