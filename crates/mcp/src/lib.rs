@@ -6,7 +6,6 @@
 //! thread, and the result (or [`rehearse_api::ApiError`]) is rendered as a
 //! tool result with structured content.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rmcp::model::{
@@ -246,15 +245,16 @@ pub async fn serve_stdio(api: Arc<Api>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Serves MCP over streamable HTTP at `/mcp` on `listen`, for clients that
-/// send `Authorization: Bearer <token>`, until Ctrl-C or SIGTERM.
-pub async fn serve_http(api: Arc<Api>, listen: SocketAddr, token: String) -> Result<(), Error> {
+/// MCP over streamable HTTP, mounted at `/mcp`. `loopback` says whether the
+/// server listens on loopback only: otherwise it is reached by other host
+/// names than localhost, which the transport must then accept. The caller
+/// puts authentication in front (the web server's bearer token).
+pub fn http_router(api: Arc<Api>, loopback: bool) -> axum::Router {
     use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
     use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 
     let mut config = StreamableHttpServerConfig::default();
-    if !listen.ip().is_loopback() {
-        // Reached by other names than localhost; the bearer token guards it.
+    if !loopback {
         config.allowed_hosts.clear();
     }
     let service = StreamableHttpService::new(
@@ -262,64 +262,12 @@ pub async fn serve_http(api: Arc<Api>, listen: SocketAddr, token: String) -> Res
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let expected = format!("Bearer {token}");
-    let router = axum::Router::new()
-        .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| {
-                let ok = req
-                    .headers()
-                    .get(axum::http::header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| constant_time_eq(v.as_bytes(), expected.as_bytes()));
-                async move {
-                    if ok {
-                        next.run(req).await
-                    } else {
-                        axum::response::IntoResponse::into_response((
-                            axum::http::StatusCode::UNAUTHORIZED,
-                            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
-                            "missing or wrong bearer token: send Authorization: Bearer <token> (rehearse serve --token, or REHEARSE_TOKEN)\n",
-                        ))
-                    }
-                }
-            },
-        ));
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    Ok(())
+    axum::Router::new().nest_service("/mcp", service)
 }
 
 /// A fresh random token for `serve` when none is given.
 pub fn generate_token() -> String {
     hex::encode(rand::random::<[u8; 24]>())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 pub use rehearse_api as api;
@@ -333,9 +281,4 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 /// [`serve_stdio`] on a runtime of its own, for a synchronous caller.
 pub fn run_stdio(api: Arc<Api>) -> Result<(), Error> {
     runtime()?.block_on(serve_stdio(api))
-}
-
-/// [`serve_http`] on a runtime of its own, for a synchronous caller.
-pub fn run_http(api: Arc<Api>, listen: SocketAddr, token: String) -> Result<(), Error> {
-    runtime()?.block_on(serve_http(api, listen, token))
 }

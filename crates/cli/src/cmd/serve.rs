@@ -25,7 +25,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         "rehearse: MCP over streamable HTTP at http://{}/mcp",
         args.listen
     );
-    rehearse_mcp::run_http(api, args.listen, token)
-        .map_err(|e| anyhow::anyhow!("MCP server on {}: {e}", args.listen))?;
+    eprintln!(
+        "rehearse: dashboard at http://{}/login?token={token}  (metrics at /metrics, same token)",
+        args.listen
+    );
+    rehearse_web::run(api, args.listen, token)
+        .map_err(|e| anyhow::anyhow!("the server on {}: {e}", args.listen))?;
     Ok(0)
 }

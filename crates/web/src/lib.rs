@@ -1,0 +1,110 @@
+//! rehearse's HTTP server (`rehearse serve`): the dashboard, `/metrics` in
+//! Prometheus text format, and the MCP tools at `/mcp`, all behind one bearer
+//! token. Browsers get the token once through the URL `serve` prints
+//! (`/login?token=...`), which turns it into an HTTP-only cookie.
+
+mod auth;
+mod dashboard;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rehearse_api::Api;
+use rehearse_store::Store;
+
+pub use metrics::render as render_metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Store(#[from] rehearse_store::StoreError),
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub api: Arc<Api>,
+    pub store: Arc<Store>,
+}
+
+impl AppState {
+    /// Runs a store query on a blocking thread (both databases' clients block).
+    pub async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, rehearse_store::StoreError> + Send + 'static,
+    ) -> Result<T, rehearse_store::StoreError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .unwrap_or_else(|e| {
+                Err(rehearse_store::StoreError::Decode(format!(
+                    "a store query panicked: {e}"
+                )))
+            })
+    }
+}
+
+/// The whole server's routes: everything but `/login` and `/healthz` needs `token`.
+pub fn router(state: AppState, token: String, loopback: bool) -> axum::Router {
+    let token = Arc::new(token);
+    let mcp = rehearse_mcp::http_router(Arc::clone(&state.api), loopback);
+    let protected = axum::Router::new()
+        .merge(dashboard::routes())
+        .route("/metrics", axum::routing::get(metrics::handler))
+        .with_state(state)
+        .merge(mcp)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&token),
+            auth::require_token,
+        ));
+    let open = axum::Router::new()
+        .route("/login", axum::routing::get(auth::login))
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .with_state(token);
+    protected.merge(open)
+}
+
+/// Serves on `listen` until Ctrl-C or SIGTERM.
+pub async fn serve(api: Arc<Api>, listen: SocketAddr, token: String) -> Result<(), WebError> {
+    let state_dir = api.engine().state_dir().to_path_buf();
+    let store = tokio::task::spawn_blocking(move || Store::open(&state_dir))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+    tracing::info!(store = %store.location(), "run store");
+    let state = AppState {
+        api,
+        store: Arc::new(store),
+    };
+    let router = router(state, token, listen.ip().is_loopback());
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// [`serve`] on a runtime of its own, for a synchronous caller.
+pub fn run(api: Arc<Api>, listen: SocketAddr, token: String) -> Result<(), WebError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(api, listen, token))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+}

@@ -1,0 +1,230 @@
+//! `/metrics` in Prometheus text format (version 0.0.4). Everything but the
+//! live cluster count is computed from the run store, so runs started by any
+//! process (the CLI, an MCP client, CI) count, and the numbers survive a
+//! server restart. Counters only grow, except when retention removes runs.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use rehearse_store::{Counts, Metrics};
+
+use crate::AppState;
+
+const BOOT_BUCKETS_S: &[f64] = &[0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0];
+const ITERATION_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 13.0, 21.0];
+const LATENCY_BUCKETS_S: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+pub async fn handler(State(state): State<AppState>) -> Response {
+    let alive = {
+        let api = state.api.clone();
+        tokio::task::spawn_blocking(move || api.engine().list().len())
+            .await
+            .unwrap_or(0)
+    };
+    match state.with_store(|s| s.metrics()).await {
+        Ok(m) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            render(&m, alive),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// The exposition text for `m`, with `alive` clusters up right now.
+pub fn render(m: &Metrics, alive: usize) -> String {
+    let mut out = String::new();
+    histogram(
+        &mut out,
+        "rehearse_cluster_boot_seconds",
+        "Time from `up` to every node booted, addressed and accepting SSH.",
+        BOOT_BUCKETS_S,
+        &[(
+            Vec::new(),
+            m.cluster_boot_ms
+                .iter()
+                .map(|ms| *ms as f64 / 1000.0)
+                .collect(),
+        )],
+        &[],
+    );
+    header(
+        &mut out,
+        "rehearse_clusters_alive",
+        "Clusters up right now.",
+        "gauge",
+    );
+    let _ = writeln!(out, "rehearse_clusters_alive {alive}");
+    counter(
+        &mut out,
+        "rehearse_runs_total",
+        "Runs by kind (scenario, converge) and outcome (running included).",
+        &["kind", "outcome"],
+        &m.runs,
+    );
+    histogram(
+        &mut out,
+        "rehearse_converge_iterations",
+        "Iterations each finished converge run took.",
+        ITERATION_BUCKETS,
+        &[(
+            Vec::new(),
+            m.iterations_per_converge
+                .iter()
+                .map(|n| *n as f64)
+                .collect(),
+        )],
+        &[],
+    );
+    counter(
+        &mut out,
+        "rehearse_recovery_paths_total",
+        "Recovery paths chosen after a failed iteration: rules, retry or troubleshoot.",
+        &["path"],
+        &m.recovery_paths,
+    );
+    counter(
+        &mut out,
+        "rehearse_check_results_total",
+        "Check results of scenario runs by check kind and status.",
+        &["kind", "status"],
+        &m.checks,
+    );
+    counter(
+        &mut out,
+        "rehearse_llm_tokens_total",
+        "Model tokens by model and direction (input, output).",
+        &["model", "direction"],
+        &m.llm_tokens,
+    );
+    let mut by_model: Vec<(Vec<String>, Vec<f64>)> = Vec::new();
+    for (model, ms) in &m.llm_latency_ms {
+        let secs = *ms as f64 / 1000.0;
+        match by_model.iter_mut().find(|(l, _)| l[0] == *model) {
+            Some((_, v)) => v.push(secs),
+            None => by_model.push((vec![model.clone()], vec![secs])),
+        }
+    }
+    histogram(
+        &mut out,
+        "rehearse_llm_latency_seconds",
+        "Latency of each model call, by model.",
+        LATENCY_BUCKETS_S,
+        &by_model,
+        &["model"],
+    );
+    out
+}
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn labels(names: &[&str], values: &[String], extra: Option<(&str, String)>) -> String {
+    let mut parts: Vec<String> = names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
+        .collect();
+    if let Some((n, v)) = extra {
+        parts.push(format!("{n}=\"{}\"", escape(&v)));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, names: &[&str], counts: &Counts) {
+    header(out, name, help, "counter");
+    for (values, n) in &counts.0 {
+        let _ = writeln!(out, "{name}{} {n}", labels(names, values, None));
+    }
+}
+
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+    series: &[(Vec<String>, Vec<f64>)],
+    names: &[&str],
+) {
+    header(out, name, help, "histogram");
+    for (values, samples) in series {
+        for le in buckets {
+            let n = samples.iter().filter(|s| **s <= *le).count();
+            let _ = writeln!(
+                out,
+                "{name}_bucket{} {n}",
+                labels(names, values, Some(("le", format!("{le}"))))
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{} {}",
+            labels(names, values, Some(("le", "+Inf".into()))),
+            samples.len()
+        );
+        let _ = writeln!(
+            out,
+            "{name}_sum{} {}",
+            labels(names, values, None),
+            samples.iter().sum::<f64>()
+        );
+        let _ = writeln!(
+            out,
+            "{name}_count{} {}",
+            labels(names, values, None),
+            samples.len()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_labels_escaped() {
+        let m = Metrics {
+            cluster_boot_ms: vec![150, 380, 420, 2500],
+            runs: Counts(vec![(vec!["scenario".into(), "passed".into()], 3)]),
+            llm_tokens: Counts(vec![(vec!["open\"ai/m".into(), "input".into()], 200)]),
+            ..Metrics::default()
+        };
+        let text = render(&m, 2);
+        for line in [
+            "rehearse_cluster_boot_seconds_bucket{le=\"0.2\"} 1",
+            "rehearse_cluster_boot_seconds_bucket{le=\"0.4\"} 2",
+            "rehearse_cluster_boot_seconds_bucket{le=\"0.5\"} 3",
+            "rehearse_cluster_boot_seconds_bucket{le=\"+Inf\"} 4",
+            "rehearse_cluster_boot_seconds_count 4",
+            "rehearse_cluster_boot_seconds_sum 3.45",
+            "rehearse_clusters_alive 2",
+            "rehearse_runs_total{kind=\"scenario\",outcome=\"passed\"} 3",
+            "rehearse_llm_tokens_total{model=\"open\\\"ai/m\",direction=\"input\"} 200",
+            "# TYPE rehearse_converge_iterations histogram",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+    }
+}
