@@ -13,6 +13,7 @@ packages=(
   systemd-container   # systemd-nspawn: the nodes
   mmdebstrap          # golden images
   nftables            # per-cluster firewall
+  iptables            # NFQUEUE for link latency on kernels without netem or nft queue
   iproute2            # bridges and veths
   apt-cacher-ng       # host-side package cache for nodes
   openssh-client      # cluster keys, ssh into nodes

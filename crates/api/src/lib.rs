@@ -3,6 +3,7 @@
 //! server, the CLI) parse their input into a [`Command`] and render the result;
 //! what a command does is decided here only.
 
+pub mod confidence;
 mod converge;
 mod error;
 mod jobs;
@@ -91,6 +92,9 @@ impl Api {
             Command::Destroy(r) => to_json(self.destroy(&r.cluster)?),
             Command::List(_) => to_json(self.list()),
             Command::Cluster(r) => to_json(self.cluster(&r.cluster)?),
+            Command::Fault(r) => to_json(self.fault(r)?),
+            Command::Heal(r) => to_json(self.heal(r)?),
+            Command::Faults(r) => to_json(self.faults(&r.cluster)?),
         }
     }
 
@@ -207,6 +211,12 @@ commands! {
         "List live clusters with their nodes, IPs and time left. Use it to find a cluster id you lost or to clean up.";
     Cluster(ClusterRequest) = "cluster", read_only = true,
         "Describe one cluster: its nodes (names, IPs, groups), networks and time left.";
+    Fault(confidence::FaultRequest) = "fault", read_only = false,
+        "Inject a fault into a live cluster to see how the system copes: crash a node (kill its PID 1; heal boots it again), reboot a node, partition the network between groups of nodes, impair what a node sends (loss %, delay/jitter, bandwidth cap), fill a disk under a path (writes there get ENOSPC), stop or SIGKILL a service. The fault is recorded and stays until `heal`; destroying the cluster undoes it too. Returns the fault's id, what was done and how it will be undone.";
+    Heal(confidence::HealRequest) = "heal", read_only = false,
+        "Undo a fault injected with `fault` (by id), or every active fault of the cluster: restart crashed nodes, remove network rules and shaping, unmount disk fillers, start stopped services. Returns the healed faults.";
+    Faults(ClusterRequest) = "faults", read_only = true,
+        "List every fault injected into a cluster, active or healed, with when and how.";
 }
 
 fn parse_args<T: DeserializeOwned>(args: serde_json::Value) -> Result<T, ApiError> {

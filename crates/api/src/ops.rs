@@ -113,7 +113,7 @@ pub fn cluster_info(engine: &Engine, s: &ClusterState) -> ClusterInfo {
 impl Api {
     /// The cluster, if it is alive. One past its expiry is destroyed now
     /// rather than left to the reaper, so nothing is used after its time.
-    fn live(&self, id: &str) -> Result<ClusterState, ApiError> {
+    pub(crate) fn live(&self, id: &str) -> Result<ClusterState, ApiError> {
         let state = self.engine.get(id)?;
         if state.ttl_left() <= 0 {
             match self.engine.down(id) {

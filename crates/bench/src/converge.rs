@@ -55,6 +55,9 @@ fn equivalent_scenario(task: &Task, dir: &Path) -> Scenario {
             },
         }],
         checks: task.checks.clone(),
+        faults: Vec::new(),
+        loads: Vec::new(),
+        probes: Vec::new(),
         dir: dir.to_path_buf(),
         file: task.file.clone(),
     }

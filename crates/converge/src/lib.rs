@@ -438,6 +438,9 @@ impl Converger<'_> {
                 action,
             }],
             checks: self.task.checks.clone(),
+            faults: Vec::new(),
+            loads: Vec::new(),
+            probes: Vec::new(),
             dir: dir.to_path_buf(),
             file: self.task.file.clone(),
         })

@@ -75,6 +75,10 @@ pub enum SandboxError {
     /// Topology errors.
     #[error(transparent)]
     Spec(#[from] rehearse_spec::SpecError),
+    /// A fault, snapshot, load or probe request cannot be carried out as asked;
+    /// the message says why and what to ask instead.
+    #[error("{0}")]
+    Refused(String),
     /// A copy path was not understood.
     #[error("{0}")]
     BadPath(String),
@@ -113,6 +117,7 @@ impl SandboxError {
             SandboxError::Image(_) | SandboxError::ImageGone { .. } => "image",
             SandboxError::Spec(_) => "invalid_spec",
             SandboxError::BadPath(_) => "bad_path",
+            SandboxError::Refused(_) => "refused",
             SandboxError::CorruptState { .. } => "corrupt_state",
         }
     }

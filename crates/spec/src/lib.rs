@@ -6,6 +6,7 @@
 //! wrong and how to fix it. The engine then works only with the explicit,
 //! validated [`Topology`], [`ImageSpec`] and [`scenario::Scenario`].
 
+pub mod confidence;
 pub mod image;
 pub mod scenario;
 pub mod task;

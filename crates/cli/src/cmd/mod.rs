@@ -7,10 +7,13 @@ mod doctor;
 mod down;
 mod exec;
 mod extend;
+mod fault;
 mod gc;
+mod heal;
 mod image;
 mod ls;
 mod mcp;
+mod netdelay;
 mod reap;
 mod recipe;
 mod run;
@@ -74,6 +77,13 @@ enum Command {
     Doctor(doctor::Args),
     /// Search, show, scaffold, prove, use and verify recipes: proven, reusable infrastructure components.
     Recipe(recipe::Args),
+    /// Inject a fault into a live cluster: crash, reboot, partition, link, disk-full, stop, kill; or list them.
+    Fault(fault::Args),
+    /// Undo a fault, or every active fault of a cluster.
+    Heal(heal::Args),
+    /// The user-space packet delayer of a link fault (started by `fault link --delay`).
+    #[command(name = "__netdelay", hide = true)]
+    Netdelay(netdelay::Args),
     /// Destroy a cluster when its time-to-live runs out (started by `up`).
     #[command(name = "__reap", hide = true)]
     Reap(reap::Args),
@@ -98,6 +108,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Doctor(a) => doctor::run(a, json),
         Command::Recipe(a) => recipe::run(a, json),
         Command::Reap(a) => reap::run(a),
+        Command::Fault(a) => fault::run(a, json),
+        Command::Heal(a) => heal::run(a, json),
+        Command::Netdelay(a) => netdelay::run(a),
     }
 }
 

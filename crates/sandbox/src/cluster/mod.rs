@@ -117,6 +117,17 @@ impl Engine {
         Ok(state)
     }
 
+    /// Kills every process of one node and waits until none is left.
+    pub(crate) fn kill_node_processes(&self, id: &str, node: &str) -> Result<(), SandboxError> {
+        self.cgroups.kill_node(id, node, Duration::from_secs(10))
+    }
+
+    /// The `cgroup.procs` files of the cgroup that holds the cluster's helper
+    /// processes (link delayers): they die with the cluster like its nodes.
+    pub(crate) fn helper_cgroup(&self, id: &str) -> Result<Vec<std::ffi::CString>, SandboxError> {
+        self.cgroups.create_node(id, "_helpers")
+    }
+
     /// Number of processes running in a cluster's cgroups.
     pub fn process_count(&self, id: &str) -> usize {
         self.cgroups.process_count(id)

@@ -40,6 +40,12 @@ pub struct Scenario {
     pub topology: Topology,
     pub steps: Vec<Step>,
     pub checks: Vec<Check>,
+    /// Faults injected after the checks, in order of `at`.
+    pub faults: Vec<crate::confidence::ScenarioFault>,
+    /// Loads run while the faults happen.
+    pub loads: Vec<crate::confidence::LoadSpec>,
+    /// Attack probes run last.
+    pub probes: Vec<crate::confidence::ProbeSpec>,
     /// The folder relative paths in the scenario are resolved against.
     pub dir: PathBuf,
     /// The file the scenario was read from (the `origin` of [`Scenario::from_yaml`]).

@@ -7,6 +7,7 @@
 //! through [`Source`] by field path.
 
 mod checks;
+mod confidence;
 mod keyed;
 mod steps;
 
@@ -62,6 +63,17 @@ pub(super) struct ScenarioFile {
     /// What must hold once the steps have run.
     #[serde(default)]
     checks: Vec<Deferred<CheckFile>>,
+    /// Faults injected after the checks (crash, partition, link, disk_full,
+    /// stop_service, ...), each with the checks that must hold meanwhile.
+    #[serde(default)]
+    faults: Vec<Deferred<confidence::FaultFile>>,
+    /// HTTP load run from a node while the faults happen; its bounds are checks.
+    #[serde(default)]
+    load: Vec<Deferred<crate::confidence::LoadSpec>>,
+    /// Attack probes: open ports, SSH password login, internal services, risky
+    /// files, TLS endpoints.
+    #[serde(default)]
+    probes: Vec<Deferred<crate::confidence::ProbeSpec>>,
 }
 
 /// What reading a step or check needs besides its own text.
@@ -101,7 +113,28 @@ impl ScenarioFile {
             .enumerate()
             .map(|(i, check)| checks::read(check.value, &FieldPath::key("checks").at(i), &cx))
             .collect::<Result<_, _>>()?;
-        Ok(Scenario {
+        let faults = self
+            .faults
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| confidence::read_fault(f.value, &FieldPath::key("faults").at(i), &cx))
+            .collect::<Result<_, _>>()?;
+        let loads = self
+            .load
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| confidence::read_load(l.value, &FieldPath::key("load").at(i), &cx))
+            .collect::<Result<_, _>>()?;
+        let probes = self
+            .probes
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| confidence::read_probe(p.value, &FieldPath::key("probes").at(i), &cx))
+            .collect::<Result<_, _>>()?;
+        let scenario = Scenario {
+            faults,
+            loads,
+            probes,
             name: self.name.unwrap_or_else(|| default_name(origin, dir)),
             description: self.description,
             topology,
@@ -109,7 +142,9 @@ impl ScenarioFile {
             checks,
             dir: dir.to_path_buf(),
             file: origin.into(),
-        })
+        };
+        confidence::check_names(&scenario, &cx)?;
+        Ok(scenario)
     }
 }
 

@@ -1,0 +1,82 @@
+//! Confidence on a live cluster: faults and healing, snapshots, load and
+//! attack probes, as commands of the shared set.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use rehearse_sandbox::FaultRecord;
+use rehearse_spec::confidence::FaultAction;
+
+use crate::{Api, ApiError};
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultRequest {
+    pub cluster: String,
+    /// What goes wrong, one key: {"crash": {"node": "web1"}},
+    /// {"reboot": {"node": "web1"}}, {"partition": {"sides": [["lb"], ["web1", "web2"]]}},
+    /// {"link": {"node": "web1", "peers": ["lb"], "loss": 30, "delay": "100ms", "jitter": "10ms", "rate_kbit": 512}},
+    /// {"disk_full": {"node": "web1", "path": "/var/log/nginx", "size_mb": 8}},
+    /// {"stop_service": {"node": "web1", "service": "nginx"}}, {"kill_service": {...}}.
+    #[schemars(schema_with = "fault_schema")]
+    pub fault: FaultAction,
+}
+
+fn spec_schema<T: rehearse_spec::confidence::SpecSchema>() -> schemars::Schema {
+    let mut value = rehearse_spec::confidence::inline_schema::<T>();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("title");
+    }
+    schemars::Schema::try_from(value).unwrap_or_default()
+}
+
+fn fault_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    spec_schema::<FaultAction>()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealRequest {
+    pub cluster: String,
+    /// The fault id to heal (from `fault` or `faults`). Default: every active fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Healed {
+    pub cluster: String,
+    pub healed: Vec<FaultRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultList {
+    pub cluster: String,
+    pub faults: Vec<FaultRecord>,
+}
+
+impl Api {
+    pub(crate) fn fault(&self, req: FaultRequest) -> Result<FaultRecord, ApiError> {
+        req.fault
+            .validate()
+            .map_err(|m| ApiError::invalid("fault", m))?;
+        self.live(&req.cluster)?;
+        Ok(self.engine.inject(&req.cluster, req.fault)?)
+    }
+
+    pub(crate) fn heal(&self, req: HealRequest) -> Result<Healed, ApiError> {
+        self.live(&req.cluster)?;
+        Ok(Healed {
+            healed: self.engine.heal(&req.cluster, req.fault)?,
+            cluster: req.cluster,
+        })
+    }
+
+    pub(crate) fn faults(&self, cluster: &str) -> Result<FaultList, ApiError> {
+        self.live(cluster)?;
+        Ok(FaultList {
+            cluster: cluster.to_string(),
+            faults: self.engine.faults(cluster)?,
+        })
+    }
+}

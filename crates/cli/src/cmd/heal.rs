@@ -1,0 +1,36 @@
+//! `rehearse heal CLUSTER [FAULT]`: undo one fault or every active one.
+
+use rehearse_api::confidence::{HealRequest, Healed};
+use rehearse_api::Command;
+
+use crate::output::print_json;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Cluster id.
+    cluster: String,
+    /// The fault to heal (its id from `rehearse fault`). Default: every active fault.
+    fault: Option<u32>,
+}
+
+pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
+    let value = super::mcp::api()?.execute(
+        Command::Heal(HealRequest {
+            cluster: args.cluster,
+            fault: args.fault,
+        }),
+        None,
+    )?;
+    if json {
+        print_json(&value);
+    } else {
+        let healed: Healed = serde_json::from_value(value)?;
+        if healed.healed.is_empty() {
+            println!("cluster {} has no active fault", healed.cluster);
+        }
+        for f in &healed.healed {
+            println!("{}", super::fault::line(f));
+        }
+    }
+    Ok(0)
+}
