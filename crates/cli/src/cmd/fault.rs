@@ -97,7 +97,12 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         What::Partition { sides } => FaultAction::Partition {
             sides: sides
                 .iter()
-                .map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
+                .map(|s| {
+                    s.split(',')
+                        .filter(|x| !x.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
                 .collect(),
         },
         What::Link {
@@ -155,5 +160,10 @@ pub fn line(f: &FaultRecord) -> String {
         FaultStatus::Healed => "healed",
         FaultStatus::Done => "done",
     };
-    format!("fault {} [{status}] {}: {}", f.id, f.action.describe(), f.detail)
+    format!(
+        "fault {} [{status}] {}: {}",
+        f.id,
+        f.action.describe(),
+        f.detail
+    )
 }

@@ -6,8 +6,8 @@
 //! The rule uses `bypass`, so were the delayer to die the packets would pass
 //! undelayed rather than be lost.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 

@@ -44,7 +44,9 @@ pub enum FaultStatus {
 pub enum Undo {
     Nothing,
     /// Boot the crashed node again.
-    Restart { node: String },
+    Restart {
+        node: String,
+    },
     /// Delete an nftables table from these nodes' network namespaces, end a
     /// delayer, remove a qdisc from interfaces of `node`.
     Network {
@@ -61,9 +63,15 @@ pub enum Undo {
         iptables: Option<String>,
     },
     /// Unmount the filesystem laid over `path`.
-    Unmount { node: String, path: String },
+    Unmount {
+        node: String,
+        path: String,
+    },
     /// Start a unit again.
-    StartService { node: String, service: String },
+    StartService {
+        node: String,
+        service: String,
+    },
 }
 
 /// One fault of a cluster, as recorded.
@@ -114,8 +122,11 @@ impl Engine {
     fn save_faults(&self, id: &str, faults: &[FaultRecord]) -> Result<(), SandboxError> {
         let path = self.faults_path(id);
         let tmp = path.with_extension("json.tmp");
-        fs::write(&tmp, serde_json::to_string_pretty(faults).expect("faults serialise"))
-            .map_err(|e| SandboxError::io("writing", &tmp, e))?;
+        fs::write(
+            &tmp,
+            serde_json::to_string_pretty(faults).expect("faults serialise"),
+        )
+        .map_err(|e| SandboxError::io("writing", &tmp, e))?;
         fs::rename(&tmp, &path).map_err(|e| SandboxError::io("writing", &path, e))
     }
 
@@ -139,7 +150,10 @@ impl Engine {
         let state = self.get(id)?;
         for name in action.targets() {
             let is_group = matches!(action, FaultAction::Partition { .. })
-                && state.nodes.iter().any(|n| n.groups.iter().any(|g| g == name));
+                && state
+                    .nodes
+                    .iter()
+                    .any(|n| n.groups.iter().any(|g| g == name));
             if !is_group {
                 state.node(name)?;
             }
@@ -151,7 +165,10 @@ impl Engine {
         // faults on it end with the old one, and their delayer must go first
         // (it would keep the old namespace, and its interfaces, alive).
         if let FaultAction::Crash { node } | FaultAction::Reboot { node } = &action {
-            for f in faults.iter_mut().filter(|f| f.status == FaultStatus::Active) {
+            for f in faults
+                .iter_mut()
+                .filter(|f| f.status == FaultStatus::Active)
+            {
                 if let Undo::Network { nodes, .. } = &f.undo {
                     if nodes.contains(node) {
                         self.undo(&state, &f.undo)?;
@@ -167,7 +184,11 @@ impl Engine {
         let (detail, undo, status) = match &action {
             FaultAction::Crash { node } => {
                 let detail = self.crash(&state, node)?;
-                (detail, Undo::Restart { node: node.clone() }, FaultStatus::Active)
+                (
+                    detail,
+                    Undo::Restart { node: node.clone() },
+                    FaultStatus::Active,
+                )
             }
             FaultAction::Reboot { node } => {
                 self.reboot(
@@ -274,13 +295,13 @@ impl Engine {
         let mut faults = self.faults(id)?;
         if let Some(want) = fault {
             match faults.iter().find(|f| f.id == want) {
-                None => {
-                    return Err(invalid(format!(
-                        "cluster {id} has no fault {want}; list them with `rehearse fault {id} --list`"
-                    )))
-                }
+                None => return Err(invalid(format!(
+                    "cluster {id} has no fault {want}; list them with `rehearse fault {id} --list`"
+                ))),
                 Some(f) if f.status != FaultStatus::Active => {
-                    return Err(invalid(format!("fault {want} of cluster {id} is not active")))
+                    return Err(invalid(format!(
+                        "fault {want} of cluster {id} is not active"
+                    )))
                 }
                 Some(_) => {}
             }
@@ -332,25 +353,27 @@ impl Engine {
     /// Kills the node's PID 1, so the node goes down as on a power cut.
     fn crash(&self, state: &ClusterState, name: &str) -> Result<String, SandboxError> {
         let node = state.node(name)?;
-        let leader = node
-            .leader
-            .filter(|l| l.is_alive())
-            .ok_or_else(|| SandboxError::NodeDown {
-                cluster: state.id.clone(),
-                node: name.to_string(),
-            })?;
+        let leader =
+            node.leader
+                .filter(|l| l.is_alive())
+                .ok_or_else(|| SandboxError::NodeDown {
+                    cluster: state.id.clone(),
+                    node: name.to_string(),
+                })?;
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(leader.pid),
             nix::sys::signal::Signal::SIGKILL,
         )
         .map_err(|e| SandboxError::io("killing PID 1 of", name, e.into()))?;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while node.supervisor.is_some_and(|s| s.is_alive())
-            && std::time::Instant::now() < deadline
+        while node.supervisor.is_some_and(|s| s.is_alive()) && std::time::Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(10));
         }
         self.kill_node_processes(&state.id, name)?;
-        Ok(format!("SIGKILL to {name}'s PID 1 (host PID {})", leader.pid))
+        Ok(format!(
+            "SIGKILL to {name}'s PID 1 (host PID {})",
+            leader.pid
+        ))
     }
 }

@@ -59,7 +59,10 @@ fn resolve<'a>(state: &'a ClusterState, names: &[String]) -> Vec<&'a NodeState> 
 }
 
 fn ips(nodes: &[&NodeState]) -> Vec<Ipv4Addr> {
-    nodes.iter().flat_map(|n| n.nics.iter().map(|c| c.ip)).collect()
+    nodes
+        .iter()
+        .flat_map(|n| n.nics.iter().map(|c| c.ip))
+        .collect()
 }
 
 fn set(ips: &[Ipv4Addr]) -> String {
@@ -105,7 +108,13 @@ pub(super) fn partition(
             "table inet {table} {{\n  chain input {{ type filter hook input priority -5; ip saddr {blocked} drop; }}\n  chain output {{ type filter hook output priority -5; ip daddr {blocked} drop; }}\n}}\n"
         );
         for node in side {
-            if let Err(e) = in_netns(state, &node.name, "cutting the network", &["nft", "-f", "-"], &rules) {
+            if let Err(e) = in_netns(
+                state,
+                &node.name,
+                "cutting the network",
+                &["nft", "-f", "-"],
+                &rules,
+            ) {
                 let _ = self::undo(state, &undo(&touched));
                 return Err(e);
             }
@@ -195,13 +204,24 @@ pub(super) fn impair(
                     let dests: Vec<String> = if link.peers.is_empty() {
                         vec![String::new()]
                     } else {
-                        ips(&peers).iter().map(|ip| format!("-d {ip}/32 ")).collect()
+                        ips(&peers)
+                            .iter()
+                            .map(|ip| format!("-d {ip}/32 "))
+                            .collect()
                     };
                     for d in dests {
-                        script += &format!("-A {chain} ! -o lo {d}-j NFQUEUE --queue-num {queue} --queue-bypass\n");
+                        script += &format!(
+                            "-A {chain} ! -o lo {d}-j NFQUEUE --queue-num {queue} --queue-bypass\n"
+                        );
                     }
                     script += &format!("-I OUTPUT -j {chain}\nCOMMIT\n");
-                    if let Err(e) = in_netns(state, link.node, "queueing packets to the delayer", &["iptables-restore", "--noflush"], &script) {
+                    if let Err(e) = in_netns(
+                        state,
+                        link.node,
+                        "queueing packets to the delayer",
+                        &["iptables-restore", "--noflush"],
+                        &script,
+                    ) {
                         let _ = self::undo(state, &undo);
                         return Err(e);
                     }
@@ -238,14 +258,21 @@ pub(super) fn impair(
         let text = format!(
             "table inet {table} {{\n  chain output {{\n    type filter hook output priority -5;\n    oifname \"lo\" accept\n{rules}  }}\n}}\n"
         );
-        in_netns(state, link.node, "impairing the link", &["nft", "-f", "-"], &text)
-            .map_err(|e| fail(e, &undo))?;
+        in_netns(
+            state,
+            link.node,
+            "impairing the link",
+            &["nft", "-f", "-"],
+            &text,
+        )
+        .map_err(|e| fail(e, &undo))?;
     }
     for q in &qdisc {
         for iface in &ifaces {
             let mut args = vec!["tc", "qdisc", "replace", "dev", iface, "root"];
             args.extend(q.split(' '));
-            in_netns(state, link.node, "shaping the link", &args, "").map_err(|e| fail(e, &undo))?;
+            in_netns(state, link.node, "shaping the link", &args, "")
+                .map_err(|e| fail(e, &undo))?;
             if let Undo::Network {
                 qdisc_node,
                 qdisc_ifaces,
@@ -280,7 +307,13 @@ pub(super) fn undo(state: &ClusterState, undo: &Undo) -> Result<(), SandboxError
     if let (Some(chain), Some(node)) = (iptables, nodes.first()) {
         if leader(state, node).is_ok() {
             let script = format!("*mangle\n-D OUTPUT -j {chain}\n-F {chain}\n-X {chain}\nCOMMIT\n");
-            in_netns(state, node, "removing the delayer's queue rule", &["iptables-restore", "--noflush"], &script)?;
+            in_netns(
+                state,
+                node,
+                "removing the delayer's queue rule",
+                &["iptables-restore", "--noflush"],
+                &script,
+            )?;
         }
     }
     undo_network(
@@ -312,7 +345,13 @@ fn undo_network(
             continue;
         }
         let script = format!("table inet {table}\ndelete table inet {table}\n");
-        if let Err(e) = in_netns(state, node, "healing the network", &["nft", "-f", "-"], &script) {
+        if let Err(e) = in_netns(
+            state,
+            node,
+            "healing the network",
+            &["nft", "-f", "-"],
+            &script,
+        ) {
             first.get_or_insert(e);
         }
     }
@@ -371,7 +410,9 @@ fn spawn_delayer(
     use std::os::unix::process::CommandExt;
     let pid = leader(state, node)?.pid.to_string();
     let exe = rehearse_exe()?;
-    let log = engine.cluster_dir(&state.id).join(format!("delayer-{node}-{queue}.log"));
+    let log = engine
+        .cluster_dir(&state.id)
+        .join(format!("delayer-{node}-{queue}.log"));
     let log = std::fs::File::create(&log).map_err(|e| SandboxError::io("creating", &log, e))?;
     let procs = engine.helper_cgroup(&state.id)?;
     let mut cmd = Command::new("nsenter");
@@ -394,7 +435,10 @@ fn spawn_delayer(
     }
     let mut child = cmd.spawn().map_err(|e| host::spawn_error("nsenter", e))?;
     let id = ProcessId::of(child.id() as i32).ok_or_else(|| {
-        invalid(format!("the delayer for {node} ended at once; see {}", exe.display()))
+        invalid(format!(
+            "the delayer for {node} ended at once; see {}",
+            exe.display()
+        ))
     })?;
     let out = child.stdout.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
@@ -414,7 +458,9 @@ fn spawn_delayer(
                 nix::unistd::Pid::from_raw(id.pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            let log = engine.cluster_dir(&state.id).join(format!("delayer-{node}-{queue}.log"));
+            let log = engine
+                .cluster_dir(&state.id)
+                .join(format!("delayer-{node}-{queue}.log"));
             Err(invalid(format!(
                 "the delayer for {node} did not start: {}",
                 std::fs::read_to_string(log).unwrap_or_default().trim()

@@ -17,7 +17,11 @@ fn sh(engine: &Engine, id: &str, node: &str, script: &str) -> Result<String, San
     if outcome.exit_code != 0 {
         return Err(invalid(format!(
             "on {node}: {}",
-            if err.trim().is_empty() { out.trim() } else { err.trim() }
+            if err.trim().is_empty() {
+                out.trim()
+            } else {
+                err.trim()
+            }
         )));
     }
     Ok(out)
@@ -90,7 +94,12 @@ pub(super) fn stop_service(
     kill: bool,
 ) -> Result<String, SandboxError> {
     let s = quote(service);
-    let state = sh(engine, id, node, &format!("systemctl is-active {s} || true"))?;
+    let state = sh(
+        engine,
+        id,
+        node,
+        &format!("systemctl is-active {s} || true"),
+    )?;
     if state.trim() != "active" {
         return Err(invalid(format!(
             "service {service} on {node} is {}, not active; there is nothing to {}",
@@ -99,7 +108,12 @@ pub(super) fn stop_service(
         )));
     }
     if kill {
-        sh(engine, id, node, &format!("systemctl kill --signal=SIGKILL {s}"))?;
+        sh(
+            engine,
+            id,
+            node,
+            &format!("systemctl kill --signal=SIGKILL {s}"),
+        )?;
         Ok(format!("SIGKILL to every process of {service} on {node}"))
     } else {
         sh(engine, id, node, &format!("systemctl stop {s}"))?;

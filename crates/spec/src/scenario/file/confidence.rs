@@ -17,10 +17,14 @@ use crate::source::FieldPath;
 /// The keys every fault takes, besides its one kind key.
 const COMMON: [&str; 4] = ["name", "at", "heal_after", "expect"];
 
-/// One entry of `faults:`.
+/// One entry of `faults:`: the keys every fault takes and exactly one kind
+/// key. Its schema is that of each kind with the common keys added.
+pub(in crate::scenario) struct FaultFile;
+
+/// The keys every fault takes.
 #[derive(JsonSchema)]
 #[allow(dead_code)]
-pub(in crate::scenario) struct FaultFile {
+struct FaultCommon {
     /// Name shown in reports. Default: what the fault does, e.g. `crash web1`.
     name: Option<String>,
     /// When to inject it, counted from the start of the confidence phase (the
@@ -32,9 +36,47 @@ pub(in crate::scenario) struct FaultFile {
     /// Checks that must hold while the fault is on (the expected outcome).
     #[schemars(default)]
     expect: Vec<Deferred<CheckFile>>,
-    /// What goes wrong: exactly one of these keys.
-    #[schemars(flatten)]
-    action: FaultAction,
+}
+
+impl JsonSchema for FaultFile {
+    fn schema_name() -> String {
+        "FaultFile".into()
+    }
+
+    fn json_schema(gen: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        use schemars::schema::{Schema, SchemaObject};
+        let common = gen.subschema_for::<FaultCommon>();
+        let common = match common {
+            Schema::Object(SchemaObject {
+                reference: Some(r), ..
+            }) => gen
+                .definitions()
+                .get(r.trim_start_matches("#/definitions/"))
+                .cloned()
+                .unwrap_or(Schema::Bool(true)),
+            other => other,
+        };
+        let common_props = match &common {
+            Schema::Object(o) => o
+                .object
+                .as_ref()
+                .map(|o| o.properties.clone())
+                .unwrap_or_default(),
+            Schema::Bool(_) => Default::default(),
+        };
+        let mut action = FaultAction::json_schema(gen).into_object();
+        if let Some(variants) = action.subschemas.as_mut().and_then(|s| s.one_of.as_mut()) {
+            for v in variants.iter_mut() {
+                if let Schema::Object(o) = v {
+                    o.object().properties.extend(common_props.clone());
+                }
+            }
+        }
+        action.metadata().description = Some(
+            "A fault: exactly one kind key (crash, reboot, partition, link, disk_full, stop_service, kill_service) beside name, at, heal_after and expect.".into(),
+        );
+        action.into()
+    }
 }
 
 #[derive(Deserialize)]
@@ -153,6 +195,10 @@ fn plain<T: DeserializeOwned>(
     path: &FieldPath,
     cx: &Context,
 ) -> Result<T, SpecError> {
+    // serde_yaml reads enums only from YAML tags (`!crash`); as JSON, a
+    // mapping with one key is the enum's variant, as users write it.
+    let value =
+        serde_json::to_value(&value).map_err(|e| cx.source.value_error(path, &e.to_string()))?;
     serde_path_to_error::deserialize::<_, T>(value).map_err(|error| {
         let mut at = path.clone();
         for segment in error.path().iter() {
