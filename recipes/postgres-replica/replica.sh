@@ -14,8 +14,10 @@ if [ ! -f "$data/standby.signal" ]; then
     systemctl stop postgresql
     rm -rf "$data"
     slot=$(hostname | tr -c 'a-z0-9_\n' '_')
-    pass=$(mktemp); chown postgres "$pass"; chmod 0600 "$pass"
+    # Kept: the standby's primary_conninfo reads the password from it on every reconnect.
+    pass=/var/lib/postgresql/.pgpass
     printf '%s:5432:*:replicator:%s\n' "$PRIMARY" "$REPL_PASSWORD" > "$pass"
+    chown postgres:postgres "$pass"; chmod 0600 "$pass"
     # The slot is created by pg_basebackup, or reused when it already exists on the primary.
     if ! runuser -u postgres -- env PGPASSFILE="$pass" pg_basebackup -h "$PRIMARY" -U replicator \
             -D "$data" -R -X stream -C -S "$slot" 2>/dev/null; then
@@ -23,7 +25,6 @@ if [ ! -f "$data/standby.signal" ]; then
         runuser -u postgres -- env PGPASSFILE="$pass" pg_basebackup -h "$PRIMARY" -U replicator \
             -D "$data" -R -X stream -S "$slot"
     fi
-    rm -f "$pass"
     chmod 0700 "$data"
 fi
 conf="hot_standby = on"
