@@ -4,8 +4,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use rehearse_confidence::{LoadReport, ProbeReport};
 use rehearse_sandbox::FaultRecord;
-use rehearse_spec::confidence::FaultAction;
+use rehearse_spec::confidence::{FaultAction, LoadSpec, ProbeSpec};
 
 use crate::{Api, ApiError};
 
@@ -78,5 +79,59 @@ impl Api {
             cluster: cluster.to_string(),
             faults: self.engine.faults(cluster)?,
         })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadRequest {
+    pub cluster: String,
+    /// The load: {"from": "client", "url": "http://lb/", "duration": "10s",
+    /// "requests": 5000, "concurrency": 4, "timeout": "5s",
+    /// "expect": {"error_rate": 1, "p50": "50ms", "p99": "500ms", "min_ok": 100}}.
+    #[schemars(schema_with = "load_schema")]
+    pub load: LoadSpec,
+}
+
+fn load_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    spec_schema::<LoadSpec>()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeRequest {
+    pub cluster: String,
+    /// One probe: {"ports": {"target": "web1", "from": "client", "open": [22, 80]}},
+    /// {"ssh_password": {"target": "web1", "from": "client"}},
+    /// {"internal": {"target": "db", "port": 5432, "network": "back"}},
+    /// {"files": {"node": "web1"}}, {"tls": {"target": "web1", "from": "client", "port": 443}}.
+    #[schemars(schema_with = "probe_schema")]
+    pub probe: ProbeSpec,
+}
+
+fn probe_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    spec_schema::<ProbeSpec>()
+}
+
+impl Api {
+    pub(crate) fn load(&self, req: LoadRequest) -> Result<LoadReport, ApiError> {
+        req.load
+            .validate()
+            .map_err(|m| ApiError::invalid("load", m))?;
+        self.live_node(&req.cluster, &req.load.from)?;
+        Ok(rehearse_confidence::run_load(
+            &self.engine,
+            &req.cluster,
+            &req.load,
+        )?)
+    }
+
+    pub(crate) fn probe(&self, req: ProbeRequest) -> Result<ProbeReport, ApiError> {
+        self.live(&req.cluster)?;
+        Ok(rehearse_confidence::run_probe(
+            &self.engine,
+            &req.cluster,
+            &req.probe,
+        )?)
     }
 }

@@ -95,6 +95,8 @@ impl Api {
             Command::Fault(r) => to_json(self.fault(r)?),
             Command::Heal(r) => to_json(self.heal(r)?),
             Command::Faults(r) => to_json(self.faults(&r.cluster)?),
+            Command::Load(r) => to_json(self.load(r)?),
+            Command::Probe(r) => to_json(self.probe(r)?),
         }
     }
 
@@ -217,6 +219,10 @@ commands! {
         "Undo a fault injected with `fault` (by id), or every active fault of the cluster: restart crashed nodes, remove network rules and shaping, unmount disk fillers, start stopped services. Returns the healed faults.";
     Faults(ClusterRequest) = "faults", read_only = true,
         "List every fault injected into a cluster, active or healed, with when and how.";
+    Load(confidence::LoadRequest) = "load", read_only = false,
+        "Drive HTTP GET load from one node of a cluster against a URL (bounded: duration and/or request count, concurrency), measuring on that node. Returns requests, failures by kind, error_rate (%), p50/p90/p99/max latency in ms, requests per second, a per-second timeline of successes and failures, and one check per expectation (error_rate, p50, p99, min_ok). Combine with `fault` to see how the system copes.";
+    Probe(confidence::ProbeRequest) = "probe", read_only = true,
+        "Run an attack probe on a cluster and get its findings as checks: `ports` (scan every TCP port of a node from another; only the declared ones may be open), `ssh_password` (sshd must refuse password login), `internal` (a port must be unreachable from nodes outside its network), `files` (no world-writable file or setuid binary added since the image), `tls` (certificate validity days, hostname, no TLS 1.0/1.1).";
 }
 
 fn parse_args<T: DeserializeOwned>(args: serde_json::Value) -> Result<T, ApiError> {

@@ -125,7 +125,7 @@ impl Api {
         Ok(state)
     }
 
-    fn live_node(&self, id: &str, node: &str) -> Result<ClusterState, ApiError> {
+    pub(crate) fn live_node(&self, id: &str, node: &str) -> Result<ClusterState, ApiError> {
         let state = self.live(id)?;
         state.node(node)?;
         Ok(state)

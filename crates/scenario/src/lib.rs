@@ -2,6 +2,7 @@
 //! idempotence (the steps again) → optionally a reboot and the checks again →
 //! hygiene → the cluster destroyed (or kept), and one report of all of it.
 
+mod confidence;
 mod hygiene;
 mod record;
 mod report;
@@ -16,6 +17,7 @@ use rehearse_runner::{Pass, RunContext, StepReport};
 use rehearse_sandbox::{ClusterState, Engine, SandboxError, UpRequest};
 use rehearse_spec::scenario::{Scenario, StepAction};
 
+pub use confidence::{Confidence, FaultOutcome};
 pub use hygiene::{Finding, FindingKind};
 pub use record::{
     cluster_row, record_cluster, record_cluster_destroyed, summary, ParentRun, Redact,
@@ -120,6 +122,8 @@ pub struct RunReport {
     pub checks: Vec<CheckResult>,
     pub idempotence: Option<Idempotence>,
     pub reboot_checks: Option<Vec<CheckResult>>,
+    /// Faults, loads and attack probes, when the scenario has any.
+    pub confidence: Option<Confidence>,
     pub hygiene: Vec<Finding>,
     pub error: Option<String>,
     pub timings: Timings,
@@ -139,6 +143,7 @@ impl RunReport {
         self.checks
             .iter()
             .chain(self.reboot_checks.iter().flatten())
+            .chain(self.confidence.iter().flat_map(|c| c.checks()))
             .collect()
     }
 
@@ -185,6 +190,7 @@ pub fn run(
         checks: Vec::new(),
         idempotence: None,
         reboot_checks: None,
+        confidence: None,
         hygiene: Vec::new(),
         error: None,
         timings: Timings::default(),
@@ -379,6 +385,14 @@ fn drive(
         report.timings.idempotence_ms = t.elapsed().as_millis() as u64;
     }
 
+    if steps_ok
+        && !(scenario.faults.is_empty() && scenario.loads.is_empty() && scenario.probes.is_empty())
+    {
+        events(Event::Phase("faults, load and probes"));
+        let phase = |p: &str| events(Event::Phase(p));
+        report.confidence = Some(confidence::run(engine, scenario, &cluster.id, &phase));
+    }
+
     if steps_ok && opts.reboot {
         let t = Instant::now();
         events(Event::Phase("rebooting every node"));
@@ -425,7 +439,8 @@ fn drive(
         .iter()
         .any(|c| c.status == Status::Failed);
     let idempotence_failed = report.idempotence.as_ref().is_some_and(|i| !i.passed);
-    !steps_ok || checks_failed || idempotence_failed
+    let confidence_failed = report.confidence.as_ref().is_some_and(|c| c.failed());
+    !steps_ok || checks_failed || idempotence_failed || confidence_failed
 }
 
 /// Evaluates a scenario's checks on the cluster, each on the nodes its `on` selects.

@@ -117,6 +117,9 @@ pub fn render_human(r: &RunReport) -> String {
     if let Some(rc) = &r.reboot_checks {
         section(&mut s, "after reboot", rc);
     }
+    if let Some(c) = &r.confidence {
+        s.push_str(&crate::confidence::render(c));
+    }
     if !r.hygiene.is_empty() {
         let _ = writeln!(s, "\nhygiene ({} finding(s))", r.hygiene.len());
         for f in &r.hygiene {
@@ -280,6 +283,10 @@ pub fn junit(r: &RunReport) -> String {
     check_cases("checks", &r.checks);
     if let Some(rc) = &r.reboot_checks {
         check_cases("after_reboot", rc);
+    }
+    if let Some(c) = &r.confidence {
+        let all: Vec<rehearse_checks::CheckResult> = c.checks().cloned().collect();
+        check_cases("confidence", &all);
     }
     if let Some(i) = &r.idempotence {
         let failure = (!i.passed).then(|| {

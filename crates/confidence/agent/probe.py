@@ -1,0 +1,123 @@
+"""rehearse's attack probes, run on a node: python3 -I -c <this> '<json>'.
+
+{"probe": "scan", "host": H, "first": 1, "last": 65535}  -> {"open": [ports]}
+{"probe": "connect", "hosts": [H...], "port": P}          -> {"reached": {H: bool}}
+{"probe": "ssh", "host": H}                               -> {"methods": [...], "raw": "..."}
+{"probe": "tls", "host": H, "port": P, "hostname": N}     -> certificate facts and old protocols accepted
+"""
+import errno, json, os, selectors, socket, ssl, subprocess, sys, tempfile, time
+
+args = json.loads(sys.argv[1])
+
+
+def scan(host, first, last, width=512, timeout=1.0):
+    sel = selectors.DefaultSelector()
+    pending, found, port = {}, [], first
+    while port <= last or pending:
+        while port <= last and len(pending) < width:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            rc = s.connect_ex((host, port))
+            if rc in (0, errno.EINPROGRESS):
+                sel.register(s, selectors.EVENT_WRITE, (port, time.monotonic()))
+                pending[s] = port
+            else:
+                s.close()
+            port += 1
+        for key, _ in sel.select(timeout=0.05):
+            s = key.fileobj
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                found.append(key.data[0])
+            sel.unregister(s)
+            del pending[s]
+            s.close()
+        now = time.monotonic()
+        for s in [s for s in pending if now - sel.get_key(s).data[1] > timeout]:
+            sel.unregister(s)
+            del pending[s]
+            s.close()
+    return sorted(found)
+
+
+def reach(host, port):
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def ssh_methods(host):
+    p = subprocess.run(
+        ["ssh", "-o", "BatchMode=yes", "-o", "PreferredAuthentications=none",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "rehearse-probe@" + host, "true"],
+        capture_output=True, text=True, timeout=20)
+    raw = p.stderr.strip()
+    methods = []
+    if "(" in raw and ")" in raw:
+        methods = raw[raw.rfind("(") + 1:raw.rfind(")")].split(",")
+    return {"methods": methods, "raw": raw}
+
+
+def handshake(host, port, hostname, version=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if version is not None:
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+        ctx.minimum_version = version
+        ctx.maximum_version = version
+    with socket.create_connection((host, port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname=hostname) as s:
+            return s.getpeercert(binary_form=True), s.version()
+
+
+def tls(host, port, hostname):
+    der, version = handshake(host, port, hostname)
+    with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as f:
+        f.write(ssl.DER_cert_to_PEM_cert(der))
+    try:
+        cert = ssl._ssl._test_decode_cert(f.name)
+    finally:
+        os.unlink(f.name)
+    names = [v for k, v in cert.get("subjectAltName", ()) if k == "DNS"]
+    if not names:
+        names = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    def matches(pattern):
+        if pattern.startswith("*."):
+            return hostname.count(".") >= 1 and hostname.split(".", 1)[1] == pattern[2:]
+        return pattern.lower() == hostname.lower()
+    old = []
+    for name, v in (("TLSv1", ssl.TLSVersion.TLSv1), ("TLSv1.1", ssl.TLSVersion.TLSv1_1)):
+        try:
+            handshake(host, port, hostname, v)
+            old.append(name)
+        except Exception:
+            pass
+    expires = ssl.cert_time_to_seconds(cert["notAfter"])
+    return {
+        "version": version,
+        "names": names,
+        "hostname_matches": any(matches(n) for n in names),
+        "not_after": cert["notAfter"],
+        "days_left": (expires - time.time()) / 86400.0,
+        "old_protocols": old,
+    }
+
+
+kind = args["probe"]
+try:
+    if kind == "scan":
+        out = {"open": scan(args["host"], args.get("first", 1), args.get("last", 65535))}
+    elif kind == "connect":
+        out = {"reached": {h: reach(h, args["port"]) for h in args["hosts"]}}
+    elif kind == "ssh":
+        out = ssh_methods(args["host"])
+    elif kind == "tls":
+        out = tls(args["host"], args["port"], args["hostname"])
+    else:
+        out = {"error": "unknown probe " + kind}
+except Exception as e:
+    out = {"error": "%s: %s" % (type(e).__name__, e)}
+print(json.dumps(out))
