@@ -4,6 +4,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Test-only packages: a real browser for the dashboard's tests, a real
+# Prometheus server scraping /metrics.
+test_packages=(chromium prometheus)
+missing=()
+for p in "${test_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts its own Prometheus; the tests start theirs on loopback ports.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+fi
 export PATH="$HOME/.cargo/bin:/root/.cargo/bin:$PATH"
 # Leftovers of an interrupted earlier run must not disturb this one.
 rehearse gc >/dev/null || true

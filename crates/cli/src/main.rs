@@ -7,7 +7,7 @@ use clap::Parser;
 
 fn main() {
     let cli = cmd::Cli::parse();
-    output::init_logging(cli.verbose);
+    output::init_logging(cli.verbose, cli.log_format);
     let json = cli.json;
     let code = match cmd::run(cli) {
         Ok(code) => code,

@@ -189,6 +189,9 @@ pub fn converge(
             model: model.map(|m| format!("{}/{}", m.name(), m.model())),
         },
     );
+    // Every log line of the run, and of its scenario runs, carries its id.
+    let span = tracing::info_span!("converge", converge_run_id = %run_id, task = %task.name);
+    let _entered = span.enter();
     let work_dir = engine.state_dir().join("converge").join(&run_id);
     std::fs::create_dir_all(&work_dir).map_err(|source| ConvergeError::Io {
         path: work_dir.clone(),
@@ -249,7 +252,9 @@ impl Drop for KeptCluster<'_> {
 impl Converger<'_> {
     /// A progress line, redacted.
     fn say(&self, line: &str) {
-        (self.progress)(&self.redactor.redact(line));
+        let line = self.redactor.redact(line);
+        tracing::info!("{line}");
+        (self.progress)(&line);
     }
 
     /// What the model is told about secrets: their names, never their values.

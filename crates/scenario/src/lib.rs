@@ -2,6 +2,7 @@
 //! idempotence (the steps again) → optionally a reboot and the checks again →
 //! hygiene → the cluster destroyed (or kept), and one report of all of it.
 
+pub mod history;
 mod confidence;
 mod hygiene;
 mod record;
@@ -196,6 +197,10 @@ pub fn run(
         timings: Timings::default(),
         work_dir: work_dir.clone(),
     };
+    // Every log line of the run carries its id.
+    let span = tracing::info_span!("run", run_id = %report.run_id, scenario = %scenario.name);
+    let _entered = span.enter();
+    tracing::info!(file = %scenario.file.display(), "scenario run started");
     let recorder = record::Recorder::start(
         engine.state_dir(),
         &report,
@@ -204,6 +209,7 @@ pub fn run(
     );
     let report = run_recorded(engine, scenario, opts, events, report, &recorder, started);
     recorder.finish(&report);
+    tracing::info!(outcome = ?report.outcome, total_ms = report.timings.total_ms, "scenario run ended");
     report
 }
 
@@ -250,10 +256,12 @@ fn run_recorded(
         cluster: &cluster.id,
         boot_ms: report.timings.boot_ms,
     });
+    tracing::info!(cluster = %cluster.id, boot_ms = report.timings.boot_ms, "cluster ready");
     recorder.cluster(&cluster, report.timings.boot_ms);
     // Every step and check result reaches the store as it happens.
     let recording = |event: Event<'_>| {
         match &event {
+            Event::Phase(phase) => tracing::info!(phase = %phase, "phase"),
             Event::StepDone(step) => recorder.step(step),
             Event::ChecksDone { phase, results } => recorder.checks(
                 if *phase == "checks" {

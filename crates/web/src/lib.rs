@@ -78,12 +78,41 @@ pub async fn serve(api: Arc<Api>, listen: SocketAddr, token: String) -> Result<(
         api,
         store: Arc::new(store),
     };
+    tokio::spawn(retention(state.clone()));
     let router = router(state, token, listen.ip().is_loopback());
     let listener = tokio::net::TcpListener::bind(listen).await?;
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
+}
+
+/// Applies the retention (`REHEARSE_RETENTION`, default 30 days) at start and
+/// every hour: finished runs older than it go, except those still referenced.
+async fn retention(state: AppState) {
+    let older_than = match rehearse_scenario::history::retention_from_env() {
+        Ok(Some(d)) => d,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!("{e}; no runs will be removed");
+            return;
+        }
+    };
+    loop {
+        let s = state.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            rehearse_scenario::history::prune(s.api.engine(), &s.store, older_than)
+        })
+        .await;
+        match pruned {
+            Ok(Ok(d)) if !d.ids.is_empty() => {
+                tracing::info!(removed = d.ids.len(), "retention: removed old runs")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention"),
+            _ => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    }
 }
 
 /// [`serve`] on a runtime of its own, for a synchronous caller.

@@ -228,3 +228,50 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod grafana {
+    /// Every metric the shipped Grafana dashboard queries is one `/metrics`
+    /// exposes, so the dashboard cannot drift from the server.
+    #[test]
+    fn the_grafana_dashboard_queries_only_metrics_the_server_exposes() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/grafana/rehearse.json")).unwrap();
+        let exposed = super::render(&rehearse_store::Metrics::default(), 0);
+        let known: Vec<&str> = exposed
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let panels = dashboard["panels"].as_array().unwrap();
+        assert!(panels.len() >= 8);
+        let mut queried = 0;
+        for panel in panels {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if word.starts_with("rehearse_") {
+                        let base = ["_bucket", "_sum", "_count"]
+                            .iter()
+                            .find_map(|s| word.strip_suffix(s))
+                            .unwrap_or(word);
+                        assert!(
+                            known.contains(&base) || known.contains(&word),
+                            "panel {:?} queries {word}, which /metrics does not expose",
+                            panel["title"]
+                        );
+                        queried += 1;
+                    }
+                }
+            }
+        }
+        // And every exposed metric has a panel.
+        for metric in &known {
+            assert!(
+                dashboard.to_string().contains(metric),
+                "no panel shows {metric}"
+            );
+        }
+        assert!(queried >= known.len());
+    }
+}

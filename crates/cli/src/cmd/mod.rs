@@ -17,6 +17,7 @@ mod netdelay;
 mod reap;
 mod recipe;
 mod run;
+mod runs;
 mod serve;
 mod ssh;
 mod up;
@@ -41,6 +42,10 @@ pub struct Cli {
     /// Log what happens on stderr.
     #[arg(long, short, global = true)]
     pub verbose: bool,
+    /// How log lines on stderr are written: text, or one JSON object per line
+    /// carrying the run id of the run it belongs to.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "REHEARSE_LOG_FORMAT")]
+    pub log_format: crate::output::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +66,8 @@ enum Command {
     Ssh(ssh::Args),
     /// List clusters.
     Ls(ls::Args),
+    /// The run history: list, show, remove runs, apply the retention.
+    Runs(runs::Args),
     /// Destroy clusters.
     Down(down::Args),
     /// Push a cluster's expiry further.
@@ -71,7 +78,7 @@ enum Command {
     Image(image::Args),
     /// Serve the MCP tools on stdin/stdout, for agents (Claude Code, Claude Desktop, Cursor).
     Mcp(mcp::Args),
-    /// Serve the MCP tools over streamable HTTP at /mcp, with bearer-token auth.
+    /// Serve the dashboard, /metrics and the MCP tools (at /mcp) over HTTP, behind one bearer token.
     Serve(serve::Args),
     /// Check that this host has everything rehearse needs.
     Doctor(doctor::Args),
@@ -99,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Cp(a) => cp::run(a, json),
         Command::Ssh(a) => ssh::run(a),
         Command::Ls(a) => ls::run(a, json),
+        Command::Runs(a) => runs::run(a, json),
         Command::Down(a) => down::run(a, json),
         Command::Extend(a) => extend::run(a, json),
         Command::Gc(a) => gc::run(a, json),
