@@ -8,16 +8,29 @@ use common::{run_json, write};
 #[test]
 fn the_balancer_survives_losing_a_backend_under_load() {
     common::require_root();
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/nginx-lb-failover");
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/nginx-lb-failover"
+    );
     let (code, report) = run_json(&["run", example]);
     assert_eq!(code, 0, "{report}");
     let c = &report["confidence"];
     let fault = &c["faults"][0];
-    assert!(fault["healed_ms"].as_u64() > fault["injected_ms"].as_u64(), "{fault}");
+    assert!(
+        fault["healed_ms"].as_u64() > fault["injected_ms"].as_u64(),
+        "{fault}"
+    );
     assert_eq!(fault["checks"][0]["status"], "passed", "{fault}");
     let load = &c["loads"][0];
     assert!(load["ok"].as_u64().unwrap() >= 100, "{load}");
-    assert!(load["checks"].as_array().unwrap().iter().all(|k| k["status"] == "passed"), "{load}");
+    assert!(
+        load["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["status"] == "passed"),
+        "{load}"
+    );
 }
 
 #[test]
@@ -52,8 +65,14 @@ faults:
     assert_eq!(code, 1, "the load's error rate bound fails: {report}");
     let load = &report["confidence"]["loads"][0];
     assert!(load["failed"].as_u64().unwrap() > 0, "{load}");
-    assert!(load["ok"].as_u64().unwrap() > 0, "before and after the fault requests succeed: {load}");
+    assert!(
+        load["ok"].as_u64().unwrap() > 0,
+        "before and after the fault requests succeed: {load}"
+    );
     assert_eq!(load["checks"][0]["status"], "failed", "{load}");
     let timeline = load["timeline"].as_array().unwrap();
-    assert!(timeline.first().unwrap()["failed"] == 0, "no failure before the fault: {load}");
+    assert!(
+        timeline.first().unwrap()["failed"] == 0,
+        "no failure before the fault: {load}"
+    );
 }
