@@ -1,5 +1,5 @@
 //! Full outputs of commands whose results were cut, kept under the state
-//! directory until the server's state is cleaned.
+//! directory for [`KEEP_FOR`]: a server that starts removes older ones.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -11,9 +11,34 @@ pub(crate) struct Outputs {
     dir: PathBuf,
 }
 
+/// How long a kept output stays readable.
+pub(crate) const KEEP_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 impl Outputs {
     pub(crate) fn new(dir: PathBuf) -> Self {
-        Outputs { dir }
+        let outputs = Outputs { dir };
+        outputs.remove_older_than(KEEP_FOR);
+        outputs
+    }
+
+    /// Removes kept outputs last written more than `age` ago; returns how many.
+    pub(crate) fn remove_older_than(&self, age: std::time::Duration) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|elapsed| elapsed > age);
+            if old && std::fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Keeps both streams; returns the output id.
@@ -104,4 +129,23 @@ pub(crate) fn tail(bytes: &[u8], limit: usize) -> (String, bool) {
         ),
         true,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_outputs_are_removed_recent_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let outputs = Outputs::new(dir.path().to_path_buf());
+        let old = outputs.keep(b"old", b"").unwrap();
+        let recent = outputs.keep(b"recent", b"").unwrap();
+        let past = std::time::SystemTime::now() - KEEP_FOR - std::time::Duration::from_secs(60);
+        let f = std::fs::File::open(dir.path().join(&old)).unwrap();
+        f.set_modified(past).unwrap();
+        assert_eq!(outputs.remove_older_than(KEEP_FOR), 1);
+        assert!(!dir.path().join(&old).exists());
+        assert!(dir.path().join(&recent).join("stdout").exists());
+    }
 }
