@@ -18,9 +18,21 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("apt-cacher-ng", "apt-cacher-ng"),
 ];
 
+/// Host tools the VM backend needs on top (not needed for container nodes).
+pub const VM_TOOLS: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("qemu-img", "qemu-utils"),
+    ("busybox", "busybox-static"),
+    ("mkfs.ext4", "e2fsprogs"),
+    ("apt-get", "apt"),
+    ("apt-cache", "apt"),
+    ("dpkg-deb", "dpkg"),
+];
+
 pub fn package_of(tool: &str) -> &'static str {
     TOOLS
         .iter()
+        .chain(VM_TOOLS)
         .find(|(t, _)| *t == tool)
         .map(|(_, p)| *p)
         .unwrap_or("(unknown)")

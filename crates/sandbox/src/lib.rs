@@ -10,6 +10,7 @@ mod cgroup;
 mod cluster;
 pub mod doctor;
 mod error;
+pub mod kernel_guard;
 pub mod fault;
 pub mod host;
 pub mod net;
@@ -18,6 +19,7 @@ mod pkgcache;
 pub mod seed;
 mod ssh;
 mod state;
+pub mod vm;
 
 pub use backend::{Backend, Booting, ExecIo, ExecOutcome, ExecRequest, NodeLaunch};
 pub use cluster::{Engine, GcReport, Progress, UpRequest, CLUSTER_ID_LEN, DEFAULT_TTL};

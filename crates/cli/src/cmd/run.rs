@@ -27,13 +27,20 @@ pub struct Args {
     /// Write a JUnit XML report to this file.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// What runs nodes whose topology names no `backend`: `nspawn` (containers,
+    /// the default) or `vm` (QEMU microVMs with a kernel of their own).
+    #[arg(long, value_parser = ["nspawn", "vm"])]
+    backend: Option<String>,
     /// Time to live of the cluster (matters with --keep).
     #[arg(long, value_parser = super::parse_duration, default_value = "30m")]
     ttl: Duration,
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
-    let scenario = Scenario::from_path(&args.path)?;
+    let mut scenario = Scenario::from_path(&args.path)?;
+    if let Some(backend) = &args.backend {
+        scenario.topology.set_default_backend(backend.parse()?);
+    }
     let engine = super::engine()?;
     let opts = RunOptions {
         reboot: args.reboot,

@@ -19,6 +19,10 @@ pub struct Args {
     /// Image of the nodes (with --nodes).
     #[arg(long, default_value = DEFAULT_IMAGE)]
     image: String,
+    /// What runs nodes whose topology names no `backend`: `nspawn` (containers,
+    /// the default) or `vm` (QEMU microVMs with a kernel of their own).
+    #[arg(long, value_parser = ["nspawn", "vm"])]
+    backend: Option<String>,
     /// Time to live; the cluster is destroyed after it (extend with `rehearse extend`).
     #[arg(long, value_parser = super::parse_duration, default_value = "30m")]
     ttl: Duration,
@@ -31,7 +35,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
-    let (topology, source) = match (&args.file, args.nodes) {
+    let (mut topology, source) = match (&args.file, args.nodes) {
         (Some(path), _) => (Topology::from_path(path)?, path.display().to_string()),
         (None, n) => {
             let n = n.unwrap_or(1);
@@ -41,6 +45,9 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             )
         }
     };
+    if let Some(backend) = &args.backend {
+        topology.set_default_backend(backend.parse()?);
+    }
     let engine = super::engine()?;
     let spinner = Spinner::new(json);
     spinner.set("starting");

@@ -32,7 +32,9 @@ impl Engine {
             }
         };
         keep(self.cgroups.kill_cluster(id, Duration::from_secs(10)));
-        keep(self.backend.teardown(id, &dir));
+        for backend in &self.backends {
+            keep(backend.teardown(id, &dir));
+        }
         keep(net::delete_cluster_links(id));
         keep(Firewall::remove(id));
         keep(self.cgroups.remove_cluster(id));

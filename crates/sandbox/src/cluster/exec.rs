@@ -1,6 +1,9 @@
 //! Running commands on nodes.
 
+use std::io::Write;
+
 use crate::backend::{ExecIo, ExecOutcome, ExecRequest};
+use crate::kernel_guard;
 use crate::SandboxError;
 
 use super::Engine;
@@ -16,7 +19,34 @@ impl Engine {
     ) -> Result<ExecOutcome, SandboxError> {
         let state = self.store.load(id)?;
         let node = state.node(node)?;
-        let outcome = self.backend.exec(&state, node, req, io)?;
+        let backend = self.backend_for(node);
+        let outcome = if backend.name() == "nspawn" {
+            // A container shares the host's kernel: say so when that is why
+            // the command failed.
+            let ExecIo {
+                stdin,
+                stdout,
+                stderr,
+            } = io;
+            let mut watch = kernel_guard::Watch::new(stderr);
+            let outcome = backend.exec(
+                &state,
+                node,
+                req,
+                ExecIo {
+                    stdin,
+                    stdout,
+                    stderr: &mut watch,
+                },
+            )?;
+            watch.finish();
+            if let (Some(refusal), true) = (watch.refusal.take(), outcome.exit_code != 0) {
+                let _ = watch.write_all(kernel_guard::hint(&node.name, &refusal).as_bytes());
+            }
+            outcome
+        } else {
+            backend.exec(&state, node, req, io)?
+        };
         if outcome.timed_out {
             return Err(SandboxError::Timeout {
                 node: node.name.clone(),

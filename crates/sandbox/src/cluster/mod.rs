@@ -64,7 +64,10 @@ pub struct Engine {
     images: ImageStore,
     cgroups: Cgroups,
     cache: PackageCache,
+    /// The backend of nodes whose topology leaves the choice open.
     backend: Arc<dyn Backend>,
+    /// Every backend a node may name, the default among them.
+    backends: Vec<Arc<dyn Backend>>,
 }
 
 impl Engine {
@@ -73,7 +76,19 @@ impl Engine {
         Self::with_backend(state_dir, Arc::new(crate::nspawn::NspawnBackend))
     }
 
+    /// An engine whose nodes run on `backend` unless their topology names
+    /// another one (nspawn and vm are always available).
     pub fn with_backend(state_dir: &Path, backend: Arc<dyn Backend>) -> Result<Self, SandboxError> {
+        let mut backends: Vec<Arc<dyn Backend>> = vec![backend.clone()];
+        let standard: [Arc<dyn Backend>; 2] = [
+            Arc::new(crate::nspawn::NspawnBackend),
+            Arc::new(crate::vm::VmBackend::new(state_dir)),
+        ];
+        for b in standard {
+            if b.name() != backend.name() {
+                backends.push(b);
+            }
+        }
         Ok(Engine {
             state_dir: state_dir.to_path_buf(),
             store: ClusterStore::new(state_dir),
@@ -81,7 +96,32 @@ impl Engine {
             cgroups: Cgroups::discover()?,
             cache: PackageCache::new(state_dir),
             backend,
+            backends,
         })
+    }
+
+    /// Replaces the backend of the same name (a VM backend with other
+    /// settings, say).
+    pub fn with_node_backend(mut self, backend: Arc<dyn Backend>) -> Self {
+        if self.backend.name() == backend.name() {
+            self.backend = backend.clone();
+        }
+        self.backends.retain(|b| b.name() != backend.name());
+        self.backends.push(backend);
+        self
+    }
+
+    /// The backend running `node`.
+    pub(crate) fn backend_for(&self, node: &crate::state::NodeState) -> &dyn Backend {
+        self.backend_named(&node.backend)
+    }
+
+    fn backend_named(&self, name: &str) -> &dyn Backend {
+        self.backends
+            .iter()
+            .find(|b| b.name() == name)
+            .unwrap_or(&self.backend)
+            .as_ref()
     }
 
     pub fn state_dir(&self) -> &Path {

@@ -38,7 +38,8 @@ impl Engine {
                     let dir = &dir;
                     let handle = s.spawn(move || -> Result<Booted, SandboxError> {
                         let t0 = Instant::now();
-                        self.backend.request_poweroff(node)?;
+                        let backend = self.backend_for(node);
+                        backend.request_poweroff(node)?;
                         let deadline = Instant::now() + grace;
                         while node.supervisor.is_some_and(|p| p.is_alive())
                             && Instant::now() < deadline
@@ -65,15 +66,15 @@ impl Engine {
                             cgroup_procs: self.cgroups.create_node(&frozen.id, &node.name)?,
                         };
                         let boot_deadline = Instant::now() + boot_timeout;
-                        let booting = self.backend.launch(&launch)?;
+                        let booting = backend.launch(&launch)?;
                         let supervisor = booting.supervisor;
-                        let leader = self.backend.wait_booted(&launch, booting, boot_deadline)?;
+                        let leader = backend.wait_booted(&launch, booting, boot_deadline)?;
                         wait_for_ssh(node, boot_deadline).map_err(|reason| {
                             SandboxError::BootFailed {
                                 cluster: frozen.id.clone(),
                                 node: node.name.clone(),
                                 reason,
-                                log_tail: self.backend.boot_log_tail(&launch.node_dir, 25),
+                                log_tail: backend.boot_log_tail(&launch.node_dir, 25),
                             }
                         })?;
                         Ok((supervisor, leader, t0.elapsed().as_millis() as u64))

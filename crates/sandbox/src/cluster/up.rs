@@ -142,7 +142,10 @@ impl Engine {
                 index: i,
                 image: spec.image.clone(),
                 image_id: image.id.clone(),
-                backend: self.backend.name().to_string(),
+                backend: spec
+                    .backend
+                    .map(|b| b.as_str().to_string())
+                    .unwrap_or_else(|| self.backend.name().to_string()),
                 groups: spec.groups.clone(),
                 nics,
                 machine: net::machine_name(&id, i),
@@ -226,16 +229,17 @@ impl Engine {
                             seeds: &seeds,
                             cgroup_procs: self.cgroups.create_node(&frozen.id, &node.name)?,
                         };
-                        let booting = self.backend.launch(&launch)?;
+                        let backend = self.backend_for(node);
+                        let booting = backend.launch(&launch)?;
                         tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node launched");
                         let supervisor = booting.supervisor;
-                        let leader = self.backend.wait_booted(&launch, booting, deadline)?;
+                        let leader = backend.wait_booted(&launch, booting, deadline)?;
                         tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node booted");
                         wait_for_ssh(node, deadline).map_err(|reason| SandboxError::BootFailed {
                             cluster: frozen.id.clone(),
                             node: node.name.clone(),
                             reason,
-                            log_tail: self.backend.boot_log_tail(&launch.node_dir, 25),
+                            log_tail: backend.boot_log_tail(&launch.node_dir, 25),
                         })?;
                         let ms = t0.elapsed().as_millis() as u64;
                         progress(Progress::NodeReady {

@@ -23,7 +23,6 @@ pub fn run(
     if req.argv.is_empty() {
         return Err(SandboxError::BadPath("no command given to run".into()));
     }
-    let started = Instant::now();
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--target={}", leader.pid))
         .args([
@@ -54,6 +53,19 @@ pub fn run(
     for (k, v) in &req.env {
         cmd.env(k, v);
     }
+    supervise(cmd, "nsenter", node, req.timeout, io)
+}
+
+/// Runs a host command that carries a command into a node (nsenter, ssh),
+/// streaming its output and killing it (and all it started) at the timeout.
+pub(crate) fn supervise(
+    mut cmd: Command,
+    program: &str,
+    node: &str,
+    timeout: Option<Duration>,
+    io: ExecIo<'_>,
+) -> Result<ExecOutcome, SandboxError> {
+    let started = Instant::now();
     // A process group of its own, so a timeout kills everything it started.
     cmd.process_group(0)
         .stdin(if io.stdin.is_some() {
@@ -63,7 +75,7 @@ pub fn run(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| host::spawn_error("nsenter", e))?;
+    let mut child = cmd.spawn().map_err(|e| host::spawn_error(program, e))?;
     let pgid = Pid::from_raw(child.id() as i32);
     let mut child_stdin = child.stdin.take();
     let mut child_stdout = child.stdout.take().expect("piped");
@@ -81,7 +93,7 @@ pub fn run(
                 let _ = std::io::copy(&mut input, &mut sink);
             });
         }
-        let deadline = req.timeout.map(|t| started + t);
+        let deadline = timeout.map(|t| started + t);
         let mut streams = Streams::new(&mut child_stdout, &mut child_stderr)?;
         let mut exited: Option<(std::process::ExitStatus, Instant)> = None;
         loop {
@@ -90,7 +102,7 @@ pub fn run(
                 match child.try_wait() {
                     Ok(Some(status)) => exited = Some((status, Instant::now())),
                     Ok(None) => {}
-                    Err(e) => return Err(SandboxError::io("waiting for", "nsenter", e)),
+                    Err(e) => return Err(SandboxError::io("waiting for", program.to_string(), e)),
                 }
             }
             if let Some((status, at)) = exited {

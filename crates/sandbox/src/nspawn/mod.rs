@@ -3,7 +3,7 @@
 //! nothing), a user namespace mapped to the image's UID range, and readiness
 //! reported by the node's systemd through nspawn's notify socket.
 
-mod exec;
+pub(crate) mod exec;
 mod rootfs;
 
 use std::io::Read;
@@ -289,7 +289,7 @@ fn is_zombie(pid: i32) -> bool {
         .unwrap_or(true)
 }
 
-fn strip_ansi(s: &str) -> String {
+pub(crate) fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
