@@ -24,6 +24,10 @@ packages=(
   python3-pip         # the MCP tests drive the server with the official Python SDK
   curl
   ca-certificates
+  qemu-system-x86     # VM nodes (backend: vm): microVMs
+  qemu-utils          # qemu-img: a copy-on-write disk per VM node
+  busybox-static      # the VM nodes' initramfs
+  e2fsprogs           # mkfs.ext4: the VM nodes' base disk
   gcc                 # crates that build C
   postgresql          # the run store on a server (REHEARSE_DATABASE_URL); SQLite is the default
   pkg-config
