@@ -98,5 +98,55 @@ pub fn run_checks() -> Vec<Check> {
             .then(|| "apt-get install nftables, and make sure the kernel has nf_tables".into()),
         required: true,
     });
+    checks.extend(vm_checks(root));
+    checks
+}
+
+/// What VM nodes (`backend: vm`) need, and which accelerator they get. Not
+/// required: clusters of containers start without any of it.
+fn vm_checks(root: bool) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let mut tools_ok = true;
+    for (tool, package) in host::VM_TOOLS {
+        let found = which(tool);
+        tools_ok &= found.is_some();
+        checks.push(Check {
+            name: format!("vm tool {tool}"),
+            ok: found.is_some(),
+            detail: found.unwrap_or_else(|| "not found on PATH (needed by VM nodes only)".into()),
+            fix: Some(format!("apt-get install {package}")).filter(|_| which(tool).is_none()),
+            required: false,
+        });
+    }
+    let state_dir = rehearse_image::state_dir();
+    // Probing boots the guest kernel once (fetched on first use) and caches
+    // the answer; without root or QEMU only an earlier answer can be shown.
+    let probe = if root && tools_ok {
+        crate::vm::VmBackend::new(&state_dir)
+            .accelerator()
+            .map_err(|e| e.to_string())
+    } else {
+        crate::vm::VmBackend::cached_accelerator(&state_dir).ok_or_else(|| {
+            "not probed yet: run `rehearse doctor` as root with QEMU installed".to_string()
+        })
+    };
+    checks.push(match probe {
+        Ok(p) => Check {
+            name: "vm accelerator".into(),
+            ok: true,
+            detail: format!("{} ({})", p.accelerator.as_str(), p.detail),
+            fix: (p.accelerator == crate::vm::Accelerator::Tcg).then(|| {
+                "VM nodes run under TCG, many times slower than with KVM: use a host where /dev/kvm runs guests (bare metal, or nested virtualisation enabled)".into()
+            }),
+            required: false,
+        },
+        Err(e) => Check {
+            name: "vm accelerator".into(),
+            ok: false,
+            detail: e,
+            fix: Some("install the VM tools above, then run `rehearse doctor` as root".into()),
+            required: false,
+        },
+    });
     checks
 }
