@@ -6,6 +6,7 @@
 mod baseline;
 mod converge;
 mod stats;
+mod vm;
 
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,15 @@ enum What {
         #[arg(long, default_value_t = 2)]
         cold: usize,
     },
+    /// One VM node `up` to ready and `down`, with the accelerator in use,
+    /// against one container node in the same run.
+    Vm {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Also boot full systemd (about 95 s a boot without KVM).
+        #[arg(long)]
+        systemd: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         What::Scenario { path, runs, cold } => scenario(&path, runs, cold, cli.json),
         What::Converge { runs } => converge::bench(runs, cli.json),
         What::Packages { packages, runs } => packages_install(&packages, runs, cli.json),
+        What::Vm { runs, systemd } => vm::bench(runs, systemd, cli.json),
     }
 }
 

@@ -5,8 +5,8 @@
 //! left once the cluster is gone (by `down`, or by `gc` after its state was
 //! lost as when an engine crashes).
 //!
-//! The VMs boot the minimal init so these tests stay quick on hosts without
-//! usable KVM (QEMU's TCG boots it in seconds; full systemd takes minutes).
+//! One VM boots the minimal init, the other the image's systemd; both take
+//! seconds even under QEMU's TCG on hosts without usable KVM.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use rehearse_sandbox::vm::{GuestInit, VmBackend};
 use rehearse_sandbox::{ClusterState, Engine, ExecRequest, UpRequest};
 use rehearse_spec::Topology;
 
-fn engine() -> Engine {
+fn engine(init: GuestInit) -> Engine {
     assert!(
         nix::unistd::geteuid().is_root(),
         "VM tests boot real VMs and must run as root (they run in CI as root)"
@@ -24,9 +24,7 @@ fn engine() -> Engine {
     let state = rehearse_image::state_dir();
     Engine::new(&state)
         .expect("engine")
-        .with_node_backend(Arc::new(
-            VmBackend::new(&state).with_init(GuestInit::Minimal),
-        ))
+        .with_node_backend(Arc::new(VmBackend::new(&state).with_init(init)))
 }
 
 /// A container `box` and a VM `vm1` on one isolated network.
@@ -126,7 +124,7 @@ fn leftovers(engine: &Engine, id: &str) -> Vec<String> {
 
 #[test]
 fn a_vm_node_joins_a_container_cluster_runs_commands_and_leaves_nothing() {
-    let engine = engine();
+    let engine = engine(GuestInit::Minimal);
     let up = Up::new(&engine, MIXED);
     let id = up.state.id.clone();
     let vm = up.state.node("vm1").unwrap();
@@ -202,9 +200,13 @@ fn a_vm_node_joins_a_container_cluster_runs_commands_and_leaves_nothing() {
 
 #[test]
 fn kernel_changes_work_on_a_vm_and_are_refused_clearly_on_a_container() {
-    let engine = engine();
+    // This VM boots the image's systemd, as a scenario's VM node would.
+    let engine = engine(GuestInit::Systemd);
     let up = Up::new(&engine, MIXED);
     let id = up.state.id.clone();
+    assert_eq!(up.ok("vm1", "cat /proc/1/comm"), "systemd");
+    let (_, running, _) = up.sh("vm1", "systemctl is-system-running --wait");
+    assert_eq!(running.trim(), "running");
 
     // A sysctl no namespace owns.
     let swappiness = up.ok(
