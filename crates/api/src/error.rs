@@ -85,6 +85,10 @@ impl From<SandboxError> for ApiError {
             ),
             SandboxError::Spec(_) => ("fix the input and call again", false),
             SandboxError::BadPath(_) => ("check the path on the node", false),
+            SandboxError::SnapshotNotFound { .. } => (
+                "call snapshots to list the cluster's snapshots, or snapshot to take one",
+                false,
+            ),
             SandboxError::Refused(_) => ("change the request as the message says", false),
             _ => ("this is a problem of the host running rehearse, not of your input", false),
         };

@@ -10,6 +10,7 @@ mod jobs;
 mod ops;
 mod outputs;
 pub mod recipes;
+pub mod snapshots;
 pub mod types;
 
 use std::path::PathBuf;
@@ -97,6 +98,11 @@ impl Api {
             Command::Faults(r) => to_json(self.faults(&r.cluster)?),
             Command::Load(r) => to_json(self.load(r)?),
             Command::Probe(r) => to_json(self.probe(r)?),
+            Command::Snapshot(r) => to_json(self.snapshot(r)?),
+            Command::Restore(r) => to_json(self.restore(r)?),
+            Command::Snapshots(r) => to_json(self.snapshots(&r.cluster)?),
+            Command::SnapshotRemove(r) => to_json(self.snapshot_remove(r)?),
+            Command::SaveImage(r) => to_json(self.save_image(r)?),
         }
     }
 
@@ -223,6 +229,16 @@ commands! {
         "Drive HTTP GET load from one node of a cluster against a URL (bounded: duration and/or request count, concurrency), measuring on that node. Returns requests, failures by kind, error_rate (%), p50/p90/p99/max latency in ms, requests per second, a per-second timeline of successes and failures, and one check per expectation (error_rate, p50, p99, min_ok). Combine with `fault` to see how the system copes.";
     Probe(confidence::ProbeRequest) = "probe", read_only = true,
         "Run an attack probe on a cluster and get its findings as checks: `ports` (scan every TCP port of a node from another; only the declared ones may be open), `ssh_password` (sshd must refuse password login), `internal` (a port must be unreachable from nodes outside its network), `files` (no world-writable file or setuid binary added since the image), `tls` (certificate validity days, hostname, no TLS 1.0/1.1).";
+    Snapshot(snapshots::SnapshotRequest) = "snapshot", read_only = false,
+        "Take a named snapshot of a whole cluster: every node is frozen at the same instant, its disk changes copied, then thawed (running processes carry on). Use it before trying something risky, then restore to go back. Returns the snapshot: nodes with the size of their captured changes, how long the nodes were frozen, and whether the copy was copy-on-write.";
+    Restore(snapshots::RestoreRequest) = "restore", read_only = false,
+        "Bring every node of a cluster back to a snapshot taken with `snapshot`: the nodes are stopped, their disks put back as they were, and booted again (files, users, packages, enabled services as at the snapshot; what ran in memory restarts from boot). Returns when every node is booted and reachable, with each node's boot time.";
+    Snapshots(ClusterRequest) = "snapshots", read_only = true,
+        "List a cluster's snapshots, oldest first, with when they were taken and their size per node.";
+    SnapshotRemove(snapshots::SnapshotRequest) = "snapshot_remove", read_only = false,
+        "Remove one snapshot of a cluster (snapshots also go away when the cluster is destroyed).";
+    SaveImage(snapshots::SaveImageRequest) = "save_image", read_only = false,
+        "Save one node's disk as it is now (its image plus every change made on it) as a new golden image under a new name, so later clusters and scenarios boot from it with `image: <name>` (e.g. provision with nodes [{name, image}]). The node keeps running. Returns the image's name, id, parent image id and size.";
 }
 
 fn parse_args<T: DeserializeOwned>(args: serde_json::Value) -> Result<T, ApiError> {

@@ -32,6 +32,9 @@ pub enum ImageError {
         "image \"{0}\" is in use by a running cluster; destroy its clusters first (`rehearse ls`)"
     )]
     InUse(String),
+    /// A node is saved under a name another image already has.
+    #[error("an image named \"{name}\" already exists ({id}); pick another name, or remove that image with `rehearse image rm {name}`")]
+    NameTaken { name: String, id: String },
 }
 
 impl ImageError {

@@ -30,6 +30,12 @@ pub struct Image {
     pub built_at: u64,
     pub build_secs: f64,
     pub size_bytes: u64,
+    /// For an image saved from a node: the id of the image the node booted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// For an image saved from a node: which node of which cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     #[serde(skip)]
     pub dir: PathBuf,
 }
@@ -43,7 +49,7 @@ impl Image {
 /// The image cache.
 #[derive(Debug, Clone)]
 pub struct ImageStore {
-    root: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
 impl ImageStore {
@@ -83,6 +89,13 @@ impl ImageStore {
     /// callers wait for one build instead of racing.
     pub fn ensure(&self, spec: &ImageSpec, progress: &dyn Fn(&str)) -> Result<Image, ImageError> {
         spec.validate()?;
+        // An image saved from a node cannot be rebuilt from its spec: it is
+        // the one its name points at.
+        if let Some(saved) = self.by_name(&spec.name)? {
+            if saved.parent.is_some() && saved.spec == *spec {
+                return Ok(saved);
+            }
+        }
         let id = Self::id_of(spec);
         if let Some(image) = self.load(&id)? {
             self.set_name(&spec.name, &id)?;
@@ -126,6 +139,8 @@ impl ImageStore {
             built_at: now(),
             build_secs: started.elapsed().as_secs_f64(),
             size_bytes: du(&staging.join("rootfs")),
+            parent: None,
+            origin: None,
             dir: final_dir.clone(),
         };
         fs::rename(&staging, &final_dir)
@@ -221,7 +236,7 @@ impl ImageStore {
         Ok(removed)
     }
 
-    fn load(&self, id: &str) -> Result<Option<Image>, ImageError> {
+    pub(crate) fn load(&self, id: &str) -> Result<Option<Image>, ImageError> {
         let dir = self.root.join(id);
         let meta = dir.join("image.json");
         let Ok(text) = fs::read_to_string(&meta) else {
@@ -241,7 +256,7 @@ impl ImageStore {
         Ok(Some(image))
     }
 
-    fn set_name(&self, name: &str, id: &str) -> Result<(), ImageError> {
+    pub(crate) fn set_name(&self, name: &str, id: &str) -> Result<(), ImageError> {
         let names = self.root.join("names");
         fs::create_dir_all(&names).map_err(|e| ImageError::io("creating", &names, e))?;
         let tmp = names.join(format!(".{name}.{}", std::process::id()));
@@ -249,7 +264,7 @@ impl ImageStore {
         fs::rename(&tmp, names.join(name)).map_err(|e| ImageError::io("writing", &names, e))
     }
 
-    fn lock(&self, id: &str) -> Result<Flock<fs::File>, ImageError> {
+    pub(crate) fn lock(&self, id: &str) -> Result<Flock<fs::File>, ImageError> {
         fs::create_dir_all(&self.root).map_err(|e| ImageError::io("creating", &self.root, e))?;
         let path = self.root.join(format!(".lock-{id}"));
         let file = fs::OpenOptions::new()
@@ -263,14 +278,14 @@ impl ImageStore {
     }
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), ImageError> {
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), ImageError> {
     let tmp = path.with_extension("tmp");
     let text = serde_json::to_string_pretty(value).expect("image metadata serialises");
     fs::write(&tmp, text).map_err(|e| ImageError::io("writing", &tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| ImageError::io("writing", path, e))
 }
 
-fn remove_tree(path: &Path) -> Result<(), ImageError> {
+pub(crate) fn remove_tree(path: &Path) -> Result<(), ImageError> {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -278,7 +293,7 @@ fn remove_tree(path: &Path) -> Result<(), ImageError> {
     }
 }
 
-fn du(path: &Path) -> u64 {
+pub(crate) fn du(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     let mut stack = vec![path.to_path_buf()];
@@ -296,7 +311,7 @@ fn du(path: &Path) -> u64 {
     total
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -355,6 +370,8 @@ mod tests {
             built_at: 1,
             build_secs: 1.0,
             size_bytes: 1,
+            parent: None,
+            origin: None,
             dir: dir.clone(),
         };
         write_json(&dir.join("image.json"), &image).unwrap();

@@ -113,6 +113,68 @@ impl Cgroups {
         )
     }
 
+    /// Freezes (or thaws) every process of one node and, when freezing, waits
+    /// until the kernel reports the whole cgroup frozen. A node without a
+    /// cgroup (never booted, or torn down) has nothing to freeze.
+    pub fn set_node_frozen(
+        &self,
+        cluster: &str,
+        node: &str,
+        frozen: bool,
+        timeout: Duration,
+    ) -> Result<(), SandboxError> {
+        let dir = Self::cluster_path(&self.unified, cluster).join(node);
+        if !dir.is_dir() {
+            return Ok(());
+        }
+        let control = dir.join("cgroup.freeze");
+        fs::write(&control, if frozen { "1" } else { "0" })
+            .map_err(|e| SandboxError::io("writing", &control, e))?;
+        if !frozen {
+            return Ok(());
+        }
+        let events = dir.join("cgroup.events");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text =
+                fs::read_to_string(&events).map_err(|e| SandboxError::io("reading", &events, e))?;
+            if text.lines().any(|l| l.trim() == "frozen 1") {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = fs::write(&control, "0");
+                return Err(SandboxError::io(
+                    "freezing",
+                    dir,
+                    std::io::Error::other(format!(
+                        "not frozen after {:.0?}: a process is stuck in the kernel (uninterruptible I/O); try again",
+                        timeout
+                    )),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Whether any cgroup of the cluster is frozen.
+    pub fn any_frozen(&self, cluster: &str) -> bool {
+        let mut stack = vec![Self::cluster_path(&self.unified, cluster)];
+        while let Some(d) = stack.pop() {
+            if fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|t| t.trim() == "1") {
+                return true;
+            }
+            if let Ok(entries) = fs::read_dir(&d) {
+                stack.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.path()),
+                );
+            }
+        }
+        false
+    }
+
     /// Number of processes in the cluster's cgroups.
     pub fn process_count(&self, cluster: &str) -> usize {
         pids_below(&Self::cluster_path(&self.unified, cluster)).len()

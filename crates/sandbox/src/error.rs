@@ -79,6 +79,13 @@ pub enum SandboxError {
     /// the message says why and what to ask instead.
     #[error("{0}")]
     Refused(String),
+    /// The cluster has no snapshot of that name.
+    #[error("cluster {cluster} has no snapshot \"{name}\" ({known}); take one with `rehearse snapshot {cluster} NAME`")]
+    SnapshotNotFound {
+        cluster: String,
+        name: String,
+        known: String,
+    },
     /// A copy path was not understood.
     #[error("{0}")]
     BadPath(String),
@@ -117,6 +124,7 @@ impl SandboxError {
             SandboxError::Image(_) | SandboxError::ImageGone { .. } => "image",
             SandboxError::Spec(_) => "invalid_spec",
             SandboxError::BadPath(_) => "bad_path",
+            SandboxError::SnapshotNotFound { .. } => "snapshot_not_found",
             SandboxError::Refused(_) => "refused",
             SandboxError::CorruptState { .. } => "corrupt_state",
         }

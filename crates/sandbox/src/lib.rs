@@ -17,13 +17,17 @@ pub mod net;
 pub mod nspawn;
 mod pkgcache;
 pub mod seed;
+pub mod snapshot;
 mod ssh;
 mod state;
 pub mod vm;
 
 pub use backend::{Backend, Booting, ExecIo, ExecOutcome, ExecRequest, NodeLaunch};
-pub use cluster::{Engine, GcReport, Progress, UpRequest, CLUSTER_ID_LEN, DEFAULT_TTL};
+pub use cluster::{
+    Engine, GcReport, Progress, Restored, RestoredNode, UpRequest, CLUSTER_ID_LEN, DEFAULT_TTL,
+};
 pub use error::SandboxError;
 pub use fault::{FaultRecord, FaultStatus};
 pub use pkgcache::{PackageCache, CACHE_PORT, SERVICE_BRIDGE};
+pub use snapshot::{CopyMode, Snapshot, SnapshotNode};
 pub use state::{ClusterState, ClusterStatus, NetworkState, Nic, NodeState};

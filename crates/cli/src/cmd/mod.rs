@@ -16,9 +16,12 @@ mod mcp;
 mod netdelay;
 mod reap;
 mod recipe;
+mod restore;
 mod run;
 mod runs;
+mod save;
 mod serve;
+mod snapshot;
 mod ssh;
 mod up;
 
@@ -88,6 +91,12 @@ enum Command {
     Fault(fault::Args),
     /// Undo a fault, or every active fault of a cluster.
     Heal(heal::Args),
+    /// Snapshot every node of a cluster at one instant (`snapshot CLUSTER NAME`), or list (`ls CLUSTER`) and remove (`rm CLUSTER NAME`) snapshots.
+    Snapshot(snapshot::Args),
+    /// Bring every node of a cluster back to a snapshot and wait until all are booted.
+    Restore(restore::Args),
+    /// Save a node's disk as it is now as a new image, for `image:` in later topologies.
+    Save(save::Args),
     /// The user-space packet delayer of a link fault (started by `fault link --delay`).
     #[command(name = "__netdelay", hide = true)]
     Netdelay(netdelay::Args),
@@ -119,6 +128,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Fault(a) => fault::run(a, json),
         Command::Heal(a) => heal::run(a, json),
         Command::Netdelay(a) => netdelay::run(a),
+        Command::Snapshot(a) => snapshot::run(a, json),
+        Command::Restore(a) => restore::run(a, json),
+        Command::Save(a) => save::run(a, json),
     }
 }
 

@@ -17,11 +17,14 @@ use crate::pkgcache::PackageCache;
 use crate::state::{ClusterState, ClusterStore};
 use crate::SandboxError;
 
+pub use snapshot::{Restored, RestoredNode};
+
 mod copy;
 mod down;
 mod exec;
 mod gc;
 mod reboot;
+mod snapshot;
 mod up;
 
 /// Length of a cluster id (hex digits). Short enough for interface names.

@@ -1,0 +1,433 @@
+//! Snapshots of a whole cluster: taken with every node frozen, restored by
+//! booting every node again from the captured layers; and images saved from a
+//! node for later clusters.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use rehearse_image::Image;
+
+use crate::cgroup::Cgroups;
+use crate::host::now_secs;
+use crate::snapshot::{self, CopyMode, Snapshot, SnapshotNode, SNAPSHOTS_DIR};
+use crate::state::{ClusterState, NodeState};
+use crate::SandboxError;
+
+use super::Engine;
+
+/// How long freezing a node may take before the snapshot is given up.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `restore` did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Restored {
+    pub cluster: String,
+    pub snapshot: String,
+    /// From the call to every node booted again (ms).
+    pub took_ms: u64,
+    pub nodes: Vec<RestoredNode>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoredNode {
+    pub name: String,
+    /// The node's boot after its layer was put back (ms).
+    pub boot_ms: Option<u64>,
+}
+
+/// Thaws the nodes it froze when dropped, whatever happened in between.
+struct Frozen<'a> {
+    cgroups: &'a Cgroups,
+    cluster: &'a str,
+    nodes: Vec<&'a str>,
+}
+
+impl<'a> Frozen<'a> {
+    fn freeze(&mut self, node: &'a str) -> Result<(), SandboxError> {
+        self.nodes.push(node);
+        self.cgroups
+            .set_node_frozen(self.cluster, node, true, FREEZE_TIMEOUT)
+    }
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        for node in &self.nodes {
+            if let Err(e) = self
+                .cgroups
+                .set_node_frozen(self.cluster, node, false, FREEZE_TIMEOUT)
+            {
+                tracing::error!(cluster = self.cluster, node, error = %e, "thawing a node");
+            }
+        }
+    }
+}
+
+fn upper_dir(node_dir: &Path) -> PathBuf {
+    node_dir.join("upper")
+}
+
+/// Snapshots capture overlay layers: nodes of other backends have none.
+fn layered(state: &ClusterState, nodes: &[&NodeState]) -> Result<(), SandboxError> {
+    match nodes.iter().find(|n| n.backend != "nspawn") {
+        Some(n) => Err(SandboxError::Refused(format!(
+            "node {} of cluster {} runs on the {} backend; snapshots and saved images capture the overlay layers of nspawn nodes only",
+            n.name, state.id, n.backend
+        ))),
+        None => Ok(()),
+    }
+}
+
+impl Engine {
+    fn snapshots_dir(&self, id: &str) -> PathBuf {
+        self.store.dir(id).join(SNAPSHOTS_DIR)
+    }
+
+    fn node_dir(&self, id: &str, node: &str) -> PathBuf {
+        self.store.dir(id).join("nodes").join(node)
+    }
+
+    /// One snapshot operation at a time per cluster.
+    fn snapshot_lock(&self, id: &str) -> Result<Flock<fs::File>, SandboxError> {
+        let dir = self.snapshots_dir(id);
+        fs::create_dir_all(&dir).map_err(|e| SandboxError::io("creating", &dir, e))?;
+        let path = dir.join(".lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| SandboxError::io("opening", &path, e))?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| SandboxError::io("locking", &path, e.into()))
+    }
+
+    fn snapshot_not_found(&self, id: &str, name: &str) -> SandboxError {
+        let known: Vec<String> = self
+            .snapshots(id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        SandboxError::SnapshotNotFound {
+            cluster: id.to_string(),
+            name: name.escape_default().to_string(),
+            known: if known.is_empty() {
+                "it has none".to_string()
+            } else {
+                format!("its snapshots: {}", known.join(", "))
+            },
+        }
+    }
+
+    /// Captures every node's disk at one instant: all nodes are frozen, their
+    /// layers copied (cloned where the filesystem can), then thawed.
+    pub fn snapshot(&self, id: &str, name: &str) -> Result<Snapshot, SandboxError> {
+        let t0 = Instant::now();
+        snapshot::check_name("snapshot name", name)?;
+        let state = self.store.load(id)?;
+        layered(&state, &state.nodes.iter().collect::<Vec<_>>())?;
+        let _lock = self.snapshot_lock(id)?;
+        let dir = self.snapshots_dir(id);
+        let target = dir.join(name);
+        if let Some(existing) = Snapshot::read(&target) {
+            return Err(SandboxError::Refused(format!(
+                "cluster {id} already has a snapshot \"{name}\" (taken {}s ago); remove it with `rehearse snapshot rm {id} {name}` or pick another name",
+                now_secs().saturating_sub(existing.created_at)
+            )));
+        }
+        let staging = dir.join(format!(".new-{name}-{}", std::process::id()));
+        snapshot::remove_tree(&staging)?;
+        snapshot::remove_tree(&target)?;
+        fs::create_dir_all(&staging).map_err(|e| SandboxError::io("creating", &staging, e))?;
+        let copy = if snapshot::reflink_supported(&staging) {
+            CopyMode::Reflink
+        } else {
+            CopyMode::Copy
+        };
+        let captured = self.capture(&state, &staging);
+        let frozen_ms = match captured {
+            Ok(ms) => ms,
+            Err(e) => {
+                let _ = snapshot::remove_tree(&staging);
+                return Err(e);
+            }
+        };
+        let nodes: Vec<SnapshotNode> = state
+            .nodes
+            .iter()
+            .map(|n| {
+                let (bytes, files) = snapshot::tree_size(&Snapshot::node_dir(&staging, &n.name));
+                SnapshotNode {
+                    name: n.name.clone(),
+                    image: n.image.clone(),
+                    image_id: n.image_id.clone(),
+                    bytes,
+                    files,
+                }
+            })
+            .collect();
+        let manifest = Snapshot {
+            name: name.to_string(),
+            cluster: id.to_string(),
+            created_at: now_secs(),
+            frozen_ms,
+            took_ms: t0.elapsed().as_millis() as u64,
+            copy,
+            bytes: nodes.iter().map(|n| n.bytes).sum(),
+            nodes,
+        };
+        let finished = manifest.write(&staging).and_then(|()| {
+            fs::rename(&staging, &target).map_err(|e| SandboxError::io("storing", &target, e))
+        });
+        if let Err(e) = finished {
+            let _ = snapshot::remove_tree(&staging);
+            return Err(e);
+        }
+        tracing::info!(cluster = id, snapshot = name, frozen_ms, "snapshot taken");
+        Ok(manifest)
+    }
+
+    /// Freezes every node, copies each node's layer into `into/<node>`, thaws.
+    /// Returns how long the nodes were frozen (ms).
+    fn capture(&self, state: &ClusterState, into: &Path) -> Result<u64, SandboxError> {
+        let mut frozen = Frozen {
+            cgroups: &self.cgroups,
+            cluster: &state.id,
+            nodes: Vec::new(),
+        };
+        for node in &state.nodes {
+            frozen.freeze(&node.name)?;
+        }
+        let t_frozen = Instant::now();
+        // Frozen processes write nothing more; what they wrote is in the page
+        // cache the copy reads. Syncing makes the snapshot itself durable.
+        if let Ok(f) = fs::File::open(into) {
+            use std::os::fd::AsRawFd;
+            let _ = nix::unistd::syncfs(f.as_raw_fd());
+        }
+        let results: Vec<Result<(), SandboxError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = state
+                .nodes
+                .iter()
+                .map(|node| {
+                    let src = upper_dir(&self.node_dir(&state.id, &node.name));
+                    let dst = Snapshot::node_dir(into, &node.name);
+                    s.spawn(move || snapshot::copy_tree(&src, &dst))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("copy thread panicked"))
+                .collect()
+        });
+        let ms = t_frozen.elapsed().as_millis() as u64;
+        drop(frozen);
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        Ok(ms)
+    }
+
+    /// The cluster's snapshots, oldest first.
+    pub fn snapshots(&self, id: &str) -> Result<Vec<Snapshot>, SandboxError> {
+        self.store.load(id)?;
+        let mut found: Vec<Snapshot> = fs::read_dir(self.snapshots_dir(id))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .filter_map(|e| Snapshot::read(&e.path()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.name.cmp(&b.name)));
+        Ok(found)
+    }
+
+    /// Removes one snapshot of a cluster.
+    pub fn remove_snapshot(&self, id: &str, name: &str) -> Result<Snapshot, SandboxError> {
+        snapshot::check_name("snapshot name", name)?;
+        self.store.load(id)?;
+        let _lock = self.snapshot_lock(id)?;
+        let dir = self.snapshots_dir(id).join(name);
+        let manifest = Snapshot::read(&dir).ok_or_else(|| self.snapshot_not_found(id, name))?;
+        // The manifest goes first: a half-removed snapshot never looks complete.
+        let _ = fs::remove_file(dir.join("manifest.json"));
+        snapshot::remove_tree(&dir)?;
+        Ok(manifest)
+    }
+
+    /// Brings every node of the cluster back to a snapshot: the nodes are
+    /// stopped, their layers replaced by the snapshot's (overlay work folders
+    /// emptied), and booted again; ready (systemd up, sshd answering) when
+    /// this returns.
+    pub fn restore(
+        &self,
+        id: &str,
+        name: &str,
+        boot_timeout: Duration,
+    ) -> Result<Restored, SandboxError> {
+        let t0 = Instant::now();
+        snapshot::check_name("snapshot name", name)?;
+        let state = self.store.load(id)?;
+        layered(&state, &state.nodes.iter().collect::<Vec<_>>())?;
+        let _lock = self.snapshot_lock(id)?;
+        let dir = self.snapshots_dir(id).join(name);
+        let manifest = Snapshot::read(&dir).ok_or_else(|| self.snapshot_not_found(id, name))?;
+        for node in &state.nodes {
+            match manifest.nodes.iter().find(|n| n.name == node.name) {
+                Some(n) if n.image_id == node.image_id => {}
+                Some(n) => {
+                    return Err(SandboxError::Refused(format!(
+                        "snapshot \"{name}\" holds node {} over image {} ({}) but the node now runs {} ({}); it cannot be restored on this cluster",
+                        node.name, n.image, n.image_id, node.image, node.image_id
+                    )))
+                }
+                None => {
+                    return Err(SandboxError::Refused(format!(
+                        "snapshot \"{name}\" has no layer for node {} of cluster {id}; it cannot be restored on this cluster",
+                        node.name
+                    )))
+                }
+            }
+        }
+        // Copy the layers next to the live ones while the nodes still run, so
+        // they are down only for the swap and the boot.
+        let staged: Vec<(PathBuf, PathBuf)> = state
+            .nodes
+            .iter()
+            .map(|n| {
+                let node_dir = self.node_dir(id, &n.name);
+                (node_dir.join("upper.restore"), node_dir)
+            })
+            .collect();
+        let copies: Vec<Result<(), SandboxError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = state
+                .nodes
+                .iter()
+                .zip(&staged)
+                .map(|(n, (restore, _))| {
+                    let src = Snapshot::node_dir(&dir, &n.name);
+                    s.spawn(move || {
+                        snapshot::remove_tree(restore)?;
+                        snapshot::copy_tree(&src, restore)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("copy thread panicked"))
+                .collect()
+        });
+        if let Err(e) = copies.into_iter().collect::<Result<Vec<()>, _>>() {
+            for (restore, _) in &staged {
+                let _ = snapshot::remove_tree(restore);
+            }
+            return Err(e);
+        }
+        for (node, (restore, node_dir)) in state.nodes.iter().zip(&staged) {
+            self.cgroups
+                .kill_node(id, &node.name, Duration::from_secs(10))?;
+            let root = node_dir.join("root");
+            match nix::mount::umount2(&root, nix::mount::MntFlags::MNT_DETACH) {
+                Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(e) => return Err(SandboxError::io("unmounting", &root, e.into())),
+            }
+            let upper = upper_dir(node_dir);
+            let old = node_dir.join("upper.old");
+            snapshot::remove_tree(&old)?;
+            if upper.exists() {
+                fs::rename(&upper, &old).map_err(|e| SandboxError::io("moving", &upper, e))?;
+            }
+            fs::rename(restore, &upper).map_err(|e| SandboxError::io("moving", restore, e))?;
+            // overlayfs refuses a work folder left from another upper layer.
+            snapshot::remove_tree(&node_dir.join("work"))?;
+            snapshot::remove_tree(&old)?;
+        }
+        let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+        let booted = self.reboot(id, &names, Duration::ZERO, boot_timeout)?;
+        tracing::info!(cluster = id, snapshot = name, "snapshot restored");
+        Ok(Restored {
+            cluster: id.to_string(),
+            snapshot: name.to_string(),
+            took_ms: t0.elapsed().as_millis() as u64,
+            nodes: booted
+                .nodes
+                .iter()
+                .map(|n| RestoredNode {
+                    name: n.name.clone(),
+                    boot_ms: n.boot_ms,
+                })
+                .collect(),
+        })
+    }
+
+    /// Turns a node's disk as it is now into a new image named `image_name`:
+    /// the node's image with the node's changes applied, ready for `image:`
+    /// in later topologies. The node keeps running (frozen for the copy of
+    /// its layer only).
+    pub fn save(&self, id: &str, node: &str, image_name: &str) -> Result<Image, SandboxError> {
+        let state = self.store.load(id)?;
+        let node = state.node(node)?;
+        layered(&state, &[node])?;
+        if let Some(existing) = self.images.by_name(image_name)? {
+            return Err(rehearse_image::ImageError::NameTaken {
+                name: image_name.to_string(),
+                id: existing.id,
+            }
+            .into());
+        }
+        let parent = self
+            .images
+            .list()?
+            .into_iter()
+            .find(|im| im.id == node.image_id)
+            .ok_or_else(|| SandboxError::ImageGone {
+                node: node.name.clone(),
+                image: node.image.clone(),
+                id: node.image_id.clone(),
+            })?;
+        let _lock = self.snapshot_lock(id)?;
+        let scratch = self
+            .snapshots_dir(id)
+            .join(format!(".save-{}", std::process::id()));
+        snapshot::remove_tree(&scratch)?;
+        fs::create_dir_all(&scratch).map_err(|e| SandboxError::io("creating", &scratch, e))?;
+        let layer = scratch.join("upper");
+        let result = (|| {
+            {
+                let mut frozen = Frozen {
+                    cgroups: &self.cgroups,
+                    cluster: &state.id,
+                    nodes: Vec::new(),
+                };
+                frozen.freeze(&node.name)?;
+                snapshot::copy_tree(&upper_dir(&self.node_dir(id, &node.name)), &layer)?;
+            }
+            let origin = format!("node {} of cluster {id}", node.name);
+            self.images
+                .add_saved(image_name, &parent, &origin, |rootfs| {
+                    snapshot::copy_merged(&parent.rootfs(), &layer, &scratch.join("merged"), rootfs)
+                })
+        })();
+        let cleaned = snapshot::remove_tree(&scratch);
+        let image = result?;
+        cleaned?;
+        tracing::info!(
+            cluster = id,
+            node = node.name,
+            image = image_name,
+            "node saved as an image"
+        );
+        Ok(image)
+    }
+
+    /// Whether any of the cluster's cgroups is frozen (a snapshot in progress,
+    /// or one that failed to thaw).
+    pub fn frozen(&self, id: &str) -> bool {
+        self.cgroups.any_frozen(id)
+    }
+}
