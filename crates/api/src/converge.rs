@@ -169,7 +169,8 @@ impl Api {
             ));
         }
         let id = new_id("job");
-        let job = Job::new("converge", None, id.clone());
+        let cancel = rehearse_scenario::Cancel::new();
+        let job = Job::stoppable("converge", id.clone(), cancel.clone());
         self.jobs.add(job.clone());
         let api = Arc::clone(self);
         std::thread::spawn(move || {
@@ -184,7 +185,13 @@ impl Api {
                     });
                 }
             };
-            let result = rehearse_converge::converge(&api.engine, &task, model.as_deref(), &note);
+            let result = rehearse_converge::converge_with(
+                &api.engine,
+                &task,
+                model.as_deref(),
+                &note,
+                Some(cancel),
+            );
             match result {
                 Ok(report) => {
                     note(&format!("finished: {}", report.summary));

@@ -66,6 +66,8 @@ pub(crate) struct Job {
     /// Where an exec job runs, and the file on the node holding its process
     /// group id (for job_kill).
     pub target: Option<(String, String, String)>,
+    /// How a scenario or converge job is stopped (job_kill).
+    pub cancel: Option<rehearse_scenario::Cancel>,
     pub stdout: SharedBuf,
     pub stderr: SharedBuf,
     pub inner: Mutex<JobEnd>,
@@ -82,10 +84,24 @@ impl Job {
             kind,
             started: Instant::now(),
             target,
+            cancel: None,
             stdout: SharedBuf::default(),
             stderr: SharedBuf::default(),
             inner: Mutex::new(JobEnd::default()),
         })
+    }
+
+    /// A scenario or converge job that job_kill stops through `cancel`.
+    pub(crate) fn stoppable(
+        kind: &'static str,
+        id: String,
+        cancel: rehearse_scenario::Cancel,
+    ) -> Arc<Job> {
+        let mut job = Job::new(kind, None, id);
+        if let Some(j) = Arc::get_mut(&mut job) {
+            j.cancel = Some(cancel);
+        }
+        job
     }
 
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut JobEnd) -> R) -> R {

@@ -194,7 +194,7 @@ commands! {
     JobStatus(JobRequest) = "job_status", read_only = true,
         "State of a background job (exec_background, run_scenario or converge): running/exited/failed, exit_code, output so far (or progress lines in events), for a finished scenario its outcome, run_id and full report, and for a finished converge its result in `converge` (converged, script, iterations, tokens). Poll it every few seconds while state is running.";
     JobKill(JobRequest) = "job_kill", read_only = false,
-        "Stop a running background job (kills the command and its children on the node). Returns the job's final status.";
+        "Stop a running background job: an exec job's command and its children are killed on the node; a run_scenario or converge job stops at once (its clusters are destroyed, even mid-step; a model call in flight finishes first) and reports outcome error / verdict stopped. Returns the job's final status.";
     WriteFile(WriteFileRequest) = "write_file", read_only = false,
         "Write a file on a node (parent folders are created), as text or base64 content, optionally with an octal mode such as \"0755\". Use for config files, scripts and units. Returns the path and bytes written.";
     ReadFile(ReadFileRequest) = "read_file", read_only = true,

@@ -269,10 +269,31 @@ impl Api {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
+        } else if let (true, Some(cancel)) = (running, &job.cancel) {
+            // The run stops at its next phase; destroying its clusters ends
+            // the step it may be in the middle of.
+            for cluster in cancel.cancel() {
+                match self.engine.down(&cluster) {
+                    Ok(()) | Err(SandboxError::ClusterNotFound(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(cluster, error = %e, "destroying a stopped job's cluster")
+                    }
+                }
+            }
+            // A model call in flight finishes first: wait for the run to see the stop.
+            for _ in 0..600 {
+                if job.with(|end| end.state.is_some()) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         } else if running {
             return Err(ApiError::new(
                 "not_killable",
-                "a scenario or converge run cannot be stopped midway; wait for it (job_status) — its clusters are destroyed at the end",
+                format!(
+                    "a {} job cannot be stopped midway; wait for it (job_status)",
+                    job.kind
+                ),
                 false,
             ));
         }
@@ -479,14 +500,16 @@ impl Api {
                 ))
             }
         };
+        let cancel = rehearse_scenario::Cancel::new();
         let opts = RunOptions {
             reboot: req.reboot,
             idempotence: req.idempotence.unwrap_or(true),
             keep,
+            cancel: Some(cancel.clone()),
             ..RunOptions::default()
         };
         let id = new_id("job");
-        let job = Job::new("scenario", None, id.clone());
+        let job = Job::stoppable("scenario", id.clone(), cancel);
         self.jobs.add(job.clone());
         let api = Arc::clone(self);
         std::thread::spawn(move || {

@@ -407,7 +407,7 @@ pub struct ConvergeRequest {
 pub struct ConvergeResult {
     /// True when a script passed every check on a fresh cluster in one pass.
     pub converged: bool,
-    /// converged, budget_exhausted or no_rule_applies.
+    /// converged, budget_exhausted, no_rule_applies or stopped (job_kill).
     pub verdict: String,
     /// One sentence: how it ended and why.
     pub summary: String,

@@ -38,14 +38,27 @@ fn a_run_logs_with_its_id_and_is_kept_listed_shown_and_removed() {
             in_run += 1;
         }
     }
-    assert!(in_run >= 3, "the run's phases are logged with its id:\n{stderr}");
+    assert!(
+        in_run >= 3,
+        "the run's phases are logged with its id:\n{stderr}"
+    );
     assert!(stderr.contains("cluster ready"), "{stderr}");
 
     // The store holds it: listed with its outcome, shown whole.
-    let (code, list) = common::run_json(&["runs", "ls", "--status", "failed", "--name", "history-marker"]);
+    let (code, list) = common::run_json(&[
+        "runs",
+        "ls",
+        "--status",
+        "failed",
+        "--name",
+        "history-marker",
+    ]);
     assert_eq!(code, 0);
     assert!(
-        list.as_array().unwrap().iter().any(|r| r["id"] == id.as_str()),
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id.as_str()),
         "{list}"
     );
     let (code, shown) = common::run_json(&["runs", "show", &id]);
@@ -53,16 +66,35 @@ fn a_run_logs_with_its_id_and_is_kept_listed_shown_and_removed() {
     assert_eq!(shown["run"]["outcome"], "failed");
     assert_eq!(shown["run"]["kind"], "scenario");
     assert_eq!(shown["steps"][0]["name"], "write the marker");
-    assert!(shown["steps"][0]["detail"].as_str().unwrap().contains("wrote the marker"));
+    assert!(shown["steps"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("wrote the marker"));
     let checks = shown["checks"].as_array().unwrap();
     assert_eq!(checks.len(), 2);
     let failed = checks.iter().find(|c| c["status"] == "failed").unwrap();
-    assert!(failed["expected"].as_str().unwrap().contains("absent-on-purpose"), "{failed}");
-    assert!(failed["actual"].as_str().unwrap().contains("kept"), "{failed}");
-    assert_eq!(shown["report"]["run_id"], id.as_str(), "the whole report, as JSON");
+    assert!(
+        failed["expected"]
+            .as_str()
+            .unwrap()
+            .contains("absent-on-purpose"),
+        "{failed}"
+    );
+    assert!(
+        failed["actual"].as_str().unwrap().contains("kept"),
+        "{failed}"
+    );
+    assert_eq!(
+        shown["report"]["run_id"],
+        id.as_str(),
+        "the whole report, as JSON"
+    );
     let human = common::run(&["runs", "show", &id]);
     let text = String::from_utf8_lossy(&human.stdout);
-    assert!(text.contains("expected:") && text.contains("actual:"), "{text}");
+    assert!(
+        text.contains("expected:") && text.contains("actual:"),
+        "{text}"
+    );
 
     // Removed with its folder; a second removal says there is no such run.
     let folder = common::state_dir().join("runs").join(&id);

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use rehearse_llm::{LlmError, Message, Provider, Request, Usage};
 use rehearse_sandbox::Engine;
-use rehearse_scenario::{Keep, Outcome, RunOptions, RunReport};
+use rehearse_scenario::{Cancel, Keep, Outcome, RunOptions, RunReport};
 use rehearse_spec::scenario::{Scenario, Step, StepAction, DEFAULT_STEP_TIMEOUT};
 use rehearse_spec::task::{Language, SecretError, Task};
 
@@ -69,6 +69,8 @@ pub enum Verdict {
     BudgetExhausted,
     /// Without a model, the doctor had no rule for the failure.
     NoRuleApplies,
+    /// Stopped on request (an MCP client's job_kill) before it converged.
+    Stopped,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -150,6 +152,8 @@ pub struct Converger<'a> {
     redactor: Redactor,
     /// The run store, written as the run goes.
     recorder: record::Recorder,
+    /// Set when someone asks the run to stop; also given to every scenario run.
+    cancel: Option<Cancel>,
 }
 
 /// Converge runs share the scenario runs' id scheme, marked with a `c`: two
@@ -165,6 +169,19 @@ pub fn converge(
     task: &Task,
     model: Option<&dyn Provider>,
     progress: Progress<'_>,
+) -> Result<ConvergeReport, ConvergeError> {
+    converge_with(engine, task, model, progress, None)
+}
+
+/// [`converge`] that another thread can stop through `cancel`: the loop ends
+/// at its next step with [`Verdict::Stopped`], and the clusters in use are
+/// listed by the token for the stopper to destroy.
+pub fn converge_with(
+    engine: &Engine,
+    task: &Task,
+    model: Option<&dyn Provider>,
+    progress: Progress<'_>,
+    cancel: Option<Cancel>,
 ) -> Result<ConvergeReport, ConvergeError> {
     let secret_env = task
         .secrets
@@ -210,6 +227,7 @@ pub fn converge(
         secret_env,
         redactor,
         recorder,
+        cancel,
     };
     for unredacted in c.redactor.unredacted() {
         c.say(&format!(
@@ -279,7 +297,23 @@ impl Converger<'_> {
         }
     }
 
+    fn stopped(&self) -> bool {
+        self.cancel.as_ref().is_some_and(Cancel::is_cancelled)
+    }
+
+    /// Why the loop must end now, if it must: stopped, or out of a budget.
+    fn must_stop(&self) -> Option<(Verdict, String)> {
+        if self.stopped() {
+            return Some((Verdict::Stopped, "stopped on request".into()));
+        }
+        self.out_of_budget()
+            .map(|why| (Verdict::BudgetExhausted, why))
+    }
+
     fn out_of_budget(&self) -> Option<String> {
+        if self.stopped() {
+            return Some("stopped on request".into());
+        }
         let b = &self.task.budgets;
         if self.started.elapsed() >= b.max_wall {
             return Some(format!(
@@ -470,6 +504,7 @@ impl Converger<'_> {
                 run_id: self.run_id.clone(),
                 role,
             }),
+            cancel: self.cancel.clone(),
             redact: Some(rehearse_scenario::Redact(std::sync::Arc::new(
                 move |text| redactor.redact(text),
             ))),
@@ -503,8 +538,8 @@ impl Converger<'_> {
         let mut stop_reason: Option<(Verdict, String)> = None;
 
         for number in 1..=self.task.budgets.max_iterations {
-            if let Some(why) = self.out_of_budget() {
-                stop_reason = Some((Verdict::BudgetExhausted, why));
+            if let Some(stop) = self.must_stop() {
+                stop_reason = Some(stop);
                 break;
             }
             let began = Instant::now();
@@ -513,6 +548,14 @@ impl Converger<'_> {
             ));
             let dir = self.work_dir.join(format!("iteration-{number}"));
             let run = self.run_code(&code, &dir, Keep::OnFailure, format!("iteration {number}"))?;
+            if self.stopped() {
+                // The run was cut short, and its cluster is gone: nothing to learn from it.
+                stop_reason = Some((
+                    Verdict::Stopped,
+                    format!("stopped on request during iteration {number}"),
+                ));
+                break;
+            }
             let mut kept = KeptCluster {
                 engine: self.engine,
                 id: run.kept.then(|| run.cluster.clone()).flatten(),
@@ -645,11 +688,8 @@ impl Converger<'_> {
                 }
                 Some(d) => {
                     distilled = Some(self.redactor.redact(&d));
-                    if let Some(why) = self.out_of_budget() {
-                        stop_reason = Some((
-                            Verdict::BudgetExhausted,
-                            format!("{why} before the proof run"),
-                        ));
+                    if let Some((verdict, why)) = self.must_stop() {
+                        stop_reason = Some((verdict, format!("{why} before the proof run")));
                     } else {
                         self.say("proving the distilled script on a fresh cluster");
                         let run = self.run_code(

@@ -2,8 +2,9 @@
 //! idempotence (the steps again) → optionally a reboot and the checks again →
 //! hygiene → the cluster destroyed (or kept), and one report of all of it.
 
-pub mod history;
+mod cancel;
 mod confidence;
+pub mod history;
 mod hygiene;
 mod record;
 mod report;
@@ -18,6 +19,7 @@ use rehearse_runner::{Pass, RunContext, StepReport};
 use rehearse_sandbox::{ClusterState, Engine, SandboxError, UpRequest};
 use rehearse_spec::scenario::{Scenario, StepAction};
 
+pub use cancel::{Cancel, STOPPED};
 pub use confidence::{Confidence, FaultOutcome};
 pub use hygiene::{Finding, FindingKind};
 pub use record::{
@@ -45,6 +47,8 @@ pub struct RunOptions {
     pub parent: Option<ParentRun>,
     /// Applied to every text the run store receives.
     pub redact: Option<Redact>,
+    /// Lets another thread stop the run between phases.
+    pub cancel: Option<Cancel>,
 }
 
 impl Default for RunOptions {
@@ -57,6 +61,7 @@ impl Default for RunOptions {
             boot_timeout: Duration::from_secs(60),
             parent: None,
             redact: None,
+            cancel: None,
         }
     }
 }
@@ -257,6 +262,9 @@ fn run_recorded(
         boot_ms: report.timings.boot_ms,
     });
     tracing::info!(cluster = %cluster.id, boot_ms = report.timings.boot_ms, "cluster ready");
+    if let Some(cancel) = &opts.cancel {
+        cancel.track(&cluster.id);
+    }
     recorder.cluster(&cluster, report.timings.boot_ms);
     // Every step and check result reaches the store as it happens.
     let recording = |event: Event<'_>| {
@@ -292,11 +300,13 @@ fn run_recorded(
         (None, false) => Outcome::Passed,
     };
 
-    let keep = match opts.keep {
-        Keep::Always => true,
-        Keep::OnFailure => report.outcome != Outcome::Passed,
-        Keep::Never => false,
-    };
+    let stopped = stopped(opts);
+    let keep = !stopped
+        && match opts.keep {
+            Keep::Always => true,
+            Keep::OnFailure => report.outcome != Outcome::Passed,
+            Keep::Never => false,
+        };
     let t = Instant::now();
     if keep {
         report.kept = true;
@@ -314,12 +324,17 @@ fn run_recorded(
         events(Event::Phase("destroying the cluster"));
         match engine.down(&cluster.id) {
             Ok(()) => recorder.destroyed(&cluster.id),
+            // Whoever stopped the run destroyed it already.
+            Err(SandboxError::ClusterNotFound(_)) if stopped => recorder.destroyed(&cluster.id),
             Err(e) => {
                 report
                     .error
                     .get_or_insert(format!("destroying cluster {}: {e}", cluster.id));
             }
         }
+    }
+    if let Some(cancel) = &opts.cancel {
+        cancel.untrack(&cluster.id);
     }
     report.timings.teardown_ms = t.elapsed().as_millis() as u64;
     report.timings.total_ms = started.elapsed().as_millis() as u64;
@@ -328,6 +343,10 @@ fn run_recorded(
         serde_json::to_string_pretty(&report).unwrap_or_default(),
     );
     report
+}
+
+fn stopped(opts: &RunOptions) -> bool {
+    opts.cancel.as_ref().is_some_and(Cancel::is_cancelled)
 }
 
 /// Steps, checks, idempotence, reboot, hygiene. Returns whether anything failed.
@@ -358,6 +377,10 @@ fn drive(
     let t = Instant::now();
     let mut steps_ok = true;
     for step in &scenario.steps {
+        if stopped(opts) {
+            report.error = Some(STOPPED.into());
+            return true;
+        }
         events(Event::Phase(&step.name));
         let targets = scenario.resolve(&step.on);
         let step_report = rehearse_runner::apply(&ctx, step, &targets, Pass::First);
@@ -369,6 +392,11 @@ fn drive(
         }
     }
     report.timings.steps_ms = t.elapsed().as_millis() as u64;
+    // A step cut short by the stop is not a failure of the code.
+    if stopped(opts) {
+        report.error = Some(STOPPED.into());
+        return true;
+    }
 
     let t = Instant::now();
     events(Event::Phase("checks"));
@@ -378,6 +406,10 @@ fn drive(
         results: &report.checks,
     });
     report.timings.checks_ms = t.elapsed().as_millis() as u64;
+    if stopped(opts) {
+        report.error = Some(STOPPED.into());
+        return true;
+    }
 
     if steps_ok && opts.idempotence && !scenario.steps.is_empty() {
         let t = Instant::now();

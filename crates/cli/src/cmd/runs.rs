@@ -137,7 +137,10 @@ fn ls(a: LsArgs, json: bool) -> anyhow::Result<i32> {
 fn show(id: &str, json: bool) -> anyhow::Result<i32> {
     let store = open()?;
     let Some(detail) = store.run(id)? else {
-        anyhow::bail!("no run {id} in the run store ({}): `rehearse runs ls` lists them", store.location());
+        anyhow::bail!(
+            "no run {id} in the run store ({}): `rehearse runs ls` lists them",
+            store.location()
+        );
     };
     if json {
         let mut value = serde_json::to_value(&detail)?;
@@ -179,7 +182,10 @@ fn print_detail(d: &RunDetail) {
     }
     if r.input_tokens + r.output_tokens > 0 {
         let cost = r.cost_usd.map(|c| format!(", ${c:.4}")).unwrap_or_default();
-        println!("tokens: {} in, {} out{cost}", r.input_tokens, r.output_tokens);
+        println!(
+            "tokens: {} in, {} out{cost}",
+            r.input_tokens, r.output_tokens
+        );
     }
     if !d.steps.is_empty() {
         println!("steps:");
@@ -201,7 +207,11 @@ fn print_detail(d: &RunDetail) {
     if !d.checks.is_empty() {
         println!("checks:");
         for c in &d.checks {
-            let phase = if c.phase == "checks" { String::new() } else { format!(" [{}]", c.phase) };
+            let phase = if c.phase == "checks" {
+                String::new()
+            } else {
+                format!(" [{}]", c.phase)
+            };
             println!("  {} {} on {}{phase}", mark(&c.status), c.name, c.node);
             if c.status == "failed" {
                 println!("      {}", c.message);
@@ -295,7 +305,10 @@ fn prune(older_than: Option<Duration>, json: bool) -> anyhow::Result<i32> {
         None => match history::retention_from_env().map_err(anyhow::Error::msg)? {
             Some(d) => d,
             None => {
-                println!("retention is off ({}): nothing removed", history::RETENTION_ENV);
+                println!(
+                    "retention is off ({}): nothing removed",
+                    history::RETENTION_ENV
+                );
                 return Ok(0);
             }
         },
