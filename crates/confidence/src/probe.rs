@@ -71,6 +71,10 @@ pub fn run_probe(
                 )?;
                 let found: Vec<u16> =
                     serde_json::from_value(out["open"].clone()).unwrap_or_default();
+                // Ports that neither accepted nor refused: all of them means
+                // the address is unreachable from `from` (nothing is open to
+                // an attacker there), which the report says.
+                let silent = out["silent"].as_u64().unwrap_or(0);
                 let extra: Vec<u16> = found
                     .iter()
                     .copied()
@@ -83,7 +87,7 @@ pub fn run_probe(
                     &format!("{target} {ip}"),
                     extra.is_empty(),
                     json!({ "open": open }),
-                    json!({ "open": found }),
+                    json!({ "open": found, "silent_ports": silent, "unreachable": found.is_empty() && silent >= 65535 }),
                     format!("ports open beyond those declared: {extra:?} (declared: {open:?})"),
                     ms(),
                 ));
@@ -237,10 +241,17 @@ pub fn run_probe(
                 days >= min_days,
                 json!({ "days_left_min": min_days }),
                 json!({ "days_left": days, "not_after": out["not_after"] }),
-                format!(
-                    "the certificate expires in {days:.1} days ({})",
-                    out["not_after"]
-                ),
+                if days < 0.0 {
+                    format!(
+                        "the certificate expired {:.1} days ago ({})",
+                        -days, out["not_after"]
+                    )
+                } else {
+                    format!(
+                        "the certificate expires in {days:.1} days ({}), fewer than {min_days}",
+                        out["not_after"]
+                    )
+                },
                 ms(),
             ));
             checks.push(super::result(
@@ -251,7 +262,7 @@ pub fn run_probe(
                 out["hostname_matches"].as_bool() == Some(true),
                 json!({ "hostname": hostname }),
                 json!({ "names": out["names"] }),
-                format!("the certificate is for {} , not {hostname}", out["names"]),
+                format!("the certificate is for {}, not {hostname}", out["names"]),
                 ms(),
             ));
             let old: Vec<String> =

@@ -11,9 +11,11 @@ mod fault;
 mod gc;
 mod heal;
 mod image;
+mod load;
 mod ls;
 mod mcp;
 mod netdelay;
+mod probe;
 mod reap;
 mod recipe;
 mod restore;
@@ -91,6 +93,10 @@ enum Command {
     Fault(fault::Args),
     /// Undo a fault, or every active fault of a cluster.
     Heal(heal::Args),
+    /// Drive HTTP load from a node against a URL, bounded in time and count; exit 1 if an expectation fails.
+    Load(load::Args),
+    /// Run an attack probe from inside a cluster: ports, ssh-password, internal, files, tls; exit 1 on a finding.
+    Probe(probe::Args),
     /// Snapshot every node of a cluster at one instant (`snapshot CLUSTER NAME`), or list (`ls CLUSTER`) and remove (`rm CLUSTER NAME`) snapshots.
     Snapshot(snapshot::Args),
     /// Bring every node of a cluster back to a snapshot and wait until all are booted.
@@ -127,6 +133,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Reap(a) => reap::run(a),
         Command::Fault(a) => fault::run(a, json),
         Command::Heal(a) => heal::run(a, json),
+        Command::Load(a) => load::run(a, json),
+        Command::Probe(a) => probe::run(a, json),
         Command::Netdelay(a) => netdelay::run(a),
         Command::Snapshot(a) => snapshot::run(a, json),
         Command::Restore(a) => restore::run(a, json),

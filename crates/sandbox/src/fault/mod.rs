@@ -296,7 +296,7 @@ impl Engine {
         if let Some(want) = fault {
             match faults.iter().find(|f| f.id == want) {
                 None => return Err(invalid(format!(
-                    "cluster {id} has no fault {want}; list them with `rehearse fault {id} --list`"
+                    "cluster {id} has no fault {want}; list them with `rehearse fault {id} list` (MCP: the `faults` tool)"
                 ))),
                 Some(f) if f.status != FaultStatus::Active => {
                     return Err(invalid(format!(

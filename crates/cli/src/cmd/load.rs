@@ -1,0 +1,122 @@
+//! `rehearse load CLUSTER URL --from NODE ...`: HTTP load from a node of a
+//! live cluster, bounded in time and count. Exit 0 when every stated
+//! expectation held, 1 otherwise, 2 when the load could not be run.
+
+use rehearse_api::confidence::LoadRequest;
+use rehearse_api::Command;
+use rehearse_checks::CheckResult;
+use rehearse_spec::confidence::{LoadExpect, LoadSpec, Span};
+
+use crate::output::print_json;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Cluster id.
+    cluster: String,
+    /// An http:// URL; node names resolve inside the cluster, e.g. http://lb/.
+    url: String,
+    /// The node the load runs on (latencies are measured there).
+    #[arg(long)]
+    from: String,
+    /// How long to send requests, e.g. 10s (at most 10m).
+    #[arg(long, value_parser = span)]
+    duration: Option<Span>,
+    /// How many requests to send at most.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Connections sending requests at once (default 4).
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// Longest one request may take before it counts as an error (default 5s).
+    #[arg(long, value_parser = span)]
+    timeout: Option<Span>,
+    /// Name shown in the report.
+    #[arg(long)]
+    name: Option<String>,
+    /// Expect at most this share of failed requests, in percent.
+    #[arg(long)]
+    error_rate: Option<f64>,
+    /// Expect a median latency of at most this, e.g. 50ms.
+    #[arg(long, value_parser = span)]
+    p50: Option<Span>,
+    /// Expect a 99th-percentile latency of at most this, e.g. 1s.
+    #[arg(long, value_parser = span)]
+    p99: Option<Span>,
+    /// Expect at least this many successful requests.
+    #[arg(long)]
+    min_ok: Option<u64>,
+}
+
+fn span(s: &str) -> Result<Span, String> {
+    super::parse_duration(s).map(Span)
+}
+
+pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
+    let load = LoadSpec {
+        name: args.name,
+        from: args.from,
+        url: args.url,
+        duration: args.duration,
+        requests: args.requests,
+        concurrency: args.concurrency,
+        timeout: args.timeout,
+        expect: LoadExpect {
+            error_rate: args.error_rate,
+            p50: args.p50,
+            p99: args.p99,
+            min_ok: args.min_ok,
+        },
+    };
+    // Exit 2 when it could not be carried out, so that 1 always means a
+    // finding (or an expectation missed).
+    let value = match super::mcp::api()?.execute(
+        Command::Load(LoadRequest {
+            cluster: args.cluster,
+            load,
+        }),
+        None,
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            crate::output::report_error(&anyhow::Error::new(e), json);
+            return Ok(2);
+        }
+    };
+    let checks: Vec<CheckResult> = serde_json::from_value(value["checks"].clone())?;
+    let passed = checks.iter().all(CheckResult::passed);
+    if json {
+        print_json(&value);
+    } else {
+        let ms = |k: &str| {
+            value[k]
+                .as_f64()
+                .map(|v| format!("{v:.1} ms"))
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "{}: {} requests in {:.1} s ({:.0}/s), {} ok, {} failed ({:.2}%)",
+            value["name"].as_str().unwrap_or_default(),
+            value["requests"],
+            value["elapsed_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
+            value["rps"].as_f64().unwrap_or(0.0),
+            value["ok"],
+            value["failed"],
+            value["error_rate"].as_f64().unwrap_or(0.0),
+        );
+        println!(
+            "latency p50 {}, p90 {}, p99 {}, max {}",
+            ms("p50_ms"),
+            ms("p90_ms"),
+            ms("p99_ms"),
+            ms("max_ms")
+        );
+        if let Some(errors) = value["errors"].as_object().filter(|e| !e.is_empty()) {
+            let list: Vec<String> = errors.iter().map(|(k, v)| format!("{v}× {k}")).collect();
+            println!("errors: {}", list.join(", "));
+        }
+        for c in &checks {
+            println!("  {}", rehearse_checks::render_line(c));
+        }
+    }
+    Ok(if passed { 0 } else { 1 })
+}
