@@ -98,8 +98,25 @@ pub fn run_checks() -> Vec<Check> {
             .then(|| "apt-get install nftables, and make sure the kernel has nf_tables".into()),
         required: true,
     });
+    checks.extend(impairment_checks());
     checks.extend(vm_checks(root));
     checks
+}
+
+/// Which link impairments this kernel supports for faults (`partition`,
+/// and `link` loss, rate and delay), and how rehearse does each here. Not
+/// required: clusters start without them, only those faults are refused.
+fn impairment_checks() -> Vec<Check> {
+    crate::fault::impairment_support()
+        .into_iter()
+        .map(|i| Check {
+            name: format!("impairment {}", i.name),
+            ok: i.supported,
+            fix: (!i.supported).then(|| i.how.clone()),
+            detail: i.how,
+            required: false,
+        })
+        .collect()
 }
 
 /// What VM nodes (`backend: vm`) need, and which accelerator they get. Not

@@ -9,7 +9,11 @@ pub fn run(_args: Args, json: bool) -> anyhow::Result<i32> {
     let checks = doctor::run_checks();
     let ok = checks.iter().all(|c| c.ok || !c.required);
     if json {
-        print_json(&serde_json::json!({ "ok": ok, "checks": checks }));
+        print_json(&serde_json::json!({
+            "ok": ok,
+            "checks": checks,
+            "impairments": rehearse_sandbox::fault::impairment_support(),
+        }));
     } else {
         for c in &checks {
             let mark = if c.ok {
