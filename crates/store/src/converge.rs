@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::{params, Db};
 use crate::runs::{touch, RunFinish, RunStart};
-use crate::scenario::{check_from_row, CheckRow, CHECK_COLUMNS};
+use crate::scenario::{check_from_row, insert_checks, CheckRow, CHECK_COLUMNS};
 use crate::{now_ms, Store, StoreError};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -280,29 +280,12 @@ fn insert_iteration(db: &mut Db, run_id: &str, it: &IterationRecord) -> Result<(
             ],
         )?;
     }
-    for (seq, c) in it.checks.iter().enumerate() {
-        db.execute(
-            &format!(
-                "INSERT INTO iteration_checks (run_id, iteration, seq, {CHECK_COLUMNS})
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            ),
-            params![
-                run_id,
-                it.number,
-                seq,
-                &c.phase,
-                &c.node,
-                &c.name,
-                &c.kind,
-                &c.subject,
-                &c.status,
-                &c.expected,
-                &c.actual,
-                &c.message,
-                c.attempts,
-                c.duration_ms
-            ],
-        )?;
-    }
+    insert_checks(
+        db,
+        "iteration_checks",
+        &[("run_id", run_id.into()), ("iteration", it.number.into())],
+        0,
+        &it.checks,
+    )?;
     touch(db, run_id)
 }

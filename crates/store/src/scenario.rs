@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::{params, Db, Row};
+use crate::db::{params, Db, Row, Value};
 use crate::runs::touch;
 use crate::{Store, StoreError};
 
@@ -59,6 +59,42 @@ pub(crate) fn check_from_row(row: &Row) -> Result<CheckRow, StoreError> {
     })
 }
 
+/// Inserts check rows into `table` (`checks` or `iteration_checks`) under
+/// `key` (the columns before `seq` and their values), numbered from `first`.
+pub(crate) fn insert_checks(
+    db: &mut Db,
+    table: &str,
+    key: &[(&str, Value)],
+    first: i64,
+    checks: &[CheckRow],
+) -> Result<(), StoreError> {
+    let columns: Vec<&str> = key.iter().map(|(c, _)| *c).collect();
+    let sql = format!(
+        "INSERT INTO {table} ({}, seq, {CHECK_COLUMNS}) VALUES ({})",
+        columns.join(", "),
+        vec!["?"; key.len() + 12].join(", ")
+    );
+    for (i, c) in checks.iter().enumerate() {
+        let mut args: Vec<Value> = key.iter().map(|(_, v)| v.clone()).collect();
+        args.extend_from_slice(params![
+            first + i as i64,
+            &c.phase,
+            &c.node,
+            &c.name,
+            &c.kind,
+            &c.subject,
+            &c.status,
+            &c.expected,
+            &c.actual,
+            &c.message,
+            c.attempts,
+            c.duration_ms
+        ]);
+        db.execute(&sql, &args)?;
+    }
+    Ok(())
+}
+
 fn next_seq(db: &mut Db, table: &str, run_id: &str) -> Result<i64, StoreError> {
     let row = db.query_one(
         &format!("SELECT CAST(COALESCE(MAX(seq), -1) + 1 AS BIGINT) FROM {table} WHERE run_id = ?"),
@@ -97,29 +133,7 @@ impl Store {
     pub fn record_checks(&self, run_id: &str, checks: &[CheckRow]) -> Result<(), StoreError> {
         self.db().transaction(|db| {
             let first = next_seq(db, "checks", run_id)?;
-            for (i, c) in checks.iter().enumerate() {
-                db.execute(
-                    &format!(
-                        "INSERT INTO checks (run_id, seq, {CHECK_COLUMNS})
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    ),
-                    params![
-                        run_id,
-                        first + i as i64,
-                        &c.phase,
-                        &c.node,
-                        &c.name,
-                        &c.kind,
-                        &c.subject,
-                        &c.status,
-                        &c.expected,
-                        &c.actual,
-                        &c.message,
-                        c.attempts,
-                        c.duration_ms
-                    ],
-                )?;
-            }
+            insert_checks(db, "checks", &[("run_id", run_id.into())], first, checks)?;
             touch(db, run_id)
         })
     }
