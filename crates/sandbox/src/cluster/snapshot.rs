@@ -373,13 +373,6 @@ impl Engine {
         let state = self.store.load(id)?;
         let node = state.node(node)?;
         layered(&state, &[node])?;
-        if let Some(existing) = self.images.by_name(image_name)? {
-            return Err(rehearse_image::ImageError::NameTaken {
-                name: image_name.to_string(),
-                id: existing.id,
-            }
-            .into());
-        }
         let parent = self
             .images
             .list()?
@@ -390,6 +383,18 @@ impl Engine {
                 image: node.image.clone(),
                 id: node.image_id.clone(),
             })?;
+        rehearse_image::ImageSpec {
+            name: image_name.to_string(),
+            ..parent.spec.clone()
+        }
+        .validate()?;
+        if let Some(existing) = self.images.by_name(image_name)? {
+            return Err(rehearse_image::ImageError::NameTaken {
+                name: image_name.to_string(),
+                id: existing.id,
+            }
+            .into());
+        }
         let _lock = self.snapshot_lock(id)?;
         let scratch = self
             .snapshots_dir(id)
