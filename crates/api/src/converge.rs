@@ -2,16 +2,14 @@
 //! job, with the loop's progress lines as job events.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rehearse_converge::{ConvergeError, ConvergeReport, Verdict};
 use rehearse_llm::{LlmError, Provider, Settings};
 use rehearse_spec::task::Task;
 
-use crate::jobs::{new_id, Job};
 use crate::types::*;
-use crate::{Api, ApiError, Progress, ProgressSink};
+use crate::{Api, ApiError, ProgressSink};
 
 /// What the loop can still do without a model, for the model that called us.
 const RULES_ONLY: &str = "without a model, converge can only run the task's starting `code` and patch it with the rules doctor's known fixes (install the package of a missing command, create a missing directory, start a service that is not running, wait for the apt lock, create a missing user) — bash only";
@@ -168,51 +166,39 @@ impl Api {
                 false,
             ));
         }
-        let id = new_id("job");
         let cancel = rehearse_scenario::Cancel::new();
-        let job = Job::stoppable("converge", id.clone(), cancel.clone());
-        self.jobs.add(job.clone());
-        let api = Arc::clone(self);
-        std::thread::spawn(move || {
-            let counter = AtomicU64::new(0);
-            let note = |line: &str| {
-                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                job.with(|end| end.events.push(line.to_string()));
-                if let Some(sink) = &progress {
-                    sink(Progress {
-                        progress: n,
-                        message: line.to_string(),
-                    });
+        let stop = cancel.clone();
+        Ok(
+            self.spawn_job("converge", Some(stop), progress, move |api, job, notes| {
+                let note = |line: &str| notes.note(line);
+                let result = rehearse_converge::converge_with(
+                    &api.engine,
+                    &task,
+                    model.as_deref(),
+                    &note,
+                    Some(cancel),
+                );
+                match result {
+                    Ok(report) => {
+                        note(&format!("finished: {}", report.summary));
+                        let result = result_of(&report);
+                        job.finish(|end| {
+                            end.exit_code = Some(if result.converged { 0 } else { 1 });
+                            end.run_id = Some(result.run_id.clone());
+                            end.outcome = Some(result.verdict.clone());
+                            end.converge = Some(result);
+                        });
+                    }
+                    Err(e) => {
+                        let error = converge_error(e);
+                        note(&format!("failed: {}", error.message));
+                        job.finish(|end| {
+                            end.state = Some(JobState::Failed);
+                            end.error = Some(error);
+                        });
+                    }
                 }
-            };
-            let result = rehearse_converge::converge_with(
-                &api.engine,
-                &task,
-                model.as_deref(),
-                &note,
-                Some(cancel),
-            );
-            match result {
-                Ok(report) => {
-                    note(&format!("finished: {}", report.summary));
-                    let result = result_of(&report);
-                    job.finish(|end| {
-                        end.exit_code = Some(if result.converged { 0 } else { 1 });
-                        end.run_id = Some(result.run_id.clone());
-                        end.outcome = Some(result.verdict.clone());
-                        end.converge = Some(result);
-                    });
-                }
-                Err(e) => {
-                    let error = converge_error(e);
-                    note(&format!("failed: {}", error.message));
-                    job.finish(|end| {
-                        end.state = Some(JobState::Failed);
-                        end.error = Some(error);
-                    });
-                }
-            }
-        });
-        Ok(JobStarted { job_id: id })
+            }),
+        )
     }
 }

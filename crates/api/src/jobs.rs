@@ -173,3 +173,54 @@ impl Jobs {
         Ok(self.get(id)?.status())
     }
 }
+
+/// A background job's progress lines: kept in its events for job_status, and
+/// sent to the client's progress sink as they come.
+pub(crate) struct Notes {
+    job: Arc<Job>,
+    sink: Option<crate::ProgressSink>,
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl Notes {
+    pub(crate) fn note(&self, line: impl Into<String>) {
+        let line = line.into();
+        let n = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        self.job.with(|end| end.events.push(line.clone()));
+        if let Some(sink) = &self.sink {
+            sink(crate::Progress {
+                progress: n,
+                message: line,
+            });
+        }
+    }
+}
+
+impl crate::Api {
+    /// Starts `work` on a thread of its own as a background job of `kind`
+    /// (stoppable through `cancel` when given); returns its id at once.
+    pub(crate) fn spawn_job(
+        self: &Arc<Self>,
+        kind: &'static str,
+        cancel: Option<rehearse_scenario::Cancel>,
+        progress: Option<crate::ProgressSink>,
+        work: impl FnOnce(&crate::Api, &Job, &Notes) + Send + 'static,
+    ) -> crate::types::JobStarted {
+        let id = new_id("job");
+        let job = match cancel {
+            Some(cancel) => Job::stoppable(kind, id.clone(), cancel),
+            None => Job::new(kind, None, id.clone()),
+        };
+        self.jobs.add(job.clone());
+        let api = Arc::clone(self);
+        std::thread::spawn(move || {
+            let notes = Notes {
+                job: Arc::clone(&job),
+                sink: progress,
+                count: std::sync::atomic::AtomicU64::new(0),
+            };
+            work(&api, &job, &notes);
+        });
+        crate::types::JobStarted { job_id: id }
+    }
+}

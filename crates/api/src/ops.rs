@@ -15,7 +15,7 @@ use rehearse_spec::Topology;
 use crate::jobs::{new_id, Job};
 use crate::outputs::cut;
 use crate::types::*;
-use crate::{Api, ApiError, Progress, ProgressSink, OUTPUT_LIMIT};
+use crate::{Api, ApiError, ProgressSink, OUTPUT_LIMIT};
 
 const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(300);
 const READ_FILE_LIMIT: usize = 1 << 20;
@@ -508,52 +508,42 @@ impl Api {
             cancel: Some(cancel.clone()),
             ..RunOptions::default()
         };
-        let id = new_id("job");
-        let job = Job::stoppable("scenario", id.clone(), cancel);
-        self.jobs.add(job.clone());
-        let api = Arc::clone(self);
-        std::thread::spawn(move || {
-            let counter = std::sync::atomic::AtomicU64::new(0);
-            let note = |line: String| {
-                let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                job.with(|end| end.events.push(line.clone()));
-                if let Some(sink) = &progress {
-                    sink(Progress {
-                        progress: n,
-                        message: line,
-                    });
-                }
-            };
-            let events = |e: Event<'_>| match e {
-                Event::Phase(p) => note(format!("{}: {p}", scenario.name)),
-                Event::ClusterReady { cluster, boot_ms } => {
-                    note(format!("cluster {cluster} ready in {boot_ms} ms"))
-                }
-                Event::StepDone(step) => note(format!(
-                    "{} step {} ({} ms)",
-                    if step.ok { "✔" } else { "✘" },
-                    step.name,
-                    step.duration_ms
-                )),
-                Event::ChecksDone { phase, results } => {
-                    for r in results {
-                        note(format!("{phase}: {}", rehearse_checks::render_line(r)));
+        Ok(self.spawn_job(
+            "scenario",
+            Some(cancel),
+            progress,
+            move |api, job, notes| {
+                let note = |line: String| notes.note(line);
+                let events = |e: Event<'_>| match e {
+                    Event::Phase(p) => note(format!("{}: {p}", scenario.name)),
+                    Event::ClusterReady { cluster, boot_ms } => {
+                        note(format!("cluster {cluster} ready in {boot_ms} ms"))
                     }
-                }
-            };
-            let report = rehearse_scenario::run(&api.engine, &scenario, &opts, &events);
-            let outcome = serde_json::to_value(report.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string));
-            note(format!("finished: {}", outcome.clone().unwrap_or_default()));
-            job.finish(|end| {
-                end.exit_code = Some(report.exit_code());
-                end.run_id = Some(report.run_id.clone());
-                end.outcome = outcome;
-                end.report = serde_json::to_value(&report).ok();
-            });
-        });
-        Ok(JobStarted { job_id: id })
+                    Event::StepDone(step) => note(format!(
+                        "{} step {} ({} ms)",
+                        if step.ok { "✔" } else { "✘" },
+                        step.name,
+                        step.duration_ms
+                    )),
+                    Event::ChecksDone { phase, results } => {
+                        for r in results {
+                            note(format!("{phase}: {}", rehearse_checks::render_line(r)));
+                        }
+                    }
+                };
+                let report = rehearse_scenario::run(&api.engine, &scenario, &opts, &events);
+                let outcome = serde_json::to_value(report.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string));
+                note(format!("finished: {}", outcome.clone().unwrap_or_default()));
+                job.finish(|end| {
+                    end.exit_code = Some(report.exit_code());
+                    end.run_id = Some(report.run_id.clone());
+                    end.outcome = outcome;
+                    end.report = serde_json::to_value(&report).ok();
+                });
+            },
+        ))
     }
 
     pub(crate) fn extend(&self, req: ExtendRequest) -> Result<ClusterInfo, ApiError> {

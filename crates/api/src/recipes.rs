@@ -10,9 +10,8 @@ use serde::{Deserialize, Serialize};
 use rehearse_recipes::{prove, search, Catalogue, RecipeError};
 use rehearse_scenario::Event;
 
-use crate::jobs::{new_id, Job};
 use crate::types::JobStarted;
-use crate::{Api, ApiError, Progress, ProgressSink};
+use crate::{Api, ApiError, ProgressSink};
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -113,57 +112,44 @@ impl Api {
         let set: Vec<(String, String)> = req.set.into_iter().collect();
         // Unknown variables are refused now, not in the background job.
         prove::values(&recipe, &set).map_err(recipe_error)?;
-        let id = new_id("job");
-        let job = Job::new("recipe_prove", None, id.clone());
-        self.jobs.add(job.clone());
-        let api = Arc::clone(self);
-        std::thread::spawn(move || {
-            let counter = std::sync::atomic::AtomicU64::new(0);
-            let note = |line: String| {
-                let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                job.with(|end| end.events.push(line.clone()));
-                if let Some(sink) = &progress {
-                    sink(Progress {
-                        progress: n,
-                        message: line,
-                    });
-                }
-            };
-            let events = |e: Event<'_>| {
-                if let Event::Phase(p) = e {
-                    note(format!("{}: {p}", recipe.name()))
-                }
-            };
-            match prove::prove(&api.engine, &recipe, &set, &events) {
-                Ok(proof) => {
-                    note(format!(
-                        "{} {} {} (run {})",
-                        proof.record.recipe,
-                        proof.record.version,
-                        proof.record.outcome,
-                        proof.record.run_id
-                    ));
-                    for failure in prove::failures(&proof.report) {
-                        note(failure);
+        Ok(
+            self.spawn_job("recipe_prove", None, progress, move |api, job, notes| {
+                let note = |line: String| notes.note(line);
+                let events = |e: Event<'_>| {
+                    if let Event::Phase(p) = e {
+                        note(format!("{}: {p}", recipe.name()))
                     }
-                    job.finish(|end| {
-                        end.exit_code = Some(proof.report.exit_code());
-                        end.run_id = Some(proof.record.run_id.clone());
-                        end.outcome = Some(proof.record.outcome.clone());
-                        end.report = serde_json::to_value(&proof).ok();
-                    });
+                };
+                match prove::prove(&api.engine, &recipe, &set, &events) {
+                    Ok(proof) => {
+                        note(format!(
+                            "{} {} {} (run {})",
+                            proof.record.recipe,
+                            proof.record.version,
+                            proof.record.outcome,
+                            proof.record.run_id
+                        ));
+                        for failure in prove::failures(&proof.report) {
+                            note(failure);
+                        }
+                        job.finish(|end| {
+                            end.exit_code = Some(proof.report.exit_code());
+                            end.run_id = Some(proof.record.run_id.clone());
+                            end.outcome = Some(proof.record.outcome.clone());
+                            end.report = serde_json::to_value(&proof).ok();
+                        });
+                    }
+                    Err(e) => {
+                        let e = recipe_error(e);
+                        note(e.message.clone());
+                        job.finish(|end| {
+                            end.exit_code = Some(2);
+                            end.outcome = Some("error".into());
+                            end.error = Some(e);
+                        });
+                    }
                 }
-                Err(e) => {
-                    let e = recipe_error(e);
-                    note(e.message.clone());
-                    job.finish(|end| {
-                        end.exit_code = Some(2);
-                        end.outcome = Some("error".into());
-                        end.error = Some(e);
-                    });
-                }
-            }
-        });
-        Ok(JobStarted { job_id: id })
+            }),
+        )
     }
 }
