@@ -332,3 +332,58 @@ fn probe_and_load_verbs_on_a_live_cluster() {
     let left = Leftovers::of(&id);
     assert!(left.is_empty(), "cluster {id} left {left:?}");
 }
+
+fn hardening(variant: &str) -> String {
+    format!(
+        "{}/../../examples/hardening/{variant}.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn hardening_example_insecure_fails_naming_every_finding() {
+    common::require_root();
+    let out = common::run(&["run", &hardening("insecure")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("checks (2/2 passed)"), "{text}");
+    assert!(
+        text.contains("the second run of every step changed nothing"),
+        "{text}"
+    );
+    for finding in [
+        "ports open beyond those declared: [8000, 9100] (declared: [22, 443])",
+        "sshd on web offers [\"password\"] login",
+        "client, which is not on back, reached web:9100",
+        "world-writable: /etc/shop/shop.conf",
+        "setuid/setgid: /usr/local/bin/shop-backup",
+        "the certificate expired",
+        "the certificate is for [\"localhost\"], not web",
+        "the server accepts TLSv1 and TLSv1.1",
+    ] {
+        assert!(
+            text.lines().any(|l| l.contains('✘') && l.contains(finding)),
+            "the report does not name `{finding}`: {text}"
+        );
+    }
+}
+
+#[test]
+fn hardening_example_fixed_passes_every_probe() {
+    common::require_root();
+    let (code, report) = run_json(&["run", &hardening("fixed")]);
+    assert_eq!(code, 0, "{report}");
+    let probes = report["confidence"]["probes"].as_array().unwrap();
+    let kinds: Vec<&str> = probes.iter().map(|p| p["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["ports", "ssh_password", "internal", "files", "tls"],
+        "{report}"
+    );
+    all_passed(probes);
+    let n: usize = probes.iter().map(|p| checks(p).len()).sum();
+    // Two addresses scanned, one outside node, two file checks, three TLS.
+    assert_eq!(n, 2 + 1 + 1 + 2 + 3, "{report}");
+    let id = report["cluster"].as_str().unwrap();
+    assert!(Leftovers::of(id).is_empty(), "{:?}", Leftovers::of(id));
+}
