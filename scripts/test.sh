@@ -3,7 +3,7 @@
 # clusters (as root). Used by CI through .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+bash scripts/setup.sh
 # Test-only packages: a real browser for the dashboard's tests, a real
 # Prometheus server scraping /metrics.
 test_packages=(chromium prometheus)
