@@ -70,7 +70,10 @@ impl From<SandboxError> for ApiError {
                 "use one of the node names listed (the cluster's nodes are also in the rehearse://clusters/{id} resource)",
                 false,
             ),
-            SandboxError::NodeDown { .. } => ("destroy the cluster and provision a new one", false),
+            SandboxError::NodeDown { .. } => (
+                "call heal to boot a node a fault crashed (faults lists them); a node down for another reason needs a new cluster",
+                false,
+            ),
             SandboxError::Timeout { .. } => (
                 "the command was killed; retry with a larger timeout_s, or start it with exec_background and poll job_status",
                 true,

@@ -15,7 +15,7 @@ pub enum SandboxError {
         known: String,
     },
     /// The node's container is not running.
-    #[error("node {node} of cluster {cluster} is not running; destroy the cluster with `rehearse down {cluster}` and start a new one")]
+    #[error("node {node} of cluster {cluster} is not running; if a fault crashed it, `rehearse heal {cluster}` boots it again (MCP: heal), otherwise destroy the cluster with `rehearse down {cluster}` and start a new one")]
     NodeDown { cluster: String, node: String },
     /// A node did not reach readiness.
     #[error(
