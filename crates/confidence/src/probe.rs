@@ -335,7 +335,7 @@ fn added_files(node_dir: &Path, upper: &Path) -> (Vec<String>, Vec<String>) {
         if is_writable(dir, mode) && !before.is_some_and(|b| is_writable(dir, b)) {
             writable.push(shown.clone());
         }
-        if !dir && mode & 0o6000 != 0 && !before.is_some_and(|b| b & 0o6000 == mode & 0o6000) {
+        if !dir && mode & 0o6000 != 0 && before.is_none_or(|b| b & 0o6000 != mode & 0o6000) {
             setid.push(shown);
         }
     }
