@@ -87,30 +87,53 @@ fn ports_probe_finds_an_undeclared_open_port() {
 fn ssh_probe_finds_password_login() {
     let (code, probes) = run_fixture("ssh", "insecure");
     assert_eq!(code, 1, "{probes:?}");
-    let f = failed(&probes[0]);
-    assert_eq!(f.len(), 1, "{probes:?}");
-    assert!(
-        f[0]["message"].as_str().unwrap().contains("password"),
+    assert_eq!(probes.len(), 2);
+    for probe in &probes {
+        let f = failed(probe);
+        assert_eq!(f.len(), 1, "{probe}");
+        assert!(
+            f[0]["actual"]["methods"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m == "password"),
+            "{}",
+            f[0]
+        );
+        assert_eq!(
+            f[0]["actual"]["by_user"]["deploy"],
+            serde_json::json!(["publickey", "password"]),
+            "{}",
+            f[0]
+        );
+    }
+    // Everyone is offered passwords on server; on server2 only deploy is, and
+    // asking as an unknown user would not have shown it.
+    let second = failed(&probes[1]);
+    assert_eq!(
+        second[0]["actual"]["by_user"]["rehearse-probe"],
+        serde_json::json!(["publickey"]),
         "{}",
-        f[0]
+        second[0]
     );
     assert!(
-        f[0]["actual"]["methods"]
-            .as_array()
+        second[0]["message"]
+            .as_str()
             .unwrap()
-            .iter()
-            .any(|m| m == "password"),
+            .ends_with("offers [\"password\"] login (to deploy)"),
         "{}",
-        f[0]
+        second[0]
     );
 
     let (code, probes) = run_fixture("ssh", "fixed");
     assert_eq!(code, 0, "{probes:?}");
     all_passed(&probes);
-    assert_eq!(
-        checks(&probes[0])[0]["actual"]["methods"],
-        serde_json::json!(["publickey"])
-    );
+    for probe in &probes {
+        assert_eq!(
+            checks(probe)[0]["actual"]["methods"],
+            serde_json::json!(["publickey"])
+        );
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 {"probe": "scan", "host": H, "first": 1, "last": 65535}  -> {"open": [ports]}
 {"probe": "connect", "hosts": [H...], "port": P}          -> {"reached": {H: bool}}
-{"probe": "ssh", "host": H}                               -> {"methods": [...], "raw": "..."}
+{"probe": "ssh", "host": H, "users": [U...]}              -> {"methods": [...], "by_user": {U: [...]}, "raw": "..."}
 {"probe": "tls", "host": H, "port": P, "hostname": N}     -> certificate facts and old protocols accepted
 """
 import errno, json, os, resource, selectors, socket, ssl, subprocess, sys, tempfile, time
@@ -65,17 +65,27 @@ def reach(host, port):
         return False
 
 
-def ssh_methods(host):
-    p = subprocess.run(
-        ["ssh", "-o", "BatchMode=yes", "-o", "PreferredAuthentications=none",
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "rehearse-probe@" + host, "true"],
-        capture_output=True, text=True, timeout=20)
-    raw = p.stderr.strip()
-    methods = []
-    if "(" in raw and ")" in raw:
-        methods = raw[raw.rfind("(") + 1:raw.rfind(")")].split(",")
-    return {"methods": methods, "raw": raw}
+def ssh_methods(host, users=()):
+    """The login methods sshd offers, asked as a user that does not exist and
+    as each given user (a `Match User` block may allow passwords to some)."""
+    by_user, raw = {}, ""
+    for user in ["rehearse-probe", *users]:
+        p = subprocess.run(
+            ["ssh", "-o", "BatchMode=yes", "-o", "PreferredAuthentications=none",
+             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+             "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", user + "@" + host, "true"],
+            capture_output=True, text=True, timeout=20)
+        answer = p.stderr.strip()
+        methods = []
+        if "(" in answer and ")" in answer:
+            methods = answer[answer.rfind("(") + 1:answer.rfind(")")].split(",")
+        by_user[user] = methods
+        if user == "rehearse-probe":
+            raw = answer
+    union = []
+    for methods in by_user.values():
+        union += [m for m in methods if m not in union]
+    return {"methods": union, "by_user": by_user, "raw": raw}
 
 
 def handshake(host, port, hostname, version=None):
@@ -134,7 +144,7 @@ try:
     elif kind == "connect":
         out = {"reached": {h: reach(h, args["port"]) for h in args["hosts"]}}
     elif kind == "ssh":
-        out = ssh_methods(args["host"])
+        out = ssh_methods(args["host"], args.get("users", []))
     elif kind == "tls":
         out = tls(args["host"], args["port"], args["hostname"])
     else:

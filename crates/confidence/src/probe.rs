@@ -94,18 +94,26 @@ pub fn run_probe(
             }
         }
         ProbeSpec::SshPassword { target, from } => {
+            // sshd may allow passwords to some users only (`Match User`):
+            // ask as each account of the target that can log in, too.
+            let users = login_users(engine, cluster, target)?;
             let out = run(
                 engine,
                 cluster,
                 from,
-                json!({"probe": "ssh", "host": target}),
-                Duration::from_secs(30),
+                json!({"probe": "ssh", "host": target, "users": users}),
+                Duration::from_secs(30 + 6 * users.len() as u64),
             )?;
             let methods: Vec<String> =
                 serde_json::from_value(out["methods"].clone()).unwrap_or_default();
-            let weak: Vec<&String> = methods
+            let by_user: std::collections::BTreeMap<String, Vec<String>> =
+                serde_json::from_value(out["by_user"].clone()).unwrap_or_default();
+            let weak_method = |m: &String| m == "password" || m == "keyboard-interactive";
+            let weak: Vec<&String> = methods.iter().filter(|m| weak_method(m)).collect();
+            let weak_users: Vec<String> = by_user
                 .iter()
-                .filter(|m| *m == "password" || *m == "keyboard-interactive")
+                .filter(|(u, m)| *u != "rehearse-probe" && m.iter().any(weak_method))
+                .map(|(u, _)| u.clone())
                 .collect();
             checks.push(super::result(
                 &format!("ssh on {target} refuses passwords"),
@@ -114,11 +122,16 @@ pub fn run_probe(
                 target,
                 !methods.is_empty() && weak.is_empty(),
                 json!({ "methods_without": ["password", "keyboard-interactive"] }),
-                json!({ "methods": methods, "answer": out["raw"] }),
+                json!({ "methods": methods, "by_user": by_user, "answer": out["raw"] }),
                 if methods.is_empty() {
                     format!("sshd on {target} did not list its methods: {}", out["raw"])
-                } else {
+                } else if weak_users.is_empty() {
                     format!("sshd on {target} offers {weak:?} login")
+                } else {
+                    format!(
+                        "sshd on {target} offers {weak:?} login (to {})",
+                        weak_users.join(", ")
+                    )
                 },
                 ms(),
             ));
@@ -284,6 +297,28 @@ pub fn run_probe(
         kind: spec.kind().to_string(),
         checks,
     })
+}
+
+/// Accounts of a node that can log in: root and users (UID 1000 and up)
+/// whose shell is not nologin/false; at most 20.
+fn login_users(engine: &Engine, cluster: &str, node: &str) -> Result<Vec<String>, SandboxError> {
+    let req = rehearse_sandbox::ExecRequest {
+        argv: vec!["getent".into(), "passwd".into()],
+        timeout: Some(Duration::from_secs(10)),
+        ..Default::default()
+    };
+    let (_, out, _) = engine.exec_capture(cluster, node, &req)?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let uid: u32 = f.get(2)?.parse().ok()?;
+            let shell = f.get(6)?;
+            let can_log_in = !shell.ends_with("nologin") && !shell.ends_with("false");
+            (can_log_in && (uid == 0 || (1000..65534).contains(&uid))).then(|| f[0].to_string())
+        })
+        .take(20)
+        .collect())
 }
 
 fn ips(state: &ClusterState, node: &str) -> Vec<String> {
