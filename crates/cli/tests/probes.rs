@@ -314,6 +314,24 @@ fn probe_and_load_verbs_on_a_live_cluster() {
         ),
         (
             vec![
+                "probe",
+                &c.id,
+                "internal",
+                "node1",
+                "80",
+                "--network",
+                "default",
+            ],
+            "no outside node",
+        ),
+        (
+            vec![
+                "probe", &c.id, "tls", "node1", "--from", "node2", "--port", "80",
+            ],
+            "the probe on node2 failed",
+        ),
+        (
+            vec![
                 "load",
                 &c.id,
                 "ftp://node1/",
