@@ -24,6 +24,36 @@
   setInterval(tick, 1000);
   tick();
 
+  // An event stream that is closed while the page is hidden or cached for
+  // going back, and opened again when it is shown: browsers give a server
+  // only six connections, and streams of pages no one sees would use them up.
+  function live(url) {
+    const handlers = [];
+    let source = null;
+    let closed = false;
+    function open() {
+      source = new EventSource(url);
+      for (const [name, handler] of handlers) source.addEventListener(name, handler);
+    }
+    window.addEventListener("pagehide", () => {
+      if (source) source.close();
+    });
+    window.addEventListener("pageshow", (event) => {
+      if (event.persisted && !closed) open();
+    });
+    open();
+    return {
+      on(name, handler) {
+        handlers.push([name, handler]);
+        source.addEventListener(name, handler);
+      },
+      close() {
+        closed = true;
+        source.close();
+      },
+    };
+  }
+
   function fromHtml(html) {
     const t = document.createElement("template");
     t.innerHTML = html.trim();
@@ -35,8 +65,8 @@
   if (table && table.dataset.events && window.EventSource) {
     const tbody = table.tBodies[0];
     const empty = document.getElementById("runs-empty");
-    const source = new EventSource(table.dataset.events);
-    source.addEventListener("runs", (event) => {
+    const source = live(table.dataset.events);
+    source.on("runs", (event) => {
       // Newest first from the server: insert the oldest first so the newest ends on top.
       for (const change of JSON.parse(event.data).reverse()) {
         const old = document.getElementById("run-" + change.id);
@@ -58,7 +88,7 @@
   // A run's page: refetch its content whenever the run is written to.
   const body = document.getElementById("run-body");
   if (body && body.dataset.events && window.EventSource) {
-    const source = new EventSource(body.dataset.events);
+    const source = live(body.dataset.events);
     let busy = false;
     let again = false;
     async function refresh() {
@@ -81,8 +111,8 @@
         }
       }
     }
-    source.addEventListener("changed", refresh);
-    source.addEventListener("end", () => {
+    source.on("changed", refresh);
+    source.on("end", () => {
       source.close();
       refresh().then(() => {
         body.dataset.ended = "true";

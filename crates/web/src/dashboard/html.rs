@@ -158,12 +158,25 @@ pub fn output_block(text: &str) -> String {
     }
 }
 
-/// A JSON value as a person reads it: strings bare, the rest compact JSON.
+/// A JSON value as a person reads it: strings bare, objects one
+/// `key: value` per line, the rest compact JSON.
 pub fn json_text(json: &str) -> String {
-    match serde_json::from_str::<serde_json::Value>(json) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(serde_json::Value::Null) => "—".into(),
-        Ok(v) => v.to_string(),
+    use serde_json::Value;
+    fn scalar(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.trim_end_matches('\n').to_owned(),
+            Value::Null => "—".into(),
+            Value::Array(items) if items.len() == 1 && items[0].is_string() => scalar(&items[0]),
+            v => v.to_string(),
+        }
+    }
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(map)) if !map.is_empty() => map
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", scalar(v)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Ok(v) => scalar(&v),
         Err(_) => json.to_owned(),
     }
 }
@@ -211,8 +224,13 @@ mod tests {
     fn json_values_are_shown_plainly() {
         assert_eq!(json_text("\"active\""), "active");
         assert_eq!(
-            json_text("{\"contains\":[\"x\"]}"),
-            "{\"contains\":[\"x\"]}"
+            json_text(r#"{"contains":["colour = green"],"exists":true}"#),
+            "contains: colour = green\nexists: true"
+        );
+        assert_eq!(json_text(r#"{"status":[200,301]}"#), "status: [200,301]");
+        assert_eq!(
+            json_text(r#"{"contains":"colour = blue\n"}"#),
+            "contains: colour = blue"
         );
         assert_eq!(json_text("null"), "—");
         assert_eq!(json_text("not json"), "not json");

@@ -785,7 +785,8 @@ fn render_diff(lines: &[Line]) -> String {
             Line::Removed(t) => ("del", '-', t),
             Line::Added(t) => ("add", '+', t),
         };
-        let _ = writeln!(out, "<span class=\"{class}\">{mark} {}</span>", esc(text));
+        // Block-level spans: a newline between them would double the spacing.
+        let _ = write!(out, "<span class=\"{class}\">{mark} {}</span>", esc(text));
     }
     out.push_str("</pre>");
     out
