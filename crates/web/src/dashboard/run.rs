@@ -795,3 +795,123 @@ fn render_diff(lines: &[Line]) -> String {
 fn diff_block(old: &str, new: &str) -> String {
     render_diff(&diff::lines(old, new))
 }
+
+#[cfg(test)]
+mod tests {
+    use rehearse_store::{CommandRow, ConvergeDetail, IterationRecord, RunDetail, RunRow};
+
+    fn run(id: &str, kind: &str, outcome: &str, role: Option<&str>) -> RunRow {
+        RunRow {
+            id: id.into(),
+            kind: kind.into(),
+            name: "web <tier>".into(),
+            file: "task.yaml".into(),
+            parent_id: role.map(|_| "c1".into()),
+            role: role.map(str::to_owned),
+            started_at_ms: 1_714_568_645_000,
+            updated_at_ms: 1_714_568_650_000,
+            finished_at_ms: Some(1_714_568_650_000),
+            outcome: outcome.into(),
+            summary: None,
+            cluster_id: None,
+            report_path: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_usd: None,
+        }
+    }
+
+    fn iteration(number: u32, code: &str, outcome: &str) -> IterationRecord {
+        IterationRecord {
+            number,
+            origin: "model".into(),
+            code: code.into(),
+            outcome: outcome.into(),
+            scenario_run_id: format!("s{number}"),
+            failure: None,
+            recovery_path: None,
+            reason: None,
+            fix_rule: None,
+            duration_ms: 2_500,
+            llm_calls: vec![],
+            commands: vec![],
+            checks: vec![],
+        }
+    }
+
+    #[test]
+    fn troubleshooting_commands_the_proof_and_the_distilled_script_are_shown() {
+        let mut first = iteration(
+            1,
+            "apt-get install nginx\nsystemctl start nginx\n",
+            "failed",
+        );
+        first.recovery_path = Some("troubleshoot".into());
+        first.reason = Some("the code ran but <nginx> is down".into());
+        first.commands = vec![
+            CommandRow {
+                node: "web1".into(),
+                command: "journalctl -u nginx | tail -n 5".into(),
+                why: "see why it stopped".into(),
+                exit_code: Some(0),
+                output: "bind() to 0.0.0.0:80 failed".into(),
+                duration_ms: 120,
+                refused: None,
+            },
+            CommandRow {
+                node: "web1".into(),
+                command: "rm -rf /".into(),
+                why: "start over".into(),
+                exit_code: None,
+                output: String::new(),
+                duration_ms: 0,
+                refused: Some("destroys the node".into()),
+            },
+        ];
+        let second = iteration(
+            2,
+            "apt-get install nginx\nsystemctl restart nginx\n",
+            "passed",
+        );
+        let detail = RunDetail {
+            run: run("c1", "converge", "converged", None),
+            report: None,
+            steps: vec![],
+            checks: vec![],
+            converge: Some(ConvergeDetail {
+                goal: "Serve a page".into(),
+                language: "bash".into(),
+                model: Some("openai/fake".into()),
+                converged: true,
+                script: Some(second.code.clone()),
+                distilled: Some("systemctl restart nginx\n".into()),
+                proof_outcome: Some("passed".into()),
+                iterations: vec![first, second],
+            }),
+            children: vec![
+                run("s1", "scenario", "failed", Some("iteration 1")),
+                run("s2", "scenario", "passed", Some("iteration 2")),
+                run("p1", "scenario", "passed", Some("proof")),
+            ],
+        };
+        let html = super::body(&detail);
+        assert!(html.contains("web &lt;tier&gt;"), "names are escaped");
+        assert!(html.contains(
+            "Recovery: <strong>troubleshoot</strong> — the code ran but &lt;nginx&gt; is down"
+        ));
+        assert!(html.contains("web1$ journalctl -u nginx | tail -n 5"));
+        assert!(html.contains("bind() to 0.0.0.0:80 failed"));
+        assert!(html.contains("Refused: destroys the node"));
+        assert!(html.contains("<span class=\"del\">- systemctl start nginx</span>"));
+        assert!(html.contains("<span class=\"add\">+ systemctl restart nginx</span>"));
+        assert!(html.contains("Distilled script"));
+        assert!(
+            html.contains("href=\"/runs/p1\">run p1</a>"),
+            "the proof run is linked"
+        );
+        assert!(
+            html.contains("href=\"/runs/s1\""),
+            "iteration runs are linked"
+        );
+    }
+}
