@@ -14,14 +14,14 @@ def scan_width():
     """Connections in flight at once: wide enough that an address that drops
     everything (unreachable, or firewalled) is swept in seconds, not minutes."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
+    want = 16384 if hard == resource.RLIM_INFINITY else min(hard, 16384)
     if soft != resource.RLIM_INFINITY and soft < want:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
             soft = want
         except (ValueError, OSError):
             pass
-    return max(64, min(4096, soft - 64))
+    return max(64, min(8192, soft - 64))
 
 
 def scan(host, first, last, timeout=1.0):
