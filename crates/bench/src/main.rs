@@ -5,6 +5,7 @@
 
 mod baseline;
 mod converge;
+mod snapshot;
 mod stats;
 mod vm;
 
@@ -65,6 +66,18 @@ enum What {
         #[arg(long, default_value_t = 2)]
         cold: usize,
     },
+    /// `snapshot` and `restore` of a cluster whose nodes carry changes, for
+    /// 2 and 4 nodes, against booting the same cluster fresh in the same run.
+    Snapshot {
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Cluster sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "2,4")]
+        nodes: Vec<usize>,
+        /// MiB of data each node writes before the snapshot.
+        #[arg(long, default_value_t = 20)]
+        mb: u32,
+    },
     /// One VM node `up` to ready and `down`, with the accelerator in use,
     /// against one container node in the same run.
     Vm {
@@ -84,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         What::Converge { runs } => converge::bench(runs, cli.json),
         What::Packages { packages, runs } => packages_install(&packages, runs, cli.json),
         What::Vm { runs, systemd } => vm::bench(runs, systemd, cli.json),
+        What::Snapshot { runs, nodes, mb } => snapshot::bench(runs, &nodes, mb, cli.json),
     }
 }
 

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use rehearse_image::Image;
 
 use crate::cgroup::Cgroups;
-use crate::host::now_secs;
+use crate::host::{now_secs, ProcessId};
 use crate::snapshot::{self, CopyMode, Snapshot, SnapshotNode, SNAPSHOTS_DIR};
-use crate::state::{ClusterState, NodeState};
+use crate::state::{ClusterState, ClusterStatus, NodeState};
 use crate::SandboxError;
 
 use super::Engine;
@@ -29,6 +29,10 @@ pub struct Restored {
     pub snapshot: String,
     /// From the call to every node booted again (ms).
     pub took_ms: u64,
+    /// Copying the snapshot's layers next to the nodes' (ms; nodes still running).
+    pub copy_ms: u64,
+    /// Stopping the nodes and swapping their layers (ms).
+    pub stop_ms: u64,
     pub nodes: Vec<RestoredNode>,
 }
 
@@ -37,6 +41,29 @@ pub struct RestoredNode {
     pub name: String,
     /// The node's boot after its layer was put back (ms).
     pub boot_ms: Option<u64>,
+}
+
+/// A cluster marked as booting by this process; ready again when dropped.
+struct Booting<'a> {
+    engine: &'a Engine,
+    id: String,
+    owner: Option<ProcessId>,
+}
+
+impl Drop for Booting<'_> {
+    fn drop(&mut self) {
+        let store = &self.engine.store;
+        let _lock = store.lock();
+        if let Ok(mut state) = store.load(&self.id) {
+            if state.status == ClusterStatus::Booting {
+                state.status = ClusterStatus::Ready;
+                state.owner = self.owner;
+                if let Err(e) = store.save(&state) {
+                    tracing::error!(cluster = self.id, error = %e, "marking the cluster ready");
+                }
+            }
+        }
+    }
 }
 
 /// Thaws the nodes it froze when dropped, whatever happened in between.
@@ -328,32 +355,41 @@ impl Engine {
             }
             return Err(e);
         }
-        for (node, (restore, node_dir)) in state.nodes.iter().zip(&staged) {
-            self.cgroups
-                .kill_node(id, &node.name, Duration::from_secs(10))?;
-            let root = node_dir.join("root");
-            match nix::mount::umount2(&root, nix::mount::MntFlags::MNT_DETACH) {
-                Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-                Err(e) => return Err(SandboxError::io("unmounting", &root, e.into())),
-            }
-            let upper = upper_dir(node_dir);
-            let old = node_dir.join("upper.old");
-            snapshot::remove_tree(&old)?;
-            if upper.exists() {
-                fs::rename(&upper, &old).map_err(|e| SandboxError::io("moving", &upper, e))?;
-            }
-            fs::rename(restore, &upper).map_err(|e| SandboxError::io("moving", restore, e))?;
-            // overlayfs refuses a work folder left from another upper layer.
-            snapshot::remove_tree(&node_dir.join("work"))?;
-            snapshot::remove_tree(&old)?;
-        }
+        let copy_ms = t0.elapsed().as_millis() as u64;
+        // While its nodes are down the cluster must not look orphaned to a
+        // concurrent `gc` (every `up` runs one).
+        let _booting = self.mark_booting(id)?;
+        let t_stop = Instant::now();
+        let swaps: Vec<Result<(), SandboxError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = state
+                .nodes
+                .iter()
+                .zip(&staged)
+                .map(|(node, (restore, node_dir))| {
+                    s.spawn(move || self.swap_layer(id, &node.name, restore, node_dir))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("swap thread panicked"))
+                .collect()
+        });
+        swaps.into_iter().collect::<Result<Vec<()>, _>>()?;
+        let stop_ms = t_stop.elapsed().as_millis() as u64;
         let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
-        let booted = self.reboot(id, &names, Duration::ZERO, boot_timeout)?;
+        let booted = self.reboot(id, &names, Duration::ZERO, boot_timeout);
+        // The layers replaced are removed once the nodes are back.
+        for (_, node_dir) in &staged {
+            let _ = snapshot::remove_tree(&node_dir.join("upper.old"));
+        }
+        let booted = booted?;
         tracing::info!(cluster = id, snapshot = name, "snapshot restored");
         Ok(Restored {
             cluster: id.to_string(),
             snapshot: name.to_string(),
             took_ms: t0.elapsed().as_millis() as u64,
+            copy_ms,
+            stop_ms,
             nodes: booted
                 .nodes
                 .iter()
@@ -363,6 +399,49 @@ impl Engine {
                 })
                 .collect(),
         })
+    }
+
+    /// Marks the cluster as booting, owned by this process, until the guard
+    /// is dropped; then it is ready again.
+    fn mark_booting(&self, id: &str) -> Result<Booting<'_>, SandboxError> {
+        let _lock = self.store.lock()?;
+        let mut state = self.store.load(id)?;
+        let owner = state.owner;
+        state.status = ClusterStatus::Booting;
+        state.owner = Some(ProcessId::current());
+        self.store.save(&state)?;
+        Ok(Booting {
+            engine: self,
+            id: id.to_string(),
+            owner,
+        })
+    }
+
+    /// Stops a node (every process killed: its disk state is about to be
+    /// discarded) and puts the staged layer `restore` in place of its upper
+    /// layer, with an empty work folder (overlayfs refuses one left from
+    /// another upper layer). The replaced layer is left as `upper.old`.
+    fn swap_layer(
+        &self,
+        id: &str,
+        node: &str,
+        restore: &Path,
+        node_dir: &Path,
+    ) -> Result<(), SandboxError> {
+        self.cgroups.kill_node(id, node, Duration::from_secs(10))?;
+        let root = node_dir.join("root");
+        match nix::mount::umount2(&root, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(SandboxError::io("unmounting", &root, e.into())),
+        }
+        let upper = upper_dir(node_dir);
+        let old = node_dir.join("upper.old");
+        snapshot::remove_tree(&old)?;
+        if upper.exists() {
+            fs::rename(&upper, &old).map_err(|e| SandboxError::io("moving", &upper, e))?;
+        }
+        fs::rename(restore, &upper).map_err(|e| SandboxError::io("moving", restore, e))?;
+        snapshot::remove_tree(&node_dir.join("work"))
     }
 
     /// Turns a node's disk as it is now into a new image named `image_name`:
