@@ -32,7 +32,9 @@ impl Drop for PgDatabase {
 
 enum Backend {
     /// The folder holding the database file, removed at the end.
-    Sqlite { _dir: tempfile::TempDir },
+    Sqlite {
+        _dir: tempfile::TempDir,
+    },
     Postgres(PgDatabase),
 }
 

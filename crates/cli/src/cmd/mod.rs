@@ -49,7 +49,13 @@ pub struct Cli {
     pub verbose: bool,
     /// How log lines on stderr are written: text, or one JSON object per line
     /// carrying the run id of the run it belongs to.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "REHEARSE_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "REHEARSE_LOG_FORMAT"
+    )]
     pub log_format: crate::output::LogFormat,
     #[command(subcommand)]
     command: Command,
