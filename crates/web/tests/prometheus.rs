@@ -156,7 +156,9 @@ fn query(prom: u16, q: &str) -> Option<f64> {
         .json()
         .ok()?;
     assert_eq!(body["status"], "success", "{body}");
-    let value = body["data"]["result"].get(0)?["value"][1].as_str()?.to_owned();
+    let value = body["data"]["result"].get(0)?["value"][1]
+        .as_str()?
+        .to_owned();
     value.parse().ok()
 }
 
@@ -206,7 +208,10 @@ fn prometheus_scrapes_metrics_with_the_token_and_answers_queries() {
     let _prom = Killed(
         Command::new(prometheus)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -215,15 +220,30 @@ fn prometheus_scrapes_metrics_with_the_token_and_answers_queries() {
     );
 
     let wanted = [
-        ("rehearse_runs_total{kind=\"scenario\",outcome=\"failed\"}", 1.0),
-        ("rehearse_runs_total{kind=\"converge\",outcome=\"converged\"}", 1.0),
+        (
+            "rehearse_runs_total{kind=\"scenario\",outcome=\"failed\"}",
+            1.0,
+        ),
+        (
+            "rehearse_runs_total{kind=\"converge\",outcome=\"converged\"}",
+            1.0,
+        ),
         ("rehearse_cluster_boot_seconds_count", 2.0),
         ("rehearse_cluster_boot_seconds_bucket{le=\"0.5\"}", 1.0),
         ("rehearse_converge_iterations_sum", 3.0),
         ("rehearse_recovery_paths_total{path=\"troubleshoot\"}", 1.0),
-        ("rehearse_check_results_total{kind=\"http\",status=\"failed\"}", 1.0),
-        ("rehearse_llm_tokens_total{direction=\"input\",model=\"openai/fake-model\"}", 3000.0),
-        ("rehearse_llm_latency_seconds_count{model=\"openai/fake-model\"}", 3.0),
+        (
+            "rehearse_check_results_total{kind=\"http\",status=\"failed\"}",
+            1.0,
+        ),
+        (
+            "rehearse_llm_tokens_total{direction=\"input\",model=\"openai/fake-model\"}",
+            3000.0,
+        ),
+        (
+            "rehearse_llm_latency_seconds_count{model=\"openai/fake-model\"}",
+            3.0,
+        ),
         ("rehearse_clusters_alive", 0.0),
         ("up{job=\"rehearse\"}", 1.0),
     ];
@@ -237,7 +257,8 @@ fn prometheus_scrapes_metrics_with_the_token_and_answers_queries() {
             break;
         }
         if Instant::now() > deadline {
-            let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
             panic!(
                 "Prometheus never had the expected values: {last:?}\nits log ends:\n{}",
                 log.lines().rev().take(20).collect::<Vec<_>>().join("\n")
