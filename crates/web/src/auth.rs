@@ -1,6 +1,8 @@
 //! One bearer token guards everything: API clients send
 //! `Authorization: Bearer <token>`; browsers open `/login?token=<token>` once
-//! and carry it as an HTTP-only, same-site cookie from then on.
+//! and carry it as an HTTP-only cookie from then on. The cookie is
+//! `SameSite=Lax`: a login link followed from elsewhere works, while another
+//! site's forms (the destroy and extend POSTs) never carry it.
 
 use std::sync::Arc;
 
@@ -64,7 +66,7 @@ pub async fn login(State(expected): State<Arc<String>>, Query(login): Query<Logi
             (
                 header::SET_COOKIE,
                 format!(
-                    "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+                    "{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
                     login.token
                 ),
             ),
