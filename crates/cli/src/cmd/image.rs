@@ -71,8 +71,13 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                     "NAME", "ID", "SUITE", "SIZE"
                 );
                 for i in images {
+                    let saved = i
+                        .origin
+                        .as_deref()
+                        .map(|o| format!("  saved from {o}"))
+                        .unwrap_or_default();
                     println!(
-                        "{:<16} {:<18} {:<10} {:>6}MB  {}s ago",
+                        "{:<16} {:<18} {:<10} {:>6}MB  {}s ago{saved}",
                         i.name,
                         i.id,
                         i.spec.suite,
@@ -108,6 +113,6 @@ fn image_json(i: &rehearse_image::Image) -> serde_json::Value {
     json!({
         "name": i.name, "id": i.id, "suite": i.spec.suite, "packages": i.spec.packages,
         "size_bytes": i.size_bytes, "built_at": i.built_at, "build_secs": i.build_secs,
-        "rootfs": i.rootfs(),
+        "rootfs": i.rootfs(), "parent": i.parent, "origin": i.origin,
     })
 }

@@ -129,8 +129,18 @@ impl Engine {
             .write(true)
             .open(&path)
             .map_err(|e| SandboxError::io("opening", &path, e))?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| SandboxError::io("locking", &path, e.into()))
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| SandboxError::io("locking", &path, e.into()))?;
+        // Holding the lock, no snapshot is being taken: a frozen node was left
+        // so by a process killed mid-snapshot.
+        if let Ok(state) = self.store.load(id) {
+            for node in &state.nodes {
+                let _ = self
+                    .cgroups
+                    .set_node_frozen(id, &node.name, false, FREEZE_TIMEOUT);
+            }
+        }
+        Ok(lock)
     }
 
     fn snapshot_not_found(&self, id: &str, name: &str) -> SandboxError {
