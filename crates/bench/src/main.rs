@@ -77,6 +77,9 @@ enum What {
         /// MiB of data each node writes before the snapshot.
         #[arg(long, default_value_t = 20)]
         mb: u32,
+        /// Packages each node installs before the snapshot (through the package cache).
+        #[arg(long, default_value = "")]
+        packages: String,
     },
     /// One VM node `up` to ready and `down`, with the accelerator in use,
     /// against one container node in the same run.
@@ -97,7 +100,12 @@ fn main() -> anyhow::Result<()> {
         What::Converge { runs } => converge::bench(runs, cli.json),
         What::Packages { packages, runs } => packages_install(&packages, runs, cli.json),
         What::Vm { runs, systemd } => vm::bench(runs, systemd, cli.json),
-        What::Snapshot { runs, nodes, mb } => snapshot::bench(runs, &nodes, mb, cli.json),
+        What::Snapshot {
+            runs,
+            nodes,
+            mb,
+            packages,
+        } => snapshot::bench(runs, &nodes, mb, &packages, cli.json),
     }
 }
 

@@ -320,6 +320,14 @@ fn bad_snapshot_input_gets_clear_errors_and_leaves_nothing() {
         "{e}"
     );
 
+    let e = error_of(&["snapshot", "rm", &c.id]);
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("rehearse snapshot rm CLUSTER NAME"),
+        "{e}"
+    );
     let e = error_of(&["snapshot", "ffffff", "x"]);
     assert_eq!(e["code"], "cluster_not_found");
 

@@ -79,7 +79,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                 );
             }
         }
-        [cluster, name] => {
+        [cluster, name] if !matches!(*cluster, "ls" | "rm") => {
             let value = api.execute(
                 Command::Snapshot(SnapshotRequest {
                     cluster: cluster.to_string(),

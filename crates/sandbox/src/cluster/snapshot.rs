@@ -33,6 +33,10 @@ pub struct Restored {
     pub copy_ms: u64,
     /// Stopping the nodes and swapping their layers (ms).
     pub stop_ms: u64,
+    /// Booting every node to ready (ms).
+    pub boot_ms: u64,
+    /// Removing the layers that were replaced (ms).
+    pub cleanup_ms: u64,
     pub nodes: Vec<RestoredNode>,
 }
 
@@ -387,11 +391,17 @@ impl Engine {
         swaps.into_iter().collect::<Result<Vec<()>, _>>()?;
         let stop_ms = t_stop.elapsed().as_millis() as u64;
         let names: Vec<String> = state.nodes.iter().map(|n| n.name.clone()).collect();
+        let t_boot = Instant::now();
         let booted = self.reboot(id, &names, Duration::ZERO, boot_timeout);
+        let boot_ms = t_boot.elapsed().as_millis() as u64;
         // The layers replaced are removed once the nodes are back.
-        for (_, node_dir) in &staged {
-            let _ = snapshot::remove_tree(&node_dir.join("upper.old"));
-        }
+        let t_cleanup = Instant::now();
+        std::thread::scope(|s| {
+            for (_, node_dir) in &staged {
+                s.spawn(move || snapshot::remove_tree(&node_dir.join("upper.old")));
+            }
+        });
+        let cleanup_ms = t_cleanup.elapsed().as_millis() as u64;
         let booted = booted?;
         tracing::info!(cluster = id, snapshot = name, "snapshot restored");
         Ok(Restored {
@@ -400,6 +410,8 @@ impl Engine {
             took_ms: t0.elapsed().as_millis() as u64,
             copy_ms,
             stop_ms,
+            boot_ms,
+            cleanup_ms,
             nodes: booted
                 .nodes
                 .iter()
