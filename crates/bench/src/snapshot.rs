@@ -18,7 +18,7 @@ fn changes(mb: u32, packages: &str) -> String {
         String::new()
     } else {
         format!(
-            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {packages} >/dev/null; "
+            "apt-get -o Acquire::http::Timeout=30 update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {packages} >/dev/null; "
         )
     };
     format!(

@@ -337,6 +337,27 @@ fn bad_snapshot_input_gets_clear_errors_and_leaves_nothing() {
         stray_snapshot_files(&c)
     );
     assert_eq!(snapshot_names(&c), ["one"]);
+
+    // What a snapshot killed mid-way leaves (a frozen node, a half-written
+    // folder) is undone by the next snapshot operation, even one that
+    // freezes nothing itself.
+    let freeze = ["/sys/fs/cgroup/unified/rehearse", "/sys/fs/cgroup/rehearse"]
+        .iter()
+        .map(|root| Path::new(root).join(&c.id).join("node1/cgroup.freeze"))
+        .find(|p| p.exists())
+        .expect("node1 has a unified cgroup");
+    std::fs::write(&freeze, "1").unwrap();
+    std::fs::create_dir_all(c.dir().join("snapshots/.new-gone-999999/node1/etc")).unwrap();
+    assert!(!frozen_cgroups(&c.id).is_empty());
+    ok_json(&["snapshot", "rm", &c.id, "one"]);
+    assert!(frozen_cgroups(&c.id).is_empty());
+    assert!(
+        stray_snapshot_files(&c).is_empty(),
+        "{:?}",
+        stray_snapshot_files(&c)
+    );
+    assert_eq!(c.ok("node1", "echo alive"), "alive");
+    assert!(snapshot_names(&c).is_empty());
     let id = c.id.clone();
     drop(c);
     assert!(Leftovers::of(&id).is_empty());

@@ -135,8 +135,18 @@ impl Engine {
             .map_err(|e| SandboxError::io("opening", &path, e))?;
         let lock = Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, e)| SandboxError::io("locking", &path, e.into()))?;
-        // Holding the lock, no snapshot is being taken: a frozen node was left
-        // so by a process killed mid-snapshot.
+        // Holding the lock, no snapshot is being taken: a frozen node or a
+        // half-written folder was left by a process killed mid-way.
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".new-") || name.starts_with(".save-") {
+                    let merged = entry.path().join("merged");
+                    let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
+                    let _ = snapshot::remove_tree(&entry.path());
+                }
+            }
+        }
         if let Ok(state) = self.store.load(id) {
             for node in &state.nodes {
                 let _ = self
