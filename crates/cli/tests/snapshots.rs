@@ -331,6 +331,25 @@ fn bad_snapshot_input_gets_clear_errors_and_leaves_nothing() {
     let e = error_of(&["snapshot", "ffffff", "x"]);
     assert_eq!(e["code"], "cluster_not_found");
 
+    // Restoring under an active fault would undo it behind its record.
+    ok_json(&[
+        "fault",
+        &c.id,
+        "disk-full",
+        "node1",
+        "/srv",
+        "--size-mb",
+        "1",
+    ]);
+    let e = error_of(&["restore", &c.id, "one"]);
+    assert_eq!(e["code"], "refused", "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("rehearse heal"),
+        "{e}"
+    );
+    ok_json(&["heal", &c.id]);
+    ok_json(&["restore", &c.id, "one"]);
+
     assert!(
         stray_snapshot_files(&c).is_empty(),
         "{:?}",

@@ -328,6 +328,18 @@ impl Engine {
         let _lock = self.snapshot_lock(id)?;
         let dir = self.snapshots_dir(id).join(name);
         let manifest = Snapshot::read(&dir).ok_or_else(|| self.snapshot_not_found(id, name))?;
+        let active: Vec<String> = self
+            .faults(id)?
+            .iter()
+            .filter(|f| f.status == crate::FaultStatus::Active)
+            .map(|f| f.id.to_string())
+            .collect();
+        if !active.is_empty() {
+            return Err(SandboxError::Refused(format!(
+                "cluster {id} has active faults ({}); restoring would undo them behind their records: heal them first with `rehearse heal {id}`",
+                active.join(", ")
+            )));
+        }
         for node in &state.nodes {
             match manifest.nodes.iter().find(|n| n.name == node.name) {
                 Some(n) if n.image_id == node.image_id => {}
