@@ -13,6 +13,19 @@ use rehearse_spec::{ErrorKind, SpecError};
 const FILE: &str = "rehearse.yaml";
 
 /// Four nodes in two groups; lines 1 to 5 of every file below.
+/// The topology the format reference's faults, load and probes examples name.
+const CONFIDENCE_NODES: &str = "\
+nodes:
+  - {name: lb, networks: [front]}
+  - {name: web1, networks: [front, back]}
+  - {name: web2, networks: [front, back]}
+  - {name: db, networks: [back]}
+  - {name: client, networks: [front]}
+networks:
+  - {name: front}
+  - {name: back}
+";
+
 const NODES: &str = "\
 nodes:
   - {name: lb, groups: [balancer]}
@@ -1026,6 +1039,11 @@ fn the_examples_in_the_format_reference_parse() {
             format!("{NODES}steps:\n{steps}")
         } else if block.starts_with("checks:") {
             format!("{NODES}{block}")
+        } else if ["load:", "faults:", "probes:"]
+            .iter()
+            .any(|k| block.starts_with(k))
+        {
+            format!("{CONFIDENCE_NODES}{block}checks:\n  - file: /etc/hostname\n")
         } else {
             block.to_owned()
         };
