@@ -65,10 +65,7 @@ pub async fn login(State(expected): State<Arc<String>>, Query(login): Query<Logi
             (header::LOCATION, "/".to_owned()),
             (
                 header::SET_COOKIE,
-                format!(
-                    "{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
-                    login.token
-                ),
+                format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax", login.token),
             ),
         ],
     )
