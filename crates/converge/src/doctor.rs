@@ -117,7 +117,8 @@ fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
 /// The first rule that recognises the failure and has not already been applied
 /// to `code`.
 pub fn diagnose(code: &str, failure: &Failure) -> Option<Fix> {
-    let output = &failure.output;
+    // A service that failed to start says why in its journal, not in the code's output.
+    let output = &format!("{}\n{}", failure.output, failure.journal);
     let candidates = [
         apt_lock(output),
         command_not_found(output),
@@ -295,6 +296,7 @@ mod tests {
             timed_out: false,
             output: output.into(),
             checks: Vec::new(),
+            journal: String::new(),
         }
     }
 
@@ -401,12 +403,27 @@ mod tests {
     }
 
     #[test]
+    fn port_in_use_is_found_in_a_failed_units_journal() {
+        let mut f = failure(
+            "Job for nginx.service failed because the control process exited with error code.\n",
+        );
+        assert!(diagnose("apt-get install -y nginx", &f).is_none());
+        f.journal = "--- nginx.service on web1 ---\n\
+             nginx: [emerg] bind() to 0.0.0.0:8080 failed (98: Address already in use)\n"
+            .into();
+        let fix = diagnose("apt-get install -y nginx", &f).expect("a fix");
+        assert_eq!(fix.rule, "port-in-use");
+        assert!(fix.prepend.contains("sport = :8080"), "{}", fix.prepend);
+    }
+
+    #[test]
     fn service_installed_but_stopped_is_started_and_enabled() {
         let f = Failure {
             step_ok: true,
             step_error: None,
             timed_out: false,
             output: String::new(),
+            journal: String::new(),
             checks: vec![FailedCheck {
                 node: "node1".into(),
                 kind: "service".into(),

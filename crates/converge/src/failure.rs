@@ -28,6 +28,10 @@ pub struct Failure {
     /// The tail of the step's output on every node (or Ansible's).
     pub output: String,
     pub checks: Vec<FailedCheck>,
+    /// The journal of units that failed, read from the kept cluster: where a
+    /// service says why it did not start (a port in use, a bad config line).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub journal: String,
 }
 
 impl Failure {
@@ -57,6 +61,7 @@ impl Failure {
             step_error: step.and_then(|s| s.error.clone()),
             timed_out: step.is_some_and(|s| s.nodes.iter().any(|n| n.timed_out)),
             output,
+            journal: String::new(),
             checks: report
                 .checks
                 .iter()
@@ -121,7 +126,44 @@ impl Failure {
         if !self.output.trim().is_empty() {
             text.push_str(&format!("\nOutput of the code (tail):\n{}", self.output));
         }
+        if !self.journal.trim().is_empty() {
+            text.push_str(&format!(
+                "\nJournal of the units that failed:\n{}",
+                self.journal
+            ));
+        }
         text
+    }
+
+    /// The systemd units the failure names: in "Job for X.service failed" and
+    /// "X.service: Failed ..." lines of the output, and failing `service` checks.
+    pub fn failed_units(&self) -> Vec<String> {
+        static UNIT: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+        let re = UNIT.get_or_init(|| {
+            regex::Regex::new(
+                r"(?:Job for |\b)([A-Za-z0-9@_.:-]+)\.service(?: failed|: (?:Failed|Main process exited|Control process exited))",
+            )
+            .expect("a valid pattern")
+        });
+        let mut units: Vec<String> = re
+            .captures_iter(&self.output)
+            .filter_map(|c| {
+                c.get(1)
+                    .map(|m| m.as_str().trim_start_matches("Job for ").to_owned())
+            })
+            .collect();
+        for c in &self.checks {
+            if c.kind == "service" {
+                units.push(c.subject.trim_end_matches(".service").to_owned());
+            }
+        }
+        let mut seen = Vec::new();
+        for u in units {
+            if !seen.contains(&u) && seen.len() < 3 {
+                seen.push(u);
+            }
+        }
+        seen
     }
 }
 
@@ -249,7 +291,29 @@ mod tests {
             timed_out: false,
             output: output.into(),
             checks: Vec::new(),
+            journal: String::new(),
         }
+    }
+
+    #[test]
+    fn failed_units_come_from_systemd_lines_and_service_checks() {
+        let mut f = failure(
+            false,
+            "Job for nginx.service failed because the control process exited with error code.\n\
+             See \"systemctl status nginx.service\" and \"journalctl -xeu nginx.service\" for details.\n\
+             app@1.service: Main process exited, code=exited, status=1/FAILURE\n\
+             Job for nginx.service failed again\n",
+        );
+        f.checks.push(FailedCheck {
+            node: "web1".into(),
+            kind: "service".into(),
+            subject: "haproxy".into(),
+            expected: serde_json::json!({"running": true}),
+            actual: serde_json::json!({"running": false}),
+            message: "not running".into(),
+        });
+        assert_eq!(f.failed_units(), ["nginx", "app@1", "haproxy"]);
+        assert!(failure(false, "all fine").failed_units().is_empty());
     }
 
     #[test]

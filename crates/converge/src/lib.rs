@@ -268,6 +268,34 @@ impl Drop for KeptCluster<'_> {
 }
 
 impl Converger<'_> {
+    /// The journal of each unit the failure names, from every node of the kept
+    /// cluster that has entries for it (redacted, the tail only).
+    fn unit_journals(&self, cluster: &str, run: &RunReport, failure: &Failure) -> String {
+        let mut text = String::new();
+        for unit in failure.failed_units() {
+            for node in &run.nodes {
+                let req = rehearse_sandbox::ExecRequest {
+                    timeout: Some(std::time::Duration::from_secs(10)),
+                    ..rehearse_sandbox::ExecRequest::shell(&format!(
+                        "journalctl -u '{unit}.service' -n 25 --no-pager -o cat 2>/dev/null"
+                    ))
+                };
+                let Ok((_, out, _)) = self.engine.exec_capture(cluster, &node.name, &req) else {
+                    continue;
+                };
+                if out.trim().is_empty() || out.contains("-- No entries --") {
+                    continue;
+                }
+                text.push_str(&format!(
+                    "--- {unit}.service on {} ---\n{}\n",
+                    node.name,
+                    failure::tail(&self.redactor.redact(&out), 1500)
+                ));
+            }
+        }
+        text
+    }
+
     /// A progress line, redacted.
     fn say(&self, line: &str) {
         let line = self.redactor.redact(line);
@@ -581,7 +609,10 @@ impl Converger<'_> {
                 self.end_iteration(&mut iterations, iteration, began);
                 break;
             }
-            let failure = Failure::from_run(&iteration.run);
+            let mut failure = Failure::from_run(&iteration.run);
+            if let Some(cluster) = &kept.id {
+                failure.journal = self.unit_journals(cluster, &iteration.run, &failure);
+            }
             self.say(&format!(
                 "iteration {number}: failed ({} failing checks{})",
                 failure.checks.len(),

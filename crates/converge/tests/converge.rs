@@ -252,6 +252,53 @@ fn converges_by_troubleshooting_then_distills_and_proves() {
 }
 
 #[test]
+fn a_failed_units_journal_reaches_the_model() {
+    let engine = engine();
+    let server = FakeServer::start(vec![
+        // A service that cannot start: why is in its journal, not in the output.
+        bash(
+            "#!/bin/bash\nset -euo pipefail\n\
+             printf '[Service]\\nType=oneshot\\nExecStart=/bin/sh -c \"echo demo cannot listen: port 8080 is taken >&2; exit 3\"\\n' > /etc/systemd/system/demo.service\n\
+             systemctl daemon-reload\nsystemctl start demo\necho converged > /etc/rehearse-ok\n",
+        ),
+        FakeReply::openai(
+            r#"{"node": "node1", "command": "echo converged > /etc/rehearse-ok", "why": "the marker without the demo service"}"#,
+        ),
+        FakeReply::openai(r#"{"done": true}"#),
+        bash("#!/bin/bash\nset -euo pipefail\necho converged > /etc/rehearse-ok\n"),
+    ]);
+    let model = model(&server);
+    let report = converge(
+        &engine,
+        &task(MARKER_TASK, "journal-task.yaml"),
+        Some(&model as &dyn Provider),
+        &|m| eprintln!("{m}"),
+    )
+    .expect("the loop runs");
+    let first = &report.iterations[0];
+    let failure = first.failure.as_ref().expect("the first iteration failed");
+    assert!(
+        failure.journal.contains("--- demo.service on node1 ---"),
+        "{}",
+        failure.journal
+    );
+    assert!(
+        failure.journal.contains("port 8080 is taken"),
+        "{}",
+        failure.journal
+    );
+    // The model was told: the journal is in the next prompt.
+    let next = server.requests()[1].body["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(next.contains("Journal of the units that failed"), "{next}");
+    assert!(next.contains("port 8080 is taken"), "{next}");
+    assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);
+    nothing_left(&engine, "journal-task.yaml");
+}
+
+#[test]
 fn rules_doctor_alone_installs_a_missing_command() {
     let engine = engine();
     let task = task(
