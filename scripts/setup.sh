@@ -27,6 +27,7 @@ packages=(
   qemu-system-x86     # VM nodes (backend: vm): microVMs
   qemu-utils          # qemu-img: a copy-on-write disk per VM node
   busybox-static      # the VM nodes' initramfs
+  kmod                # depmod: the module index on VM disks, so modprobe works inside
   e2fsprogs           # mkfs.ext4: the VM nodes' base disk
   gcc                 # crates that build C
   postgresql          # the run store on a server (REHEARSE_DATABASE_URL); SQLite is the default

@@ -36,6 +36,7 @@ pub const BASE_PACKAGES: &[&str] = &[
     "python3-apt",
     "iproute2",
     "iputils-ping",
+    "kmod",
     "netcat-openbsd",
     "procps",
     "curl",

@@ -24,6 +24,7 @@ pub const VM_TOOLS: &[(&str, &str)] = &[
     ("qemu-img", "qemu-utils"),
     ("busybox", "busybox-static"),
     ("mkfs.ext4", "e2fsprogs"),
+    ("depmod", "kmod"),
     ("apt-get", "apt"),
     ("apt-cache", "apt"),
     ("dpkg-deb", "dpkg"),

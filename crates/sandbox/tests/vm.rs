@@ -214,15 +214,21 @@ fn kernel_changes_work_on_a_vm_and_are_refused_clearly_on_a_container() {
         "sysctl -w vm.swappiness=13 >/dev/null && cat /proc/sys/vm/swappiness",
     );
     assert_eq!(swappiness, "13");
-    // The kernel's modules are on the VM's disk.
-    up.ok("vm1", "test -f /lib/modules/$(uname -r)/modules.builtin");
-
-    let (code, _, err) = up.sh("box", "sysctl -w vm.swappiness=13");
-    assert_ne!(code, 0, "a container changed a host-wide sysctl");
-    assert!(
-        err.contains("node box is a container") && err.contains("`backend: vm`"),
-        "the refusal does not name the node and the fix: {err}"
+    // A module loads by name into the VM's own kernel.
+    let loaded = up.ok(
+        "vm1",
+        "modprobe dummy && grep -q '^dummy ' /proc/modules && echo loaded",
     );
+    assert_eq!(loaded, "loaded");
+
+    for change in ["sysctl -w vm.swappiness=13", "modprobe dummy"] {
+        let (code, _, err) = up.sh("box", change);
+        assert_ne!(code, 0, "a container made a kernel-level change: {change}");
+        assert!(
+            err.contains("node box is a container") && err.contains("`backend: vm`"),
+            "the refusal of {change} does not name the node and the fix: {err}"
+        );
+    }
     // The host's own value is untouched.
     assert_ne!(
         std::fs::read_to_string("/proc/sys/vm/swappiness")

@@ -25,6 +25,9 @@ const FREE_SPACE: u64 = 8 << 30;
 
 const CAPS_XATTR: &str = "security.capability";
 
+/// Bumped when what a base disk holds changes, so older disks are not reused.
+const DISK_LAYOUT: &str = "l2";
+
 /// The base disk of `image` for `kernel`, built on first use. The caller holds
 /// the VM cache lock.
 pub fn ensure_base(image: &Image, kernel: &Kernel) -> Result<PathBuf, SandboxError> {
@@ -33,13 +36,17 @@ pub fn ensure_base(image: &Image, kernel: &Kernel) -> Result<PathBuf, SandboxErr
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| image.rootfs());
-    let path = image_dir.join(format!("vm-{}.ext4", kernel.id));
+    let path = image_dir.join(format!("vm-{}-{DISK_LAYOUT}.ext4", kernel.id));
     if path.is_file() {
         return Ok(path);
     }
-    host::require_tools(&["mkfs.ext4", "cp"])?;
+    host::require_tools(&["mkfs.ext4", "cp", "depmod"])?;
     let staging = image_dir.join(format!(".vm-staging-{}", std::process::id()));
-    let tmp = image_dir.join(format!(".vm-{}.ext4.tmp{}", kernel.id, std::process::id()));
+    let tmp = image_dir.join(format!(
+        ".vm-{}-{DISK_LAYOUT}.ext4.tmp{}",
+        kernel.id,
+        std::process::id()
+    ));
     let result = (|| {
         let _ = fs::remove_dir_all(&staging);
         host::run(
@@ -58,6 +65,15 @@ pub fn ensure_base(image: &Image, kernel: &Kernel) -> Result<PathBuf, SandboxErr
                 .args(["-a", "--no-preserve=ownership"])
                 .arg(kernel.modules())
                 .arg(modules.join(&kernel.release)),
+        )?;
+        // Debian's kernel package leaves the module index to its postinst:
+        // build it, so `modprobe NAME` works in the guest.
+        host::run(
+            "indexing the kernel modules of a VM disk",
+            Command::new("depmod")
+                .arg("-b")
+                .arg(&staging)
+                .arg(&kernel.release),
         )?;
         let used = tree_size(&staging);
         let size = used + used / 4 + FREE_SPACE;
