@@ -85,6 +85,32 @@
     });
   }
 
+  // Expanded sections (outputs, prompts, code) stay expanded across a live
+  // refresh: each is known by its summary's text and its rank among those with
+  // the same text, which new steps and iterations (added after) do not change.
+  function sectionKeys(root, visit) {
+    const seen = new Map();
+    for (const d of root.querySelectorAll("details")) {
+      const summary = d.querySelector("summary");
+      const text = summary ? summary.textContent.trim() : "";
+      const n = (seen.get(text) || 0) + 1;
+      seen.set(text, n);
+      visit(d, text + "#" + n);
+    }
+  }
+  function openSections(root) {
+    const open = new Set();
+    sectionKeys(root, (d, key) => {
+      if (d.open) open.add(key);
+    });
+    return open;
+  }
+  function reopen(root, open) {
+    sectionKeys(root, (d, key) => {
+      if (open.has(key)) d.open = true;
+    });
+  }
+
   // A run's page: refetch its content whenever the run is written to.
   const body = document.getElementById("run-body");
   if (body && body.dataset.events && window.EventSource) {
@@ -100,7 +126,9 @@
       try {
         const response = await fetch(body.dataset.body, { credentials: "same-origin" });
         if (response.ok) {
+          const open = openSections(body);
           body.innerHTML = await response.text();
+          reopen(body, open);
           tick();
         }
       } finally {

@@ -515,6 +515,12 @@ max_iterations: 3
     let list_tab = b.new_tab();
     b.open(&server.url(&format!("/runs/{running_id}")));
     b.eval("window.__same_page = 'yes'");
+    // A section the reader opened stays open while the page follows the run.
+    b.wait_for(
+        "the first step's output on the live page",
+        "!!document.querySelector('.step .outputs')",
+    );
+    b.eval("document.querySelector('.step .outputs').open = true");
     let detail_tab = b.use_tab(list_tab);
     b.wait_for(
         "the slow run to pass",
@@ -531,7 +537,15 @@ max_iterations: 3
         "document.getElementById('run-body').dataset.ended === 'true'",
     );
     assert_eq!(b.text("h1 .badge"), "passed");
-    assert_eq!(b.texts(".step .step-name"), ["take a while"]);
+    assert_eq!(b.texts(".step .step-name"), ["say hello", "take a while"]);
+    assert_eq!(
+        b.eval("document.querySelector('.step .outputs').open"),
+        json!(true),
+        "the live refresh closed the section the reader had opened"
+    );
+    assert!(b
+        .text(".step .outputs")
+        .contains("hello from the first step"));
     assert!(is_duration(&b.text(".step .line .duration")));
     assert_eq!(b.texts("tr.check .badge"), ["passed"]);
     assert_eq!(
