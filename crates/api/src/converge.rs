@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rehearse_converge::{ConvergeError, ConvergeReport, Verdict};
 use rehearse_llm::{LlmError, Provider, Settings};
+use rehearse_scenario::name_of;
 use rehearse_spec::task::Task;
 
 use crate::types::*;
@@ -13,13 +14,6 @@ use crate::{Api, ApiError, ProgressSink};
 
 /// What the loop can still do without a model, for the model that called us.
 const RULES_ONLY: &str = "without a model, converge can only run the task's starting `code` and patch it with the rules doctor's known fixes (install the package of a missing command, create a missing directory, start a service that is not running, wait for the apt lock, create a missing user) — bash only";
-
-fn snake(v: impl serde::Serialize) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
 
 fn load_task(req: &ConvergeRequest) -> Result<Task, ApiError> {
     match (&req.path, &req.yaml) {
@@ -110,7 +104,7 @@ fn tokens(u: rehearse_llm::Usage) -> TokenUse {
 fn result_of(report: &ConvergeReport) -> ConvergeResult {
     ConvergeResult {
         converged: report.verdict == Verdict::Converged,
-        verdict: snake(report.verdict),
+        verdict: name_of(report.verdict),
         summary: report.summary.clone(),
         script: report.script.clone(),
         run_id: report.run_id.clone(),
@@ -128,8 +122,8 @@ fn result_of(report: &ConvergeReport) -> ConvergeResult {
                 ConvergeIteration {
                     number: i.number,
                     origin: i.origin.to_string(),
-                    outcome: snake(i.run.outcome),
-                    path: i.path.map(snake),
+                    outcome: name_of(i.run.outcome),
+                    path: i.path.map(name_of),
                     reason: i.reason.clone(),
                     commands: i.commands.len(),
                     tokens: tokens(usage),

@@ -330,7 +330,7 @@ impl Converger<'_> {
     }
 
     /// Why the loop must end now, if it must: stopped, or out of a budget.
-    fn must_stop(&self) -> Option<(Verdict, String)> {
+    pub(crate) fn must_stop(&self) -> Option<(Verdict, String)> {
         if self.stopped() {
             return Some((Verdict::Stopped, "stopped on request".into()));
         }
@@ -339,9 +339,6 @@ impl Converger<'_> {
     }
 
     fn out_of_budget(&self) -> Option<String> {
-        if self.stopped() {
-            return Some("stopped on request".into());
-        }
         let b = &self.task.budgets;
         if self.started.elapsed() >= b.max_wall {
             return Some(format!(

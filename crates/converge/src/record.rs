@@ -5,27 +5,18 @@
 
 use std::path::Path as FsPath;
 
-use serde::Serialize;
-
 use rehearse_store::{
     CheckRow, CommandRow, ConvergeEnd, ConvergeStart, IterationRecord, LlmCallRecord, RunFinish,
     RunStart, Store,
 };
+
+use rehearse_scenario::name_of;
 
 use crate::{ConvergeReport, Iteration};
 
 pub(crate) struct Recorder {
     store: Option<Store>,
     run_id: String,
-}
-
-/// The name serde gives a unit variant, e.g. `budget_exhausted`.
-pub(crate) fn name_of(value: impl Serialize) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(name)) => name,
-        Ok(other) => other.to_string(),
-        Err(_) => String::new(),
-    }
 }
 
 impl Recorder {

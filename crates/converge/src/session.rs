@@ -107,7 +107,7 @@ pub(crate) fn troubleshoot(
     let mut messages = vec![Message::user(prompt)];
     let mut commands = Vec::new();
     for _ in 0..TROUBLESHOOT_STEPS {
-        if c.out_of_budget().is_some() {
+        if c.must_stop().is_some() {
             break;
         }
         let answer = c.ask(

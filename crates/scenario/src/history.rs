@@ -59,11 +59,7 @@ pub fn remove_run(engine: &Engine, store: &Store, id: &str) -> Result<Deleted, S
 /// Removes finished runs started more than `older_than` ago, sparing what is
 /// still referenced, with their folders.
 pub fn prune(engine: &Engine, store: &Store, older_than: Duration) -> Result<Deleted, StoreError> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let before = now_ms - older_than.as_millis() as i64;
+    let before = rehearse_store::now_ms() - older_than.as_millis() as i64;
     let deleted = store.prune(before, &live_clusters(engine))?;
     remove_folders(&deleted);
     Ok(deleted)

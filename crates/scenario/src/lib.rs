@@ -23,7 +23,7 @@ pub use cancel::{Cancel, STOPPED};
 pub use confidence::{Confidence, FaultOutcome};
 pub use hygiene::{Finding, FindingKind};
 pub use record::{
-    cluster_row, record_cluster, record_cluster_destroyed, summary, ParentRun, Redact,
+    cluster_row, name_of, record_cluster, record_cluster_destroyed, summary, ParentRun, Redact,
 };
 pub use report::{junit, render_human};
 

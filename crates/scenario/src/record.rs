@@ -40,7 +40,7 @@ pub(crate) struct Recorder {
 }
 
 /// The name serde gives a unit variant, e.g. `after_reboot`.
-fn name_of(value: impl Serialize) -> String {
+pub fn name_of(value: impl Serialize) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(name)) => name,
         Ok(other) => other.to_string(),

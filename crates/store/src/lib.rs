@@ -186,7 +186,8 @@ fn redact_password(url: &str) -> String {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// Now, in Unix milliseconds: the unit of every time the store keeps.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

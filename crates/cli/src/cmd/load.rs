@@ -67,22 +67,16 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             min_ok: args.min_ok,
         },
     };
-    // Exit 2 when it could not be carried out, so that 1 always means a
-    // finding (or an expectation missed).
-    let value = match super::mcp::api()?.execute(
+    let Some((value, checks)) = super::execute_checked(
         Command::Load(LoadRequest {
             cluster: args.cluster,
             load,
         }),
-        None,
-    ) {
-        Ok(v) => v,
-        Err(e) => {
-            crate::output::report_error(&anyhow::Error::new(e), json);
-            return Ok(2);
-        }
+        json,
+    )?
+    else {
+        return Ok(2);
     };
-    let checks: Vec<CheckResult> = serde_json::from_value(value["checks"].clone())?;
     let passed = checks.iter().all(CheckResult::passed);
     if json {
         print_json(&value);

@@ -148,6 +148,25 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// Carries out a command whose answer holds `checks` (load, probe). `None`
+/// when it could not be carried out: the error is reported, and the verb
+/// exits 2, so that 1 always means a finding or a missed expectation.
+pub fn execute_checked(
+    command: rehearse_api::Command,
+    json: bool,
+) -> anyhow::Result<Option<(serde_json::Value, Vec<rehearse_checks::CheckResult>)>> {
+    match mcp::api()?.execute(command, None) {
+        Ok(value) => {
+            let checks = serde_json::from_value(value["checks"].clone())?;
+            Ok(Some((value, checks)))
+        }
+        Err(e) => {
+            crate::output::report_error(&anyhow::Error::new(e), json);
+            Ok(None)
+        }
+    }
+}
+
 pub fn engine() -> anyhow::Result<Engine> {
     let dir = rehearse_image::state_dir();
     Engine::new(&dir).with_context(|| format!("opening the state directory {}", dir.display()))

@@ -1,7 +1,7 @@
 //! `rehearse runs ls|show|rm|prune`: the run store's history from the
 //! terminal. Every `run` and `converge` is recorded there, whoever started it.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use rehearse_scenario::history;
@@ -55,12 +55,7 @@ struct LsArgs {
     limit: u32,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use rehearse_store::now_ms;
 
 fn when(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
