@@ -83,6 +83,11 @@ impl Cgroups {
         Ok(procs)
     }
 
+    /// Whether the cluster has a cgroup (it exists, or a crashed process left it).
+    pub fn cluster_exists(&self, cluster: &str) -> bool {
+        Self::cluster_path(&self.unified, cluster).exists()
+    }
+
     /// Cluster ids that have a cgroup.
     pub fn cluster_ids(&self) -> Vec<String> {
         fs::read_dir(self.unified.join(TOP))

@@ -37,6 +37,13 @@ pub enum SandboxError {
     /// The subnet pool has no free /24 left.
     #[error("no free /24 left in the subnet pool {pool}; destroy unused clusters (`rehearse gc`, `rehearse down --all`) or set REHEARSE_SUBNET_POOL to a larger range")]
     PoolExhausted { pool: String },
+    /// Every node UID range of the host is held by a cluster.
+    #[error("no free node UID range: {wanted} needed, {free} of {total} free; destroy unused clusters (`rehearse ls`, `rehearse down ID`)")]
+    UidRangesExhausted {
+        wanted: usize,
+        free: usize,
+        total: usize,
+    },
     /// A host tool is missing.
     #[error("`{tool}` is not installed: install the Debian package `{package}` (apt-get install {package}), or run `rehearse doctor`")]
     MissingTool { tool: String, package: String },
@@ -116,6 +123,7 @@ impl SandboxError {
             SandboxError::BootFailed { .. } => "boot_failed",
             SandboxError::NetworkConflict { .. } => "network_conflict",
             SandboxError::PoolExhausted { .. } => "pool_exhausted",
+            SandboxError::UidRangesExhausted { .. } => "uid_ranges_exhausted",
             SandboxError::MissingTool { .. } => "missing_tool",
             SandboxError::Command { .. } => "host_command_failed",
             SandboxError::Io { .. } => "io",

@@ -13,6 +13,7 @@ mod error;
 pub mod fault;
 pub mod host;
 pub mod kernel_guard;
+pub mod lease;
 pub mod net;
 pub mod nspawn;
 mod pkgcache;

@@ -231,6 +231,7 @@ mod tests {
             supervisor: None,
             leader: None,
             boot_ms: None,
+            uid_base: None,
         };
         ClusterState {
             id: "abcdef".into(),

@@ -62,6 +62,11 @@ pub struct NodeState {
     /// The node's PID 1, as seen from the host.
     pub leader: Option<ProcessId>,
     pub boot_ms: Option<u64>,
+    /// First host UID of the node's own UID range (leased host-wide); none
+    /// for nodes that run in their image's range (clusters made before
+    /// per-node ranges, VM nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid_base: Option<u32>,
 }
 
 impl NodeState {

@@ -128,6 +128,7 @@ mod tests {
             supervisor: None,
             leader: None,
             boot_ms: None,
+            uid_base: None,
         }
     }
 

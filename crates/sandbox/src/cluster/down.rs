@@ -44,6 +44,8 @@ impl Engine {
             }
             _ => Ok(()),
         });
+        // Last: the cluster's subnets and UID ranges are free once nothing of it is left.
+        keep(crate::lease::Leases::host().release(id, &self.state_dir));
         self.cache.stop_if_unused(|| !self.store.ids().is_empty());
         match first_error {
             Some(e) => Err(e),

@@ -46,7 +46,9 @@ impl Engine {
             }
             self.teardown(id)?;
         }
-        let known: BTreeSet<String> = ids.into_iter().collect();
+        let mut known: BTreeSet<String> = ids.into_iter().collect();
+        // Clusters of other state directories are theirs to collect.
+        known.extend(crate::lease::Leases::host().held_elsewhere(&self.state_dir)?);
         let mut stray: BTreeSet<String> = BTreeSet::new();
         stray.extend(self.cgroups.cluster_ids());
         stray.extend(Firewall::cluster_ids());

@@ -12,6 +12,7 @@ use rehearse_spec::Egress;
 
 use crate::backend::NodeLaunch;
 use crate::host::{self, now_secs, ProcessId};
+use crate::lease::{self, Lease, Leases};
 use crate::net::{self, Firewall};
 use crate::pkgcache::CACHE_PORT;
 use crate::seed;
@@ -94,26 +95,68 @@ impl Engine {
         }
     }
 
-    /// Picks an id and addresses, and records them before anything is created.
+    /// Picks an id, subnets and node UID ranges, and records them (the
+    /// cluster's state and its host-wide lease) before anything is created.
+    /// The host-wide lock makes the choice atomic across every rehearse
+    /// process on the host, whatever its state directory.
     fn allocate(&self, req: &UpRequest, images: &[Image]) -> Result<ClusterState, SandboxError> {
         let _lock = self.store.lock()?;
+        let leases = Leases::host();
+        let host_lock = leases.lock()?;
+        let live = leases.live(&host_lock);
         let existing = self.store.list();
         let id = loop {
             let id = format!("{:06x}", rand::thread_rng().gen_range(0..0x100_0000u32));
-            if !self.store.dir(&id).exists() {
+            if !self.store.dir(&id).exists()
+                && !live.iter().any(|l| l.cluster == id)
+                && !self.cgroups.cluster_exists(&id)
+            {
                 break id;
             }
         };
+        let mut elsewhere: Vec<(ipnet::Ipv4Net, String)> = live
+            .iter()
+            .filter(|l| !existing.iter().any(|c| c.id == l.cluster))
+            .flat_map(|l| {
+                l.subnets.iter().map(move |n| {
+                    (
+                        *n,
+                        format!(
+                            "a network of cluster {} (state directory {})",
+                            l.cluster,
+                            l.state_dir.display()
+                        ),
+                    )
+                })
+            })
+            .collect();
+        elsewhere.extend(net::host_routes());
         let networks = net::allocate_networks(
             &id,
             &req.topology,
             &existing,
-            &net::host_routes(),
+            &elsewhere,
             net::subnet_pool(),
         )?;
+        let backends: Vec<String> = req
+            .topology
+            .nodes
+            .iter()
+            .map(|spec| {
+                spec.backend
+                    .map(|b| b.as_str().to_string())
+                    .unwrap_or_else(|| self.backend.name().to_string())
+            })
+            .collect();
+        // Each container node runs in a host UID range of its own, so per-user
+        // kernel limits (inotify, processes) are per node, and a process that
+        // escaped one node owns nothing of another.
+        let mut free_ranges =
+            lease::free_uid_bases(&live, backends.iter().filter(|b| *b == "nspawn").count())?
+                .into_iter();
         let mut next_host = vec![2u32; networks.len()];
         let mut nodes = Vec::new();
-        for (i, spec) in req.topology.nodes.iter().enumerate() {
+        for (i, (spec, backend)) in req.topology.nodes.iter().zip(backends).enumerate() {
             let image = images
                 .iter()
                 .find(|im| im.name == spec.image || im.spec.name == spec.image)
@@ -137,21 +180,21 @@ impl Engine {
                     },
                 });
             }
+            let uid_base =
+                (backend == "nspawn").then(|| free_ranges.next().expect("enough ranges"));
             nodes.push(NodeState {
                 name: spec.name.clone(),
                 index: i,
                 image: spec.image.clone(),
                 image_id: image.id.clone(),
-                backend: spec
-                    .backend
-                    .map(|b| b.as_str().to_string())
-                    .unwrap_or_else(|| self.backend.name().to_string()),
+                backend,
                 groups: spec.groups.clone(),
                 nics,
                 machine: net::machine_name(&id, i),
                 supervisor: None,
                 leader: None,
                 boot_ms: None,
+                uid_base,
             });
         }
         let now = now_secs();
@@ -166,6 +209,18 @@ impl Engine {
             boot_ms: None,
             source: req.source.clone(),
         };
+        leases.write(
+            &Lease {
+                cluster: state.id.clone(),
+                state_dir: self.state_dir.clone(),
+                boot_id: lease::boot_id(),
+                subnets: state.networks.iter().map(|n| n.cidr).collect(),
+                uid_bases: state.nodes.iter().filter_map(|n| n.uid_base).collect(),
+            },
+            &host_lock,
+        )?;
+        // Saved before the host lock is dropped: a lease is never seen
+        // without its cluster's folder (which would make it stale).
         self.store.save(&state)?;
         Ok(state)
     }

@@ -21,8 +21,10 @@ pub fn subnet_pool() -> Ipv4Net {
         .unwrap_or_else(|| "10.213.0.0/16".parse().expect("valid pool"))
 }
 
-/// IPv4 routes of the host, except those of rehearse bridges.
-pub fn host_routes() -> Vec<Ipv4Net> {
+/// IPv4 routes of the host (bridges of clusters included: a cluster of
+/// another state directory, or of an older rehearse, has a route and maybe
+/// no lease), each with what to call it in an error.
+pub fn host_routes() -> Vec<(Ipv4Net, String)> {
     let Ok(text) = std::fs::read_to_string("/proc/net/route") else {
         return Vec::new();
     };
@@ -30,7 +32,7 @@ pub fn host_routes() -> Vec<Ipv4Net> {
         .skip(1)
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 8 || f[0].starts_with("rh") {
+            if f.len() < 8 {
                 return None;
             }
             let dest = u32::from_str_radix(f[1], 16).ok()?;
@@ -40,17 +42,20 @@ pub fn host_routes() -> Vec<Ipv4Net> {
             }
             let dest = Ipv4Addr::from(u32::from_be(dest));
             let prefix = u32::from_be(mask).count_ones() as u8;
-            Ipv4Net::new(dest, prefix).ok()
+            let net = Ipv4Net::new(dest, prefix).ok()?;
+            Some((net, format!("the host route {net} (dev {})", f[0])))
         })
         .collect()
 }
 
-/// Chooses a subnet for every network of the topology.
+/// Chooses a subnet for every network of the topology, avoiding the
+/// networks of `existing` clusters and every subnet in `elsewhere` (host
+/// routes, other state directories' leases), each with its description.
 pub fn allocate_networks(
     cluster: &str,
     topology: &Topology,
     existing: &[ClusterState],
-    host: &[Ipv4Net],
+    elsewhere: &[(Ipv4Net, String)],
     pool: Ipv4Net,
 ) -> Result<Vec<NetworkState>, SandboxError> {
     let mut taken: Vec<(Ipv4Net, String)> = existing
@@ -61,7 +66,7 @@ pub fn allocate_networks(
                 .map(move |n| (n.cidr, format!("network {} of cluster {}", n.name, c.id)))
         })
         .collect();
-    taken.extend(host.iter().map(|r| (*r, format!("the host route {r}"))));
+    taken.extend(elsewhere.iter().cloned());
     let service = Ipv4Net::new(SERVICE_ADDR, 24).expect("valid").trunc();
     taken.push((service, "rehearse's service network".to_string()));
 
@@ -132,7 +137,7 @@ mod tests {
     fn auto_subnets_skip_taken_ones_and_host_routes() {
         let t = topo("nodes: [{name: a, networks: [x, y]}]\nnetworks: [{name: x}, {name: y}]\n");
         let pool: Ipv4Net = "10.213.0.0/16".parse().unwrap();
-        let host = vec!["10.213.0.0/24".parse().unwrap()];
+        let host = vec![("10.213.0.0/24".parse().unwrap(), "a route".to_string())];
         let nets = allocate_networks("abcdef", &t, &[], &host, pool).unwrap();
         assert_eq!(nets[0].cidr.to_string(), "10.213.1.0/24");
         assert_eq!(nets[1].cidr.to_string(), "10.213.2.0/24");

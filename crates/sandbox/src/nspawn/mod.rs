@@ -4,6 +4,7 @@
 //! reported by the node's systemd through nspawn's notify socket.
 
 pub(crate) mod exec;
+mod idmap;
 mod rootfs;
 
 use std::io::Read;
@@ -13,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rehearse_image::{UID_BASE, UID_RANGE};
+use rehearse_image::UID_RANGE;
 
 use crate::backend::{Backend, Booting, ExecIo, ExecOutcome, ExecRequest, NodeLaunch};
 use crate::host::{self, ProcessId};
@@ -33,10 +34,17 @@ impl Backend for NspawnBackend {
     fn launch(&self, launch: &NodeLaunch<'_>) -> Result<Booting, SandboxError> {
         let dir = &launch.node_dir;
         let root = dir.join("root");
+        let image_base = launch.image.uid_base;
+        let uid_base = launch.node.uid_base.unwrap_or(image_base);
         if !rootfs::mounts_below(&root).contains(&root) {
-            rootfs::mount_overlay(&launch.image.rootfs(), dir)?;
+            rootfs::mount_overlay(
+                &launch.image.rootfs(),
+                dir,
+                image_base,
+                launch.node.uid_base,
+            )?;
         }
-        rootfs::install_seeds(&root, launch.seeds, launch.image.uid_base)?;
+        rootfs::install_seeds(&root, launch.seeds, uid_base)?;
 
         let notify_path = dir.join("notify.sock");
         let _ = std::fs::remove_file(&notify_path);
@@ -55,10 +63,7 @@ impl Backend for NspawnBackend {
             .arg(format!("--directory={}", root.display()))
             .arg(format!("--machine={}", node.machine))
             .arg(format!("--hostname={}", node.name))
-            .arg(format!(
-                "--private-users={}:{}",
-                launch.image.uid_base, UID_RANGE
-            ))
+            .arg(format!("--private-users={uid_base}:{UID_RANGE}"))
             .arg("--private-users-ownership=off")
             .arg("--notify-ready=yes")
             .arg("--console=pipe")
@@ -270,11 +275,6 @@ impl Backend for NspawnBackend {
         }
         Ok(())
     }
-}
-
-/// UID range nodes run in.
-pub fn uid_range() -> (u32, u32) {
-    (UID_BASE, UID_RANGE)
 }
 
 fn first_child(pid: i32) -> Option<i32> {

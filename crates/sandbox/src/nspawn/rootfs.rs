@@ -11,7 +11,18 @@ use crate::seed::SeedFile;
 use crate::SandboxError;
 
 /// Mounts the node's overlay at `<node_dir>/root` and returns that path.
-pub fn mount_overlay(lower: &Path, node_dir: &Path) -> Result<PathBuf, SandboxError> {
+///
+/// The image's files and the node's layer are owned on disk by the image's
+/// range (`image_base`). With `node_base`, both layers are idmapped bind
+/// mounts (`<node_dir>/image`, `<node_dir>/layer`) that show that range as
+/// the node's own, so the node sees its files owned by its users while
+/// nothing on disk changes; without, the node runs in the image's range.
+pub fn mount_overlay(
+    lower: &Path,
+    node_dir: &Path,
+    image_base: u32,
+    node_base: Option<u32>,
+) -> Result<PathBuf, SandboxError> {
     let upper = node_dir.join("upper");
     let work = node_dir.join("work");
     let root = node_dir.join("root");
@@ -20,11 +31,45 @@ pub fn mount_overlay(lower: &Path, node_dir: &Path) -> Result<PathBuf, SandboxEr
     }
     // The overlay's root directory takes its owner from the upper layer: it must
     // be the node's root user.
-    let (base, _) = super::uid_range();
-    lchown(&upper, Some(base), Some(base))
+    lchown(&upper, Some(image_base), Some(image_base))
         .map_err(|e| SandboxError::io("changing owner of", &upper, e))?;
     fs::set_permissions(&upper, fs::Permissions::from_mode(0o755))
         .map_err(|e| SandboxError::io("setting mode of", &upper, e))?;
+    let (lower, upper, work) = match node_base {
+        None => (lower.to_path_buf(), upper, work),
+        Some(node_base) => {
+            let image_view = node_dir.join("image");
+            let layer_view = node_dir.join("layer");
+            for d in [&image_view, &layer_view] {
+                // A view left from before a restore or a reboot is remade.
+                if mounts_below(d).contains(d) {
+                    let _ = umount2(d, MntFlags::MNT_DETACH);
+                }
+                fs::create_dir_all(d).map_err(|e| SandboxError::io("creating", d, e))?;
+            }
+            // Host root keeps its own id so overlayfs can manage its work
+            // folder through the view; the node's users cannot reach it.
+            let ns = super::idmap::MappingNs::new(&[
+                super::idmap::IdRange {
+                    inside: 0,
+                    outside: 0,
+                    count: 1,
+                },
+                super::idmap::IdRange {
+                    inside: image_base,
+                    outside: node_base,
+                    count: super::UID_RANGE,
+                },
+            ])?;
+            super::idmap::bind_idmapped(lower, &image_view, &ns)?;
+            super::idmap::bind_idmapped(node_dir, &layer_view, &ns)?;
+            (
+                image_view,
+                layer_view.join("upper"),
+                layer_view.join("work"),
+            )
+        }
+    };
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.display(),
