@@ -1,53 +1,135 @@
 #!/usr/bin/env bash
-# Installs what rehearse needs on a Debian/Ubuntu host and builds it.
-# Run as root. Idempotent: a second run only checks.
+# Installs what rehearse needs on a Debian/Ubuntu host, builds and installs
+# `rehearse` (/usr/local/bin, on the PATH of root and of every user), checks
+# that every package is still there AFTER installing (apt may remove one while
+# it installs another), and builds the default image.
+#
+# Needs root. Run by a user with sudo, it runs itself through sudo; in a root
+# shell it needs no sudo. Idempotent: on a host already set up it only checks
+# (seconds).
+#
+#   scripts/setup.sh               what rehearse needs
+#   scripts/setup.sh --with-tests  and what the test suite needs (scripts/test.sh)
+#
+# The package list is crates/sandbox/host-packages.txt, the same list
+# `rehearse doctor` reports on: setup verifies with `rehearse doctor --packages`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "setup.sh must run as root (it installs packages): sudo $0" >&2
+  if command -v sudo >/dev/null; then
+    echo "setup.sh installs packages and needs root: running it through sudo" >&2
+    exec sudo -- "$repo/scripts/setup.sh" "$@"
+  fi
+  echo "setup.sh needs root (it installs packages) and sudo is not installed: run it in a root shell" >&2
   exit 1
 fi
 
-packages=(
-  systemd-container   # systemd-nspawn: the nodes
-  mmdebstrap          # golden images
-  nftables            # per-cluster firewall
-  iptables            # NFQUEUE for link latency on kernels without netem or nft queue
-  iproute2            # bridges and veths
-  apt-cacher-ng       # host-side package cache for nodes
-  openssh-client      # cluster keys, ssh into nodes
-  util-linux          # nsenter
-  tar
-  ansible-core        # Ansible steps
-  python3
-  python3-pip         # the MCP tests drive the server with the official Python SDK
-  curl
-  ca-certificates
-  qemu-system-x86     # VM nodes (backend: vm): microVMs
-  qemu-utils          # qemu-img: a copy-on-write disk per VM node
-  busybox-static      # the VM nodes' initramfs
-  kmod                # depmod: the module index on VM disks, so modprobe works inside
-  e2fsprogs           # mkfs.ext4: the VM nodes' base disk
-  gcc                 # crates that build C
-  postgresql          # the run store on a server (REHEARSE_DATABASE_URL); SQLite is the default
-  pkg-config
-)
+with_tests=false
+for arg in "$@"; do
+  case "$arg" in
+    --with-tests) with_tests=true ;;
+    *) echo "setup.sh: unknown argument $arg (known: --with-tests)" >&2; exit 2 ;;
+  esac
+done
+
+list=crates/sandbox/host-packages.txt
+packages=()
+while read -r name need _; do
+  case "$name" in '' | '#'*) continue ;; esac
+  if [ "$need" = test ] && ! $with_tests; then continue; fi
+  packages+=("$name")
+done <"$list"
+
+export DEBIAN_FRONTEND=noninteractive
+apt_log=$(mktemp /tmp/rehearse-setup-apt.XXXXXX)
+trap 'rm -f "$apt_log"' EXIT
+updated=false
+# Installs the named packages; apt's output goes to $apt_log, shown on failure.
+apt_install() {
+  if ! $updated; then
+    apt-get update -qq >"$apt_log" 2>&1 || { cat "$apt_log" >&2; exit 1; }
+    updated=true
+  fi
+  echo "installing: $*"
+  if ! apt-get install -y -q --no-install-recommends "$@" >"$apt_log" 2>&1; then
+    cat "$apt_log" >&2
+    echo "setup.sh: apt-get install $* failed (above)" >&2
+    exit 1
+  fi
+  # apt lists what it removed to satisfy the install; say it, the check
+  # below tells whether a needed package was among them.
+  sed -n '/The following packages will be REMOVED:/,/^[^ ]/p' "$apt_log" | sed '$d' | sed 's/^/apt: /'
+}
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 fi
+
+# Per-user kernel limits shared by every node mapped to the same host user:
+# with Debian's default fs.inotify.max_user_instances (128) systemd in about
+# the 25th node gets no inotify instance and never finishes booting. Written
+# to sysctl.d so it holds after a reboot; only ever raised, never lowered.
+cat >/etc/sysctl.d/60-rehearse.conf <<'EOF'
+# rehearse: every node runs systemd, which takes inotify instances and watches
+# from its host user; the defaults (128 instances) stop booting at ~25 nodes.
+fs.inotify.max_user_instances = 8192
+fs.inotify.max_user_watches = 1048576
+EOF
+for kv in fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=1048576; do
+  key=${kv%=*} want=${kv#*=}
+  have=$(sysctl -n "$key" 2>/dev/null || echo 0)
+  if [ "$have" -lt "$want" ]; then sysctl -q -w "$key=$want" || echo "could not raise $key to $want (in a container? raise it on the host)" >&2; fi
+done
+
 # The distribution's own apt-cacher-ng service is not needed: rehearse runs its
 # own instance on its own address and port.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
   systemctl disable --now apt-cacher-ng >/dev/null 2>&1 || true
 fi
+
+if ! command -v cargo >/dev/null; then
+  # Under sudo, the toolchain is usually the invoking user's.
+  user_home=$(getent passwd "${SUDO_USER:-root}" | cut -d: -f6)
+  for home in "$HOME" "$user_home" /root; do
+    if [ -x "$home/.cargo/bin/cargo" ]; then
+      export PATH="$home/.cargo/bin:$PATH"
+      [ -d "$home/.rustup" ] && export RUSTUP_HOME="${RUSTUP_HOME:-$home/.rustup}"
+      break
+    fi
+  done
+fi
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install a Rust toolchain (https://rustup.rs), then run this again" >&2
+  exit 1
+fi
+cargo build --release --locked -q -p rehearse-cli
+install -m 0755 target/release/rehearse /usr/local/bin/rehearse
+
+# Verify after installing: every package installed and its tools on PATH,
+# checked by the same code `rehearse doctor` reports with. A package apt
+# removed while installing another gets one more install (apt then picks a
+# version that fits what is installed); if it is still missing, stop here
+# naming it and why.
+verify=("$repo/target/release/rehearse" doctor --packages)
+$with_tests && verify+=(--tests)
+if ! report=$("${verify[@]}"); then
+  gone=$(sed -n 's/^missing host packages: //p' <<<"$report")
+  echo "after installing, missing: $gone"
+  read -ra gone_list <<<"$gone"
+  (apt_install "${gone_list[@]}") || true
+  if ! report=$("${verify[@]}"); then
+    grep -v '^ok ' <<<"$report" >&2
+    echo "setup.sh: required host packages are missing after installing: $(sed -n 's/^missing host packages: //p' <<<"$report") (why and fix above)" >&2
+    exit 1
+  fi
+fi
+echo "host packages: all ${#packages[@]} present, verified after installing"
 
 # PostgreSQL for the run store, when REHEARSE_DATABASE_URL points at it: the
 # server started (without systemd as PID 1, through Debian's pg_ctlcluster),
@@ -63,26 +145,6 @@ runuser -u postgres -- psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname = 'rehea
 runuser -u postgres -- psql -qtAc "SELECT 1 FROM pg_database WHERE datname = 'rehearse'" | grep -q 1 ||
   runuser -u postgres -- createdb -O rehearse rehearse
 
-# The MCP server's tests drive it with the official MCP Python SDK. Debian's own
-# python3 is "externally managed" (PEP 668) and pip refuses to install into it;
-# mcp and pytest have no Debian packages, so there --break-system-packages puts
-# them under /usr/local, away from apt's files. A python3 of one's own (pyenv,
-# venv) takes the plain install.
-python3 -m pip install --quiet mcp pytest 2>/dev/null || python3 -m pip install --quiet --break-system-packages mcp pytest
-
-if ! command -v cargo >/dev/null; then
-  # Under sudo, the toolchain is usually the invoking user's.
-  user_home=$(getent passwd "${SUDO_USER:-root}" | cut -d: -f6)
-  for c in "$HOME/.cargo/bin/cargo" "$user_home/.cargo/bin/cargo" /root/.cargo/bin/cargo; do
-    [ -x "$c" ] && export PATH="$(dirname "$c"):$PATH" && break
-  done
-fi
-if ! command -v cargo >/dev/null; then
-  echo "cargo not found: install a Rust toolchain (https://rustup.rs), then run this again" >&2
-  exit 1
-fi
-cargo build --release --locked -q -p rehearse-cli
-install -m 0755 target/release/rehearse /usr/local/bin/rehearse
-rehearse doctor
+/usr/local/bin/rehearse doctor
 # Build (or reuse) the default image now, so the first cluster starts at once.
-rehearse image build debian-12
+/usr/local/bin/rehearse image build debian-12

@@ -125,7 +125,7 @@ impl Api {
         }
         let path: PathBuf = self
             .engine
-            .state_dir()
+            .history_dir()
             .join("runs")
             .join(run_id)
             .join("report.json");

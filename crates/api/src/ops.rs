@@ -156,7 +156,7 @@ impl Api {
             },
             &|_| {},
         )?;
-        rehearse_scenario::record_cluster(self.engine.state_dir(), &state);
+        rehearse_scenario::record_cluster(self.engine.history_dir(), &state);
         if let Some(hook) = &self.on_provisioned {
             hook(&state.id);
         }
@@ -558,7 +558,7 @@ impl Api {
     pub(crate) fn destroy(&self, id: &str) -> Result<Destroyed, ApiError> {
         self.engine.get(id)?;
         self.engine.down(id)?;
-        rehearse_scenario::record_cluster_destroyed(self.engine.state_dir(), id);
+        rehearse_scenario::record_cluster_destroyed(self.engine.history_dir(), id);
         Ok(Destroyed {
             cluster: id.to_string(),
             destroyed: true,

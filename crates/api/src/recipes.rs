@@ -91,7 +91,7 @@ impl Api {
                 }
             })
             .collect();
-        let last_proof = prove::history(self.engine.state_dir(), Some(&req.name)).pop();
+        let last_proof = prove::history(self.engine.history_dir(), Some(&req.name)).pop();
         Ok(serde_json::json!({
             "recipe": recipe.meta,
             "hash": recipe.hash,

@@ -348,7 +348,7 @@ fn gc_removes_everything_an_up_killed_mid_boot_left_behind() {
     // A unique source path lets the test find the cluster this `up` created.
     let topo = write(tmp.path(), "killed.yaml", "nodes: 3\n");
     let clusters_dir = state_dir().join("clusters");
-    let mut child = Command::new(bin())
+    let mut child = common::command()
         .args(["up", "--no-reaper", "-f", topo.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

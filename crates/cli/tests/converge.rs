@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use rehearse_llm::fake::{FakeReply, FakeServer};
 use serde_json::Value;
@@ -25,7 +24,7 @@ const LLM_VARS: &[&str] = &[
 /// `rehearse --json converge TASK` with `env` set: (exit code, report, stderr).
 fn converge(task: &Path, env: &[(&str, &str)]) -> (i32, Value, String) {
     require_root();
-    let mut command = Command::new(bin());
+    let mut command = common::command();
     for var in LLM_VARS {
         command.env_remove(var);
     }

@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::process::Command;
-
 use serde_json::Value;
 
 fn doctor_json(path: Option<&str>) -> Value {
-    let mut cmd = Command::new(common::bin());
+    let mut cmd = common::command();
     cmd.args(["--json", "doctor"]);
     if let Some(p) = path {
         cmd.env("PATH", p);
@@ -91,7 +89,7 @@ fn doctor_says_what_an_impairment_needs_when_its_tools_are_missing() {
         assert_eq!(c["ok"], false, "{c}");
         assert!(c["fix"].as_str().unwrap().contains(needs), "{c}");
     }
-    let out = Command::new(common::bin())
+    let out = common::command()
         .arg("doctor")
         .env("PATH", empty.path())
         .output()

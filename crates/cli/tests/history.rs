@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use serde_json::Value;
 
 #[test]
@@ -18,7 +16,7 @@ fn a_run_logs_with_its_id_and_is_kept_listed_shown_and_removed() {
     )
     .unwrap();
     let file = dir.path().join("scenario.yaml");
-    let out = Command::new(common::bin())
+    let out = common::command()
         .args(["--json", "--log-format", "json", "-v", "run"])
         .arg(&file)
         .output()
@@ -97,7 +95,7 @@ fn a_run_logs_with_its_id_and_is_kept_listed_shown_and_removed() {
     );
 
     // Removed with its folder; a second removal says there is no such run.
-    let folder = common::state_dir().join("runs").join(&id);
+    let folder = common::history_dir().join("runs").join(&id);
     assert!(folder.is_dir());
     let rm = common::run(&["runs", "rm", &id]);
     assert!(rm.status.success(), "{rm:?}");

@@ -191,7 +191,7 @@ pub fn converge_with(
     let redactor = Redactor::new(secret_env.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let run_id = new_run_id();
     let recorder = record::Recorder::start(
-        engine.state_dir(),
+        engine.history_dir(),
         rehearse_store::RunStart {
             id: run_id.clone(),
             kind: "converge".into(),
@@ -209,7 +209,7 @@ pub fn converge_with(
     // Every log line of the run, and of its scenario runs, carries its id.
     let span = tracing::info_span!("converge", converge_run_id = %run_id, task = %task.name);
     let _entered = span.enter();
-    let work_dir = engine.state_dir().join("converge").join(&run_id);
+    let work_dir = engine.history_dir().join("converge").join(&run_id);
     std::fs::create_dir_all(&work_dir).map_err(|source| ConvergeError::Io {
         path: work_dir.clone(),
         source,

@@ -16,7 +16,14 @@ fn engine() -> Engine {
         nix::unistd::geteuid().is_root(),
         "converge tests boot real clusters and must run as root"
     );
-    Engine::new(&rehearse_image::state_dir()).expect("engine")
+    // Runs are recorded in a history of this test binary's own (under
+    // target/), never the user's; clusters and images share the state
+    // directory, so the image cache is reused.
+    Engine::new(&rehearse_image::state_dir())
+        .expect("engine")
+        .with_history_dir(
+            &std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("history/converge"),
+        )
 }
 
 /// `origin` names the task in the sources of the clusters it starts, so each
@@ -97,7 +104,7 @@ fn converges_by_retry_when_the_first_answer_is_broken() {
     nothing_left(&engine, "retry-task.yaml");
 
     // The run store under the state directory holds the same run.
-    let store = Store::open(engine.state_dir()).expect("the run store opens");
+    let store = Store::open(engine.history_dir()).expect("the run store opens");
     let stored = store
         .run(&report.run_id)
         .unwrap()
@@ -197,7 +204,7 @@ fn a_model_that_never_gets_it_right_exhausts_the_budget_and_says_so() {
     assert!(report.report_path.is_file());
     nothing_left(&engine, "budget-task.yaml");
 
-    let store = Store::open(engine.state_dir()).unwrap();
+    let store = Store::open(engine.history_dir()).unwrap();
     let stored = store.run(&report.run_id).unwrap().unwrap();
     assert_eq!(stored.run.outcome, "budget_exhausted");
     assert_eq!(stored.run.summary.as_deref(), Some(report.summary.as_str()));
@@ -546,7 +553,7 @@ max_iterations: 3
         assert!(stored.is_empty(), "{stored:?}");
     }
     // Nor the run store: the converge run, nor its scenario runs' steps and checks.
-    let store = Store::open(engine.state_dir()).unwrap();
+    let store = Store::open(engine.history_dir()).unwrap();
     let run = store.run(&report.run_id).unwrap().expect("stored");
     assert!(!run.children.is_empty());
     leaks(

@@ -31,6 +31,13 @@ fn official_python_client_drives_the_server() {
         .args(["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"])
         .arg(root.join("tests/python"))
         .env("REHEARSE_BIN", rehearse_bin())
+        // The servers record into a history of this test's own, under
+        // target/, never the user's.
+        .env(
+            "REHEARSE_HISTORY",
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("history/mcp-python"),
+        )
+        .env("REHEARSE_DATABASE_URL", "")
         .status()
         .expect("running python3 -m pytest (install it with scripts/setup.sh)");
     assert!(

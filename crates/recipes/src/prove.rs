@@ -196,7 +196,7 @@ fn run_proof(
         run_id: report.run_id.clone(),
         source: source.to_path_buf(),
     };
-    record(engine.state_dir(), &record_)?;
+    record(engine.history_dir(), &record_)?;
     Ok(Proof {
         record: record_,
         report,

@@ -20,7 +20,11 @@ fn every_shipped_recipe_proves_on_a_fresh_cluster() {
         nix::unistd::geteuid().is_root(),
         "proofs boot real clusters and must run as root"
     );
-    let engine = Engine::new(&rehearse_image::state_dir()).expect("engine");
+    // Proofs and their runs are recorded in a history of this test's own
+    // (under target/), never the user's; the image cache is shared.
+    let engine = Engine::new(&rehearse_image::state_dir())
+        .expect("engine")
+        .with_history_dir(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("history/prove"));
     let catalogue = Catalogue::load(&Catalogue::default_dir()).expect("the catalogue loads");
     let only: Option<Vec<String>> = std::env::var("REHEARSE_PROVE_ONLY")
         .ok()
@@ -69,7 +73,7 @@ fn every_shipped_recipe_proves_on_a_fresh_cluster() {
         match proof {
             Ok(p) if p.passed() => {
                 // The proof is on record with what was proven.
-                let last = prove::history(engine.state_dir(), Some(recipe.name()))
+                let last = prove::history(engine.history_dir(), Some(recipe.name()))
                     .into_iter()
                     .rfind(|r| r.run_id == p.record.run_id)
                     .expect("the proof is recorded");

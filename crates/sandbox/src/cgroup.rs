@@ -287,7 +287,9 @@ pub unsafe fn enter_raw(procs: &[CString]) -> std::io::Result<()> {
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
+        // SAFETY: `fd` was just opened above; the buffer is one static byte.
         let wrote = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
+        // SAFETY: `fd` is ours and closed once.
         unsafe { libc::close(fd) };
         if wrote != 1 {
             return Err(std::io::Error::last_os_error());

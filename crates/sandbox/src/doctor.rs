@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use crate::host::{self, TOOLS};
+use crate::host;
+use crate::packages::{self, Need};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -30,16 +31,12 @@ pub fn run_checks() -> Vec<Check> {
         fix: (!root).then(|| "run rehearse as root (sudo): it mounts overlays and creates bridges, cgroups and namespaces".into()),
         required: true,
     });
-    for (tool, package) in TOOLS {
-        let found = which(tool);
-        checks.push(Check {
-            name: format!("tool {tool}"),
-            ok: found.is_some(),
-            detail: found.unwrap_or_else(|| "not found on PATH".into()),
-            fix: Some(format!("apt-get install {package}")).filter(|_| which(tool).is_none()),
-            required: true,
-        });
-    }
+    let packages = packages::check(|need| need != Need::Test);
+    let vm_packages_ok = packages
+        .iter()
+        .filter(|p| p.package.need == Need::Vm)
+        .all(|p| p.ok());
+    checks.extend(packages.into_iter().map(Check::from));
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     let overlay = filesystems
         .lines()
@@ -99,7 +96,7 @@ pub fn run_checks() -> Vec<Check> {
         required: true,
     });
     checks.extend(impairment_checks());
-    checks.extend(vm_checks(root));
+    checks.extend(vm_checks(root, vm_packages_ok));
     checks
 }
 
@@ -121,20 +118,8 @@ fn impairment_checks() -> Vec<Check> {
 
 /// What VM nodes (`backend: vm`) need, and which accelerator they get. Not
 /// required: clusters of containers start without any of it.
-fn vm_checks(root: bool) -> Vec<Check> {
+fn vm_checks(root: bool, tools_ok: bool) -> Vec<Check> {
     let mut checks = Vec::new();
-    let mut tools_ok = true;
-    for (tool, package) in host::VM_TOOLS {
-        let found = which(tool);
-        tools_ok &= found.is_some();
-        checks.push(Check {
-            name: format!("vm tool {tool}"),
-            ok: found.is_some(),
-            detail: found.unwrap_or_else(|| "not found on PATH (needed by VM nodes only)".into()),
-            fix: Some(format!("apt-get install {package}")).filter(|_| which(tool).is_none()),
-            required: false,
-        });
-    }
     let state_dir = rehearse_image::state_dir();
     // Probing boots the guest kernel once (fetched on first use) and caches
     // the answer; without root or QEMU only an earlier answer can be shown.
@@ -166,4 +151,26 @@ fn vm_checks(root: bool) -> Vec<Check> {
         },
     });
     checks
+}
+
+/// One check per host package of `host-packages.txt` whose need `include`
+/// accepts: installed, and its tools on PATH. `scripts/setup.sh` verifies
+/// its installs with exactly these (`rehearse doctor --packages`).
+pub fn package_checks(include: impl Fn(Need) -> bool) -> Vec<Check> {
+    packages::check(include)
+        .into_iter()
+        .map(Check::from)
+        .collect()
+}
+
+impl From<packages::Presence> for Check {
+    fn from(p: packages::Presence) -> Check {
+        Check {
+            name: format!("package {}", p.package.name),
+            ok: p.ok(),
+            detail: p.detail(),
+            fix: p.fix(),
+            required: p.package.need == Need::Cluster,
+        }
+    }
 }

@@ -5,38 +5,9 @@ use std::process::{Command, Stdio};
 
 use crate::SandboxError;
 
-/// Host tools and the Debian package each comes from.
-pub const TOOLS: &[(&str, &str)] = &[
-    ("systemd-nspawn", "systemd-container"),
-    ("nsenter", "util-linux"),
-    ("ip", "iproute2"),
-    ("nft", "nftables"),
-    ("ssh-keygen", "openssh-client"),
-    ("ssh", "openssh-client"),
-    ("tar", "tar"),
-    ("mmdebstrap", "mmdebstrap"),
-    ("apt-cacher-ng", "apt-cacher-ng"),
-];
-
-/// Host tools the VM backend needs on top (not needed for container nodes).
-pub const VM_TOOLS: &[(&str, &str)] = &[
-    ("qemu-system-x86_64", "qemu-system-x86"),
-    ("qemu-img", "qemu-utils"),
-    ("busybox", "busybox-static"),
-    ("mkfs.ext4", "e2fsprogs"),
-    ("depmod", "kmod"),
-    ("apt-get", "apt"),
-    ("apt-cache", "apt"),
-    ("dpkg-deb", "dpkg"),
-];
-
-pub fn package_of(tool: &str) -> &'static str {
-    TOOLS
-        .iter()
-        .chain(VM_TOOLS)
-        .find(|(t, _)| *t == tool)
-        .map(|(_, p)| *p)
-        .unwrap_or("(unknown)")
+/// The Debian package a host tool comes from (from `host-packages.txt`).
+pub fn package_of(tool: &str) -> String {
+    crate::packages::package_of(tool).unwrap_or_else(|| "(unknown)".to_string())
 }
 
 /// Runs a host command to completion; a failure carries its stderr.
@@ -79,7 +50,7 @@ pub fn spawn_error(program: &str, e: std::io::Error) -> SandboxError {
     if e.kind() == std::io::ErrorKind::NotFound {
         SandboxError::MissingTool {
             tool: program.to_string(),
-            package: package_of(program).to_string(),
+            package: package_of(program),
         }
     } else {
         SandboxError::io("starting", program.to_string(), e)
@@ -175,7 +146,7 @@ pub fn require_tools(tools: &[&str]) -> Result<(), SandboxError> {
     match tools.iter().find(|t| which(t).is_none()) {
         Some(tool) => Err(SandboxError::MissingTool {
             tool: tool.to_string(),
-            package: package_of(tool).to_string(),
+            package: package_of(tool),
         }),
         None => Ok(()),
     }

@@ -16,6 +16,7 @@ pub mod kernel_guard;
 pub mod lease;
 pub mod net;
 pub mod nspawn;
+pub mod packages;
 mod pkgcache;
 pub mod seed;
 pub mod snapshot;

@@ -181,7 +181,7 @@ pub fn run(
 ) -> RunReport {
     let started = Instant::now();
     let run_id = new_run_id();
-    let work_dir = engine.state_dir().join("runs").join(&run_id);
+    let work_dir = engine.history_dir().join("runs").join(&run_id);
     let _ = std::fs::create_dir_all(&work_dir);
     let report = RunReport {
         run_id,
@@ -207,7 +207,7 @@ pub fn run(
     let _entered = span.enter();
     tracing::info!(file = %scenario.file.display(), "scenario run started");
     let recorder = record::Recorder::start(
-        engine.state_dir(),
+        engine.history_dir(),
         &report,
         opts.parent.as_ref(),
         opts.redact.clone(),

@@ -69,8 +69,8 @@ pub fn router(state: AppState, token: String, loopback: bool) -> axum::Router {
 
 /// Serves on `listen` until Ctrl-C or SIGTERM.
 pub async fn serve(api: Arc<Api>, listen: SocketAddr, token: String) -> Result<(), WebError> {
-    let state_dir = api.engine().state_dir().to_path_buf();
-    let store = tokio::task::spawn_blocking(move || Store::open(&state_dir))
+    let history_dir = api.engine().history_dir().to_path_buf();
+    let store = tokio::task::spawn_blocking(move || Store::open(&history_dir))
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
     tracing::info!(store = %store.location(), "run store");

@@ -101,6 +101,7 @@ impl Rehearse {
         }
         command
             .env("REHEARSE_DATABASE_URL", &self.database_url)
+            .env("REHEARSE_HISTORY", self._dir.path())
             .envs(env.iter().copied())
             .args(args);
         command

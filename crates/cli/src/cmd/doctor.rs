@@ -1,11 +1,24 @@
-use rehearse_sandbox::doctor;
+use rehearse_sandbox::doctor::{self, Check};
+use rehearse_sandbox::packages::Need;
 
 use crate::output::print_json;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Check only the host packages (host-packages.txt): installed, and their
+    /// tools on PATH. Exit 1 if any is missing, needed for clusters or not.
+    /// scripts/setup.sh verifies its installs with this.
+    #[arg(long)]
+    packages: bool,
+    /// With --packages: the test suite's packages too.
+    #[arg(long, requires = "packages")]
+    tests: bool,
+}
 
-pub fn run(_args: Args, json: bool) -> anyhow::Result<i32> {
+pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
+    if args.packages {
+        return packages(args.tests, json);
+    }
     let checks = doctor::run_checks();
     let ok = checks.iter().all(|c| c.ok || !c.required);
     if json {
@@ -15,19 +28,7 @@ pub fn run(_args: Args, json: bool) -> anyhow::Result<i32> {
             "impairments": rehearse_sandbox::fault::impairment_support(),
         }));
     } else {
-        for c in &checks {
-            let mark = if c.ok {
-                "ok  "
-            } else if c.required {
-                "FAIL"
-            } else {
-                "warn"
-            };
-            println!("{mark} {:<22} {}", c.name, c.detail);
-            if let (false, Some(fix)) = (c.ok, &c.fix) {
-                println!("     fix: {fix}");
-            }
-        }
+        print_checks(&checks);
         println!(
             "{}",
             if ok {
@@ -38,4 +39,44 @@ pub fn run(_args: Args, json: bool) -> anyhow::Result<i32> {
         );
     }
     Ok(if ok { 0 } else { 1 })
+}
+
+fn packages(tests: bool, json: bool) -> anyhow::Result<i32> {
+    let checks = doctor::package_checks(|need| tests || need != Need::Test);
+    let missing: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.trim_start_matches("package "))
+        .collect();
+    if json {
+        print_json(&serde_json::json!({
+            "ok": missing.is_empty(),
+            "missing": missing,
+            "checks": checks,
+        }));
+    } else {
+        print_checks(&checks);
+        if missing.is_empty() {
+            println!("every host package is present");
+        } else {
+            println!("missing host packages: {}", missing.join(" "));
+        }
+    }
+    Ok(if missing.is_empty() { 0 } else { 1 })
+}
+
+fn print_checks(checks: &[Check]) {
+    for c in checks {
+        let mark = if c.ok {
+            "ok  "
+        } else if c.required {
+            "FAIL"
+        } else {
+            "warn"
+        };
+        println!("{mark} {:<22} {}", c.name, c.detail);
+        if let (false, Some(fix)) = (c.ok, &c.fix) {
+            println!("     fix: {fix}");
+        }
+    }
 }

@@ -28,7 +28,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         match engine.down(&id) {
             Ok(()) => {
                 let ms = t0.elapsed().as_millis() as u64;
-                rehearse_scenario::record_cluster_destroyed(engine.state_dir(), &id);
+                rehearse_scenario::record_cluster_destroyed(engine.history_dir(), &id);
                 if !json {
                     println!("destroyed {id} in {ms} ms");
                 }

@@ -117,6 +117,38 @@ enum Command {
     Reap(reap::Args),
 }
 
+impl Cli {
+    /// Every command but `doctor` needs root: nodes are mounts, bridges,
+    /// cgroups and namespaces, and the state directory is root's. `doctor`
+    /// reports what is missing whoever runs it.
+    pub fn needs_root(&self) -> bool {
+        !matches!(self.command, Command::Doctor(_))
+    }
+}
+
+/// Runs this very command again as root through `sudo`, so a user with sudo
+/// types `rehearse ...` just as root does. The environment that steers
+/// rehearse (`REHEARSE_*`, providers' `*_API_KEY`) goes along; sudo allows
+/// that to users who may run any command. Returns only if sudo could not be
+/// started.
+pub fn rerun_through_sudo(sudo: &std::path::Path) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return e,
+    };
+    let keep: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("REHEARSE_") || k.ends_with("_API_KEY"))
+        .collect();
+    let mut cmd = std::process::Command::new(sudo);
+    if !keep.is_empty() {
+        cmd.arg(format!("--preserve-env={}", keep.join(",")));
+    }
+    cmd.arg("--").arg(exe).args(std::env::args_os().skip(1));
+    cmd.exec()
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let json = cli.json;
     match cli.command {

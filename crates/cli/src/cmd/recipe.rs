@@ -99,7 +99,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         }
         Verb::Show { name } => {
             let recipe = catalogue.get(&name)?;
-            let engine_dir = rehearse_image::state_dir();
+            let engine_dir = rehearse_image::history_dir();
             let last = prove::history(&engine_dir, Some(&name)).pop();
             if json {
                 print_json(&serde_json::json!({

@@ -74,7 +74,7 @@ fn took(run: &RunRow) -> String {
 }
 
 fn open() -> anyhow::Result<Store> {
-    let dir = rehearse_image::state_dir();
+    let dir = rehearse_image::history_dir();
     Store::open(&dir).context("opening the run store")
 }
 

@@ -74,7 +74,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         )
         .context("starting the cluster")?;
     spinner.finish();
-    rehearse_scenario::record_cluster(engine.state_dir(), &state);
+    rehearse_scenario::record_cluster(engine.history_dir(), &state);
     if !args.no_reaper {
         spawn_reaper(&state.id);
     }

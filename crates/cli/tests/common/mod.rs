@@ -14,6 +14,24 @@ pub fn state_dir() -> PathBuf {
     rehearse_image::state_dir()
 }
 
+/// The history (run store, run folders, proofs) of this test binary: under
+/// target/, never the user's. Clusters and images stay in the shared state
+/// directory, so tests reuse the image cache.
+pub fn history_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("history")
+        .join(env!("CARGO_CRATE_NAME"))
+}
+
+/// `rehearse` recording into this binary's history, whatever the
+/// environment names as the run store.
+pub fn command() -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env("REHEARSE_HISTORY", history_dir())
+        .env("REHEARSE_DATABASE_URL", "");
+    cmd
+}
+
 pub fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
@@ -22,10 +40,7 @@ pub fn require_root() {
 }
 
 pub fn run(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .output()
-        .expect("rehearse runs")
+    command().args(args).output().expect("rehearse runs")
 }
 
 pub fn run_json(args: &[&str]) -> (i32, Value) {

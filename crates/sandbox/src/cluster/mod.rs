@@ -63,6 +63,8 @@ pub struct GcReport {
 
 pub struct Engine {
     state_dir: PathBuf,
+    /// Where runs are recorded (run store, run folders, proofs).
+    history_dir: PathBuf,
     store: ClusterStore,
     images: ImageStore,
     cgroups: Cgroups,
@@ -94,6 +96,7 @@ impl Engine {
         }
         Ok(Engine {
             state_dir: state_dir.to_path_buf(),
+            history_dir: rehearse_image::history_dir_for(state_dir),
             store: ClusterStore::new(state_dir),
             images: ImageStore::new(state_dir),
             cgroups: Cgroups::discover()?,
@@ -129,6 +132,18 @@ impl Engine {
 
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
+    }
+
+    /// Where runs are recorded: the run store (SQLite), run folders and
+    /// recipe proofs (`REHEARSE_HISTORY`, else the state directory).
+    pub fn history_dir(&self) -> &Path {
+        &self.history_dir
+    }
+
+    /// Records runs in `dir` instead.
+    pub fn with_history_dir(mut self, dir: &Path) -> Self {
+        self.history_dir = dir.to_path_buf();
+        self
     }
 
     pub fn images(&self) -> &ImageStore {
