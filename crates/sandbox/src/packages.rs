@@ -256,13 +256,13 @@ pub fn last_removal(package: &str, apt_history: &str, dpkg_log: &str) -> Option<
     let by_apt = removed_by(package, apt_history);
     let by_dpkg = dpkg_log
         .lines()
-        .filter(|l| {
+        .rev()
+        .find(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             f.len() >= 4
                 && (f[2] == "remove" || f[2] == "purge")
                 && f[3].split(':').next() == Some(package)
         })
-        .last()
         .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
     match (by_apt, by_dpkg) {
         // dpkg logs apt's own removals too, between its run's start and end.

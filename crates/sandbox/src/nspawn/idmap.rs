@@ -59,6 +59,7 @@ impl MappingNs {
         // (unshare, write, read, _exit) on file descriptors opened before the
         // fork, and never returns into Rust code.
         let child = match unsafe { nix::unistd::fork() } {
+            // SAFETY: as above: raw system calls only, then _exit.
             Ok(nix::unistd::ForkResult::Child) => unsafe {
                 let ok: u8 = if libc::unshare(libc::CLONE_NEWUSER) == 0 {
                     1
