@@ -57,6 +57,9 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             spinner.set(format!("cluster {cluster}: booting {nodes} node(s)"))
         }
         Progress::NodeReady { node, ms } => spinner.line(format!("  {node} ready in {ms} ms")),
+        Progress::NodeRetry { node, reason } => spinner.line(format!(
+            "  {node} failed to boot ({reason}); booting it once more on a fresh node"
+        )),
     };
     let state = engine
         .up(

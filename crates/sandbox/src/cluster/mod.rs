@@ -40,8 +40,19 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 60);
 #[derive(Debug, Clone)]
 pub enum Progress {
     Image(String),
-    Booting { cluster: String, nodes: usize },
-    NodeReady { node: String, ms: u64 },
+    Booting {
+        cluster: String,
+        nodes: usize,
+    },
+    NodeReady {
+        node: String,
+        ms: u64,
+    },
+    /// A node failed to boot and is booted again on a fresh root.
+    NodeRetry {
+        node: String,
+        reason: String,
+    },
 }
 
 /// A request for a new cluster.

@@ -195,6 +195,7 @@ impl Engine {
                 leader: None,
                 boot_ms: None,
                 uid_base,
+                boot_retried: None,
             });
         }
         let now = now_secs();
@@ -263,8 +264,9 @@ impl Engine {
         let nameservers = seed::host_nameservers();
         let deadline = Instant::now() + boot_timeout;
         let frozen = state.clone();
-        let results: Vec<Result<Booted, SandboxError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = frozen
+        let results: Vec<Result<(Booted, Option<String>), SandboxError>> = std::thread::scope(
+            |s| {
+                let handles: Vec<_> = frozen
                 .nodes
                 .iter()
                 .map(|node| {
@@ -272,46 +274,80 @@ impl Engine {
                     let nameservers = &nameservers;
                     let frozen = &frozen;
                     let dir = &dir;
-                    s.spawn(move || -> Result<Booted, SandboxError> {
-                        let t0 = Instant::now();
+                    s.spawn(move || -> Result<(Booted, Option<String>), SandboxError> {
+                        let node_dir = dir.join("nodes").join(&node.name);
                         let image = images.iter().find(|im| im.id == node.image_id).expect("image resolved");
                         let seeds = seed::node_seeds(frozen, node, keys, nameservers);
-                        let launch = NodeLaunch {
-                            cluster: frozen,
-                            node,
-                            node_dir: dir.join("nodes").join(&node.name),
-                            image,
-                            seeds: &seeds,
-                            cgroup_procs: self.cgroups.create_node(&frozen.id, &node.name)?,
-                        };
                         let backend = self.backend_for(node);
-                        let booting = backend.launch(&launch)?;
-                        tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node launched");
-                        let supervisor = booting.supervisor;
-                        let leader = backend.wait_booted(&launch, booting, deadline)?;
-                        tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node booted");
-                        wait_for_ssh(node, deadline).map_err(|reason| SandboxError::BootFailed {
-                            cluster: frozen.id.clone(),
-                            node: node.name.clone(),
-                            reason,
-                            log_tail: backend.boot_log_tail(&launch.node_dir, 25),
-                        })?;
-                        let ms = t0.elapsed().as_millis() as u64;
+                        let attempt = |deadline: Instant| -> Result<Booted, SandboxError> {
+                            let t0 = Instant::now();
+                            let launch = NodeLaunch {
+                                cluster: frozen,
+                                node,
+                                node_dir: node_dir.clone(),
+                                image,
+                                seeds: &seeds,
+                                cgroup_procs: self.cgroups.create_node(&frozen.id, &node.name)?,
+                            };
+                            let booting = backend.launch(&launch)?;
+                            tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node launched");
+                            let supervisor = booting.supervisor;
+                            let leader = backend.wait_booted(&launch, booting, deadline)?;
+                            tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node booted");
+                            wait_for_ssh(node, deadline).map_err(|reason| SandboxError::BootFailed {
+                                cluster: frozen.id.clone(),
+                                node: node.name.clone(),
+                                reason,
+                                log_tail: backend.boot_log_tail(&launch.node_dir, 25),
+                            })?;
+                            Ok((supervisor, leader, t0.elapsed().as_millis() as u64))
+                        };
+                        let (booted, retried) = match attempt(deadline) {
+                            Ok(b) => (b, None),
+                            // One boot failure may be bad luck (a limit raced
+                            // for, a transient error): the node is made
+                            // afresh and booted once more.
+                            Err(SandboxError::BootFailed { reason, .. })
+                                if node.backend == "nspawn" && crate::nspawn::worth_retrying(&reason) =>
+                            {
+                                tracing::info!(cluster = %frozen.id, node = %node.name, %reason, "boot failed; retrying on a fresh node");
+                                progress(Progress::NodeRetry {
+                                    node: node.name.clone(),
+                                    reason: reason.clone(),
+                                });
+                                self.cgroups.kill_node(&frozen.id, &node.name, Duration::from_secs(10))?;
+                                self.cgroups.remove_node(&frozen.id, &node.name)?;
+                                crate::nspawn::reset_node(node, &node_dir)?;
+                                let again = attempt(Instant::now() + boot_timeout).map_err(|e| match e {
+                                    SandboxError::BootFailed { cluster, node, reason: second, log_tail } => SandboxError::BootFailed {
+                                        cluster,
+                                        node,
+                                        reason: format!("{second} (the second try, on a fresh node; the first failed with: {reason})"),
+                                        log_tail,
+                                    },
+                                    other => other,
+                                })?;
+                                (again, Some(reason))
+                            }
+                            Err(e) => return Err(e),
+                        };
                         progress(Progress::NodeReady {
                             node: node.name.clone(),
-                            ms,
+                            ms: booted.2,
                         });
-                        Ok((supervisor, leader, ms))
+                        Ok((booted, retried))
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("node thread panicked"))
-                .collect()
-        });
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("node thread panicked"))
+                    .collect()
+            },
+        );
         for (node, result) in state.nodes.iter_mut().zip(results) {
-            let (supervisor, leader, ms) = result?;
+            let ((supervisor, leader, ms), retried) = result?;
+            node.boot_retried = retried;
             node.supervisor = Some(supervisor);
             node.leader = Some(leader);
             node.boot_ms = Some(ms);
