@@ -53,6 +53,9 @@ echo "the user's history before: $before"
 stage "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+stage "setup checks: the README's commands, a package removed after install"
+bash scripts/check-setup.sh
+
 # Leftovers of an interrupted earlier run must not disturb this one.
 rehearse gc >/dev/null || true
 # Store tests run on SQLite and on the PostgreSQL server setup.sh started,
