@@ -48,6 +48,12 @@ pub enum Progress {
         node: String,
         ms: u64,
     },
+    /// The host has no room for the nodes yet; `up` waits for clusters to go.
+    WaitingForCapacity {
+        needed: u64,
+        fits: u64,
+        limited_by: String,
+    },
     /// A node failed to boot and is booted again on a fresh root.
     NodeRetry {
         node: String,

@@ -22,6 +22,9 @@ use crate::SandboxError;
 
 use super::{Booted, Engine, Progress, UpRequest};
 
+/// How long `up` waits for room on the host before it gives up.
+const ADMISSION_WAIT: Duration = Duration::from_secs(600);
+
 impl Engine {
     /// Creates a cluster and returns once every node is booted, addressed and
     /// accepting SSH. On any failure nothing of the cluster is left behind.
@@ -71,6 +74,8 @@ impl Engine {
         }
 
         tracing::debug!(ms = t0.elapsed().as_millis() as u64, "images resolved");
+        self.admit(req.topology.nodes.len() as u64, progress)?;
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "admitted");
         let started = Instant::now();
         let mut state = self.allocate(&req, &images)?;
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "allocated");
@@ -92,6 +97,52 @@ impl Engine {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Waits until the host has room for `needed` more nodes (clusters of
+    /// others going away), or refuses at once when it never will: the nodes
+    /// do not fit even counting the room every running node would free.
+    fn admit(&self, needed: u64, progress: &(dyn Fn(Progress) + Sync)) -> Result<(), SandboxError> {
+        let give_up = Instant::now() + ADMISSION_WAIT;
+        loop {
+            let capacity = crate::capacity::measure(&self.state_dir);
+            if capacity.fits >= needed {
+                return Ok(());
+            }
+            let running: u64 = {
+                let leases = Leases::host();
+                let lock = leases.lock()?;
+                leases
+                    .live(&lock)
+                    .iter()
+                    .map(|l| l.uid_bases.len() as u64)
+                    .sum()
+            };
+            let tightest = capacity.tightest();
+            let refuse = |why: String| SandboxError::NoCapacity {
+                needed,
+                fits: capacity.fits,
+                limit: tightest.name.clone(),
+                detail: tightest.detail.clone(),
+                fix: tightest.fix.clone(),
+                why,
+            };
+            if capacity.fits + running < needed {
+                return Err(refuse(String::new()));
+            }
+            if Instant::now() > give_up {
+                return Err(refuse(format!(
+                    "; waited {} s for other clusters to go",
+                    ADMISSION_WAIT.as_secs()
+                )));
+            }
+            progress(Progress::WaitingForCapacity {
+                needed,
+                fits: capacity.fits,
+                limited_by: tightest.name.clone(),
+            });
+            std::thread::sleep(Duration::from_secs(1));
         }
     }
 
@@ -148,9 +199,9 @@ impl Engine {
                     .unwrap_or_else(|| self.backend.name().to_string())
             })
             .collect();
-        // Each container node runs in a host UID range of its own, so per-user
-        // kernel limits (inotify, processes) are per node, and a process that
-        // escaped one node owns nothing of another.
+        // Each container node runs in a host UID range of its own: a process
+        // that escaped one node owns nothing of another, and per-UID limits
+        // (RLIMIT_NPROC) count per node.
         let mut free_ranges =
             lease::free_uid_bases(&live, backends.iter().filter(|b| *b == "nspawn").count())?
                 .into_iter();
