@@ -78,10 +78,7 @@ impl From<SandboxError> for ApiError {
                 "the command was killed; retry with a larger timeout_s, or start it with exec_background and poll job_status",
                 true,
             ),
-            SandboxError::BootFailed { .. }
-            | SandboxError::PoolExhausted { .. }
-            | SandboxError::UidRangesExhausted { .. }
-            | SandboxError::NoCapacity { .. } => (
+            SandboxError::BootFailed { .. } | SandboxError::PoolExhausted { .. } => (
                 "retry later, or destroy clusters you no longer need",
                 true,
             ),

@@ -30,10 +30,6 @@ use types::*;
 /// for `read_output`.
 pub const OUTPUT_LIMIT: usize = 64 * 1024;
 
-/// Called with the id of every cluster `provision` creates, so the embedding
-/// program can start a reaper that destroys it at expiry.
-pub type OnProvisioned = Box<dyn Fn(&str) + Send + Sync>;
-
 /// Receives the progress of a long command (a scenario run).
 pub type ProgressSink = Box<dyn Fn(Progress) + Send + Sync>;
 
@@ -42,21 +38,17 @@ pub struct Api {
     engine: Engine,
     jobs: jobs::Jobs,
     outputs: outputs::Outputs,
-    on_provisioned: Option<OnProvisioned>,
 }
 
 impl Api {
+    /// The command set over `engine`; an engine with a reaper gives every
+    /// cluster a provision or a job starts one (see `Engine::with_reaper`).
     pub fn new(engine: Engine) -> Arc<Api> {
-        Self::with_reaper(engine, None)
-    }
-
-    pub fn with_reaper(engine: Engine, on_provisioned: Option<OnProvisioned>) -> Arc<Api> {
         let outputs = outputs::Outputs::new(engine.state_dir().join("outputs"));
         Arc::new(Api {
             engine,
             jobs: jobs::Jobs::default(),
             outputs,
-            on_provisioned,
         })
     }
 

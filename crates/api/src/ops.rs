@@ -94,7 +94,6 @@ pub fn cluster_info(engine: &Engine, s: &ClusterState) -> ClusterInfo {
                 image: n.image.clone(),
                 backend: n.backend.clone(),
                 boot_ms: n.boot_ms,
-                boot_retried: n.boot_retried.clone(),
             })
             .collect(),
         networks: s
@@ -154,13 +153,11 @@ impl Api {
                 ttl,
                 boot_timeout: Duration::from_secs(60),
                 source: "mcp provision".into(),
+                ownership: rehearse_sandbox::Ownership::User,
             },
             &|_| {},
         )?;
         rehearse_scenario::record_cluster(self.engine.history_dir(), &state);
-        if let Some(hook) = &self.on_provisioned {
-            hook(&state.id);
-        }
         Ok(cluster_info(&self.engine, &state))
     }
 

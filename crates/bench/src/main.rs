@@ -4,6 +4,7 @@
 //! `sudo target/release/rehearse-bench clusters --runs 10`
 
 mod baseline;
+mod chaos;
 mod converge;
 mod snapshot;
 mod stats;
@@ -81,6 +82,20 @@ enum What {
         #[arg(long, default_value = "")]
         packages: String,
     },
+    /// `rehearse run` SIGKILLed at random moments, again and again, in a state
+    /// directory of its own; then `rehearse gc`: what was left behind (must be
+    /// nothing) and how long cleaning took, against the `down` of a run that
+    /// was not killed.
+    Chaos {
+        /// Scenario file or folder: small and quick.
+        #[arg(default_value = "crates/cli/tests/fixtures/killed-mid-run")]
+        path: std::path::PathBuf,
+        #[arg(long, default_value_t = 100)]
+        kills: usize,
+        /// Runs going at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+    },
     /// One VM node `up` to ready and `down`, with the accelerator in use,
     /// against one container node in the same run.
     Vm {
@@ -100,6 +115,11 @@ fn main() -> anyhow::Result<()> {
         What::Converge { runs } => converge::bench(runs, cli.json),
         What::Packages { packages, runs } => packages_install(&packages, runs, cli.json),
         What::Vm { runs, systemd } => vm::bench(runs, systemd, cli.json),
+        What::Chaos {
+            path,
+            kills,
+            parallel,
+        } => chaos::bench(&path, kills, parallel.max(1), cli.json),
         What::Snapshot {
             runs,
             nodes,
@@ -132,6 +152,7 @@ fn packages_install(packages: &str, runs: usize, json: bool) -> anyhow::Result<(
                 ttl: Duration::from_secs(600),
                 boot_timeout: Duration::from_secs(60),
                 source: "rehearse-bench".into(),
+                ownership: rehearse_sandbox::Ownership::User,
             },
             &|_| {},
         )?;
@@ -252,6 +273,7 @@ fn up_down(engine: &Engine, nodes: usize) -> anyhow::Result<(Duration, Duration)
             ttl: Duration::from_secs(600),
             boot_timeout: Duration::from_secs(60),
             source: "rehearse-bench".into(),
+            ownership: rehearse_sandbox::Ownership::User,
         },
         &|_| {},
     )?;

@@ -53,6 +53,7 @@ fn up(engine: &Engine, nodes: usize) -> anyhow::Result<(String, Duration)> {
             ttl: Duration::from_secs(600),
             boot_timeout: Duration::from_secs(60),
             source: "rehearse-bench".into(),
+            ownership: rehearse_sandbox::Ownership::User,
         },
         &|_| {},
     )?;

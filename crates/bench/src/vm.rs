@@ -71,6 +71,7 @@ fn up_down(engine: &Engine, backend: NodeBackend) -> anyhow::Result<(Duration, D
             ttl: Duration::from_secs(900),
             boot_timeout: Duration::from_secs(60),
             source: "rehearse-bench vm".into(),
+            ownership: rehearse_sandbox::Ownership::User,
         },
         &|_| {},
     )?;

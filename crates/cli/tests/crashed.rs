@@ -1,9 +1,19 @@
-//! A node crashed by a fault: its commands fail saying how to bring it back,
-//! and `rehearse heal` does.
+//! Crashes: a node crashed by a fault (its commands fail saying how to bring
+//! it back, and `rehearse heal` does), and `rehearse run` killed at random
+//! moments (nothing is left once `gc` ran, and the runs read "aborted").
 
 mod common;
 
-use common::{run_json, Cluster, Leftovers};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use common::{run_json, Cluster, Home, Leftovers};
 
 #[test]
 fn exec_on_a_crashed_node_says_heal_brings_it_back() {
@@ -30,4 +40,202 @@ fn exec_on_a_crashed_node_says_heal_brings_it_back() {
     drop(c);
     let left = Leftovers::of(&id);
     assert!(left.is_empty(), "cluster {id} left {left:?}");
+}
+
+/// Runs killed in all.
+const KILLED_RUNS: usize = 30;
+/// Runs going at once.
+const AT_ONCE: usize = 5;
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// Every cluster id the state directory `home` ever had, as seen by looking
+/// often: its cluster folders and its entries in the host-wide registry.
+fn watch_ids(home: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<BTreeSet<String>> {
+    std::thread::spawn(move || {
+        let mut ids = BTreeSet::new();
+        let clusters = home.join("clusters");
+        loop {
+            let done = stop.load(Ordering::SeqCst);
+            if let Ok(entries) = std::fs::read_dir(&clusters) {
+                ids.extend(
+                    entries
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| !n.starts_with('.')),
+                );
+            }
+            ids.extend(registered_in(&clusters));
+            if done {
+                return ids;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    })
+}
+
+/// Ids the host-wide registry holds for clusters under `clusters`.
+fn registered_in(clusters: &Path) -> Vec<String> {
+    std::fs::read_dir("/run/rehearse/clusters")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    std::fs::read_to_string(e.path())
+                        .is_ok_and(|dir| Path::new(&dir).starts_with(clusters))
+                })
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What exists on the host of the clusters `ids` of `home`, and of its runs.
+fn census(home: &Home, ids: &BTreeSet<String>) -> BTreeMap<&'static str, Vec<String>> {
+    let mut found: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for id in ids {
+        let left = Leftovers::of_in(home.path(), id);
+        found.entry("mounts").or_default().extend(left.mounts);
+        found.entry("links").or_default().extend(left.links);
+        if left.nft_table {
+            found.entry("nft tables").or_default().push(id.clone());
+        }
+        if left.cgroup {
+            found.entry("cgroups").or_default().push(id.clone());
+        }
+        if left.processes > 0 {
+            found
+                .entry("processes in cgroups")
+                .or_default()
+                .push(format!("{id}: {}", left.processes));
+        }
+        if left.state_dir {
+            found.entry("state folders").or_default().push(id.clone());
+        }
+    }
+    found
+        .entry("registry entries")
+        .or_default()
+        .extend(registered_in(&home.path().join("clusters")));
+    found
+        .entry("processes")
+        .or_default()
+        .extend(home.processes());
+    let store = rehearse_store::Store::open(home.path()).expect("the run store opens");
+    let running = store
+        .runs(&rehearse_store::RunFilter {
+            outcome: Some("running".into()),
+            children: true,
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .unwrap();
+    found
+        .entry("runs stuck running")
+        .or_default()
+        .extend(running.into_iter().map(|r| r.id));
+    found
+}
+
+#[test]
+fn runs_killed_at_random_moments_leave_nothing_once_gc_ran() {
+    // Another state directory's cluster: this test's gc must not touch it.
+    let bystander = Cluster::up(&["-n", "1"]);
+    let home = Home::new();
+    let scenario = fixture("killed-mid-run");
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = watch_ids(home.path().to_path_buf(), stop.clone());
+
+    // One whole run first: how long a run lasts on this host, so that the
+    // kills land in every phase of one.
+    let t0 = Instant::now();
+    let (code, report) = home.run_json(&["run", &scenario]);
+    assert_eq!(code, 0, "the scenario passes when not killed: {report}");
+    let whole = t0.elapsed();
+    let before = census(&home, &BTreeSet::new());
+
+    let mut rng = rand::thread_rng();
+    let mut killed_at = Vec::new();
+    for _ in 0..KILLED_RUNS / AT_ONCE {
+        let mut runs: Vec<(Duration, std::process::Child)> = (0..AT_ONCE)
+            .map(|_| {
+                let child = home
+                    .command(&["--json", "run", &scenario])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("rehearse run starts");
+                (whole.mul_f64(rng.gen_range(0.0..1.1)), child)
+            })
+            .collect();
+        let started = Instant::now();
+        runs.sort_by_key(|(at, _)| *at);
+        for (at, mut child) in runs {
+            std::thread::sleep(at.saturating_sub(started.elapsed()));
+            let finished = child.try_wait().unwrap().is_some();
+            let _ = child.kill();
+            let _ = child.wait();
+            killed_at.push((at, finished));
+        }
+    }
+    let cut_short = killed_at.iter().filter(|(_, finished)| !finished).count();
+
+    let (code, gc) = home.run_json(&["gc"]);
+    assert_eq!(code, 0, "{gc}");
+    // Reapers of clusters gc removed notice within a moment, and end.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !home.processes().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut ids = watcher.join().unwrap();
+    let store = rehearse_store::Store::open(home.path()).unwrap();
+    ids.extend(store.clusters(1000).unwrap().into_iter().map(|c| c.id));
+    let after = census(&home, &ids);
+    let left: BTreeMap<_, _> = after.iter().filter(|(_, v)| !v.is_empty()).collect();
+    assert_eq!(
+        before.values().map(Vec::len).sum::<usize>(),
+        0,
+        "a whole run left things behind: {before:?}"
+    );
+    assert!(
+        left.is_empty(),
+        "{cut_short} of {} runs were killed mid-way ({} clusters), then gc ({gc}); left behind: {left:#?}",
+        killed_at.len(),
+        ids.len()
+    );
+
+    // The runs killed read "aborted", saying why.
+    let runs = store
+        .runs(&rehearse_store::RunFilter {
+            children: true,
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .unwrap();
+    let aborted: Vec<_> = runs.iter().filter(|r| r.outcome == "aborted").collect();
+    eprintln!(
+        "{} runs killed ({cut_short} mid-way, a whole run takes {whole:?}), {} clusters, {} runs aborted; gc: {gc}",
+        killed_at.len(),
+        ids.len(),
+        aborted.len()
+    );
+    assert!(
+        cut_short == 0 || !aborted.is_empty(),
+        "{cut_short} runs were killed mid-way, none reads aborted: {runs:?}"
+    );
+    for run in &aborted {
+        let summary = run.summary.as_deref().unwrap_or_default();
+        assert!(summary.contains("killed or crashed"), "{summary}");
+        assert!(run.finished_at_ms.is_some(), "{run:?}");
+    }
+
+    // Nothing of the other state directory was touched.
+    assert_eq!(bystander.ok("node1", "echo alive"), "alive");
 }

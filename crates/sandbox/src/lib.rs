@@ -6,7 +6,6 @@
 //! `gc` can remove what any crashed engine left behind.
 
 mod backend;
-pub mod capacity;
 mod cgroup;
 mod cluster;
 pub mod doctor;
@@ -27,7 +26,8 @@ pub mod vm;
 
 pub use backend::{Backend, Booting, ExecIo, ExecOutcome, ExecRequest, NodeLaunch};
 pub use cluster::{
-    Engine, GcReport, Progress, Restored, RestoredNode, UpRequest, CLUSTER_ID_LEN, DEFAULT_TTL,
+    Engine, GcReport, OnRemoved, Ownership, Progress, Removed, Restored, RestoredNode, SpawnReaper,
+    UpRequest, CLUSTER_ID_LEN, DEFAULT_TTL,
 };
 pub use error::SandboxError;
 pub use fault::{FaultRecord, FaultStatus};

@@ -232,7 +232,6 @@ mod tests {
             leader: None,
             boot_ms: None,
             uid_base: None,
-            boot_retried: None,
         };
         ClusterState {
             id: "abcdef".into(),
@@ -240,6 +239,8 @@ mod tests {
             created_at: 0,
             expires_at: 0,
             owner: None,
+            belongs_to: None,
+            boot_id: String::new(),
             networks: vec![net("front", 0, Egress::None), net("back", 1, Egress::Nat)],
             nodes: vec![
                 node(

@@ -20,10 +20,11 @@ use crate::SandboxError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClusterStatus {
-    /// `up` is creating it; `owner` is the process doing so.
+    /// `up` is creating it (or `restore` booting its nodes again); `owner` is
+    /// the process doing so.
     Booting,
     Ready,
-    /// `down` or `gc` is removing it.
+    /// `down`, `gc` or the reaper is removing it; `owner` is the process doing so.
     Destroying,
 }
 
@@ -67,9 +68,6 @@ pub struct NodeState {
     /// per-node ranges, VM nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid_base: Option<u32>,
-    /// Why the node's first boot failed, when it was booted a second time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub boot_retried: Option<String>,
 }
 
 impl NodeState {
@@ -85,7 +83,19 @@ pub struct ClusterState {
     pub status: ClusterStatus,
     pub created_at: u64,
     pub expires_at: u64,
+    /// The process working on the cluster while it is booting or being
+    /// destroyed; nobody else may touch it while that process lives.
     pub owner: Option<ProcessId>,
+    /// The process the cluster was made for (a scenario run, a converge loop,
+    /// a server's job): it is destroyed as soon as that process is dead. None:
+    /// the user's cluster (`up`, `provision`, a kept run), which lives until
+    /// its time-to-live runs out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub belongs_to: Option<ProcessId>,
+    /// The boot of the host the cluster was made in: after a reboot none of
+    /// its processes, mounts or links exist any more.
+    #[serde(default)]
+    pub boot_id: String,
     pub networks: Vec<NetworkState>,
     pub nodes: Vec<NodeState>,
     pub boot_ms: Option<u64>,

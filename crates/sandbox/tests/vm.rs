@@ -54,6 +54,7 @@ impl<'a> Up<'a> {
                     ttl: Duration::from_secs(20 * 60),
                     boot_timeout: Duration::from_secs(120),
                     source: "vm test".into(),
+                    ownership: rehearse_sandbox::Ownership::User,
                 },
                 &|_| {},
             )

@@ -16,14 +16,15 @@ use serde::Serialize;
 
 use rehearse_checks::{CheckResult, NodeChecks, Status};
 use rehearse_runner::{Pass, RunContext, StepReport};
-use rehearse_sandbox::{ClusterState, Engine, SandboxError, UpRequest};
+use rehearse_sandbox::{ClusterState, Engine, Ownership, SandboxError, UpRequest};
 use rehearse_spec::scenario::{Scenario, StepAction};
 
 pub use cancel::{Cancel, STOPPED};
 pub use confidence::{Confidence, FaultOutcome};
 pub use hygiene::{Finding, FindingKind};
 pub use record::{
-    cluster_row, name_of, record_cluster, record_cluster_destroyed, summary, ParentRun, Redact,
+    cluster_row, name_of, record_cluster, record_cluster_destroyed, record_cluster_removed,
+    summary, ParentRun, Redact,
 };
 pub use report::{junit, render_human};
 
@@ -41,6 +42,11 @@ pub struct RunOptions {
     pub reboot: bool,
     pub idempotence: bool,
     pub keep: Keep,
+    /// A cluster kept by [`Keep::OnFailure`] becomes the user's (it outlives
+    /// this process until its time-to-live); false when the caller goes on
+    /// using it and removes it itself (converge troubleshooting it).
+    pub hand_over_kept: bool,
+    /// Time to live of a cluster kept for the user.
     pub ttl: Duration,
     pub boot_timeout: Duration,
     /// The run this one is part of (a converge run's iteration or proof).
@@ -57,6 +63,7 @@ impl Default for RunOptions {
             reboot: false,
             idempotence: true,
             keep: Keep::Never,
+            hand_over_kept: true,
             ttl: Duration::from_secs(30 * 60),
             boot_timeout: Duration::from_secs(60),
             parent: None,
@@ -236,6 +243,12 @@ fn run_recorded(
             ttl: opts.ttl,
             boot_timeout: opts.boot_timeout,
             source: format!("run {} ({})", report.run_id, scenario.file.display()),
+            // The cluster dies with this process unless the user asked to keep it.
+            ownership: if opts.keep == Keep::Always {
+                Ownership::User
+            } else {
+                Ownership::ThisProcess
+            },
         },
         &|_| {},
     ) {
@@ -309,6 +322,13 @@ fn run_recorded(
         };
     let t = Instant::now();
     if keep {
+        if opts.keep == Keep::OnFailure && opts.hand_over_kept {
+            if let Err(e) = engine.release(&cluster.id) {
+                report
+                    .error
+                    .get_or_insert(format!("keeping cluster {}: {e}", cluster.id));
+            }
+        }
         report.kept = true;
         let first = cluster
             .nodes

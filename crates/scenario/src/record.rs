@@ -71,6 +71,7 @@ pub fn cluster_row(cluster: &ClusterState, run_id: Option<&str>, boot_ms: u64) -
         created_at_ms: (cluster.created_at as i64) * 1000,
         boot_ms: cluster.boot_ms.unwrap_or(boot_ms),
         destroyed_at_ms: None,
+        destroyed_reason: None,
     }
 }
 
@@ -92,6 +93,16 @@ pub fn record_cluster(state_dir: &Path, cluster: &ClusterState) {
 pub fn record_cluster_destroyed(state_dir: &Path, cluster_id: &str) {
     if let Ok(store) = Store::open(state_dir) {
         if let Err(e) = store.cluster_destroyed(cluster_id) {
+            tracing::warn!(cluster = %cluster_id, error = %e, "recording the cluster's end in the run store");
+        }
+    }
+}
+
+/// Records in the store under `state_dir` that `gc` or a reaper removed a
+/// cluster, and why.
+pub fn record_cluster_removed(state_dir: &Path, cluster_id: &str, reason: &str) {
+    if let Ok(store) = Store::open(state_dir) {
+        if let Err(e) = store.cluster_removed(cluster_id, reason) {
             tracing::warn!(cluster = %cluster_id, error = %e, "recording the cluster's end in the run store");
         }
     }

@@ -19,6 +19,10 @@ pub struct ClusterRow {
     pub created_at_ms: i64,
     pub boot_ms: u64,
     pub destroyed_at_ms: Option<i64>,
+    /// Why `gc` or the cluster's reaper removed it (its run died, it
+    /// expired); None when someone destroyed it.
+    #[serde(default)]
+    pub destroyed_reason: Option<String>,
 }
 
 fn cluster_from_row(row: &Row) -> Result<ClusterRow, StoreError> {
@@ -37,6 +41,7 @@ fn cluster_from_row(row: &Row) -> Result<ClusterRow, StoreError> {
         created_at_ms: row.get(6)?,
         boot_ms: row.get(7)?,
         destroyed_at_ms: row.get(8)?,
+        destroyed_reason: row.get(9)?,
     })
 }
 
@@ -71,12 +76,22 @@ impl Store {
         Ok(())
     }
 
+    /// Records that `gc` or a reaper removed a cluster, and why.
+    pub fn cluster_removed(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE clusters SET destroyed_at_ms = ?, destroyed_reason = ?
+             WHERE id = ? AND destroyed_at_ms IS NULL",
+            params![now_ms(), reason, id],
+        )?;
+        Ok(())
+    }
+
     /// The most recent clusters, newest first.
     pub fn clusters(&self, limit: u32) -> Result<Vec<ClusterRow>, StoreError> {
         self.db()
             .query(
                 "SELECT id, run_id, source, backend, nodes, addresses, created_at_ms, boot_ms,
-                     destroyed_at_ms
+                     destroyed_at_ms, destroyed_reason
                  FROM clusters ORDER BY created_at_ms DESC, id DESC LIMIT ?",
                 params![limit],
             )?

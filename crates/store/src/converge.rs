@@ -88,9 +88,17 @@ impl Store {
         let now = now_ms();
         self.db().transaction(|db| {
             db.execute(
-                "INSERT INTO runs (id, kind, name, file, started_at_ms, updated_at_ms, outcome)
-                 VALUES (?, 'converge', ?, ?, ?, ?, 'running')",
-                params![&run.id, &run.name, &run.file, now, now],
+                "INSERT INTO runs (id, kind, name, file, started_at_ms, updated_at_ms, outcome,
+                     owner)
+                 VALUES (?, 'converge', ?, ?, ?, ?, 'running', ?)",
+                params![
+                    &run.id,
+                    &run.name,
+                    &run.file,
+                    now,
+                    now,
+                    crate::owner::RunOwner::current().encode()
+                ],
             )?;
             db.execute(
                 "INSERT INTO converge_runs (run_id, goal, language, model) VALUES (?, ?, ?, ?)",

@@ -12,6 +12,7 @@ mod converge;
 mod db;
 mod metrics;
 mod migrate;
+mod owner;
 mod runs;
 mod scenario;
 
@@ -25,7 +26,7 @@ pub use converge::{
 };
 pub use metrics::{Counts, Metrics};
 pub use migrate::MIGRATIONS;
-pub use runs::{Deleted, RunDetail, RunFilter, RunFinish, RunRow, RunStart};
+pub use runs::{Aborted, Deleted, RunDetail, RunFilter, RunFinish, RunRow, RunStart, ABORTED};
 pub use scenario::{CheckRow, StepRow};
 
 use db::Db;
@@ -73,6 +74,8 @@ pub enum StoreError {
 pub struct Store {
     db: Mutex<Db>,
     location: String,
+    /// Runs opening the store found dead, until [`Store::abort_dead_runs`] tells.
+    aborted_at_open: Mutex<Vec<Aborted>>,
 }
 
 impl Store {
@@ -127,10 +130,18 @@ impl Store {
 
     fn with(mut db: Db, location: String) -> Result<Store, StoreError> {
         migrate::apply(&mut db)?;
-        Ok(Store {
+        let store = Store {
             db: Mutex::new(db),
             location,
-        })
+            aborted_at_open: Mutex::new(Vec::new()),
+        };
+        // Runs whose process died show as aborted wherever the store is read.
+        let aborted = store.abort_dead_runs()?;
+        *store
+            .aborted_at_open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = aborted;
+        Ok(store)
     }
 
     /// Where the store is: a file path, or a PostgreSQL URL without its password.

@@ -12,11 +12,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. A new one is appended, never edited in place.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "runs",
-    sql: include_str!("../migrations/0001_runs.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "runs",
+        sql: include_str!("../migrations/0001_runs.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "owners",
+        sql: include_str!("../migrations/0002_owners.sql"),
+    },
+];
 
 /// PostgreSQL: one migrating process at a time, across every client.
 const PG_LOCK: i64 = 0x7265_6865_6172;

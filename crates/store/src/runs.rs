@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::converge::ConvergeDetail;
 use crate::db::{params, Db, Row, Value};
+use crate::owner::RunOwner;
 use crate::scenario::{CheckRow, StepRow};
 use crate::{now_ms, Store, StoreError};
 
@@ -139,14 +140,26 @@ pub(crate) fn touch(db: &mut Db, run_id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The outcome of a run whose process died before it ended.
+pub const ABORTED: &str = "aborted";
+
+/// A run found dead and marked aborted.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Aborted {
+    pub id: String,
+    pub reason: String,
+}
+
 impl Store {
-    /// Records a run as it starts; its outcome reads `running` until it ends.
+    /// Records a run as it starts, carried out by this process; its outcome
+    /// reads `running` until it ends, or `aborted` once this process is found
+    /// dead before that.
     pub fn start_run(&self, run: &RunStart) -> Result<(), StoreError> {
         let now = now_ms();
         self.db().execute(
             "INSERT INTO runs (id, kind, name, file, parent_id, role, started_at_ms,
-                 updated_at_ms, outcome)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+                 updated_at_ms, outcome, owner)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
             params![
                 &run.id,
                 &run.kind,
@@ -155,10 +168,51 @@ impl Store {
                 run.parent_id.as_deref(),
                 run.role.as_deref(),
                 now,
-                now
+                now,
+                RunOwner::current().encode()
             ],
         )?;
         Ok(())
+    }
+
+    /// Marks `aborted`, with the reason, every running run whose process is
+    /// dead (killed, crashed, the host rebooted); returns them, and those
+    /// opening the store marked. Cheap when there is none: one indexed read of
+    /// the running runs. Runs of other hosts (a shared PostgreSQL) are left to
+    /// them.
+    pub fn abort_dead_runs(&self) -> Result<Vec<Aborted>, StoreError> {
+        let mut aborted = std::mem::take(
+            &mut *self
+                .aborted_at_open
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let running = self.db().query(
+            "SELECT id, owner FROM runs WHERE outcome = 'running' AND owner IS NOT NULL",
+            &[],
+        )?;
+        if running.is_empty() {
+            return Ok(aborted);
+        }
+        let here = RunOwner::current();
+        for row in running {
+            let id: String = row.get(0)?;
+            let owner: String = row.get(1)?;
+            let Some(reason) = RunOwner::decode(&owner).and_then(|o| o.gone(&here)) else {
+                continue;
+            };
+            // The last write is the last sign of life: the run ended then.
+            let n = self.db().execute(
+                "UPDATE runs SET outcome = ?, summary = ?, finished_at_ms = updated_at_ms,
+                     updated_at_ms = ?
+                 WHERE id = ? AND outcome = 'running'",
+                params![ABORTED, format!("aborted: {reason}"), now_ms(), &id],
+            )?;
+            if n > 0 {
+                aborted.push(Aborted { id, reason });
+            }
+        }
+        Ok(aborted)
     }
 
     /// The cluster a run is using.
@@ -198,6 +252,7 @@ impl Store {
 
     /// Runs matching `filter`, newest first.
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        self.abort_dead_runs()?;
         let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1");
         let mut args: Vec<Value> = Vec::new();
         if !filter.children {
@@ -238,6 +293,7 @@ impl Store {
 
     /// One run, as lists show it.
     pub fn run_row(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
+        self.abort_dead_runs()?;
         let row = self.db().query_one(
             &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"),
             params![id],

@@ -506,6 +506,7 @@ fn clusters_and_metrics_aggregate_across_runs() {
                     created_at_ms: 1_700_000_000_000 + boot as i64,
                     boot_ms: boot,
                     destroyed_at_ms: None,
+                    destroyed_reason: None,
                 })
                 .unwrap();
         }
@@ -567,4 +568,51 @@ fn a_bad_url_says_which_server_and_what_to_check() {
     assert!(msg.contains("127.0.0.1:1"), "{msg}");
     assert!(!msg.contains("hunter2"), "the password stays out: {msg}");
     assert!(msg.contains("REHEARSE_DATABASE_URL"), "{msg}");
+}
+
+/// Where the helper below starts a run and exits without ending it.
+const LEAVE_RUNNING_ENV: &str = "REHEARSE_TEST_LEAVE_A_RUN_RUNNING";
+
+/// Not a check of its own: run by the test below as a separate process, it
+/// starts a run and dies without ending it. Does nothing otherwise.
+#[test]
+fn helper_process_that_leaves_a_run_running() {
+    let Ok(url) = std::env::var(LEAVE_RUNNING_ENV) else {
+        return;
+    };
+    let store = Store::connect(&url).unwrap();
+    store.start_run(&start("left-running", "killed")).unwrap();
+}
+
+#[test]
+fn a_run_whose_process_died_reads_aborted_saying_why() {
+    for (store, backend) in stores() {
+        let url = match &backend {
+            Backend::Sqlite { .. } => store.location().to_owned(),
+            Backend::Postgres(db) => {
+                let (base, _) = db.admin.rsplit_once('/').unwrap();
+                format!("{base}/{}", db.name)
+            }
+        };
+        store.start_run(&start("still-going", "alive")).unwrap();
+        let helper = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "helper_process_that_leaves_a_run_running"])
+            .env(LEAVE_RUNNING_ENV, &url)
+            .output()
+            .unwrap();
+        assert!(helper.status.success(), "{helper:?}");
+
+        // Listing finds the dead process's run and says so; the live one runs on.
+        let runs = store.runs(&RunFilter::default()).unwrap();
+        let left = runs.iter().find(|r| r.id == "left-running").unwrap();
+        assert_eq!(left.outcome, rehearse_store::ABORTED, "{}", store.backend());
+        let summary = left.summary.as_deref().unwrap();
+        assert!(summary.contains("killed or crashed"), "{summary}");
+        assert!(left.finished_at_ms.is_some());
+        let going = runs.iter().find(|r| r.id == "still-going").unwrap();
+        assert_eq!(going.outcome, "running");
+        // Once aborted, told once, and removable like any ended run.
+        assert!(store.abort_dead_runs().unwrap().is_empty());
+        store.delete_run("left-running").unwrap();
+    }
 }

@@ -61,6 +61,7 @@ fn fill(store: &Store) {
                 created_at_ms: 1,
                 boot_ms,
                 destroyed_at_ms: None,
+                destroyed_reason: None,
             })
             .unwrap();
     }

@@ -28,6 +28,7 @@ impl TestCluster {
                     ttl: Duration::from_secs(600),
                     boot_timeout: Duration::from_secs(60),
                     source: "checks-test".into(),
+                    ownership: rehearse_sandbox::Ownership::User,
                 },
                 &|_| {},
             )

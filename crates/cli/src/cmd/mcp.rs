@@ -12,13 +12,8 @@ pub fn run(_args: Args) -> anyhow::Result<i32> {
 
 /// The command set over this host's engine, for the servers and for the CLI
 /// verbs that exist as tools too (so both give the same results and errors);
-/// clusters it provisions get a
-/// reaper like those of `rehearse up`, so they die at expiry even if the
-/// server does first.
+/// every cluster it starts gets a reaper, so a provisioned one dies at expiry
+/// and a job's one with the server, even if nobody calls `rehearse` again.
 pub fn api() -> anyhow::Result<Arc<Api>> {
-    let engine = super::engine()?;
-    Ok(Api::with_reaper(
-        engine,
-        Some(Box::new(super::up::spawn_reaper)),
-    ))
+    Ok(Api::new(super::engine()?))
 }

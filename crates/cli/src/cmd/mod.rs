@@ -27,12 +27,13 @@ mod snapshot;
 mod ssh;
 mod up;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use rehearse_sandbox::Engine;
+use rehearse_sandbox::{Engine, Removed};
 
 #[derive(Parser)]
 #[command(
@@ -112,7 +113,7 @@ enum Command {
     /// The user-space packet delayer of a link fault (started by `fault link --delay`).
     #[command(name = "__netdelay", hide = true)]
     Netdelay(netdelay::Args),
-    /// Destroy a cluster when its time-to-live runs out (started by `up`).
+    /// Destroy a cluster once the process it was made for is dead or its time-to-live runs out (started with every cluster).
     #[command(name = "__reap", hide = true)]
     Reap(reap::Args),
 }
@@ -199,9 +200,22 @@ pub fn execute_checked(
     }
 }
 
+/// The engine over this host's state directory: every cluster it starts gets
+/// a reaper (`rehearse __reap`), and clusters `gc` or a reaper removes are
+/// recorded in the run store with the reason.
 pub fn engine() -> anyhow::Result<Engine> {
+    Ok(engine_without_reaper()?.with_reaper(Arc::new(up::spawn_reaper)))
+}
+
+/// [`engine`], without reapers for the clusters it starts.
+pub fn engine_without_reaper() -> anyhow::Result<Engine> {
     let dir = rehearse_image::state_dir();
-    Engine::new(&dir).with_context(|| format!("opening the state directory {}", dir.display()))
+    let engine = Engine::new(&dir)
+        .with_context(|| format!("opening the state directory {}", dir.display()))?;
+    let history = engine.history_dir().to_path_buf();
+    Ok(engine.on_removed(Arc::new(move |removed: &Removed| {
+        rehearse_scenario::record_cluster_removed(&history, &removed.cluster, &removed.reason)
+    })))
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

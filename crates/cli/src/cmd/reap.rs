@@ -4,6 +4,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    super::engine()?.reap_when_expired(&args.cluster)?;
+    super::engine_without_reaper()?.reap(&args.cluster)?;
     Ok(0)
 }

@@ -36,7 +36,7 @@ enum Sub {
 
 #[derive(clap::Args)]
 struct LsArgs {
-    /// Only runs with this outcome: running, passed, failed, error, converged, budget_exhausted, no_rule_applies.
+    /// Only runs with this outcome: running, passed, failed, error, aborted, converged, budget_exhausted, no_rule_applies.
     #[arg(long)]
     status: Option<String>,
     /// Only scenario or converge runs.
@@ -155,6 +155,7 @@ fn mark(status: &str) -> &'static str {
         "passed" | "converged" => "✓",
         "skipped" => "-",
         "running" => "…",
+        "aborted" => "!",
         _ => "✗",
     }
 }

@@ -29,7 +29,8 @@ pub struct Args {
     /// How long nodes may take to boot before `up` gives up.
     #[arg(long, value_parser = super::parse_duration, default_value = "60s")]
     boot_timeout: Duration,
-    /// Do not start the background reaper that destroys the cluster at expiry.
+    /// Do not start the background reaper that destroys the cluster at expiry
+    /// (or when `up` dies before it is ready).
     #[arg(long, hide = true)]
     no_reaper: bool,
 }
@@ -48,27 +49,19 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     if let Some(backend) = &args.backend {
         topology.set_default_backend(backend.parse()?);
     }
-    let engine = super::engine()?;
+    let engine = if args.no_reaper {
+        super::engine_without_reaper()?
+    } else {
+        super::engine()?
+    };
     let spinner = Spinner::new(json);
     spinner.set("starting");
-    let progress = |p: Progress| {
-        match p {
+    let progress = |p: Progress| match p {
         Progress::Image(msg) => spinner.set(format!("image: {msg}")),
         Progress::Booting { cluster, nodes } => {
             spinner.set(format!("cluster {cluster}: booting {nodes} node(s)"))
         }
         Progress::NodeReady { node, ms } => spinner.line(format!("  {node} ready in {ms} ms")),
-        Progress::WaitingForCapacity {
-            needed,
-            fits,
-            limited_by,
-        } => spinner.set(format!(
-            "waiting for room on the host: {needed} node(s) needed, {fits} fit now (limited by {limited_by})"
-        )),
-        Progress::NodeRetry { node, reason } => spinner.line(format!(
-            "  {node} failed to boot ({reason}); booting it once more on a fresh node"
-        )),
-    }
     };
     let state = engine
         .up(
@@ -81,15 +74,13 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                 },
                 boot_timeout: args.boot_timeout,
                 source,
+                ownership: rehearse_sandbox::Ownership::User,
             },
             &progress,
         )
         .context("starting the cluster")?;
     spinner.finish();
     rehearse_scenario::record_cluster(engine.history_dir(), &state);
-    if !args.no_reaper {
-        spawn_reaper(&state.id);
-    }
     if json {
         print_json(&cluster_json(&engine, &state));
     } else {
@@ -129,8 +120,9 @@ fn print_human(state: &ClusterState, dir: &std::path::Path) {
     println!("  rehearse down {}", state.id);
 }
 
-/// Starts `rehearse __reap ID` in its own session: it destroys the cluster at
-/// expiry even if nobody calls `rehearse` again.
+/// Starts `rehearse __reap ID` in its own session: it destroys the cluster
+/// when the process it was made for dies, or at expiry, even if nobody calls
+/// `rehearse` again.
 pub(super) fn spawn_reaper(id: &str) {
     let Ok(exe) = std::env::current_exe() else {
         return;

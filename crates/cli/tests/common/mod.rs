@@ -135,7 +135,12 @@ pub struct Leftovers {
 
 impl Leftovers {
     pub fn of(id: &str) -> Leftovers {
-        let dir = state_dir().join("clusters").join(id);
+        Leftovers::of_in(&state_dir(), id)
+    }
+
+    /// What is left of cluster `id` of the state directory `home`.
+    pub fn of_in(home: &Path, id: &str) -> Leftovers {
+        let dir = home.join("clusters").join(id);
         let mounts = std::fs::read_to_string("/proc/self/mountinfo")
             .unwrap_or_default()
             .lines()
@@ -191,6 +196,94 @@ fn count_procs(dir: &Path) -> usize {
         }
     }
     n
+}
+
+/// A state directory of a test's own: its clusters, run store and `gc` touch
+/// nothing of other tests' or users' clusters. It shares the host's images, so
+/// nothing is built twice. Removed when dropped.
+pub struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        require_root();
+        let shared = state_dir();
+        let images = shared.join("images");
+        std::fs::create_dir_all(&images).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("test-home-")
+            .tempdir_in(&shared)
+            .unwrap();
+        std::os::unix::fs::symlink(&images, dir.path().join("images")).unwrap();
+        Home { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `rehearse ARGS` over this state directory.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.env("REHEARSE_HOME", self.path())
+            .env_remove("REHEARSE_DATABASE_URL")
+            .env_remove("REHEARSE_HISTORY")
+            .args(args);
+        cmd
+    }
+
+    pub fn run_json(&self, args: &[&str]) -> (i32, Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.command(&all).output().expect("rehearse runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "rehearse {args:?} printed no JSON ({e}): stdout={text} stderr={}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), value)
+    }
+
+    /// Processes started over this state directory (runs, reapers, helpers):
+    /// they carry it in their environment.
+    pub fn processes(&self) -> Vec<String> {
+        let needle = format!("REHEARSE_HOME={}\0", self.path().display()).into_bytes();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.parse::<u32>().is_err() {
+                continue;
+            }
+            let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if env.windows(needle.len()).any(|w| w == needle.as_slice()) {
+                let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                found.push(format!(
+                    "{name}: {}",
+                    String::from_utf8_lossy(&cmdline).replace('\0', " ")
+                ));
+            }
+        }
+        found
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        // Whatever a failed test left: removed by id, never by a host-wide gc.
+        if let Ok(entries) = std::fs::read_dir(self.path().join("clusters")) {
+            for entry in entries.flatten() {
+                let id = entry.file_name().to_string_lossy().into_owned();
+                if !id.starts_with('.') {
+                    let _ = self.command(&["down", &id]).output();
+                }
+            }
+        }
+    }
 }
 
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -129,7 +129,6 @@ mod tests {
             leader: None,
             boot_ms: None,
             uid_base: None,
-            boot_retried: None,
         }
     }
 
@@ -140,6 +139,8 @@ mod tests {
             created_at: 0,
             expires_at: 0,
             owner: None,
+            belongs_to: None,
+            boot_id: String::new(),
             networks: vec![],
             nodes: vec![
                 node(

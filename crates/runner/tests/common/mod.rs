@@ -44,6 +44,7 @@ pub fn cluster(topology: fn() -> Topology) -> Arc<TestCluster> {
                 ttl: Duration::from_secs(600),
                 boot_timeout: Duration::from_secs(60),
                 source: "runner-test".into(),
+                ownership: rehearse_sandbox::Ownership::User,
             },
             &|_| {},
         )

@@ -10,12 +10,23 @@ use crate::SandboxError;
 use super::Engine;
 
 impl Engine {
-    /// Destroys a cluster.
+    /// Destroys a cluster. When another process is removing it already, waits
+    /// until it is gone.
     pub fn down(&self, id: &str) -> Result<(), SandboxError> {
-        let mut state = self.store.load(id)?;
-        state.status = ClusterStatus::Destroying;
-        state.owner = Some(ProcessId::current());
-        let _ = self.store.save(&state);
+        {
+            let _lock = self.store.lock()?;
+            let mut state = self.store.load(id)?;
+            let me = ProcessId::current();
+            if state.status == ClusterStatus::Destroying
+                && state.owner.is_some_and(|o| o != me && o.is_alive())
+            {
+                drop(_lock);
+                return self.wait_gone(id);
+            }
+            state.status = ClusterStatus::Destroying;
+            state.owner = Some(me);
+            self.store.save(&state)?;
+        }
         self.teardown(id)
     }
 

@@ -40,25 +40,20 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 60);
 #[derive(Debug, Clone)]
 pub enum Progress {
     Image(String),
-    Booting {
-        cluster: String,
-        nodes: usize,
-    },
-    NodeReady {
-        node: String,
-        ms: u64,
-    },
-    /// The host has no room for the nodes yet; `up` waits for clusters to go.
-    WaitingForCapacity {
-        needed: u64,
-        fits: u64,
-        limited_by: String,
-    },
-    /// A node failed to boot and is booted again on a fresh root.
-    NodeRetry {
-        node: String,
-        reason: String,
-    },
+    Booting { cluster: String, nodes: usize },
+    NodeReady { node: String, ms: u64 },
+}
+
+/// Who a new cluster belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ownership {
+    /// The user's (`up`, `provision`, a run asked to keep it): it lives until
+    /// its time-to-live runs out or someone destroys it.
+    #[default]
+    User,
+    /// The calling process's (a run, a converge loop, a server's job): it is
+    /// destroyed as soon as that process is dead, by `gc` or the reaper.
+    ThisProcess,
 }
 
 /// A request for a new cluster.
@@ -68,6 +63,14 @@ pub struct UpRequest {
     pub boot_timeout: Duration,
     /// Where the topology came from, for `ls`.
     pub source: String,
+    pub ownership: Ownership,
+}
+
+/// A cluster `gc` or the reaper removed, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Removed {
+    pub cluster: String,
+    pub reason: String,
 }
 
 /// What `gc` removed.
@@ -75,8 +78,17 @@ pub struct UpRequest {
 pub struct GcReport {
     pub expired: Vec<String>,
     pub orphaned: Vec<String>,
+    /// Every cluster removed, with the reason.
+    pub removed: Vec<Removed>,
     pub stale_image_builds: usize,
 }
+
+/// Starts the reaper of a new cluster: a process of its own that outlives the
+/// caller and destroys the cluster when its owner dies or it expires.
+pub type SpawnReaper = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Told of every cluster `gc` or a reaper removed (not `down`), with why.
+pub type OnRemoved = Arc<dyn Fn(&Removed) + Send + Sync>;
 
 pub struct Engine {
     state_dir: PathBuf,
@@ -90,6 +102,8 @@ pub struct Engine {
     backend: Arc<dyn Backend>,
     /// Every backend a node may name, the default among them.
     backends: Vec<Arc<dyn Backend>>,
+    spawn_reaper: Option<SpawnReaper>,
+    on_removed: Option<OnRemoved>,
 }
 
 impl Engine {
@@ -120,7 +134,23 @@ impl Engine {
             cache: PackageCache::new(state_dir),
             backend,
             backends,
+            spawn_reaper: None,
+            on_removed: None,
         })
+    }
+
+    /// Every cluster this engine starts gets a reaper, started by `spawn` as
+    /// soon as the cluster's state is written (so a cluster whose `up` is
+    /// killed half-way is reaped too).
+    pub fn with_reaper(mut self, spawn: SpawnReaper) -> Self {
+        self.spawn_reaper = Some(spawn);
+        self
+    }
+
+    /// `on_removed` hears of every cluster `gc` or a reaper removes.
+    pub fn on_removed(mut self, on_removed: OnRemoved) -> Self {
+        self.on_removed = Some(on_removed);
+        self
     }
 
     /// Replaces the backend of the same name (a VM backend with other
@@ -188,6 +218,16 @@ impl Engine {
         let _lock = self.store.lock()?;
         let mut state = self.store.load(id)?;
         state.expires_at = now_secs() + by.as_secs();
+        self.store.save(&state)?;
+        Ok(state)
+    }
+
+    /// Hands a cluster made for this process over to the user: it outlives the
+    /// process and lives until it expires (a run's cluster kept for a look).
+    pub fn release(&self, id: &str) -> Result<ClusterState, SandboxError> {
+        let _lock = self.store.lock()?;
+        let mut state = self.store.load(id)?;
+        state.belongs_to = None;
         self.store.save(&state)?;
         Ok(state)
     }

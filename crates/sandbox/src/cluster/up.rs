@@ -22,9 +22,6 @@ use crate::SandboxError;
 
 use super::{Booted, Engine, Progress, UpRequest};
 
-/// How long `up` waits for room on the host before it gives up.
-const ADMISSION_WAIT: Duration = Duration::from_secs(600);
-
 impl Engine {
     /// Creates a cluster and returns once every node is booted, addressed and
     /// accepting SSH. On any failure nothing of the cluster is left behind.
@@ -55,7 +52,7 @@ impl Engine {
             host::require_tools(&["apt-cacher-ng"])?;
         }
         let t0 = Instant::now();
-        self.gc()?;
+        self.sweep(false)?;
         tracing::debug!(ms = t0.elapsed().as_millis() as u64, "gc done");
 
         let mut images: Vec<Image> = Vec::new();
@@ -74,11 +71,12 @@ impl Engine {
         }
 
         tracing::debug!(ms = t0.elapsed().as_millis() as u64, "images resolved");
-        self.admit(req.topology.nodes.len() as u64, progress)?;
-        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "admitted");
         let started = Instant::now();
         let mut state = self.allocate(&req, &images)?;
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "allocated");
+        if let Some(spawn) = &self.spawn_reaper {
+            spawn(&state.id);
+        }
         progress(Progress::Booting {
             cluster: state.id.clone(),
             nodes: state.nodes.len(),
@@ -97,52 +95,6 @@ impl Engine {
                 }
                 Err(e)
             }
-        }
-    }
-
-    /// Waits until the host has room for `needed` more nodes (clusters of
-    /// others going away), or refuses at once when it never will: the nodes
-    /// do not fit even counting the room every running node would free.
-    fn admit(&self, needed: u64, progress: &(dyn Fn(Progress) + Sync)) -> Result<(), SandboxError> {
-        let give_up = Instant::now() + ADMISSION_WAIT;
-        loop {
-            let capacity = crate::capacity::measure(&self.state_dir);
-            if capacity.fits >= needed {
-                return Ok(());
-            }
-            let running: u64 = {
-                let leases = Leases::host();
-                let lock = leases.lock()?;
-                leases
-                    .live(&lock)
-                    .iter()
-                    .map(|l| l.uid_bases.len() as u64)
-                    .sum()
-            };
-            let tightest = capacity.tightest();
-            let refuse = |why: String| SandboxError::NoCapacity {
-                needed,
-                fits: capacity.fits,
-                limit: tightest.name.clone(),
-                detail: tightest.detail.clone(),
-                fix: tightest.fix.clone(),
-                why,
-            };
-            if capacity.fits + running < needed {
-                return Err(refuse(String::new()));
-            }
-            if Instant::now() > give_up {
-                return Err(refuse(format!(
-                    "; waited {} s for other clusters to go",
-                    ADMISSION_WAIT.as_secs()
-                )));
-            }
-            progress(Progress::WaitingForCapacity {
-                needed,
-                fits: capacity.fits,
-                limited_by: tightest.name.clone(),
-            });
-            std::thread::sleep(Duration::from_secs(1));
         }
     }
 
@@ -199,9 +151,9 @@ impl Engine {
                     .unwrap_or_else(|| self.backend.name().to_string())
             })
             .collect();
-        // Each container node runs in a host UID range of its own: a process
-        // that escaped one node owns nothing of another, and per-UID limits
-        // (RLIMIT_NPROC) count per node.
+        // Each container node runs in a host UID range of its own, so per-user
+        // kernel limits (inotify, processes) are per node, and a process that
+        // escaped one node owns nothing of another.
         let mut free_ranges =
             lease::free_uid_bases(&live, backends.iter().filter(|b| *b == "nspawn").count())?
                 .into_iter();
@@ -246,7 +198,6 @@ impl Engine {
                 leader: None,
                 boot_ms: None,
                 uid_base,
-                boot_retried: None,
             });
         }
         let now = now_secs();
@@ -256,6 +207,8 @@ impl Engine {
             created_at: now,
             expires_at: now + req.topology.ttl.unwrap_or(req.ttl).as_secs(),
             owner: Some(ProcessId::current()),
+            belongs_to: (req.ownership == super::Ownership::ThisProcess).then(ProcessId::current),
+            boot_id: lease::boot_id(),
             networks,
             nodes,
             boot_ms: None,
@@ -315,9 +268,8 @@ impl Engine {
         let nameservers = seed::host_nameservers();
         let deadline = Instant::now() + boot_timeout;
         let frozen = state.clone();
-        let results: Vec<Result<(Booted, Option<String>), SandboxError>> = std::thread::scope(
-            |s| {
-                let handles: Vec<_> = frozen
+        let results: Vec<Result<Booted, SandboxError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = frozen
                 .nodes
                 .iter()
                 .map(|node| {
@@ -325,80 +277,46 @@ impl Engine {
                     let nameservers = &nameservers;
                     let frozen = &frozen;
                     let dir = &dir;
-                    s.spawn(move || -> Result<(Booted, Option<String>), SandboxError> {
-                        let node_dir = dir.join("nodes").join(&node.name);
+                    s.spawn(move || -> Result<Booted, SandboxError> {
+                        let t0 = Instant::now();
                         let image = images.iter().find(|im| im.id == node.image_id).expect("image resolved");
                         let seeds = seed::node_seeds(frozen, node, keys, nameservers);
+                        let launch = NodeLaunch {
+                            cluster: frozen,
+                            node,
+                            node_dir: dir.join("nodes").join(&node.name),
+                            image,
+                            seeds: &seeds,
+                            cgroup_procs: self.cgroups.create_node(&frozen.id, &node.name)?,
+                        };
                         let backend = self.backend_for(node);
-                        let attempt = |deadline: Instant| -> Result<Booted, SandboxError> {
-                            let t0 = Instant::now();
-                            let launch = NodeLaunch {
-                                cluster: frozen,
-                                node,
-                                node_dir: node_dir.clone(),
-                                image,
-                                seeds: &seeds,
-                                cgroup_procs: self.cgroups.create_node(&frozen.id, &node.name)?,
-                            };
-                            let booting = backend.launch(&launch)?;
-                            tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node launched");
-                            let supervisor = booting.supervisor;
-                            let leader = backend.wait_booted(&launch, booting, deadline)?;
-                            tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node booted");
-                            wait_for_ssh(node, deadline).map_err(|reason| SandboxError::BootFailed {
-                                cluster: frozen.id.clone(),
-                                node: node.name.clone(),
-                                reason,
-                                log_tail: backend.boot_log_tail(&launch.node_dir, 25),
-                            })?;
-                            Ok((supervisor, leader, t0.elapsed().as_millis() as u64))
-                        };
-                        let (booted, retried) = match attempt(deadline) {
-                            Ok(b) => (b, None),
-                            // One boot failure may be bad luck (a limit raced
-                            // for, a transient error): the node is made
-                            // afresh and booted once more.
-                            Err(SandboxError::BootFailed { reason, .. })
-                                if node.backend == "nspawn" && crate::nspawn::worth_retrying(&reason) =>
-                            {
-                                tracing::info!(cluster = %frozen.id, node = %node.name, %reason, "boot failed; retrying on a fresh node");
-                                progress(Progress::NodeRetry {
-                                    node: node.name.clone(),
-                                    reason: reason.clone(),
-                                });
-                                self.cgroups.kill_node(&frozen.id, &node.name, Duration::from_secs(10))?;
-                                self.cgroups.remove_node(&frozen.id, &node.name)?;
-                                crate::nspawn::reset_node(node, &node_dir)?;
-                                let again = attempt(Instant::now() + boot_timeout).map_err(|e| match e {
-                                    SandboxError::BootFailed { cluster, node, reason: second, log_tail } => SandboxError::BootFailed {
-                                        cluster,
-                                        node,
-                                        reason: format!("{second} (the second try, on a fresh node; the first failed with: {reason})"),
-                                        log_tail,
-                                    },
-                                    other => other,
-                                })?;
-                                (again, Some(reason))
-                            }
-                            Err(e) => return Err(e),
-                        };
+                        let booting = backend.launch(&launch)?;
+                        tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node launched");
+                        let supervisor = booting.supervisor;
+                        let leader = backend.wait_booted(&launch, booting, deadline)?;
+                        tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node booted");
+                        wait_for_ssh(node, deadline).map_err(|reason| SandboxError::BootFailed {
+                            cluster: frozen.id.clone(),
+                            node: node.name.clone(),
+                            reason,
+                            log_tail: backend.boot_log_tail(&launch.node_dir, 25),
+                        })?;
+                        let ms = t0.elapsed().as_millis() as u64;
                         progress(Progress::NodeReady {
                             node: node.name.clone(),
-                            ms: booted.2,
+                            ms,
                         });
-                        Ok((booted, retried))
+                        Ok((supervisor, leader, ms))
                     })
                 })
                 .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("node thread panicked"))
-                    .collect()
-            },
-        );
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("node thread panicked"))
+                .collect()
+        });
         for (node, result) in state.nodes.iter_mut().zip(results) {
-            let ((supervisor, leader, ms), retried) = result?;
-            node.boot_retried = retried;
+            let (supervisor, leader, ms) = result?;
             node.supervisor = Some(supervisor);
             node.leader = Some(leader);
             node.boot_ms = Some(ms);

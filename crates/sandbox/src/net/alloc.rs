@@ -156,6 +156,8 @@ mod tests {
             created_at: 0,
             expires_at: 0,
             owner: None,
+            belongs_to: None,
+            boot_id: String::new(),
             networks: first,
             nodes: vec![],
             boot_ms: None,

@@ -106,10 +106,15 @@ async fn render(
                     addresses = esc(&c.addresses.join(", ")),
                     created = html::date_time(c.created_at_ms),
                     boot = duration(c.boot_ms),
-                    gone = c
-                        .destroyed_at_ms
-                        .map(html::date_time)
-                        .unwrap_or_else(|| "—".into()),
+                    gone = match (c.destroyed_at_ms, &c.destroyed_reason) {
+                        (Some(at), Some(why)) => format!(
+                            "{} <span class=\"muted\">({})</span>",
+                            html::date_time(at),
+                            esc(why)
+                        ),
+                        (Some(at), None) => html::date_time(at),
+                        (None, _) => "—".into(),
+                    },
                 );
             }
             body.push_str("</tbody></table>");

@@ -30,6 +30,7 @@ pub const OUTCOMES: &[&str] = &[
     "passed",
     "failed",
     "error",
+    "aborted",
     "converged",
     "budget_exhausted",
     "no_rule_applies",
