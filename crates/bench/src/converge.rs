@@ -44,6 +44,8 @@ fn equivalent_scenario(task: &Task, dir: &Path) -> Scenario {
         name: task.name.clone(),
         description: Some(task.goal.clone()),
         topology: task.topology.clone(),
+        platforms: Vec::new(),
+        pinned: Vec::new(),
         steps: vec![Step {
             name: "bash code".into(),
             on: Vec::new(),

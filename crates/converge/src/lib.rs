@@ -494,6 +494,8 @@ impl Converger<'_> {
             name: self.task.name.clone(),
             description: Some(self.task.goal.clone()),
             topology: self.task.topology.clone(),
+            platforms: Vec::new(),
+            pinned: Vec::new(),
             steps: vec![Step {
                 name: format!("{} code", self.task.language.as_str()),
                 on: Vec::new(),

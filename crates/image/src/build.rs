@@ -6,17 +6,22 @@ use std::process::{Command, Stdio};
 
 use rehearse_spec::ImageSpec;
 
-use crate::{ImageError, BASE_PACKAGES};
+use crate::{keyring, ImageError, BASE_PACKAGES};
 
 /// Builds the root filesystem of `spec` into `target` (which must not exist).
+/// `state_dir` holds keyrings fetched for distributions the host has none of.
 pub(crate) fn mmdebstrap(
     spec: &ImageSpec,
     target: &Path,
+    state_dir: &Path,
     progress: &dyn Fn(&str),
 ) -> Result<(), ImageError> {
     let mut packages: Vec<&str> = BASE_PACKAGES.to_vec();
     packages.extend(spec.packages.iter().map(String::as_str));
     let mut cmd = Command::new("mmdebstrap");
+    if let Some(keyring) = keyring::for_distro(&spec.distro, state_dir, progress)? {
+        cmd.arg(format!("--keyring={}", keyring.display()));
+    }
     cmd.arg("--variant=minbase")
         .arg("--mode=root")
         .arg("--format=directory")
@@ -69,6 +74,13 @@ pub(crate) fn mmdebstrap(
         let mut lines = out.into_iter().rev().take(10).collect::<Vec<_>>();
         lines.reverse();
         lines.extend(tail);
+        if let Some(why) = lines.iter().find_map(|l| unreachable_archive(l)) {
+            return Err(ImageError::ArchiveUnreachable {
+                name: spec.name.clone(),
+                archive: spec.mirror_url().to_string(),
+                why: why.to_string(),
+            });
+        }
         return Err(ImageError::BuildFailed {
             name: spec.name.clone(),
             what: format!("mmdebstrap exited with {status}"),
@@ -78,13 +90,41 @@ pub(crate) fn mmdebstrap(
     Ok(())
 }
 
-fn sources(spec: &ImageSpec) -> Vec<String> {
+/// The line of apt's output that says the archive could not be reached, if any:
+/// then the cause is the network or the mirror, not the spec.
+fn unreachable_archive(line: &str) -> Option<&str> {
+    const SIGNS: &[&str] = &[
+        "Could not resolve",
+        "Temporary failure resolving",
+        "Could not connect to",
+        "Connection refused",
+        "Connection timed out",
+        "Network is unreachable",
+        "No route to host",
+        "Unable to connect to",
+    ];
+    SIGNS
+        .iter()
+        .any(|sign| line.contains(sign))
+        .then_some(line.trim())
+}
+
+/// The sources list of an image: the release, and for the distribution's own
+/// archive its updates and security pockets too.
+pub(crate) fn sources(spec: &ImageSpec) -> Vec<String> {
     let mirror = spec.mirror_url().trim_end_matches('/');
     let suite = &spec.suite;
-    let mut lines = vec![format!("deb {mirror} {suite} main")];
+    let components = spec.components().join(" ");
+    let mut lines = vec![format!("deb {mirror} {suite} {components}")];
     if spec.mirror.is_none() && !matches!(suite.as_str(), "sid" | "unstable") {
-        lines.push(format!("deb {mirror} {suite}-updates main"));
-        lines.push(format!("deb {}-security {suite}-security main", mirror));
+        lines.push(format!("deb {mirror} {suite}-updates {components}"));
+        match spec.distro.as_str() {
+            // Ubuntu serves its security pocket from the main archive too.
+            "ubuntu" => lines.push(format!("deb {mirror} {suite}-security {components}")),
+            _ => lines.push(format!(
+                "deb {mirror}-security {suite}-security {components}"
+            )),
+        }
     }
     lines
 }

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::ImageError;
 
@@ -27,6 +27,14 @@ const MASKED_UNITS: &[&str] = &[
     "man-db.timer",
     "systemd-tmpfiles-clean.timer",
     "systemd-remount-fs.service",
+    // Waiting for a network manager that a node does not use.
+    "systemd-networkd-wait-online.service",
+    "NetworkManager-wait-online.service",
+    // Other families' periodic jobs and key generation (keys come per cluster).
+    "dnf-makecache.timer",
+    "motd-news.timer",
+    "sshd-keygen.target",
+    "sshd-keygen@.service",
 ];
 
 /// Generators for hardware and boot setups a container never has. Each one is a
@@ -47,8 +55,19 @@ const MASKED_GENERATORS: &[&str] = &[
 /// (through D-Bus or their socket): starting them lazily keeps them available
 /// and off the boot path.
 const LAZY_UNITS: &[&str] = &[
-    "lib/systemd/system/multi-user.target.wants/systemd-logind.service",
-    "lib/systemd/system/multi-user.target.wants/dbus.service",
+    "systemd-logind.service",
+    "dbus.service",
+    "dbus-broker.service",
+];
+
+/// Where distributions keep their unit files: Debian 11 and 12 in /lib (a real
+/// folder there), newer Debian, Ubuntu, Fedora, Arch in /usr/lib.
+const UNIT_DIRS: &[&str] = &["usr/lib/systemd/system", "lib/systemd/system"];
+
+/// OpenSSH's socket unit and service by family: Debian's `ssh`, everyone else's `sshd`.
+const SSH_UNITS: &[(&str, &str)] = &[
+    ("ssh.socket", "ssh.service"),
+    ("sshd.socket", "sshd.service"),
 ];
 
 const SSHD_CONFIG: &str = "\
@@ -61,37 +80,32 @@ KbdInteractiveAuthentication no
 UseDNS no
 ";
 
-/// Applies the node preparation to the image root at `root`.
+const SSHD_INCLUDE: &str = "Include /etc/ssh/sshd_config.d/*.conf";
+
+/// Applies the node preparation to the image root at `root`. Works on any
+/// systemd layout (Debian, Ubuntu, RPM family, Arch): paths inside the image are
+/// resolved inside it, never through a link to the host.
 pub(crate) fn prepare(root: &Path) -> Result<(), ImageError> {
-    let etc_units = root.join("etc/systemd/system");
+    let etc_units = "etc/systemd/system";
     for unit in MASKED_UNITS {
-        let link = etc_units.join(unit);
-        let _ = fs::remove_file(&link);
-        symlink("/dev/null", &link).map_err(|e| ImageError::io("masking", &link, e))?;
+        link(root, &format!("{etc_units}/{unit}"), "/dev/null")?;
     }
-    let generators = root.join("etc/systemd/system-generators");
-    fs::create_dir_all(&generators).map_err(|e| ImageError::io("creating", &generators, e))?;
     for generator in MASKED_GENERATORS {
-        let link = generators.join(generator);
-        let _ = fs::remove_file(&link);
-        symlink("/dev/null", &link).map_err(|e| ImageError::io("masking", &link, e))?;
+        link(
+            root,
+            &format!("etc/systemd/system-generators/{generator}"),
+            "/dev/null",
+        )?;
     }
-    for wants in LAZY_UNITS {
-        let _ = fs::remove_file(root.join(wants));
+    for unit in LAZY_UNITS {
+        for dir in UNIT_DIRS.iter().copied().chain([etc_units]) {
+            remove(root, &format!("{dir}/multi-user.target.wants/{unit}"))?;
+        }
     }
-    // sshd through socket activation: port 22 accepts as soon as sockets.target is
-    // reached, instead of after sshd has started and loaded its keys.
-    let _ = fs::remove_file(etc_units.join("multi-user.target.wants/ssh.service"));
-    let _ = fs::remove_file(etc_units.join("sshd.service"));
-    let wants = etc_units.join("sockets.target.wants");
-    fs::create_dir_all(&wants).map_err(|e| ImageError::io("creating", &wants, e))?;
-    let socket_link = wants.join("ssh.socket");
-    let _ = fs::remove_file(&socket_link);
-    symlink("/lib/systemd/system/ssh.socket", &socket_link)
-        .map_err(|e| ImageError::io("enabling", &socket_link, e))?;
+    enable_ssh_socket(root)?;
 
     // Host keys are per cluster, never shared by every node built from this image.
-    let ssh_dir = root.join("etc/ssh");
+    let ssh_dir = in_root(root, "etc/ssh");
     if let Ok(entries) = fs::read_dir(&ssh_dir) {
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().starts_with("ssh_host_") {
@@ -100,10 +114,82 @@ pub(crate) fn prepare(root: &Path) -> Result<(), ImageError> {
         }
     }
     write(root, "etc/ssh/sshd_config.d/rehearse.conf", SSHD_CONFIG)?;
+    // sshd takes the first value it reads for a keyword: the drop-ins must be
+    // read before the distribution's own settings.
+    let sshd_config = in_root(root, "etc/ssh/sshd_config");
+    let current = fs::read_to_string(&sshd_config).unwrap_or_default();
+    if !current
+        .lines()
+        .any(|l| l.trim_start().starts_with("Include /etc/ssh/sshd_config.d"))
+    {
+        write(
+            root,
+            "etc/ssh/sshd_config",
+            &format!("{SSHD_INCLUDE}\n{current}"),
+        )?;
+    }
+    if in_root(root, "etc/apt").is_dir() {
+        prepare_apt(root)?;
+    }
+    // An empty machine-id makes systemd take the one the container manager passes.
+    write(root, "etc/machine-id", "")?;
+    write(root, "etc/hostname", "node\n")?;
+    // Keep the journal in memory: nodes live minutes, and disk flushes cost boot time.
+    write(
+        root,
+        "etc/systemd/journald.conf.d/rehearse.conf",
+        "[Journal]\nStorage=volatile\n",
+    )?;
+    Ok(())
+}
+
+/// sshd through socket activation: port 22 accepts as soon as sockets.target
+/// is reached, instead of after sshd has started and loaded its keys. A
+/// distribution without a socket unit gets its service started at boot.
+fn enable_ssh_socket(root: &Path) -> Result<(), ImageError> {
+    let unit_dir = |unit: &str| {
+        UNIT_DIRS
+            .iter()
+            .find(|dir| in_root(root, &format!("{dir}/{unit}")).exists())
+            .map(|dir| format!("/{dir}/{unit}"))
+    };
+    for (socket, service) in SSH_UNITS {
+        let Some(service_path) = unit_dir(service) else {
+            continue;
+        };
+        remove(
+            root,
+            &format!("etc/systemd/system/multi-user.target.wants/{service}"),
+        )?;
+        remove(root, "etc/systemd/system/sshd.service")?;
+        match unit_dir(socket) {
+            Some(socket_path) => {
+                link(
+                    root,
+                    &format!("etc/systemd/system/sockets.target.wants/{socket}"),
+                    &socket_path,
+                )?;
+            }
+            None => {
+                link(
+                    root,
+                    &format!("etc/systemd/system/multi-user.target.wants/{service}"),
+                    &service_path,
+                )?;
+            }
+        }
+        return Ok(());
+    }
+    Ok(())
+}
+
+/// Debian and Ubuntu: installs without recommends, no fsync per file, lists
+/// that look as old as they are.
+fn prepare_apt(root: &Path) -> Result<(), ImageError> {
     // A node starts with no package lists; make them look as old as they are,
     // so tools that refresh "stale" lists (Ansible's cache_valid_time) do.
-    let _ = fs::remove_file(root.join("var/lib/apt/periodic/update-success-stamp"));
-    let lists = root.join("var/lib/apt/lists");
+    remove(root, "var/lib/apt/periodic/update-success-stamp")?;
+    let lists = in_root(root, "var/lib/apt/lists");
     if lists.is_dir() {
         let epoch = nix::sys::time::TimeSpec::new(0, 0);
         nix::sys::stat::utimensat(
@@ -115,15 +201,6 @@ pub(crate) fn prepare(root: &Path) -> Result<(), ImageError> {
         )
         .map_err(|e| ImageError::io("setting the time of", &lists, e.into()))?;
     }
-    // An empty machine-id makes systemd take the one the container manager passes.
-    write(root, "etc/machine-id", "")?;
-    write(root, "etc/hostname", "node\n")?;
-    // Keep the journal in memory: nodes live minutes, and disk flushes cost boot time.
-    write(
-        root,
-        "etc/systemd/journald.conf.d/rehearse.conf",
-        "[Journal]\nStorage=volatile\n",
-    )?;
     write(
         root,
         "etc/apt/apt.conf.d/90rehearse",
@@ -131,14 +208,70 @@ pub(crate) fn prepare(root: &Path) -> Result<(), ImageError> {
     )?;
     // A disposable node needs no crash safety from dpkg: skipping its fsync per
     // file makes package installs several times faster on overlayfs.
-    write(root, "etc/dpkg/dpkg.cfg.d/rehearse", "force-unsafe-io\n")?;
-    Ok(())
+    write(root, "etc/dpkg/dpkg.cfg.d/rehearse", "force-unsafe-io\n")
+}
+
+/// `rel` below `root`, with every link on the way resolved as the image would
+/// see it (absolute targets start at `root`, `..` stops at `root`): an image's
+/// `/etc` that links to `/etc` never reaches the host's.
+pub(crate) fn in_root(root: &Path, rel: &str) -> PathBuf {
+    let mut resolved = PathBuf::new();
+    let mut pending: Vec<String> = rel.split('/').rev().map(str::to_string).collect();
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = resolved.join(&part);
+        // The last component stays as it is: callers replace or read it.
+        let is_last = pending.iter().all(|p| p.is_empty() || p == ".");
+        match fs::read_link(root.join(&candidate)) {
+            Ok(target) if !is_last && hops < 40 => {
+                hops += 1;
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with('/') {
+                    resolved = PathBuf::new();
+                }
+                pending.extend(target.split('/').rev().map(str::to_string));
+            }
+            _ => resolved = candidate,
+        }
+    }
+    root.join(resolved)
+}
+
+fn link(root: &Path, rel: &str, target: &str) -> Result<(), ImageError> {
+    let path = in_root(root, rel);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| ImageError::io("creating", parent, e))?;
+    }
+    let _ = fs::remove_file(&path);
+    symlink(target, &path).map_err(|e| ImageError::io("linking", &path, e))
+}
+
+fn remove(root: &Path, rel: &str) -> Result<(), ImageError> {
+    let path = in_root(root, rel);
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(ImageError::io("removing", &path, e))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn write(root: &Path, rel: &str, contents: &str) -> Result<(), ImageError> {
-    let path = root.join(rel);
+    let path = in_root(root, rel);
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| ImageError::io("creating", parent, e))?;
+    }
+    // A link in the last place is replaced, never written through.
+    if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        fs::remove_file(&path).map_err(|e| ImageError::io("replacing", &path, e))?;
     }
     fs::write(&path, contents).map_err(|e| ImageError::io("writing", &path, e))
 }

@@ -5,6 +5,7 @@
 mod build;
 mod customize;
 mod error;
+mod keyring;
 mod saved;
 mod shift;
 mod store;

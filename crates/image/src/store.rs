@@ -18,7 +18,7 @@ use crate::{build, customize, shift, ImageError, BASE_PACKAGES, UID_BASE};
 
 /// Bumped whenever the way an image is prepared changes, so old cache entries
 /// are not mistaken for new ones.
-const RECIPE_VERSION: u32 = 5;
+const RECIPE_VERSION: u32 = 6;
 
 /// A built, ready-to-use image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,8 +81,25 @@ impl ImageStore {
         }
         Err(ImageError::Unknown {
             name: name.to_string(),
-            builtins: BUILTIN_IMAGES.join(", "),
+            known: self.known_names().join(", "),
         })
+    }
+
+    /// Every name an image can be asked for by: the built-in ones, then the
+    /// names of images in the cache (saved, imported, built from spec files).
+    pub fn known_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = BUILTIN_IMAGES.iter().map(|s| s.to_string()).collect();
+        let mut cached: Vec<String> = fs::read_dir(self.root.join("names"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.') && !names.contains(n))
+            .filter(|n| self.by_name(n).ok().flatten().is_some())
+            .collect();
+        cached.sort();
+        names.extend(cached);
+        names
     }
 
     /// Returns the ready image for `spec`, building it first if needed. Concurrent
@@ -115,10 +132,11 @@ impl ImageStore {
         let result = (|| {
             let rootfs = staging.join("rootfs");
             progress(&format!(
-                "building image {} ({}) with mmdebstrap",
-                spec.name, spec.suite
+                "building image {} ({} {}) with mmdebstrap",
+                spec.name, spec.distro, spec.suite
             ));
-            build::mmdebstrap(spec, &rootfs, progress)?;
+            let state_dir = self.root.parent().unwrap_or(&self.root);
+            build::mmdebstrap(spec, &rootfs, state_dir, progress)?;
             progress("preparing the image for container boot");
             customize::prepare(&rootfs)?;
             progress("shifting ownership to the node UID range");

@@ -6,6 +6,7 @@ mod cancel;
 mod confidence;
 pub mod history;
 mod hygiene;
+mod matrix;
 mod record;
 mod report;
 
@@ -22,6 +23,10 @@ use rehearse_spec::scenario::{Scenario, StepAction};
 pub use cancel::{Cancel, STOPPED};
 pub use confidence::{Confidence, FaultOutcome};
 pub use hygiene::{Finding, FindingKind};
+pub use matrix::{
+    host_slots, junit_matrix, matrix_summary, render_matrix, run_matrix, MatrixReport, MatrixRow,
+    PlatformReport,
+};
 pub use record::{
     cluster_row, name_of, record_cluster, record_cluster_destroyed, record_cluster_removed,
     summary, ParentRun, Redact,
@@ -146,6 +151,8 @@ pub struct RunReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeInfo {
     pub name: String,
+    /// The image the node booted.
+    pub image: String,
     pub ip: Option<String>,
     pub groups: Vec<String>,
 }
@@ -266,6 +273,7 @@ fn run_recorded(
         .iter()
         .map(|n| NodeInfo {
             name: n.name.clone(),
+            image: n.image.clone(),
             ip: n.ip().map(|i| i.to_string()),
             groups: n.groups.clone(),
         })

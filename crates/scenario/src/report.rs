@@ -198,6 +198,19 @@ fn xml(s: &str) -> String {
 /// JUnit XML: one testsuite, a testcase per step, check, idempotence and
 /// after-reboot check.
 pub fn junit(r: &RunReport) -> String {
+    junit_document(&[junit_suite(r, &format!("rehearse.{}", r.scenario))])
+}
+
+/// A JUnit document of test suites.
+pub(crate) fn junit_document(suites: &[String]) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n{}</testsuites>\n",
+        suites.concat()
+    )
+}
+
+/// One run as a JUnit test suite named `suite`.
+pub(crate) fn junit_suite(r: &RunReport, suite: &str) -> String {
     let mut cases = String::new();
     let mut tests = 0;
     let mut failures = 0;
@@ -313,8 +326,8 @@ pub fn junit(r: &RunReport) -> String {
         );
     }
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"rehearse.{}\" tests=\"{tests}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{:.3}\">\n{cases}  </testsuite>\n</testsuites>\n",
-        xml(&r.scenario),
+        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{:.3}\">\n{cases}  </testsuite>\n",
+        xml(suite),
         r.timings.total_ms as f64 / 1000.0
     )
 }

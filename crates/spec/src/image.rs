@@ -11,16 +11,39 @@ use crate::names;
 use crate::source::{self, FieldPath, Source};
 
 /// Names of the images rehearse can build without a spec file.
-pub const BUILTIN_IMAGES: &[&str] = &["debian-12"];
+pub const BUILTIN_IMAGES: &[&str] = &[
+    "debian-11",
+    "debian-12",
+    "debian-13",
+    "ubuntu-22.04",
+    "ubuntu-24.04",
+];
 
-/// The mirror used when an image spec names none.
+/// The mirror used when a Debian image spec names none.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
-/// Distributions the image builder knows how to bootstrap.
-pub const SUPPORTED_DISTROS: &[&str] = &["debian"];
+/// The mirror used when an Ubuntu image spec names none.
+pub const UBUNTU_MIRROR: &str = "http://archive.ubuntu.com/ubuntu";
 
-/// A golden image: a Debian release bootstrapped into a directory, plus packages
-/// and commands on top.
+/// Distributions the image builder knows how to bootstrap.
+pub const SUPPORTED_DISTROS: &[&str] = &["debian", "ubuntu"];
+
+/// Releases the image builder knows by code name: (distribution, suite,
+/// release number). Other suites still build; they just show no number.
+const RELEASES: &[(&str, &str, &str)] = &[
+    ("debian", "bullseye", "11"),
+    ("debian", "bookworm", "12"),
+    ("debian", "trixie", "13"),
+    ("debian", "forky", "14"),
+    ("debian", "sid", "unstable"),
+    ("debian", "unstable", "unstable"),
+    ("ubuntu", "focal", "20.04"),
+    ("ubuntu", "jammy", "22.04"),
+    ("ubuntu", "noble", "24.04"),
+];
+
+/// A golden image: a Debian or Ubuntu release bootstrapped into a directory, plus
+/// packages and commands on top.
 ///
 /// ```yaml
 /// name: web-base
@@ -35,14 +58,19 @@ pub const SUPPORTED_DISTROS: &[&str] = &["debian"];
 pub struct ImageSpec {
     /// Name nodes use to refer to the image (`image:` in a topology), e.g. `debian-12`.
     pub name: String,
-    /// Distribution; only `debian` for now.
+    /// Distribution: `debian` (default) or `ubuntu`.
     #[serde(default = "debian")]
     pub distro: String,
-    /// Release to bootstrap, e.g. `bookworm`.
+    /// Release to bootstrap by code name, e.g. `bookworm`, `trixie`, `noble`.
     pub suite: String,
-    /// Package mirror. Default: `http://deb.debian.org/debian`.
+    /// Package mirror. Default: `http://deb.debian.org/debian` for Debian,
+    /// `http://archive.ubuntu.com/ubuntu` for Ubuntu.
     #[serde(default)]
     pub mirror: Option<String>,
+    /// Archive components. Default: `main` for Debian, `main` and `universe`
+    /// for Ubuntu.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
     /// Packages installed on top of rehearse's base set.
     #[serde(default)]
     pub packages: Vec<String>,
@@ -60,15 +88,20 @@ fn debian() -> String {
 /// Built-in images list no packages: the image builder adds the base set every
 /// node needs (systemd, networking tools) to every image.
 pub fn builtin_image(name: &str) -> Option<ImageSpec> {
-    let suite = match name {
-        "debian-12" => "bookworm",
+    let (distro, suite) = match name {
+        "debian-11" => ("debian", "bullseye"),
+        "debian-12" => ("debian", "bookworm"),
+        "debian-13" => ("debian", "trixie"),
+        "ubuntu-22.04" => ("ubuntu", "jammy"),
+        "ubuntu-24.04" => ("ubuntu", "noble"),
         _ => return None,
     };
     Some(ImageSpec {
         name: name.to_owned(),
-        distro: debian(),
+        distro: distro.to_owned(),
         suite: suite.to_owned(),
         mirror: None,
+        components: Vec::new(),
         packages: Vec::new(),
         post_install: Vec::new(),
     })
@@ -100,7 +133,32 @@ impl ImageSpec {
 
     /// The mirror to bootstrap and install packages from.
     pub fn mirror_url(&self) -> &str {
-        self.mirror.as_deref().unwrap_or(DEFAULT_MIRROR)
+        self.mirror
+            .as_deref()
+            .unwrap_or(match self.distro.as_str() {
+                "ubuntu" => UBUNTU_MIRROR,
+                _ => DEFAULT_MIRROR,
+            })
+    }
+
+    /// The archive components to enable.
+    pub fn components(&self) -> Vec<&str> {
+        if !self.components.is_empty() {
+            return self.components.iter().map(String::as_str).collect();
+        }
+        match self.distro.as_str() {
+            "ubuntu" => vec!["main", "universe"],
+            _ => vec!["main"],
+        }
+    }
+
+    /// The release number of the suite (`12` for bookworm, `24.04` for noble),
+    /// when the suite is one rehearse knows.
+    pub fn release(&self) -> Option<&'static str> {
+        RELEASES
+            .iter()
+            .find(|(distro, suite, _)| *distro == self.distro && *suite == self.suite)
+            .map(|(_, _, release)| *release)
     }
 
     /// The JSON Schema of the YAML form, for editors and `rehearse schema`.
@@ -126,9 +184,19 @@ impl ImageSpec {
         names::SUITE.check(&self.suite).map_err(|e| {
             at(
                 "suite",
-                e.with_hint("name a Debian release, such as bookworm or trixie"),
+                e.with_hint(
+                    "name a release by code name, such as bookworm or trixie (Debian), noble (Ubuntu)",
+                ),
             )
         })?;
+        for (i, component) in self.components.iter().enumerate() {
+            names::COMPONENT.check(component).map_err(|e| {
+                source.at(
+                    &FieldPath::key("components").at(i),
+                    e.with_hint("name an archive component, such as main, contrib or universe"),
+                )
+            })?;
+        }
         if let Some(mirror) = &self.mirror {
             let scheme_ok = ["http://", "https://", "file:///"]
                 .iter()

@@ -73,6 +73,12 @@ pub(crate) const SUITE: NameRule = NameRule {
     ..HOSTNAME
 };
 
+/// An archive component (`main`, `universe`) is written into sources lists.
+pub(crate) const COMPONENT: NameRule = NameRule {
+    what: "component",
+    ..SUITE
+};
+
 /// Debian policy §5.6.1: at least two characters, lowercase alphanumerics and `+-.`.
 pub(crate) const DEBIAN_PACKAGE: NameRule = NameRule {
     what: "package name",

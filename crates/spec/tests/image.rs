@@ -72,6 +72,66 @@ fn builtin_images_exist_and_are_valid() {
 }
 
 #[test]
+fn builtin_images_cover_the_supported_debian_and_ubuntu_releases() {
+    let releases: Vec<(String, String, String, Option<&str>, Vec<String>)> = BUILTIN_IMAGES
+        .iter()
+        .map(|name| {
+            let spec = builtin_image(name).expect("built in");
+            let components = spec.components().into_iter().map(str::to_owned).collect();
+            (
+                spec.name.clone(),
+                spec.distro.clone(),
+                spec.suite.clone(),
+                spec.release(),
+                components,
+            )
+        })
+        .collect();
+    let expected = [
+        ("debian-11", "debian", "bullseye", "11", vec!["main"]),
+        ("debian-12", "debian", "bookworm", "12", vec!["main"]),
+        ("debian-13", "debian", "trixie", "13", vec!["main"]),
+        (
+            "ubuntu-22.04",
+            "ubuntu",
+            "jammy",
+            "22.04",
+            vec!["main", "universe"],
+        ),
+        (
+            "ubuntu-24.04",
+            "ubuntu",
+            "noble",
+            "24.04",
+            vec!["main", "universe"],
+        ),
+    ];
+    assert_eq!(releases.len(), expected.len());
+    for ((name, distro, suite, release, components), want) in releases.iter().zip(&expected) {
+        assert_eq!(
+            (name.as_str(), distro.as_str(), suite.as_str(), *release),
+            (want.0, want.1, want.2, Some(want.3))
+        );
+        assert_eq!(components, &want.4);
+    }
+    let ubuntu = builtin_image("ubuntu-24.04").expect("built in");
+    assert_eq!(ubuntu.mirror_url(), "http://archive.ubuntu.com/ubuntu");
+}
+
+#[test]
+fn components_are_kept_and_checked() {
+    let spec = ImageSpec::from_yaml(
+        "name: web\nsuite: bookworm\ncomponents: [main, contrib]\n",
+        FILE,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.components(), ["main", "contrib"]);
+    let error = refuse("name: web\nsuite: bookworm\ncomponents:\n  - main\n  - Non Free\n");
+    assert_at(&error, ErrorKind::InvalidName, 5, "components[1]");
+    assert!(error.message().contains("component"), "{error}");
+}
+
+#[test]
 fn unknown_key_is_refused() {
     let error = refuse("name: web\nsuite: bookworm\npackage: [nginx]\n");
     assert_at(&error, ErrorKind::UnknownField, 3, "package");
@@ -90,7 +150,7 @@ fn unsupported_distro_lists_supported_ones() {
     let error = refuse("name: web\ndistro: fedora\nsuite: f40\n");
     assert_at(&error, ErrorKind::Unsupported, 2, "distro");
     assert!(error.message().contains("\"fedora\""), "{error}");
-    assert_eq!(error.hint(), Some("use one of: debian"));
+    assert_eq!(error.hint(), Some("use one of: debian, ubuntu"));
 }
 
 #[test]

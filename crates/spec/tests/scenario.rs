@@ -1050,3 +1050,59 @@ fn the_examples_in_the_format_reference_parse() {
         parse(&yaml);
     }
 }
+
+#[test]
+fn platforms_run_every_unpinned_node_on_each_image() {
+    let yaml = "\
+nodes:
+  - {name: lb, image: debian-12}
+  - web1
+  - {name: web2, groups: [web]}
+platforms: [debian-11, debian-13, ubuntu-24.04]
+checks:
+  - command: 'true'
+";
+    let scenario = parse(yaml);
+    assert_eq!(
+        scenario.platforms,
+        ["debian-11", "debian-13", "ubuntu-24.04"]
+    );
+    assert_eq!(scenario.pinned, ["lb"]);
+    let on = scenario.on_platform("ubuntu-24.04");
+    let images: Vec<(&str, &str)> = on
+        .topology
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.image.as_str()))
+        .collect();
+    assert_eq!(
+        images,
+        [
+            ("lb", "debian-12"),
+            ("web1", "ubuntu-24.04"),
+            ("web2", "ubuntu-24.04")
+        ]
+    );
+    assert!(on.platforms.is_empty(), "a platform run is not a matrix");
+    // Without `platforms:` there is one run, on the images nodes name.
+    assert!(parse(&format!("{NODES}checks:\n  - command: 'true'\n"))
+        .platforms
+        .is_empty());
+}
+
+#[test]
+fn a_platform_listed_twice_or_misnamed_is_refused_at_its_line() {
+    let error = refuse("platforms:\n  - debian-12\n  - debian-12\nchecks:\n  - command: 'true'\n");
+    assert_error(
+        &error,
+        ErrorKind::Duplicate,
+        (8, 5),
+        "platforms[1]",
+        &["\"debian-12\"", "twice"],
+        "once",
+    );
+    let error = refuse("platforms: [Debian 12]\nchecks:\n  - command: 'true'\n");
+    assert_eq!(error.kind(), ErrorKind::InvalidName, "{error}");
+    assert_eq!(error.field(), Some("platforms[0]"), "{error}");
+    assert!(error.hint().unwrap_or("").contains("debian-13"), "{error}");
+}

@@ -17,7 +17,8 @@ pub struct Args {
 enum Sub {
     /// Build an image (a built-in name, or a spec file) unless it is cached.
     Build {
-        /// Built-in image name (debian-12).
+        /// Built-in image name: debian-11, debian-12, debian-13, ubuntu-22.04,
+        /// ubuntu-24.04 (default debian-12).
         #[arg(conflicts_with = "file")]
         name: Option<String>,
         /// An image spec file (YAML: name, distro, suite, packages, post_install).
@@ -67,8 +68,8 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                 println!("no images (the first `rehearse up` builds debian-12)");
             } else {
                 println!(
-                    "{:<16} {:<18} {:<10} {:>8}  BUILT",
-                    "NAME", "ID", "SUITE", "SIZE"
+                    "{:<16} {:<8} {:<9} {:<10} {:<18} {:>8}  BUILT",
+                    "NAME", "DISTRO", "RELEASE", "SUITE", "ID", "SIZE"
                 );
                 for i in images {
                     let saved = i
@@ -77,10 +78,12 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                         .map(|o| format!("  saved from {o}"))
                         .unwrap_or_default();
                     println!(
-                        "{:<16} {:<18} {:<10} {:>6}MB  {}s ago{saved}",
+                        "{:<16} {:<8} {:<9} {:<10} {:<18} {:>6}MB  {}s ago{saved}",
                         i.name,
-                        i.id,
+                        i.spec.distro,
+                        i.spec.release().unwrap_or("-"),
                         i.spec.suite,
+                        i.id,
                         i.size_bytes / 1_000_000,
                         rehearse_sandbox::host::now_secs().saturating_sub(i.built_at)
                     );
@@ -111,7 +114,8 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
 
 fn image_json(i: &rehearse_image::Image) -> serde_json::Value {
     json!({
-        "name": i.name, "id": i.id, "suite": i.spec.suite, "packages": i.spec.packages,
+        "name": i.name, "id": i.id, "distro": i.spec.distro, "release": i.spec.release(),
+        "suite": i.spec.suite, "packages": i.spec.packages,
         "size_bytes": i.size_bytes, "built_at": i.built_at, "build_secs": i.build_secs,
         "rootfs": i.rootfs(), "parent": i.parent, "origin": i.origin,
     })

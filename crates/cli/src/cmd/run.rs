@@ -34,6 +34,15 @@ pub struct Args {
     /// Time to live of the cluster (matters with --keep).
     #[arg(long, value_parser = super::parse_duration, default_value = "30m")]
     ttl: Duration,
+    /// Run the scenario once per image, e.g. `debian-12,debian-13,ubuntu-24.04`
+    /// (overrides the scenario's `platforms:`); nodes that name their own
+    /// image keep it.
+    #[arg(long, value_delimiter = ',')]
+    platform: Vec<String>,
+    /// How many platforms run at once. Default: as many as the host's free
+    /// memory allows.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: Option<u64>,
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
@@ -55,6 +64,15 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         ttl: args.ttl,
         ..RunOptions::default()
     };
+    let platforms = if args.platform.is_empty() {
+        scenario.platforms.clone()
+    } else {
+        Scenario::check_platforms(&args.platform).context("--platform")?;
+        args.platform.clone()
+    };
+    if !platforms.is_empty() {
+        return run_matrix(&engine, &scenario, &platforms, &args, &opts, json);
+    }
     let spinner = Spinner::new(json);
     let events = |e: Event<'_>| match e {
         Event::Phase(p) => spinner.set(format!("{}: {p}", scenario.name)),
@@ -84,6 +102,49 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         print_json(&report);
     } else {
         print!("{}", rehearse_scenario::render_human(&report));
+    }
+    Ok(report.exit_code())
+}
+
+/// The scenario once per platform, side by side, one report per platform.
+fn run_matrix(
+    engine: &rehearse_sandbox::Engine,
+    scenario: &Scenario,
+    platforms: &[String],
+    args: &Args,
+    opts: &RunOptions,
+    json: bool,
+) -> anyhow::Result<i32> {
+    // Every platform is a known image before any cluster starts.
+    for platform in platforms {
+        engine.images().spec_for(platform)?;
+    }
+    let spinner = Spinner::new(json);
+    let events = |platform: &str, e: Event<'_>| match e {
+        Event::Phase(p) => spinner.set(format!("{platform}: {p}")),
+        Event::ClusterReady { cluster, boot_ms } => spinner.line(format!(
+            "{platform}: cluster {cluster} ready in {boot_ms} ms"
+        )),
+        Event::StepDone(step) => {
+            let mark = if step.ok { "✔" } else { "✘" };
+            spinner.line(format!(
+                "{platform}: {mark} step {} ({:?} pass, {} ms)",
+                step.name, step.pass, step.duration_ms
+            ));
+        }
+        Event::ChecksDone { .. } => {}
+    };
+    let jobs = args.jobs.map(|j| j as usize);
+    let report = rehearse_scenario::run_matrix(engine, scenario, platforms, jobs, opts, &events);
+    spinner.finish();
+    if let Some(path) = &args.junit {
+        std::fs::write(path, rehearse_scenario::junit_matrix(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if json {
+        print_json(&report);
+    } else {
+        print!("{}", rehearse_scenario::render_matrix(&report));
     }
     Ok(report.exit_code())
 }

@@ -38,6 +38,13 @@ pub struct Scenario {
     pub name: String,
     pub description: Option<String>,
     pub topology: Topology,
+    /// Images to run the whole scenario on, once each (`platforms:`); empty
+    /// for one run on the images the nodes name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+    /// Nodes that name their image themselves: every platform run keeps them on it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pinned: Vec<String>,
     pub steps: Vec<Step>,
     pub checks: Vec<Check>,
     /// Faults injected after the checks, in order of `at`.
@@ -107,6 +114,37 @@ impl Scenario {
     pub fn json_schema() -> serde_json::Value {
         // Serialising a schema cannot fail: it is plain maps, strings and numbers.
         serde_json::to_value(schemars::schema_for!(file::ScenarioFile)).unwrap_or_default()
+    }
+
+    /// The scenario as it runs on one platform: every node that does not pin its
+    /// own image boots `image`.
+    pub fn on_platform(&self, image: &str) -> Scenario {
+        let mut scenario = self.clone();
+        for node in &mut scenario.topology.nodes {
+            if !self.pinned.contains(&node.name) {
+                node.image = image.to_owned();
+            }
+        }
+        scenario.platforms = Vec::new();
+        scenario
+    }
+
+    /// Checks a list of platforms (from `platforms:` or the command line):
+    /// image names, each once.
+    pub fn check_platforms(platforms: &[String]) -> Result<(), SpecError> {
+        for (i, platform) in platforms.iter().enumerate() {
+            crate::names::IMAGE.check(platform).map_err(|e| {
+                e.with_hint("name an image, such as debian-12, debian-13 or ubuntu-24.04")
+            })?;
+            if platforms[..i].contains(platform) {
+                return Err(SpecError::new(
+                    ErrorKind::Duplicate,
+                    format!("platform \"{platform}\" is listed twice"),
+                )
+                .with_hint("list each image once"));
+            }
+        }
+        Ok(())
     }
 
     /// Node names a step's or check's `on` selects, in topology order; empty `on`

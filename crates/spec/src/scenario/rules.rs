@@ -28,6 +28,11 @@ impl Scenario {
             return Err(source.at(&FieldPath::key("steps"), error));
         }
         self.check_group_names(source)?;
+        for (i, _) in self.platforms.iter().enumerate() {
+            if let Err(error) = Scenario::check_platforms(&self.platforms[..=i]) {
+                return Err(source.at(&FieldPath::key("platforms").at(i), error));
+            }
+        }
         for (i, step) in self.steps.iter().enumerate() {
             self.check_step(step, &FieldPath::key("steps").at(i), source)?;
         }

@@ -92,6 +92,22 @@ pub(crate) struct NetworkFile {
     egress: Egress,
 }
 
+impl NodesField {
+    /// Names of the nodes that name their image themselves.
+    pub(crate) fn pinned(&self) -> Vec<String> {
+        match self {
+            NodesField::Count(_) => Vec::new(),
+            NodesField::List(entries) => entries
+                .iter()
+                .filter_map(|entry| match entry {
+                    NodeEntry::Full(file) if file.image.is_some() => Some(file.name.clone()),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for NodesField {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct NodesVisitor;

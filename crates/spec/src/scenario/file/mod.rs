@@ -56,6 +56,11 @@ pub(super) struct ScenarioFile {
     #[serde(default)]
     #[schemars(example = "ttl_example")]
     ttl: Option<String>,
+    /// Images to run the whole scenario on, once each, e.g. `[debian-12,
+    /// debian-13, ubuntu-24.04]`: every node that names no `image` of its own
+    /// boots the platform's image. Default: one run on the images nodes name.
+    #[serde(default)]
+    platforms: Option<Vec<String>>,
     /// What is applied to the cluster, in order: shell scripts, Ansible
     /// playbooks, copied files.
     #[serde(default)]
@@ -92,6 +97,8 @@ impl ScenarioFile {
         origin: &str,
         dir: &Path,
     ) -> Result<Scenario, SpecError> {
+        let pinned = self.nodes.pinned();
+        let platforms = self.platforms.unwrap_or_default();
         let topology = Topology::from_file(
             TopologyFile {
                 nodes: self.nodes,
@@ -138,6 +145,8 @@ impl ScenarioFile {
             name: self.name.unwrap_or_else(|| default_name(origin, dir)),
             description: self.description,
             topology,
+            platforms,
+            pinned,
             steps,
             checks,
             dir: dir.to_path_buf(),
