@@ -105,7 +105,7 @@ pub(crate) fn prepare(root: &Path) -> Result<(), ImageError> {
     enable_ssh_socket(root)?;
 
     // Host keys are per cluster, never shared by every node built from this image.
-    let ssh_dir = in_root(root, "etc/ssh");
+    let ssh_dir = in_root(root, "etc/ssh")?;
     if let Ok(entries) = fs::read_dir(&ssh_dir) {
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().starts_with("ssh_host_") {
@@ -116,7 +116,7 @@ pub(crate) fn prepare(root: &Path) -> Result<(), ImageError> {
     write(root, "etc/ssh/sshd_config.d/rehearse.conf", SSHD_CONFIG)?;
     // sshd takes the first value it reads for a keyword: the drop-ins must be
     // read before the distribution's own settings.
-    let sshd_config = in_root(root, "etc/ssh/sshd_config");
+    let sshd_config = in_root(root, "etc/ssh/sshd_config")?;
     let current = fs::read_to_string(&sshd_config).unwrap_or_default();
     if !current
         .lines()
@@ -128,7 +128,7 @@ pub(crate) fn prepare(root: &Path) -> Result<(), ImageError> {
             &format!("{SSHD_INCLUDE}\n{current}"),
         )?;
     }
-    if in_root(root, "etc/apt").is_dir() {
+    if in_root(root, "etc/apt")?.is_dir() {
         prepare_apt(root)?;
     }
     // An empty machine-id makes systemd take the one the container manager passes.
@@ -150,7 +150,7 @@ fn enable_ssh_socket(root: &Path) -> Result<(), ImageError> {
     let unit_dir = |unit: &str| {
         UNIT_DIRS
             .iter()
-            .find(|dir| in_root(root, &format!("{dir}/{unit}")).exists())
+            .find(|dir| in_root(root, &format!("{dir}/{unit}")).is_ok_and(|p| p.exists()))
             .map(|dir| format!("/{dir}/{unit}"))
     };
     for (socket, service) in SSH_UNITS {
@@ -189,7 +189,7 @@ fn prepare_apt(root: &Path) -> Result<(), ImageError> {
     // A node starts with no package lists; make them look as old as they are,
     // so tools that refresh "stale" lists (Ansible's cache_valid_time) do.
     remove(root, "var/lib/apt/periodic/update-success-stamp")?;
-    let lists = in_root(root, "var/lib/apt/lists");
+    let lists = in_root(root, "var/lib/apt/lists")?;
     if lists.is_dir() {
         let epoch = nix::sys::time::TimeSpec::new(0, 0);
         nix::sys::stat::utimensat(
@@ -213,8 +213,9 @@ fn prepare_apt(root: &Path) -> Result<(), ImageError> {
 
 /// `rel` below `root`, with every link on the way resolved as the image would
 /// see it (absolute targets start at `root`, `..` stops at `root`): an image's
-/// `/etc` that links to `/etc` never reaches the host's.
-pub(crate) fn in_root(root: &Path, rel: &str) -> PathBuf {
+/// `/etc` that links to `/etc` never reaches the host's. The last component is
+/// left as it is: callers replace or read it.
+pub(crate) fn in_root(root: &Path, rel: &str) -> Result<PathBuf, ImageError> {
     let mut resolved = PathBuf::new();
     let mut pending: Vec<String> = rel.split('/').rev().map(str::to_string).collect();
     let mut hops = 0;
@@ -228,11 +229,17 @@ pub(crate) fn in_root(root: &Path, rel: &str) -> PathBuf {
             _ => {}
         }
         let candidate = resolved.join(&part);
-        // The last component stays as it is: callers replace or read it.
         let is_last = pending.iter().all(|p| p.is_empty() || p == ".");
         match fs::read_link(root.join(&candidate)) {
-            Ok(target) if !is_last && hops < 40 => {
+            Ok(target) if !is_last => {
                 hops += 1;
+                if hops > 40 {
+                    return Err(ImageError::io(
+                        "resolving",
+                        root.join(rel),
+                        std::io::Error::from_raw_os_error(nix::libc::ELOOP),
+                    ));
+                }
                 let target = target.to_string_lossy().into_owned();
                 if target.starts_with('/') {
                     resolved = PathBuf::new();
@@ -242,11 +249,11 @@ pub(crate) fn in_root(root: &Path, rel: &str) -> PathBuf {
             _ => resolved = candidate,
         }
     }
-    root.join(resolved)
+    Ok(root.join(resolved))
 }
 
 fn link(root: &Path, rel: &str, target: &str) -> Result<(), ImageError> {
-    let path = in_root(root, rel);
+    let path = in_root(root, rel)?;
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| ImageError::io("creating", parent, e))?;
     }
@@ -255,7 +262,7 @@ fn link(root: &Path, rel: &str, target: &str) -> Result<(), ImageError> {
 }
 
 fn remove(root: &Path, rel: &str) -> Result<(), ImageError> {
-    let path = in_root(root, rel);
+    let path = in_root(root, rel)?;
     match fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(ImageError::io("removing", &path, e))
@@ -265,7 +272,7 @@ fn remove(root: &Path, rel: &str) -> Result<(), ImageError> {
 }
 
 fn write(root: &Path, rel: &str, contents: &str) -> Result<(), ImageError> {
-    let path = in_root(root, rel);
+    let path = in_root(root, rel)?;
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| ImageError::io("creating", parent, e))?;
     }
@@ -274,4 +281,63 @@ fn write(root: &Path, rel: &str, contents: &str) -> Result<(), ImageError> {
         fs::remove_file(&path).map_err(|e| ImageError::io("replacing", &path, e))?;
     }
     fs::write(&path, contents).map_err(|e| ImageError::io("writing", &path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_inside_an_image_resolve_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("usr/etc")).unwrap();
+        symlink("/usr/etc", root.join("etc")).unwrap();
+        symlink("../../../../../tmp", root.join("usr/up")).unwrap();
+        assert_eq!(
+            in_root(root, "etc/ssh/sshd_config").unwrap(),
+            root.join("usr/etc/ssh/sshd_config")
+        );
+        assert_eq!(in_root(root, "usr/up/x").unwrap(), root.join("tmp/x"));
+        // The last component is not followed: it is what gets replaced.
+        assert_eq!(in_root(root, "etc").unwrap(), root.join("etc"));
+    }
+
+    #[test]
+    fn a_link_loop_is_refused_not_followed_out_of_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        symlink("/etc", dir.path().join("etc")).unwrap();
+        let error = prepare(dir.path()).unwrap_err();
+        assert!(error.to_string().contains("resolving"), "{error}");
+    }
+
+    #[test]
+    fn an_rpm_layout_gets_sshd_socket_activation_and_the_include() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let units = root.join("usr/lib/systemd/system");
+        fs::create_dir_all(&units).unwrap();
+        fs::write(units.join("sshd.service"), "[Service]\n").unwrap();
+        fs::write(units.join("sshd.socket"), "[Socket]\n").unwrap();
+        fs::create_dir_all(root.join("etc/ssh")).unwrap();
+        fs::write(root.join("etc/ssh/sshd_config"), "PermitRootLogin yes\n").unwrap();
+        fs::write(root.join("etc/ssh/ssh_host_rsa_key"), "secret").unwrap();
+        prepare(root).unwrap();
+        assert_eq!(
+            fs::read_link(root.join("etc/systemd/system/sockets.target.wants/sshd.socket"))
+                .unwrap(),
+            Path::new("/usr/lib/systemd/system/sshd.socket")
+        );
+        let config = fs::read_to_string(root.join("etc/ssh/sshd_config")).unwrap();
+        assert!(config.starts_with(SSHD_INCLUDE), "{config}");
+        assert!(!root.join("etc/ssh/ssh_host_rsa_key").exists());
+        assert!(
+            !root.join("etc/apt").exists(),
+            "no apt settings on an RPM layout"
+        );
+        assert_eq!(
+            fs::read_link(root.join("etc/systemd/system/dnf-makecache.timer")).unwrap(),
+            Path::new("/dev/null")
+        );
+    }
 }
