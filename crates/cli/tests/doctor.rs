@@ -101,3 +101,67 @@ fn doctor_says_what_an_impairment_needs_when_its_tools_are_missing() {
         "{text}"
     );
 }
+
+#[test]
+fn doctor_packages_reports_every_listed_package_and_names_what_is_gone() {
+    let listed: Vec<String> = rehearse_sandbox::packages::all()
+        .into_iter()
+        .filter(|p| p.need != rehearse_sandbox::packages::Need::Test)
+        .map(|p| format!("package {}", p.name))
+        .collect();
+    let report = |path: Option<&str>| {
+        let mut cmd = common::command();
+        cmd.args(["--json", "doctor", "--packages"]);
+        if let Some(p) = path {
+            cmd.env("PATH", p);
+        }
+        let out = cmd.output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), v)
+    };
+    // Exactly the list setup.sh installs (test packages aside), in its order.
+    let (_, v) = report(None);
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, listed, "{v}");
+
+    // With no tool on PATH every package with tools is missing, exit 1, and
+    // each says which tool and how to get it back.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, v) = report(Some(empty.path().to_str().unwrap()));
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(v["ok"], false);
+    let nspawn = check(&v, "package systemd-container");
+    assert_eq!(nspawn["ok"], false, "{nspawn}");
+    assert_eq!(nspawn["required"], true, "{nspawn}");
+    assert!(
+        nspawn["detail"]
+            .as_str()
+            .unwrap()
+            .contains("systemd-nspawn"),
+        "{nspawn}"
+    );
+    assert!(
+        nspawn["fix"]
+            .as_str()
+            .unwrap()
+            .contains("systemd-container"),
+        "{nspawn}"
+    );
+    let missing: Vec<&str> = v["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(
+        missing.contains(&"systemd-container") && missing.contains(&"qemu-utils"),
+        "{v}"
+    );
+    // A package without tools (ca-certificates) is judged by dpkg alone.
+    assert!(!missing.contains(&"ca-certificates"), "{v}");
+}

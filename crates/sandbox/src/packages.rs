@@ -211,9 +211,15 @@ pub fn check(include: impl Fn(Need) -> bool) -> Vec<Presence> {
 
 const APT_HISTORY: &str = "/var/log/apt/history.log";
 
+/// dpkg's and apt's own tools, from PATH or where Debian puts them: whether a
+/// package is installed does not depend on the caller's PATH.
+fn debian_tool(name: &str) -> std::path::PathBuf {
+    crate::host::which(name).unwrap_or_else(|| std::path::Path::new("/usr/bin").join(name))
+}
+
 /// (package, version) of every named package dpkg has installed.
 fn installed_versions<'a>(names: impl Iterator<Item = &'a str>) -> Vec<(String, String)> {
-    let Ok(out) = Command::new("dpkg-query")
+    let Ok(out) = Command::new(debian_tool("dpkg-query"))
         .arg("-W")
         .arg("-f=${Package}\t${Status}\t${Version}\n")
         .args(names)
@@ -321,7 +327,7 @@ fn removed_by(package: &str, history: &str) -> Option<(String, String)> {
 /// What `apt-get install PACKAGE` would remove, or why it cannot install it,
 /// from apt's simulation (which changes nothing).
 fn install_would_remove(package: &str) -> Option<String> {
-    let out = Command::new("apt-get")
+    let out = Command::new(debian_tool("apt-get"))
         .args(["install", "-s", "-qq", "--no-install-recommends", package])
         .env("LC_ALL", "C")
         .output()
