@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::*;
 use serde_json::Value;
@@ -52,7 +52,7 @@ fn eight_clusters_of_four_nodes_started_by_separate_processes_all_boot_and_leave
     require_root();
     let children: Vec<_> = (0..CLUSTERS)
         .map(|_| {
-            Command::new(bin())
+            command()
                 .args(["--json", "up", "--no-reaper", "--nodes", &NODES.to_string()])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
