@@ -71,20 +71,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt_install "${missing[@]}"
 fi
 
-# Per-user kernel limits shared by every node mapped to the same host user:
-# with Debian's default fs.inotify.max_user_instances (128) systemd in about
-# the 25th node gets no inotify instance and never finishes booting. Written
-# to sysctl.d so it holds after a reboot; only ever raised, never lowered.
+# Kernel limits every node draws from: written to sysctl.d so they hold after
+# a reboot, and applied now where the running value is lower (never lowered).
 cat >/etc/sysctl.d/60-rehearse.conf <<'EOF'
-# rehearse: every node runs systemd, which takes inotify instances and watches
-# from its host user; the defaults (128 instances) stop booting at ~25 nodes.
+# rehearse: every node's systemd uses ~5 inotify instances and ~15+ watches, and all nodes of all
+# clusters count against root (which creates their user namespaces). Debian's defaults
+# (128 instances, ~8k-1M watches) stop the 25th node from booting.
 fs.inotify.max_user_instances = 8192
 fs.inotify.max_user_watches = 1048576
+# Each idle node runs ~4-15 tasks; services add more. 32768 pids caps the host at a few hundred nodes.
+kernel.pid_max = 4194304
 EOF
-for kv in fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=1048576; do
-  key=${kv%=*} want=${kv#*=}
+grep -E '^[a-z]' /etc/sysctl.d/60-rehearse.conf | while IFS=' =' read -r key want; do
   have=$(sysctl -n "$key" 2>/dev/null || echo 0)
-  if [ "$have" -lt "$want" ]; then sysctl -q -w "$key=$want" || echo "could not raise $key to $want (in a container? raise it on the host)" >&2; fi
+  if [ "$have" -lt "$want" ]; then
+    sysctl -q -w "$key=$want" || echo "could not raise $key to $want (in a container? raise it on the host)" >&2
+  fi
 done
 
 # The distribution's own apt-cacher-ng service is not needed: rehearse runs its

@@ -9,6 +9,11 @@
 # fails if they differ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Cluster tests need root; a user with sudo gets it the way setup.sh does.
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then
+  echo "the test suite boots clusters and needs root: running it through sudo" >&2
+  exec sudo -- "$PWD/scripts/test.sh" "$@"
+fi
 export PATH="$HOME/.cargo/bin:/root/.cargo/bin:$PATH"
 started=$SECONDS
 stage() { echo "== $* ($((SECONDS - started)) s)"; }
@@ -52,6 +57,9 @@ echo "the user's history before: $before"
 
 stage "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+stage "setup checks: the README's commands, a package removed after install"
+bash scripts/check-setup.sh
 
 # Leftovers of an interrupted earlier run must not disturb this one.
 rehearse gc >/dev/null || true
