@@ -47,6 +47,7 @@ fn equivalent_scenario(task: &Task, dir: &Path) -> Scenario {
         platforms: Vec::new(),
         pinned: Vec::new(),
         steps: vec![Step {
+            idempotence: Default::default(),
             name: "bash code".into(),
             on: Vec::new(),
             timeout: DEFAULT_STEP_TIMEOUT,

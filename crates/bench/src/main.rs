@@ -66,6 +66,10 @@ enum What {
         /// Runs with an emptied package cache.
         #[arg(long, default_value_t = 2)]
         cold: usize,
+        /// Measure the change detector instead: warm runs alternately without
+        /// it (the baseline) and with it.
+        #[arg(long)]
+        change_detection: bool,
     },
     /// `snapshot` and `restore` of a cluster whose nodes carry changes, for
     /// 2 and 4 nodes, against booting the same cluster fresh in the same run.
@@ -111,7 +115,18 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.what {
         What::Clusters { runs } => clusters(runs, cli.json),
-        What::Scenario { path, runs, cold } => scenario(&path, runs, cold, cli.json),
+        What::Scenario {
+            path,
+            runs,
+            cold,
+            change_detection: false,
+        } => scenario(&path, runs, cold, cli.json),
+        What::Scenario {
+            path,
+            runs,
+            change_detection: true,
+            ..
+        } => change_detection(&path, runs, cli.json),
         What::Converge { runs } => converge::bench(runs, cli.json),
         What::Packages { packages, runs } => packages_install(&packages, runs, cli.json),
         What::Vm { runs, systemd } => vm::bench(runs, systemd, cli.json),
@@ -226,6 +241,46 @@ fn scenario(path: &std::path::Path, runs: usize, cold: usize, json: bool) -> any
         warm.push(run_once()?);
     }
     stats::print(&[cold_rows, warm], 0, json);
+    Ok(())
+}
+
+/// The same scenario, warm package cache, alternately without the change
+/// detector (idempotence judged on exit codes and checks, hygiene by
+/// modification time) and with it; also the detector's own share of a run.
+fn change_detection(path: &std::path::Path, runs: usize, json: bool) -> anyhow::Result<()> {
+    let engine =
+        Engine::new(&rehearse_image::state_dir()).context("opening the state directory")?;
+    let scenario = rehearse_spec::scenario::Scenario::from_path(path)?;
+    let run_once = |detect: bool| -> anyhow::Result<(Duration, u64)> {
+        let opts = rehearse_scenario::RunOptions {
+            change_detection: detect,
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        let report = rehearse_scenario::run(&engine, &scenario, &opts, &|_| {});
+        let took = t0.elapsed();
+        anyhow::ensure!(
+            report.outcome == rehearse_scenario::Outcome::Passed,
+            "the scenario did not pass:\n{}",
+            rehearse_scenario::render_human(&report)
+        );
+        Ok((took, report.timings.changes_ms + report.timings.hygiene_ms))
+    };
+    // One run to warm the package cache and the image.
+    run_once(false)?;
+    let mut without = Samples::new(&format!("{} without the change detector", scenario.name));
+    let mut with = Samples::new(&format!("{} with the change detector", scenario.name));
+    let mut own = Samples::new("  of which snapshots, comparisons and hygiene");
+    let mut own_without = Samples::new("  hygiene without the detector");
+    for _ in 0..runs {
+        let (t, h) = run_once(false)?;
+        without.push(t);
+        own_without.push(Duration::from_millis(h));
+        let (t, d) = run_once(true)?;
+        with.push(t);
+        own.push(Duration::from_millis(d));
+    }
+    stats::print(&[without, with, own_without, own], 0, json);
     Ok(())
 }
 

@@ -87,7 +87,9 @@ class Matcher:
         self.regex = None
         if len(body) >= 2 and body.startswith("/") and body.endswith("/"):
             try:
-                self.regex = re.compile(body[1:-1])
+                # Contents are files and outputs made of lines: ^ and $ match
+                # at every line's start and end (\A and \Z at the text's).
+                self.regex = re.compile(body[1:-1], re.MULTILINE)
             except re.error as e:
                 raise BadCheck("invalid regular expression %s: %s" % (body, e))
         self.body = body

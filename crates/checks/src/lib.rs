@@ -12,8 +12,9 @@
 //!
 //! # Semantics beyond the check types' own documentation
 //!
-//! - Text matchers are substrings, `/regex/` (Python `re.search`; flags inline,
-//!   `/(?m)^x$/`), and `!` negates either. A plain package `version` matches the
+//! - Text matchers are substrings, `/regex/` (Python `re.search` in multi-line
+//!   mode: `^` and `$` match at every line, `\A` and `\Z` at the text's ends;
+//!   other flags inline, `/(?i)x/`), and `!` negates either. A plain package `version` matches the
 //!   whole version or its leading components (`2.4` matches `2.4.57-2`, not
 //!   `2.45`); a plain kernel-param `value` matches the whole value, whitespace
 //!   runs counting as one space.

@@ -131,23 +131,181 @@ fn broken_nginx_example_fails_and_says_why() {
     assert!(text.contains("what to look at"), "{text}");
 }
 
+/// The second run's real changes of one step: (node, path, summary, diff).
+fn changes_of(report: &Value, step: &str) -> Vec<(String, String, String, String)> {
+    report["idempotence"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"] == step)
+        .flat_map(|s| s["changes"].as_array().unwrap().iter())
+        .map(|c| {
+            (
+                c["node"].as_str().unwrap().to_string(),
+                c["path"].as_str().unwrap().to_string(),
+                c["summary"].as_str().unwrap().to_string(),
+                c["diff"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
 #[test]
-fn a_shell_step_that_is_not_idempotent_lists_what_its_second_run_changed() {
+fn a_shell_step_that_is_not_idempotent_fails_with_the_diff_of_its_second_run() {
     let (code, report) = run_scenario(&[&fixture("not-idempotent")]);
-    let changed: Vec<&str> = report["idempotence"]["changed"]
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["idempotence"]["passed"], false);
+    let changes = changes_of(&report, "append a line");
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    let (node, path, summary, diff) = &changes[0];
+    assert_eq!((node.as_str(), path.as_str()), ("node1", "/etc/app.conf"));
+    assert!(summary.contains("+1"), "{summary}");
+    assert!(diff.contains("\n+max_connections = 100"), "{diff}");
+}
+
+#[test]
+fn appending_on_every_run_fails_and_the_human_report_shows_the_added_line() {
+    let out = run(&["run", &fixture("appends-every-run")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("✘ the second run of step \"set the proxy\" changed:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("node1: /etc/environment: modified (+1 −0 lines)"),
+        "{text}"
+    );
+    assert!(text.contains("+HTTP_PROXY=http://proxy:3128"), "{text}");
+    // The check passed after the first run: only idempotence failed.
+    assert!(text.contains("checks (1/1 passed)"), "{text}");
+}
+
+#[test]
+fn rewriting_files_with_identical_bytes_changes_nothing() {
+    let (code, report) = run_scenario(&[&fixture("rewrites-identical")]);
+    assert_eq!(code, 0, "{report}");
+    let idem = &report["idempotence"];
+    assert_eq!(idem["passed"], true, "{idem}");
+    assert_eq!(idem["changes"], serde_json::json!([]), "{idem}");
+    assert_eq!(idem["changed"], serde_json::json!([]), "{idem}");
+    assert_eq!(idem["allowed"], serde_json::json!([]), "{idem}");
+    // The checks were evaluated again after the second run.
+    assert_eq!(idem["checks"][0]["status"], "passed", "{idem}");
+}
+
+#[test]
+fn a_failing_second_run_is_reported_as_such_with_its_error_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let junit = tmp.path().join("junit.xml");
+    let out = run(&[
+        "run",
+        &fixture("second-run-fails"),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("✘ the second run of step \"add the app upstream\" failed on node1 (exit 1)"),
+        "{text}"
+    );
+    let emerg = text
+        .lines()
+        .find(|l| l.contains("[emerg]"))
+        .unwrap_or_else(|| panic!("no [emerg] line: {text}"));
+    assert!(emerg.contains("duplicate upstream \"app\""), "{emerg}");
+    assert!(!text.contains("the second run changed things"), "{text}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(
+            "the second run of step &quot;add the app upstream&quot; failed on node1 (exit 1)"
+        ) && xml.contains("[emerg]"),
+        "{xml}"
+    );
+    // The stored run: its summary (the one `runs ls` shows) and its JSON report.
+    let id = text
+        .split("[run ")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_else(|| panic!("no run id: {text}"));
+    let (code, detail) = run_json(&["runs", "show", id]);
+    assert_eq!(code, 0, "{detail}");
+    let summary = detail["run"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("failed idempotence: the second run of step \"add the app upstream\" failed on node1 (exit 1)")
+            && summary.contains("[emerg]"),
+        "{summary}"
+    );
+    let report = &detail["report"];
+    let failed = &report["idempotence"]["failed_runs"][0];
+    assert_eq!(failed["exit_code"], 1, "{report}");
+    assert!(
+        failed["stderr_tail"][0]
+            .as_str()
+            .unwrap()
+            .contains("[emerg]"),
+        "{failed}"
+    );
+}
+
+#[test]
+fn a_check_broken_by_the_second_run_fails_idempotence_by_name() {
+    let (code, report) = run_scenario(&[&fixture("breaks-a-check")]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        checks(&report).iter().all(|(_, _, s)| s == "passed"),
+        "{report}"
+    );
+    let broken = report["idempotence"]["broken_checks"].to_string();
+    assert!(
+        broken.contains("the app is marked ready") && broken.contains("node1"),
+        "{broken}"
+    );
+    // Its changes were allowed: the check alone failed the run.
+    assert!(
+        report["idempotence"]["allowed"]
+            .to_string()
+            .contains("/srv/app/ready"),
+        "{report}"
+    );
+}
+
+#[test]
+fn allowed_churn_passes_and_is_listed() {
+    let (code, report) = run_scenario(&[&fixture("allows-churn")]);
+    assert_eq!(code, 0, "{report}");
+    let idem = &report["idempotence"];
+    assert_eq!(idem["passed"], true, "{idem}");
+    let allowed: Vec<&str> = idem["allowed"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
+    assert_eq!(allowed.len(), 1, "{allowed:?}");
     assert!(
-        changed.iter().any(|c| c.contains("/etc/app.conf")),
-        "{changed:?}"
+        allowed[0].contains("/var/lib/app/last-deploy")
+            && allowed[0].contains("allowed by /var/lib/app/*"),
+        "{allowed:?}"
     );
-    assert_eq!(
-        code, 0,
-        "a shell step's changes are listed, not failed: {report}"
-    );
+}
+
+#[test]
+fn regex_anchors_match_at_line_boundaries_and_negations_see_indented_lines() {
+    let (code, report) = run_scenario(&[&fixture("matchers-multiline"), "--no-idempotence"]);
+    assert_eq!(code, 1, "{report}");
+    let results = checks(&report);
+    let status = |name: &str| {
+        results
+            .iter()
+            .find(|(_, n, _)| n == name)
+            .map(|(_, _, s)| s.clone())
+            .unwrap_or_else(|| panic!("{name}: {results:?}"))
+    };
+    assert_eq!(status("no backend in tcp mode"), "failed");
+    assert_eq!(status("backend web is a line of its own"), "passed");
+    assert_eq!(status("no unindented mode line"), "passed");
 }
 
 #[test]

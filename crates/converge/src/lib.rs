@@ -497,6 +497,7 @@ impl Converger<'_> {
             platforms: Vec::new(),
             pinned: Vec::new(),
             steps: vec![Step {
+                idempotence: Default::default(),
                 name: format!("{} code", self.task.language.as_str()),
                 on: Vec::new(),
                 timeout: DEFAULT_STEP_TIMEOUT.min(left.max(Duration::from_secs(30))),

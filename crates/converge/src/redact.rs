@@ -181,12 +181,30 @@ pub fn scrub_run(r: &Redactor, run: &mut rehearse_scenario::RunReport) {
         scrub_step(r, step);
     }
     if let Some(idempotence) = &mut run.idempotence {
-        idempotence.changed.iter_mut().for_each(|c| r.scrub(c));
+        idempotence
+            .changed
+            .iter_mut()
+            .chain(idempotence.allowed.iter_mut())
+            .chain(idempotence.broken_checks.iter_mut())
+            .for_each(|c| r.scrub(c));
+        for f in &mut idempotence.failed_runs {
+            r.scrub(&mut f.message);
+            f.stderr_tail.iter_mut().for_each(|l| r.scrub(l));
+        }
+        for c in idempotence
+            .changes
+            .iter_mut()
+            .flat_map(|s| s.changes.iter_mut())
+        {
+            r.scrub(&mut c.summary);
+            r.scrub_opt(&mut c.diff);
+        }
     }
     for check in run
         .checks
         .iter_mut()
         .chain(run.reboot_checks.iter_mut().flatten())
+        .chain(run.idempotence.iter_mut().flat_map(|i| i.checks.iter_mut()))
     {
         r.scrub(&mut check.subject);
         r.scrub(&mut check.message);

@@ -17,6 +17,7 @@
 
 mod ansible;
 mod capture;
+pub mod changes;
 mod copy;
 mod job;
 mod nodes;
@@ -32,6 +33,7 @@ use rehearse_spec::scenario::{Step, StepAction};
 use serde::Serialize;
 
 pub use ansible::{AnsibleReport, Diff, HostRecap, TaskResult, TaskStatus, UnfinishedTask};
+pub use changes::{Change, ChangeKind, Detector, Scope, Snapshot};
 pub use report::{HangState, NodeOutput, StepReport};
 
 use nodes::ClusterNodes;

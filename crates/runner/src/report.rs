@@ -184,6 +184,7 @@ mod tests {
 
     fn step() -> Step {
         Step {
+            idempotence: Default::default(),
             name: "web".into(),
             on: vec![],
             timeout: Duration::from_secs(60),

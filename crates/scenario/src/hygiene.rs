@@ -1,13 +1,19 @@
 //! Hygiene: what infrastructure code leaves behind that a careful engineer would
 //! not — stray files in temporary and home folders, private keys in odd places,
 //! failed units — and forceful commands in the code itself.
+//!
+//! Files are found by the change detector that judges idempotence: a
+//! snapshot before the first step, one at the end, compared by content. Nodes
+//! whose disk the host cannot read are scanned on the node by modification
+//! time instead.
 
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
 use serde::Serialize;
 
-use rehearse_sandbox::{Engine, ExecRequest};
+use rehearse_runner::changes::{compare, ChangeKind, Detector, Scope, Snapshot};
+use rehearse_sandbox::{ClusterState, Engine, ExecRequest};
 use rehearse_spec::scenario::{Scenario, StepAction};
 
 /// Where the run leaves its marker before the first step: files newer than it
@@ -33,7 +39,7 @@ pub struct Finding {
     pub detail: String,
 }
 
-/// The on-node part: one shell script, one exec per node.
+/// The on-node scan for nodes the host cannot read: one shell script, one exec per node.
 const NODE_SCAN: &str = r#"
 m=/run/rehearse/run-started
 [ -e "$m" ] || exit 0
@@ -62,9 +68,100 @@ pub fn mark(
     Ok(())
 }
 
-/// Scans a node for what the steps left behind.
-pub fn scan_node(engine: &Engine, cluster: &str, node: &str) -> Vec<Finding> {
-    let mut req = ExecRequest::shell(NODE_SCAN);
+/// Where hygiene looks for files: temporary and home folders, and where keys
+/// should not be.
+const SCOPE: &[&str] = &[
+    "/tmp",
+    "/var/tmp",
+    "/root",
+    "/home",
+    "/etc",
+    "/srv",
+    "/opt",
+    "/var",
+    "/usr/local",
+];
+const LEFTOVER_ROOTS: &[&str] = &["/tmp/", "/var/tmp/", "/root/", "/home/"];
+
+/// Files as they were before the first step.
+pub fn baseline(engine: &Engine, cluster: &ClusterState) -> Snapshot {
+    Detector::new(engine, cluster).snapshot(None, &Scope::under(SCOPE))
+}
+
+/// What the steps left behind: files by comparing with `base`, failed units
+/// by asking each node; nodes `base` could not see are scanned on the node.
+pub fn scan(engine: &Engine, cluster: &ClusterState, base: Option<&Snapshot>) -> Vec<Finding> {
+    let empty = Snapshot::default();
+    let (base, end) = match base {
+        Some(base) => (
+            base,
+            Detector::new(engine, cluster).snapshot(Some(base), &Scope::under(SCOPE)),
+        ),
+        None => (&empty, Snapshot::default()),
+    };
+    let changes = compare(base, &end);
+    let allowed_key = Regex::new(
+        r"^/etc/ssh/ssh_host_[a-z0-9]+_key$|^/root/\.ssh/id_[a-z0-9]+$|^/home/[^/]+/\.ssh/id_[a-z0-9]+$|^/etc/ssl/private/",
+    )
+    .expect("valid pattern");
+    let per_node: Vec<Vec<Finding>> = std::thread::scope(|s| {
+        let handles: Vec<_> = cluster
+            .nodes
+            .iter()
+            .map(|n| {
+                let (changes, end, allowed_key, base) = (&changes, &end, &allowed_key, base);
+                s.spawn(move || {
+                    if !end.covers(&n.name) || !base.covers(&n.name) {
+                        return scan_node(engine, &cluster.id, &n.name, NODE_SCAN);
+                    }
+                    let keys = end.private_keys(&n.name);
+                    let mut findings = Vec::new();
+                    for c in changes.iter().filter(|c| {
+                        c.node == n.name
+                            && matches!(c.kind, ChangeKind::Added | ChangeKind::Modified)
+                            && !c.summary.starts_with("folder")
+                    }) {
+                        if LEFTOVER_ROOTS.iter().any(|r| c.path.starts_with(r)) {
+                            findings.push(finding(FindingKind::LeftoverFile, &n.name, &c.path));
+                        }
+                        if keys.contains(&c.path) && !allowed_key.is_match(&c.path) {
+                            findings.push(finding(FindingKind::PrivateKey, &n.name, &c.path));
+                        }
+                    }
+                    findings.extend(scan_node(engine, &cluster.id, &n.name, UNITS_SCAN));
+                    findings
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    per_node.into_iter().flatten().collect()
+}
+
+const UNITS_SCAN: &str =
+    "systemctl --failed --no-legend --plain 2>/dev/null | awk '{print \"FAILED \" $1}'";
+
+fn finding(kind: FindingKind, node: &str, path: &str) -> Finding {
+    let detail = match kind {
+        FindingKind::LeftoverFile => "left in a temporary or home folder",
+        FindingKind::PrivateKey => "private key written outside the usual key locations",
+        FindingKind::FailedUnit => "systemd unit failed",
+        FindingKind::ForcefulCommand => "",
+    };
+    Finding {
+        kind,
+        node: node.to_string(),
+        location: path.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Scans a node for what the steps left behind, on the node.
+fn scan_node(engine: &Engine, cluster: &str, node: &str, script: &str) -> Vec<Finding> {
+    let mut req = ExecRequest::shell(script);
     req.timeout = Some(std::time::Duration::from_secs(60));
     let Ok((_, out, _)) = engine.exec_capture(cluster, node, &req) else {
         return Vec::new();

@@ -6,6 +6,7 @@ mod cancel;
 mod confidence;
 pub mod history;
 mod hygiene;
+mod idempotence;
 mod matrix;
 mod record;
 mod report;
@@ -18,11 +19,12 @@ use serde::Serialize;
 use rehearse_checks::{CheckResult, NodeChecks, Status};
 use rehearse_runner::{Pass, RunContext, StepReport};
 use rehearse_sandbox::{ClusterState, Engine, Ownership, SandboxError, UpRequest};
-use rehearse_spec::scenario::{Scenario, StepAction};
+use rehearse_spec::scenario::Scenario;
 
 pub use cancel::{Cancel, STOPPED};
 pub use confidence::{Confidence, FaultOutcome};
 pub use hygiene::{Finding, FindingKind};
+pub use idempotence::{FailedRun, Idempotence, StepChanges};
 pub use matrix::{
     host_slots, junit_matrix, matrix_summary, render_matrix, run_matrix, MatrixReport, MatrixRow,
     PlatformReport,
@@ -60,6 +62,10 @@ pub struct RunOptions {
     pub redact: Option<Redact>,
     /// Lets another thread stop the run between phases.
     pub cancel: Option<Cancel>,
+    /// Compare the nodes' files by content (idempotence and hygiene). Off, the
+    /// second pass is judged on exit codes and checks only and hygiene scans
+    /// the nodes by modification time: for measuring what the detector costs.
+    pub change_detection: bool,
 }
 
 impl Default for RunOptions {
@@ -74,6 +80,7 @@ impl Default for RunOptions {
             parent: None,
             redact: None,
             cancel: None,
+            change_detection: true,
         }
     }
 }
@@ -112,17 +119,10 @@ pub struct Timings {
     pub idempotence_ms: u64,
     pub reboot_ms: u64,
     pub hygiene_ms: u64,
+    /// Of `idempotence_ms`: taking and comparing snapshots of the nodes' files.
+    pub changes_ms: u64,
     pub teardown_ms: u64,
     pub total_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Idempotence {
-    /// The steps' second pass.
-    pub steps: Vec<StepReport>,
-    /// What the second pass changed, per node or task.
-    pub changed: Vec<String>,
-    pub passed: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -293,10 +293,10 @@ fn run_recorded(
             Event::Phase(phase) => tracing::info!(phase = %phase, "phase"),
             Event::StepDone(step) => recorder.step(step),
             Event::ChecksDone { phase, results } => recorder.checks(
-                if *phase == "checks" {
-                    "checks"
-                } else {
-                    "after_reboot"
+                match *phase {
+                    "checks" => "checks",
+                    "after the second run" => "after_second_run",
+                    _ => "after_reboot",
                 },
                 results,
             ),
@@ -393,6 +393,9 @@ fn drive(
             return true;
         }
     }
+    let hygiene_base = opts
+        .change_detection
+        .then(|| hygiene::baseline(engine, cluster));
     let ctx = RunContext {
         engine,
         cluster,
@@ -441,15 +444,17 @@ fn drive(
 
     if steps_ok && opts.idempotence && !scenario.steps.is_empty() {
         let t = Instant::now();
-        events(Event::Phase("idempotence: applying the steps again"));
-        let mut second = Vec::new();
-        for step in &scenario.steps {
-            let targets = scenario.resolve(&step.on);
-            let step_report = rehearse_runner::apply(&ctx, step, &targets, Pass::Second);
-            events(Event::StepDone(&step_report));
-            second.push(step_report);
-        }
-        report.idempotence = Some(idempotence(scenario, second));
+        events(Event::Phase("second run of every step (idempotence)"));
+        let (idempotence, changes_ms) = idempotence::second_pass(
+            &ctx,
+            scenario,
+            &report.checks,
+            opts.change_detection,
+            events,
+            &|| evaluate(engine, scenario, &cluster.id),
+        );
+        report.idempotence = Some(idempotence);
+        report.timings.changes_ms = changes_ms;
         report.timings.idempotence_ms = t.elapsed().as_millis() as u64;
     }
 
@@ -488,18 +493,9 @@ fn drive(
     let t = Instant::now();
     events(Event::Phase("hygiene"));
     report.hygiene = hygiene::scan_code(scenario);
-    let per_node: Vec<Vec<Finding>> = std::thread::scope(|s| {
-        let handles: Vec<_> = cluster
-            .nodes
-            .iter()
-            .map(|n| s.spawn(|| hygiene::scan_node(engine, &cluster.id, &n.name)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    report.hygiene.extend(per_node.into_iter().flatten());
+    report
+        .hygiene
+        .extend(hygiene::scan(engine, cluster, hygiene_base.as_ref()));
     report.timings.hygiene_ms = t.elapsed().as_millis() as u64;
 
     let checks_failed = report
@@ -528,34 +524,6 @@ pub fn evaluate(engine: &Engine, scenario: &Scenario, cluster: &str) -> Vec<Chec
         }
     }
     rehearse_checks::evaluate(engine, cluster, &work)
-}
-
-/// Ansible: any task that changed on the second pass fails idempotence. Shell:
-/// the second pass must succeed; the files it changed are listed.
-fn idempotence(scenario: &Scenario, second: Vec<StepReport>) -> Idempotence {
-    let mut changed = Vec::new();
-    let mut passed = true;
-    for (step, rep) in scenario.steps.iter().zip(&second) {
-        if !rep.ok {
-            passed = false;
-            changed.push(format!(
-                "{}: the second run failed: {}",
-                rep.name,
-                rep.error.clone().unwrap_or_default()
-            ));
-            continue;
-        }
-        let c = rep.changed();
-        if matches!(step.action, StepAction::Ansible { .. }) && !c.is_empty() {
-            passed = false;
-        }
-        changed.extend(c.into_iter().map(|x| format!("{}: {x}", rep.name)));
-    }
-    Idempotence {
-        steps: second,
-        changed,
-        passed,
-    }
 }
 
 /// Errors of loading a scenario for a run.

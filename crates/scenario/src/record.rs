@@ -270,8 +270,11 @@ pub fn summary(report: &RunReport) -> String {
                     "failed: {} on {}: {} ({counts})",
                     check.name, check.node, check.message
                 )
-            } else if report.idempotence.as_ref().is_some_and(|i| !i.passed) {
-                format!("failed idempotence: the second pass changed things ({counts})")
+            } else if let Some(i) = report.idempotence.as_ref().filter(|i| !i.passed) {
+                format!(
+                    "failed idempotence: {} ({counts})",
+                    crate::report::idempotence_headline(i)
+                )
             } else {
                 format!("failed ({counts})")
             }

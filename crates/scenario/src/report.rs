@@ -103,16 +103,7 @@ pub fn render_human(r: &RunReport) -> String {
     };
     section(&mut s, "checks", &r.checks);
     if let Some(i) = &r.idempotence {
-        let _ = writeln!(s, "\nidempotence");
-        if i.changed.is_empty() {
-            let _ = writeln!(s, "  ✔ the second run of every step changed nothing");
-        } else {
-            let mark = if i.passed { "~" } else { "✘" };
-            let _ = writeln!(s, "  {mark} the second run changed:");
-            for c in &i.changed {
-                let _ = writeln!(s, "      {c}");
-            }
-        }
+        render_idempotence(&mut s, i);
     }
     if let Some(rc) = &r.reboot_checks {
         section(&mut s, "after reboot", rc);
@@ -147,6 +138,65 @@ pub fn render_human(r: &RunReport) -> String {
     s
 }
 
+/// The second run, as a reader needs it: failed runs with their error lines,
+/// then each real change (with its diff), broken checks, and what was allowed.
+fn render_idempotence(s: &mut String, i: &crate::Idempotence) {
+    let _ = writeln!(s, "\nidempotence (second run of every step)");
+    if i.passed {
+        let _ = writeln!(
+            s,
+            "  ✔ the second run of every step succeeded and changed nothing{}",
+            if i.allowed.is_empty() {
+                ""
+            } else {
+                " it was not allowed to"
+            }
+        );
+    }
+    for f in &i.failed_runs {
+        let _ = writeln!(s, "  ✘ {}", f.message);
+        for line in &f.stderr_tail {
+            let _ = writeln!(s, "      | {line}");
+        }
+    }
+    for step in &i.changes {
+        let real: Vec<_> = step
+            .changes
+            .iter()
+            .filter(|c| c.allowed_by.is_none())
+            .collect();
+        if real.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "  ✘ the second run of step \"{}\" changed:", step.step);
+        for c in real {
+            let _ = writeln!(s, "      {}", c.line());
+            for line in c.diff.iter().flat_map(|d| d.lines()) {
+                let _ = writeln!(s, "        {line}");
+            }
+        }
+    }
+    for line in i
+        .changed
+        .iter()
+        .filter(|l| l.contains(": task '") || l.contains(": handler '"))
+    {
+        let _ = writeln!(s, "  ✘ {line}");
+    }
+    for line in &i.broken_checks {
+        let _ = writeln!(s, "  ✘ {line}");
+    }
+    if !i.allowed.is_empty() {
+        let _ = writeln!(s, "  allowed changes (idempotence.allow_changes):");
+        for line in &i.allowed {
+            let _ = writeln!(s, "    ~ {line}");
+        }
+    }
+    for why in &i.unavailable {
+        let _ = writeln!(s, "  ! {why}");
+    }
+}
+
 fn what_to_look_at(r: &RunReport) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(step) = r.steps.iter().find(|s| !s.ok) {
@@ -164,10 +214,25 @@ fn what_to_look_at(r: &RunReport) -> Vec<String> {
         out.push(format!("{} on {}: {}", c.name, c.node, c.message));
     }
     if let Some(i) = r.idempotence.as_ref().filter(|i| !i.passed) {
-        out.push(format!(
-            "the second run changed things ({}): the code is not idempotent",
-            i.changed.len()
-        ));
+        if let Some(f) = i.failed_runs.first() {
+            out.push(format!(
+                "{}: the step cannot be applied twice{}",
+                f.message,
+                f.stderr_tail
+                    .first()
+                    .map(|l| format!(" ({l})"))
+                    .unwrap_or_default()
+            ));
+        }
+        if let Some(b) = i.broken_checks.first() {
+            out.push(format!("{b}: the second run undid what the first set up"));
+        }
+        let changes = i.changed.len() - i.failed_runs.len() - i.broken_checks.len();
+        if changes > 0 {
+            out.push(format!(
+                "the second run changed {changes} thing(s): the code is not idempotent; make each change conditional, or declare expected churn with `idempotence: {{allow_changes: [glob]}}` on the step"
+            ));
+        }
     }
     if let Some(rc) = &r.reboot_checks {
         if rc.iter().any(|c| c.status == Status::Failed)
@@ -303,10 +368,25 @@ pub(crate) fn junit_suite(r: &RunReport, suite: &str) -> String {
     }
     if let Some(i) = &r.idempotence {
         let failure = (!i.passed).then(|| {
-            (
-                "the second run changed things".to_string(),
-                i.changed.join("\n"),
-            )
+            let mut body = Vec::new();
+            for f in &i.failed_runs {
+                body.push(f.message.clone());
+                body.extend(f.stderr_tail.iter().map(|l| format!("  | {l}")));
+            }
+            for step in &i.changes {
+                for c in step.changes.iter().filter(|c| c.allowed_by.is_none()) {
+                    body.push(format!("{}: {}", step.step, c.line()));
+                    body.extend(c.diff.iter().map(|d| d.trim_end().to_string()));
+                }
+            }
+            body.extend(
+                i.changed
+                    .iter()
+                    .filter(|l| l.contains(": task '") || l.contains(": handler '"))
+                    .cloned(),
+            );
+            body.extend(i.broken_checks.iter().cloned());
+            (idempotence_headline(i), body.join("\n"))
         });
         case(
             &format!("{}.idempotence", r.scenario),
@@ -330,4 +410,26 @@ pub(crate) fn junit_suite(r: &RunReport, suite: &str) -> String {
         xml(suite),
         r.timings.total_ms as f64 / 1000.0
     )
+}
+
+/// What failed idempotence, in one line: a failed second run first, then a
+/// broken check, then changes.
+pub(crate) fn idempotence_headline(i: &crate::Idempotence) -> String {
+    if let Some(f) = i.failed_runs.first() {
+        match f.stderr_tail.first() {
+            Some(line) => format!("{}: {line}", f.message),
+            None => f.message.clone(),
+        }
+    } else if let Some(b) = i.broken_checks.first() {
+        b.clone()
+    } else {
+        let n = i.changed.len();
+        format!(
+            "the second run changed {n} thing(s){}",
+            i.changed
+                .first()
+                .map(|c| format!(", first {c}"))
+                .unwrap_or_default()
+        )
+    }
 }

@@ -143,6 +143,7 @@ fn folder_form_reads_rehearse_yaml_with_every_step_kind() {
 
     let expected_steps = vec![
         Step {
+            idempotence: Default::default(),
             name: "install nginx".into(),
             on: strings(&["web"]),
             timeout: Duration::from_secs(5 * 60),
@@ -153,6 +154,7 @@ fn folder_form_reads_rehearse_yaml_with_every_step_kind() {
             },
         },
         Step {
+            idempotence: Default::default(),
             name: "shell apt-get install -y haproxy … on lb".into(),
             on: strings(&["lb"]),
             timeout: DEFAULT_STEP_TIMEOUT,
@@ -163,6 +165,7 @@ fn folder_form_reads_rehearse_yaml_with_every_step_kind() {
             },
         },
         Step {
+            idempotence: Default::default(),
             name: "ansible site.yml on lb, web".into(),
             on: strings(&["lb", "web"]),
             timeout: DEFAULT_STEP_TIMEOUT,
@@ -174,6 +177,7 @@ fn folder_form_reads_rehearse_yaml_with_every_step_kind() {
             },
         },
         Step {
+            idempotence: Default::default(),
             name: "copy haproxy.cfg to /etc/haproxy/haproxy.cfg on balancer".into(),
             on: strings(&["balancer"]),
             timeout: Duration::from_secs(30),
@@ -185,6 +189,7 @@ fn folder_form_reads_rehearse_yaml_with_every_step_kind() {
             },
         },
         Step {
+            idempotence: Default::default(),
             name: "copy site to /var/www/site".into(),
             on: Vec::new(),
             timeout: DEFAULT_STEP_TIMEOUT,
@@ -1105,4 +1110,31 @@ fn a_platform_listed_twice_or_misnamed_is_refused_at_its_line() {
     assert_eq!(error.kind(), ErrorKind::InvalidName, "{error}");
     assert_eq!(error.field(), Some("platforms[0]"), "{error}");
     assert!(error.hint().unwrap_or("").contains("debian-13"), "{error}");
+}
+
+#[test]
+fn a_step_declares_its_expected_churn_as_absolute_globs() {
+    let scenario = parse(&format!(
+        "{NODES}steps:\n  - shell: deploy\n    idempotence: {{allow_changes: [\"/var/lib/app/**\", /etc/app/*.stamp]}}\n"
+    ));
+    let rules = &scenario.steps[0].idempotence;
+    assert_eq!(rules.allowing("/var/lib/app/a/b"), Some("/var/lib/app/**"));
+    assert_eq!(rules.allowing("/etc/app/x.stamp"), Some("/etc/app/*.stamp"));
+    // `*` stays within one folder.
+    assert_eq!(rules.allowing("/etc/app/sub/x.stamp"), None);
+    assert_eq!(rules.allowing("/etc/app.conf"), None);
+
+    let error = refuse(
+        "steps:\n  - shell: deploy\n    idempotence:\n      allow_changes: [/srv/x, var/log]\n",
+    );
+    assert_error(
+        &error,
+        ErrorKind::InvalidValue,
+        (9, 31),
+        "steps[0].idempotence.allow_changes[1]",
+        &["\"var/log\"", "not an absolute path"],
+        "/var/lib/app/**",
+    );
+    let error = refuse("steps:\n  - shell: deploy\n    idempotence: {allow: [/x]}\n");
+    assert!(error.to_string().contains("allow"), "{error}");
 }

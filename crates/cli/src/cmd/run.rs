@@ -82,8 +82,10 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         Event::StepDone(step) => {
             let mark = if step.ok { "✔" } else { "✘" };
             spinner.line(format!(
-                "{mark} step {} ({:?} pass, {} ms)",
-                step.name, step.pass, step.duration_ms
+                "{mark} {} ({} run, {} ms)",
+                step.name,
+                step.pass.as_str(),
+                step.duration_ms
             ));
         }
         Event::ChecksDone { phase, results } => {

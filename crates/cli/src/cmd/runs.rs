@@ -123,10 +123,21 @@ fn ls(a: LsArgs, json: bool) -> anyhow::Result<i32> {
             r.outcome,
             when(r.started_at_ms),
             took(&r),
-            r.summary.as_deref().unwrap_or("")
+            first_line(r.summary.as_deref().unwrap_or(""))
         );
     }
     Ok(0)
+}
+
+/// A summary on one table row: its first line, marked when more follows.
+fn first_line(summary: &str) -> String {
+    let mut lines = summary.trim().lines();
+    let first = lines.next().unwrap_or("").trim_end();
+    if lines.next().is_some() {
+        format!("{first} …")
+    } else {
+        first.to_string()
+    }
 }
 
 fn show(id: &str, json: bool) -> anyhow::Result<i32> {
@@ -322,4 +333,19 @@ fn prune(older_than: Option<Duration>, json: bool) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_line;
+
+    #[test]
+    fn a_summary_keeps_one_row() {
+        assert_eq!(first_line("passed: 2 step(s)"), "passed: 2 step(s)");
+        assert_eq!(
+            first_line("failed: nginx -t\n[emerg] duplicate upstream\n"),
+            "failed: nginx -t …"
+        );
+        assert!(!first_line("a\r\nb").contains('\n'));
+    }
 }

@@ -119,6 +119,7 @@ impl Run {
 
 pub fn step(name: &str, action: StepAction) -> Step {
     Step {
+        idempotence: Default::default(),
         name: name.into(),
         on: vec![],
         timeout: Duration::from_secs(300),

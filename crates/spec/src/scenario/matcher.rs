@@ -2,6 +2,9 @@
 //! must not) hold.
 //!
 //! A matcher is a plain substring, or `/regex/`; a leading `!` negates either.
+//! Both search the whole text: a substring anywhere, a regex with Python's
+//! `re.search` in multi-line mode, so `^` and `$` match at the start and end
+//! of every line (`\A` and `\Z` at the start and end of the text).
 //! Regexes are run on the nodes by Python's `re` module, so they are checked here
 //! with the Rust regex parser and then refused where Python would read them
 //! differently or not at all. Constructs only Python has (lookaround,
@@ -26,7 +29,8 @@ pub struct Matcher {
 pub enum Pattern {
     /// The text contains this string.
     Substring(String),
-    /// Python's `re.search` finds this regex (written without its slashes).
+    /// Python's `re.search` finds this regex (written without its slashes),
+    /// compiled with `re.MULTILINE`: `^` and `$` match at line boundaries.
     Regex(String),
 }
 

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 pub use check::{Check, CheckKind, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT};
 pub use matcher::{Matcher, Pattern};
-pub use step::{Step, StepAction, DEFAULT_STEP_TIMEOUT};
+pub use step::{compile_glob, Step, StepAction, StepIdempotence, DEFAULT_STEP_TIMEOUT};
 
 use crate::error::{ErrorKind, SpecError};
 use crate::source::{self, Source};

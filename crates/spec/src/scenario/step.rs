@@ -33,6 +33,39 @@ pub struct Step {
     /// Environment variables for the step.
     pub env: Vec<(String, String)>,
     pub action: StepAction,
+    /// What the step's second run may change without failing idempotence.
+    #[serde(default)]
+    pub idempotence: StepIdempotence,
+}
+
+/// A step's idempotence rules: by default any real change its second run
+/// makes fails the run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepIdempotence {
+    /// Absolute path globs on the nodes (`*` within one path component, `**`
+    /// across them) whose changes on the second run are expected churn: they
+    /// are listed as allowed, not failed.
+    pub allow_changes: Vec<String>,
+}
+
+impl StepIdempotence {
+    /// The first glob matching `path`, if any.
+    pub fn allowing(&self, path: &str) -> Option<&str> {
+        self.allow_changes
+            .iter()
+            .find(|glob| compile_glob(glob).is_ok_and(|g| g.is_match(path)))
+            .map(String::as_str)
+    }
+}
+
+/// An `allow_changes` glob as it is matched: `*` stays within one path
+/// component, `**` crosses them.
+pub fn compile_glob(glob: &str) -> Result<globset::GlobMatcher, globset::Error> {
+    Ok(globset::GlobBuilder::new(glob)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()?
+        .compile_matcher())
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -249,7 +249,7 @@ fn scenario(out: &mut String, d: &RunDetail) {
     let longest = d.steps.iter().map(|s| s.duration_ms).max().unwrap_or(0);
     for (pass, title) in [
         ("first", None),
-        ("second", Some("Second pass (idempotence)")),
+        ("second", Some("Second run (idempotence)")),
     ] {
         let steps: Vec<&StepRow> = d.steps.iter().filter(|s| s.pass == pass).collect();
         if steps.is_empty() {
@@ -274,32 +274,18 @@ fn scenario(out: &mut String, d: &RunDetail) {
     out.push_str("</section>");
 
     if let Some(report) = &report {
-        if let Some(idem) = report.get("idempotence").filter(|v| !v.is_null()) {
-            let passed = idem["passed"].as_bool().unwrap_or(false);
-            let _ = write!(
-                out,
-                "<section id=\"idempotence\"><h2>Idempotence {}</h2>",
-                badge(if passed { "passed" } else { "failed" })
-            );
-            let changed: Vec<&str> = idem["changed"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            if changed.is_empty() {
-                out.push_str("<p>The second pass changed nothing.</p>");
-            } else {
-                out.push_str("<p>The second pass changed:</p><ul>");
-                for c in changed {
-                    let _ = write!(out, "<li class=\"mono\">{}</li>", esc(c));
-                }
-                out.push_str("</ul>");
-            }
-            out.push_str("</section>");
+        if let Some(idem) = report
+            .get("idempotence")
+            .filter(|v| !v.is_null())
+            .and_then(|v| IdempotenceView::deserialize(v).ok())
+        {
+            idempotence(out, &idem);
         }
     }
 
     for (phase, title) in [
         ("checks", "Checks"),
+        ("after_second_run", "Checks after the second run"),
         ("after_reboot", "Checks after reboot"),
     ] {
         let rows: Vec<&CheckRow> = d.checks.iter().filter(|c| c.phase == phase).collect();
@@ -914,4 +900,111 @@ mod tests {
             "iteration runs are linked"
         );
     }
+}
+
+/// The part of a run report the idempotence section shows.
+#[derive(Deserialize)]
+struct IdempotenceView {
+    passed: bool,
+    #[serde(default)]
+    failed_runs: Vec<FailedRunView>,
+    #[serde(default)]
+    changes: Vec<StepChangesView>,
+    #[serde(default)]
+    broken_checks: Vec<String>,
+    #[serde(default)]
+    allowed: Vec<String>,
+    /// Every reason it failed; Ansible's changed tasks are only here.
+    #[serde(default)]
+    changed: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct FailedRunView {
+    message: String,
+    #[serde(default)]
+    stderr_tail: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct StepChangesView {
+    step: String,
+    changes: Vec<ChangeView>,
+}
+
+#[derive(Deserialize)]
+struct ChangeView {
+    node: String,
+    path: String,
+    summary: String,
+    #[serde(default)]
+    diff: Option<String>,
+    #[serde(default)]
+    allowed_by: Option<String>,
+}
+
+fn idempotence(out: &mut String, idem: &IdempotenceView) {
+    let _ = write!(
+        out,
+        "<section id=\"idempotence\"><h2>Idempotence {}</h2>",
+        badge(if idem.passed { "passed" } else { "failed" })
+    );
+    if idem.passed {
+        out.push_str("<p>The second run of every step succeeded and changed nothing it was not allowed to.</p>");
+    }
+    for f in &idem.failed_runs {
+        let _ = write!(
+            out,
+            "<p class=\"error\">{}</p><pre class=\"output\">{}</pre>",
+            esc(&f.message),
+            esc(&f.stderr_tail.join("\n"))
+        );
+    }
+    for step in &idem.changes {
+        let real: Vec<&ChangeView> = step
+            .changes
+            .iter()
+            .filter(|c| c.allowed_by.is_none())
+            .collect();
+        if real.is_empty() {
+            continue;
+        }
+        let _ = write!(
+            out,
+            "<p>The second run of step <b>{}</b> changed:</p><ul>",
+            esc(&step.step)
+        );
+        for c in real {
+            let _ = write!(
+                out,
+                "<li><span class=\"mono\">{}: {}</span>: {}",
+                esc(&c.node),
+                esc(&c.path),
+                esc(&c.summary)
+            );
+            if let Some(d) = &c.diff {
+                let _ = write!(out, "<pre class=\"output\">{}</pre>", esc(d));
+            }
+            out.push_str("</li>");
+        }
+        out.push_str("</ul>");
+    }
+    let tasks: Vec<&String> = idem
+        .changed
+        .iter()
+        .filter(|l| l.contains(": task '") || l.contains(": handler '"))
+        .collect();
+    for line in tasks.iter().copied().chain(&idem.broken_checks) {
+        let _ = write!(out, "<p class=\"error mono\">{}</p>", esc(line));
+    }
+    if !idem.allowed.is_empty() {
+        out.push_str(
+            "<p>Allowed changes (<span class=\"mono\">idempotence.allow_changes</span>):</p><ul>",
+        );
+        for a in &idem.allowed {
+            let _ = write!(out, "<li class=\"mono\">{}</li>", esc(a));
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("</section>");
 }

@@ -9,13 +9,13 @@ use serde_yaml::Value;
 use super::keyed::{family, kind_of, Form};
 use super::{duration, on_suffix, short, targets, Context, DurationText, Mode, OneOrMany, Vars};
 use crate::error::{ErrorKind, SpecError};
-use crate::scenario::{Step, StepAction, DEFAULT_STEP_TIMEOUT};
+use crate::scenario::{compile_glob, Step, StepAction, StepIdempotence, DEFAULT_STEP_TIMEOUT};
 use crate::source::FieldPath;
 
 family! {
     /// The file form of any step.
     StepFile: "step" => Step,
-    common: ["name", "on", "timeout"],
+    common: ["name", "on", "timeout", "idempotence"],
     example: "shell: scripts/setup.sh",
     forms: [ShellStep, AnsibleStep, CopyStep],
 }
@@ -44,6 +44,10 @@ macro_rules! step_form {
             /// Stop the step after this long on a node, e.g. `5m`. Default: `15m`.
             #[serde(default)]
             timeout: Option<DurationText>,
+            /// What the step's second run may change: `{allow_changes: [globs]}`.
+            /// Default: any real change fails idempotence.
+            #[serde(default)]
+            idempotence: Option<IdempotenceFile>,
         }
 
         impl $name {
@@ -52,6 +56,7 @@ macro_rules! step_form {
                     name: self.name.take(),
                     on: self.on.take(),
                     timeout: self.timeout.take(),
+                    idempotence: self.idempotence.take(),
                 }
             }
         }
@@ -63,6 +68,55 @@ struct Common {
     name: Option<String>,
     on: Option<OneOrMany>,
     timeout: Option<DurationText>,
+    idempotence: Option<IdempotenceFile>,
+}
+
+/// A step's `idempotence` mapping.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct IdempotenceFile {
+    /// Absolute path globs on the nodes whose changes on the second run are
+    /// expected (logs, runtime state): listed as allowed instead of failing
+    /// idempotence. `*` stays within one path component, `**` crosses them,
+    /// e.g. `/var/lib/app/**`.
+    allow_changes: OneOrMany,
+}
+
+impl IdempotenceFile {
+    fn read(
+        file: Option<IdempotenceFile>,
+        path: &FieldPath,
+        cx: &Context,
+    ) -> Result<StepIdempotence, SpecError> {
+        let Some(file) = file else {
+            return Ok(StepIdempotence::default());
+        };
+        let list = path.field("idempotence").field("allow_changes");
+        let globs = file.allow_changes.into_vec();
+        for (i, glob) in globs.iter().enumerate() {
+            let problem = if !glob.starts_with('/') {
+                Some("is not an absolute path on the nodes".to_string())
+            } else {
+                compile_glob(glob)
+                    .err()
+                    .map(|e| format!("is not a valid glob: {e}"))
+            };
+            if let Some(problem) = problem {
+                let error = SpecError::new(
+                    ErrorKind::InvalidValue,
+                    format!("allow_changes \"{}\" {problem}", glob.escape_default()),
+                )
+                .with_hint(
+                    "write an absolute path glob on the nodes, e.g. /var/lib/app/** \
+                     (`*` within one folder, `**` across folders)",
+                );
+                return Err(cx.source.at_item(&list, i, error));
+            }
+        }
+        Ok(StepIdempotence {
+            allow_changes: globs,
+        })
+    }
 }
 
 impl Common {
@@ -77,12 +131,14 @@ impl Common {
     ) -> Result<Step, SpecError> {
         let on = targets(self.on, path, cx)?;
         let timeout = duration(self.timeout, DEFAULT_STEP_TIMEOUT, path, cx)?;
+        let idempotence = IdempotenceFile::read(self.idempotence, path, cx)?;
         Ok(Step {
             name: self.name.unwrap_or_else(|| default_name(&on_suffix(&on))),
             on,
             timeout,
             env: env.0,
             action,
+            idempotence,
         })
     }
 }
