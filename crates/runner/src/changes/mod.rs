@@ -99,9 +99,9 @@ struct Source {
     lower: Option<PathBuf>,
     /// The node's `/tmp` (a tmpfs), seen through its PID 1.
     tmp: Option<PathBuf>,
-    /// The node's users are shifted by this much on the host.
-    uid_base: u32,
-    uid_range: u32,
+    /// The node's users are shifted on the host by one of these (the node's
+    /// own writes, and the image below it).
+    uid_bases: Vec<u32>,
 }
 
 /// Takes snapshots of the nodes of one cluster.
@@ -114,7 +114,6 @@ impl Detector {
     /// The detector for `cluster` as it is now (its nodes' current PID 1).
     pub fn new(engine: &Engine, cluster: &ClusterState) -> Detector {
         let state = engine.get(&cluster.id).unwrap_or_else(|_| cluster.clone());
-        let (uid_base, uid_range) = rehearse_sandbox::nspawn::uid_range();
         let nodes = state
             .nodes
             .iter()
@@ -130,21 +129,23 @@ impl Detector {
                         .join("nodes")
                         .join(&node.name)
                         .join("upper");
+                    let image = engine.images().find(&node.image_id).ok().flatten();
+                    let mut uid_bases: Vec<u32> = node.uid_base.into_iter().collect();
+                    uid_bases.push(
+                        image
+                            .as_ref()
+                            .map(|i| i.uid_base)
+                            .unwrap_or(rehearse_image::UID_BASE),
+                    );
                     if upper.is_dir() {
                         Ok(Source {
                             upper,
-                            lower: engine
-                                .images()
-                                .find(&node.image_id)
-                                .ok()
-                                .flatten()
-                                .map(|image| image.rootfs()),
+                            lower: image.map(|image| image.rootfs()),
                             tmp: node
                                 .leader
                                 .as_ref()
                                 .map(|p| PathBuf::from(format!("/proc/{}/root/tmp", p.pid))),
-                            uid_base,
-                            uid_range,
+                            uid_bases,
                         })
                     } else {
                         Err(format!(

@@ -171,11 +171,11 @@ fn read_entry(
         Kind::Other(meta.mode() & 0o170000)
     };
     let shift = |id: u32| {
-        if id >= source.uid_base && id - source.uid_base < source.uid_range {
-            id - source.uid_base
-        } else {
-            id
-        }
+        source
+            .uid_bases
+            .iter()
+            .find(|&&base| id >= base && id - base < rehearse_image::UID_RANGE)
+            .map_or(id, |base| id - base)
     };
     let stamp = (
         meta.ino(),
