@@ -2,22 +2,27 @@
 //! that no model is needed to recognise them. It runs before a model is asked,
 //! and is the whole engine when none is configured.
 //!
-//! A fix is a few lines of bash put before (preparation) or after (service
-//! start) the code, so the fixed script still works from zero and is proven like
-//! any other. Bash only: a playbook is not patched by text.
+//! A fix is a few lines of bash put where they can work: before the code
+//! (preparation), right before a line of it (after what that line needs was
+//! installed), or after it (service start), so the fixed script still works
+//! from zero and is proven like any other. Bash only: a playbook is not
+//! patched by text. Which package provides a command comes from Debian's
+//! Contents index ([`crate::contents`]).
 
 use std::sync::OnceLock;
 
 use regex::Regex;
 use serde::Serialize;
 
+use crate::contents::CommandIndex;
 use crate::failure::Failure;
 
 /// A change the doctor makes to the code.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Fix {
     /// `command-not-found`, `missing-directory`, `service-not-running`,
-    /// `apt-lock`, `missing-user`, `port-in-use`.
+    /// `apt-lock`, `apt-update`, `missing-user`, `missing-group`,
+    /// `daemon-reload`, `port-in-use`.
     pub rule: &'static str,
     /// The signature that was recognised, in a sentence.
     pub reason: String,
@@ -25,11 +30,57 @@ pub struct Fix {
     pub prepend: String,
     /// Lines put at the end.
     pub append: String,
+    /// Lines put right before a line of the code, where they can work (after
+    /// the line that installs what they act on, before the one that needs it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inserts: Vec<Insert>,
+}
+
+/// Lines put before a line of the code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Insert {
+    /// The line of the code (as written, trimmed) they go before; the first
+    /// line equal to it.
+    pub before: String,
+    pub lines: String,
 }
 
 impl Fix {
+    fn new(rule: &'static str, reason: String) -> Fix {
+        Fix {
+            rule,
+            reason,
+            prepend: String::new(),
+            append: String::new(),
+            inserts: Vec::new(),
+        }
+    }
+
+    fn prepend(mut self, lines: String) -> Fix {
+        self.prepend = lines;
+        self
+    }
+
     /// The code with the fix in place.
     pub fn apply(&self, code: &str) -> String {
+        let mut code = code.to_owned();
+        for insert in &self.inserts {
+            let mut out = String::new();
+            let mut done = false;
+            for line in code.split_inclusive('\n') {
+                if !done && line.trim() == insert.before {
+                    let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
+                    for added in insert.lines.lines() {
+                        out.push_str(&indent);
+                        out.push_str(added);
+                        out.push('\n');
+                    }
+                    done = true;
+                }
+                out.push_str(line);
+            }
+            code = out;
+        }
         let mut head_end = 0;
         for line in code.split_inclusive('\n') {
             let t = line.trim_start();
@@ -54,60 +105,17 @@ impl Fix {
         }
         out
     }
+
+    /// Whether the fix is already in `code` (a rule does not fire twice).
+    fn applied_to(&self, code: &str) -> bool {
+        let has = |lines: &str| !lines.trim().is_empty() && code.contains(lines.trim());
+        has(&self.prepend) || has(&self.append) || self.inserts.iter().any(|i| has(&i.lines))
+    }
 }
 
-/// Commands whose Debian 12 package has another name than the command, or that
-/// minbase images lack. Commands not listed are assumed to be in a package of
-/// their own name only when they appear as a key here: guessing wrong would
-/// cost an iteration.
-const PACKAGES: &[(&str, &str)] = &[
-    ("ab", "apache2-utils"),
-    ("crontab", "cron"),
-    ("curl", "curl"),
-    ("dig", "dnsutils"),
-    ("envsubst", "gettext-base"),
-    ("gpg", "gnupg"),
-    ("git", "git"),
-    ("haproxy", "haproxy"),
-    ("htpasswd", "apache2-utils"),
-    ("ifconfig", "net-tools"),
-    ("ip", "iproute2"),
-    ("iptables", "iptables"),
-    ("jq", "jq"),
-    ("less", "less"),
-    ("lsof", "lsof"),
-    ("make", "make"),
-    ("mysql", "default-mysql-client"),
-    ("nc", "netcat-openbsd"),
-    ("netstat", "net-tools"),
-    ("nft", "nftables"),
-    ("nginx", "nginx"),
-    ("nslookup", "dnsutils"),
-    ("openssl", "openssl"),
-    ("ping", "iputils-ping"),
-    ("pip3", "python3-pip"),
-    ("psql", "postgresql-client"),
-    ("redis-cli", "redis-tools"),
-    ("rsync", "rsync"),
-    ("sqlite3", "sqlite3"),
-    ("ss", "iproute2"),
-    ("sudo", "sudo"),
-    ("tcpdump", "tcpdump"),
-    ("traceroute", "traceroute"),
-    ("ufw", "ufw"),
-    ("unzip", "unzip"),
-    ("vim", "vim"),
-    ("wget", "wget"),
-    ("xmllint", "libxml2-utils"),
-    ("zip", "zip"),
-];
-
-/// The Debian package that provides `command`, when the built-in map knows it.
-pub fn package_for(command: &str) -> Option<&'static str> {
-    PACKAGES
-        .iter()
-        .find(|(c, _)| *c == command)
-        .map(|(_, p)| *p)
+/// What the doctor knows beyond the failure: which package provides a command.
+pub struct Knowledge<'a> {
+    pub commands: &'a CommandIndex,
 }
 
 fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
@@ -116,24 +124,31 @@ fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
 
 /// The first rule that recognises the failure and has not already been applied
 /// to `code`.
-pub fn diagnose(code: &str, failure: &Failure) -> Option<Fix> {
+pub fn diagnose(code: &str, failure: &Failure, know: &Knowledge<'_>) -> Option<Fix> {
     // A service that failed to start says why in its journal, not in the code's output.
     let output = &format!("{}\n{}", failure.output, failure.journal);
     let candidates = [
         apt_lock(output),
-        command_not_found(output),
+        apt_update(code, output, know),
+        command_not_found(output, know),
         missing_directory(output),
-        missing_user(output),
-        port_in_use(output),
+        missing_account(code, output),
+        daemon_reload(code, output),
+        port_in_use(code, failure, output),
         service_not_running(failure),
     ];
-    candidates.into_iter().flatten().find(|fix| {
-        let new = |lines: &str| lines.is_empty() || !code.contains(lines.trim());
-        new(&fix.prepend) && new(&fix.append)
-    })
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|fix| !fix.applied_to(code))
 }
 
-fn command_not_found(output: &str) -> Option<Fix> {
+/// The install line apt-get needs, quiet and non-interactive.
+fn install(package: &str) -> String {
+    format!("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package}")
+}
+
+fn command_not_found(output: &str, know: &Knowledge<'_>) -> Option<Fix> {
     static RE: OnceLock<Regex> = OnceLock::new();
     let re = re(
         &RE,
@@ -141,23 +156,56 @@ fn command_not_found(output: &str) -> Option<Fix> {
     );
     re.captures_iter(output).find_map(|c| {
         let command = c.get(1)?.as_str();
-        let package = package_for(command)?;
-        Some(Fix {
-            rule: "command-not-found",
-            reason: format!("`{command}` is not installed; Debian's package {package} provides it"),
-            prepend: format!(
-                "command -v {command} >/dev/null 2>&1 || {{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package}; }}\n"
-            ),
-            append: String::new(),
-        })
+        let package = know
+            .commands
+            .package_for(command)
+            .or_else(|| crate::contents::alternative(know.commands, command))?;
+        Some(
+            Fix::new(
+                "command-not-found",
+                format!(
+                    "`{command}` is not installed; the package {package} provides it (from {})",
+                    know.commands.provenance()
+                ),
+            )
+            .prepend(format!(
+                "command -v {command} >/dev/null 2>&1 || {{ {}; }}\n",
+                install(package)
+            )),
+        )
     })
+}
+
+/// `apt-get install` before any `apt-get update` on a fresh node, whose
+/// package lists are empty: the package exists, apt just does not know it yet.
+fn apt_update(code: &str, output: &str, know: &Knowledge<'_>) -> Option<Fix> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = re(
+        &RE,
+        r"(?m)^E: (?:Unable to locate package |Package '?)([a-z0-9][a-z0-9+.-]+)",
+    );
+    let package = re.captures_iter(output).find_map(|c| {
+        let p = c.get(1)?.as_str();
+        know.commands.has_package(p).then_some(p)
+    })?;
+    // Lists fetched earlier in the code would have known a real package.
+    if code.contains("apt-get update") || code.contains("apt update") {
+        return None;
+    }
+    Some(
+        Fix::new(
+            "apt-update",
+            format!("package {package} exists but apt's package lists were never fetched on the fresh node"),
+        )
+        .prepend("apt-get update -qq\n".into()),
+    )
 }
 
 fn missing_directory(output: &str) -> Option<Fix> {
     static RE: OnceLock<Regex> = OnceLock::new();
     let re = re(
         &RE,
-        r"(?m)(?:can't create |cannot create |: )(/[^\s:'`]+)(?:': |: )(?:No such file or directory|nonexistent directory|Directory nonexistent)",
+        r"(?m)(?:can't create |cannot create (?:regular file |directory )?[‘']?|: )(/[^\s:'`’]+)(?:[’']: |: )(?:No such file or directory|nonexistent directory|Directory nonexistent)",
     );
     re.captures_iter(output).find_map(|c| {
         let path = c.get(1)?.as_str();
@@ -165,12 +213,13 @@ fn missing_directory(output: &str) -> Option<Fix> {
         if parent == "/" || parent.is_empty() {
             return None;
         }
-        Some(Fix {
-            rule: "missing-directory",
-            reason: format!("{path} could not be written because {parent} does not exist"),
-            prepend: format!("mkdir -p {parent}\n"),
-            append: String::new(),
-        })
+        Some(
+            Fix::new(
+                "missing-directory",
+                format!("{path} could not be written because {parent} does not exist"),
+            )
+            .prepend(format!("mkdir -p {parent}\n")),
+        )
     })
 }
 
@@ -178,44 +227,137 @@ fn apt_lock(output: &str) -> Option<Fix> {
     if !output.contains("Could not get lock") && !output.contains("Unable to acquire the dpkg") {
         return None;
     }
-    Some(Fix {
-        rule: "apt-lock",
-        reason: "another apt or dpkg process held the package lock".into(),
-        prepend: "echo 'DPkg::Lock::Timeout \"300\";' > /etc/apt/apt.conf.d/90rehearse-lock-wait\n"
-            .into(),
-        append: String::new(),
+    Some(
+        Fix::new(
+            "apt-lock",
+            "another apt or dpkg process held the package lock".into(),
+        )
+        .prepend(
+            "echo 'DPkg::Lock::Timeout \"300\";' > /etc/apt/apt.conf.d/90rehearse-lock-wait\n"
+                .into(),
+        ),
+    )
+}
+
+/// A user or group that does not exist, in the wording of each tool that
+/// says so: chown, chgrp, install, usermod, useradd, gpasswd, passwd, su,
+/// runuser, sudo, id, adduser, crontab, systemd's `User=`/`Group=`.
+fn missing_account(code: &str, output: &str) -> Option<Fix> {
+    static USER: OnceLock<Regex> = OnceLock::new();
+    static GROUP: OnceLock<Regex> = OnceLock::new();
+    const Q: &str = r"[‘’'`\x22]?";
+    const NAME: &str = r"([a-z_][a-z0-9_-]*\$?)";
+    let user = USER.get_or_init(|| {
+        let patterns = [
+            // chown, install: `invalid user: ‘app:app’`, `invalid user ‘app’`
+            format!(r"invalid (?:user|owner):? {Q}{NAME}"),
+            // usermod, gpasswd, passwd, chage, userdel: `user 'app' does not exist`
+            format!(r"\buser {Q}{NAME}{Q} does not exist"),
+            // su, runuser: `user app does not exist or the user entry ...`
+            // sudo: `unknown user app`; crontab: `user `app' unknown`
+            format!(r"\bunknown user:? {Q}{NAME}"),
+            format!(r"\buser {Q}{NAME}{Q} unknown"),
+            // id, getent-style: `id: ‘app’: no such user`
+            format!(r"{Q}{NAME}{Q}: no such user"),
+            format!(r"no such user:? {Q}{NAME}"),
+            // systemd: `Failed to determine user credentials: No such process` is
+            // named by the unit's User= line, read from the journal header.
+            format!(r"\bUser=({NAME})"),
+        ];
+        Regex::new(&patterns.join("|")).expect("valid")
+    });
+    let group = GROUP.get_or_init(|| {
+        let patterns = [
+            // chown `invalid group: ‘app:web’`, chgrp/install `invalid group: ‘web’`
+            format!(r"invalid group:? {Q}(?:[a-z_][a-z0-9_-]*:)?{NAME}"),
+            // usermod -aG, useradd -G, gpasswd: `group 'web' does not exist`
+            format!(r"\bgroup {Q}{NAME}{Q} does not exist"),
+            // adduser: `The group `web' does not exist.`
+            format!(r"\bunknown group:? {Q}{NAME}"),
+        ];
+        Regex::new(&patterns.join("|")).expect("valid")
+    });
+    let first = |re: &Regex| {
+        re.captures_iter(output).find_map(|c| {
+            c.iter()
+                .skip(1)
+                .flatten()
+                .next()
+                .map(|m| m.as_str().to_owned())
+        })
+    };
+    // `chown app:web` with neither: chown names the user; the group follows.
+    let (kind, name) = match (first(user), first(group)) {
+        (Some(u), _) => ("user", u),
+        (None, Some(g)) => ("group", g),
+        (None, None) => return None,
+    };
+    if matches!(name.as_str(), "root" | "nobody") {
+        return None;
+    }
+    // Code that creates the account itself, only too late, needs reordering,
+    // which a prepended line would not give: left to the model.
+    let creates = Regex::new(&format!(
+        r"(?m)\b(?:useradd|adduser|groupadd|addgroup)\b[^\n]*\b{}\b",
+        regex::escape(&name)
+    ))
+    .expect("valid");
+    if creates.is_match(code) {
+        return None;
+    }
+    Some(match kind {
+        "user" => Fix::new("missing-user", format!("user {name} does not exist"))
+            .prepend(format!(
+                "id -u {name} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {name}\n"
+            )),
+        _ => Fix::new("missing-group", format!("group {name} does not exist"))
+            .prepend(format!(
+                "getent group {name} >/dev/null || groupadd --system {name}\n"
+            )),
     })
 }
 
-fn missing_user(output: &str) -> Option<Fix> {
+/// systemd's warning that a unit changed on disk after it was loaded: the
+/// old definition is what runs. `systemctl daemon-reload` goes right before
+/// the first line that acts on the unit after the code wrote it.
+fn daemon_reload(code: &str, output: &str) -> Option<Fix> {
     static RE: OnceLock<Regex> = OnceLock::new();
     let re = re(
         &RE,
-        r"(?:invalid user|no such user|invalid owner)[:]?\s*[‘'`]?([a-z_][a-z0-9_-]*)|[‘'`]([a-z_][a-z0-9_-]*)[’'`]?: no such user",
+        r"(?:unit file, source configuration file or drop-ins of |unit file of )([A-Za-z0-9@_.:-]+?)(?:\.service)? changed on disk",
     );
-    re.captures_iter(output).find_map(|c| {
-        let user = c.get(1).or_else(|| c.get(2))?.as_str();
-        Some(Fix {
-            rule: "missing-user",
-            reason: format!("user {user} does not exist"),
-            prepend: format!(
-                "id -u {user} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {user}\n"
+    let unit = re.captures(output)?.get(1)?.as_str().to_owned();
+    let acts = Regex::new(&format!(
+        r"^\s*(?:sudo\s+)?systemctl\s+(?:[a-z-]+\s+)*(?:start|restart|reload|enable|try-restart|reload-or-restart)\b[^\n]*\b{}\b",
+        regex::escape(&unit)
+    ))
+    .expect("valid");
+    let line = code.lines().find(|l| acts.is_match(l))?.trim().to_owned();
+    Some(Fix {
+        inserts: vec![Insert {
+            before: line,
+            lines: "systemctl daemon-reload\n".into(),
+        }],
+        ..Fix::new(
+            "daemon-reload",
+            format!(
+                "{unit}.service changed on disk but systemd was not told (systemctl daemon-reload)"
             ),
-            append: String::new(),
-        })
+        )
     })
 }
 
 /// Ports the doctor never frees: the way into the node.
 const KEEP_PORTS: &[u16] = &[22];
 
-fn port_in_use(output: &str) -> Option<Fix> {
+/// The port a bind failure names, and the program that failed to bind.
+fn bind_failure(output: &str) -> Option<(u16, Option<String>)> {
     static BEFORE: OnceLock<Regex> = OnceLock::new();
     static AFTER: OnceLock<Regex> = OnceLock::new();
-    // nginx: `bind() to 0.0.0.0:80 failed (98: Address already in use)`.
+    // nginx: `nginx: [emerg] bind() to 0.0.0.0:80 failed (98: Address already in use)`.
     let before = re(
         &BEFORE,
-        r"[:\]](\d{1,5})\b[^\n]{0,60}?[Aa]ddress already in use|\bport (\d{1,5})\b[^\n]{0,40}?(?:[Aa]ddress )?already in use",
+        r"(?m)^(?:[^\n]*?\b([a-z][a-z0-9_-]+)(?:\[\d+\])?: )?[^\n]*?(?:[:\]](\d{1,5})\b[^\n]{0,60}?[Aa]ddress already in use|\bport (\d{1,5})\b[^\n]{0,40}?(?:[Aa]ddress )?already in use)",
     );
     // HAProxy: `cannot bind socket (Address already in use) [0.0.0.0:80]`;
     // Node: `EADDRINUSE: address already in use :::3000`.
@@ -223,21 +365,52 @@ fn port_in_use(output: &str) -> Option<Fix> {
         &AFTER,
         r"[Aa]ddress already in use[^\n]{0,60}?(?:port |:)(\d{1,5})\b",
     );
-    let port = before
-        .captures_iter(output)
-        .chain(after.captures_iter(output))
-        .find_map(|c| {
-            let port: u16 = c.get(1).or_else(|| c.get(2))?.as_str().parse().ok()?;
-            (port != 0 && !KEEP_PORTS.contains(&port)).then_some(port)
-        })?;
-    Some(Fix {
-        rule: "port-in-use",
-        reason: format!("TCP port {port} was already in use by another process"),
-        // Stops (and disables, so it stays stopped after a reboot) the unit
-        // listening on the port, or the bare process when no unit owns it. A
-        // unit's worker processes are gone by the time their turn comes.
-        prepend: format!(
-            "command -v ss >/dev/null 2>&1 || {{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; }}
+    let from_before = before.captures_iter(output).find_map(|c| {
+        let port: u16 = c.get(2).or_else(|| c.get(3))?.as_str().parse().ok()?;
+        (port != 0 && !KEEP_PORTS.contains(&port))
+            .then(|| (port, c.get(1).map(|m| m.as_str().to_owned())))
+    });
+    from_before.or_else(|| {
+        after.captures_iter(output).find_map(|c| {
+            let port: u16 = c.get(1)?.as_str().parse().ok()?;
+            (port != 0 && !KEEP_PORTS.contains(&port)).then_some((port, None))
+        })
+    })
+}
+
+/// A port another process holds. The fix frees it right before the line of
+/// the code that installs or starts the service that failed to bind, that
+/// is after whatever the code installed or started earlier holds it; before
+/// the code only when no such line is found (the holder came with the node).
+fn port_in_use(code: &str, failure: &Failure, output: &str) -> Option<Fix> {
+    let (port, program) = bind_failure(output)?;
+    let mut services: Vec<String> = failure.failed_units();
+    if let Some(p) = program {
+        if !matches!(p.as_str(), "error" | "alert" | "emerg" | "warning") {
+            services.push(p);
+        }
+    }
+    let anchor = services.iter().find_map(|service| {
+        let word = Regex::new(&format!(r"\b{}\b", regex::escape(service))).expect("valid");
+        let acts = Regex::new(
+            r"\b(?:apt-get|apt)\s[^\n]*\binstall\b|\bsystemctl\s[^\n]*\b(?:start|restart|enable|reload)\b|\bservice\s+\S+\s+(?:start|restart)\b",
+        )
+        .expect("valid");
+        let starts = Regex::new(r"\bsystemctl\s[^\n]*\b(?:start|restart|enable|reload)\b|\bservice\s+\S+\s+(?:start|restart)\b")
+            .expect("valid");
+        let found = |pattern: &Regex| {
+            code.lines()
+                .find(|l| word.is_match(l) && pattern.is_match(l) && !l.trim_start().starts_with('#'))
+                .map(|l| (service.clone(), l.trim().to_owned()))
+        };
+        // A line that starts the service beats the one that installs it: an
+        // install line may install the holder of the port too.
+        found(&starts).or_else(|| found(&acts))
+    });
+    // Stops (and disables, so it stays stopped after a reboot) the unit
+    // listening on the port, or the bare process when no unit owns it.
+    let free = format!(
+        "command -v ss >/dev/null 2>&1 || {{ {}; }}
 for pid in $(ss -Htlnp 'sport = :{port}' | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u || true); do
   unit=$(systemctl status \"$pid\" 2>/dev/null | awk 'NR == 1 {{print $2}}' || true)
   case \"$unit\" in
@@ -245,9 +418,22 @@ for pid in $(ss -Htlnp 'sport = :{port}' | grep -o 'pid=[0-9]*' | cut -d= -f2 | 
     *) kill \"$pid\" 2>/dev/null || true ;;
   esac
 done
-"
-        ),
-        append: String::new(),
+",
+        install("iproute2")
+    );
+    let reason = format!("TCP port {port} was already in use by another process");
+    Some(match anchor {
+        Some((service, line)) => Fix {
+            inserts: vec![Insert {
+                before: line,
+                lines: free,
+            }],
+            ..Fix::new(
+                "port-in-use",
+                format!("{reason}: freed right before the code installs or starts {service}"),
+            )
+        },
+        None => Fix::new("port-in-use", reason).prepend(free),
     })
 }
 
@@ -274,10 +460,11 @@ fn service_not_running(failure: &Failure) -> Option<Fix> {
         }
         let unit = &check.subject;
         Some(Fix {
-            rule: "service-not-running",
-            reason: format!("{unit} is installed but not running or not enabled"),
-            prepend: String::new(),
             append: format!("systemctl enable --now {unit}\n"),
+            ..Fix::new(
+                "service-not-running",
+                format!("{unit} is installed but not running or not enabled"),
+            )
         })
     })
 }
@@ -288,6 +475,22 @@ mod tests {
 
     use super::*;
     use crate::failure::FailedCheck;
+
+    fn diagnose_t(code: &str, failure: &Failure) -> Option<Fix> {
+        static INDEX: OnceLock<CommandIndex> = OnceLock::new();
+        let commands = INDEX.get_or_init(|| {
+            CommandIndex::from_pairs(
+                [
+                    ("dig", "dnsutils"),
+                    ("jq", "jq"),
+                    ("mkpasswd", "whois"),
+                    ("", "nginx"),
+                ],
+                "bookworm",
+            )
+        });
+        diagnose(code, failure, &Knowledge { commands })
+    }
 
     fn failure(output: &str) -> Failure {
         Failure {
@@ -303,7 +506,7 @@ mod tests {
     #[test]
     fn command_not_found_installs_the_providing_package() {
         let f = failure("/tmp/step.sh: line 3: dig: command not found\n");
-        let fix = diagnose("#!/bin/bash\nset -e\ndig example.org\n", &f).unwrap();
+        let fix = diagnose_t("#!/bin/bash\nset -e\ndig example.org\n", &f).unwrap();
         assert_eq!(fix.rule, "command-not-found");
         assert!(fix.prepend.contains("apt-get install -y -qq dnsutils"));
         let fixed = fix.apply("#!/bin/bash\nset -e\ndig example.org\n");
@@ -313,32 +516,32 @@ mod tests {
         );
         assert!(fixed.ends_with("dig example.org\n"));
         // Once applied, the same rule does not fire again on the fixed code.
-        assert_eq!(diagnose(&fixed, &f), None);
+        assert_eq!(diagnose_t(&fixed, &f), None);
         // dash says it differently.
         let f = failure("/tmp/s: 4: jq: not found\n");
-        assert!(diagnose("jq .", &f).unwrap().prepend.contains(" jq;"));
+        assert!(diagnose_t("jq .", &f).unwrap().prepend.contains(" jq;"));
         // An unknown command is left to the model.
         assert_eq!(
-            diagnose("x", &failure("frobnicate: command not found\n")),
+            diagnose_t("x", &failure("frobnicate: command not found\n")),
             None
         );
     }
 
     #[test]
     fn other_signatures() {
-        let fix = diagnose(
+        let fix = diagnose_t(
             "x",
             &failure("sh: 1: cannot create /etc/app/app.conf: Directory nonexistent\n"),
         )
         .unwrap();
         assert_eq!(fix.prepend, "mkdir -p /etc/app\n");
-        let fix = diagnose(
+        let fix = diagnose_t(
             "x",
             &failure("tee: /srv/www/index.html: No such file or directory\n"),
         )
         .unwrap();
         assert_eq!(fix.prepend, "mkdir -p /srv/www\n");
-        let fix = diagnose(
+        let fix = diagnose_t(
             "x",
             &failure(
                 "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 12\n",
@@ -346,7 +549,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(fix.rule, "apt-lock");
-        let fix = diagnose("x", &failure("chown: invalid user: ‘app:app’\n")).unwrap();
+        let fix = diagnose_t("x", &failure("chown: invalid user: ‘app:app’\n")).unwrap();
         assert!(fix
             .prepend
             .contains("useradd --system --no-create-home --shell /usr/sbin/nologin app\n"));
@@ -357,7 +560,7 @@ mod tests {
         let code = "#!/bin/bash\nset -euo pipefail\nnginx\n";
         let f =
             failure("nginx: [emerg] bind() to 0.0.0.0:8080 failed (98: Address already in use)\n");
-        let fix = diagnose(code, &f).unwrap();
+        let fix = diagnose_t(code, &f).unwrap();
         assert_eq!(fix.rule, "port-in-use");
         assert!(fix.reason.contains("8080"), "{}", fix.reason);
         assert!(fix.prepend.contains("sport = :8080"), "{}", fix.prepend);
@@ -368,33 +571,33 @@ mod tests {
         );
         let fixed = fix.apply(code);
         assert!(fixed.starts_with("#!/bin/bash\nset -euo pipefail\ncommand -v ss"));
-        assert_eq!(diagnose(&fixed, &f), None, "applied once");
+        assert_eq!(diagnose_t(&fixed, &f), None, "applied once");
         // HAProxy and Node name the port after the message.
         let haproxy = failure("[ALERT] (9) : Starting frontend web: cannot bind socket (Address already in use) [0.0.0.0:80]\n");
-        assert!(diagnose("x", &haproxy)
+        assert!(diagnose_t("x", &haproxy)
             .unwrap()
             .prepend
             .contains("sport = :80'"));
         let node = failure("Error: listen EADDRINUSE: address already in use :::3000\n");
-        assert!(diagnose("x", &node)
+        assert!(diagnose_t("x", &node)
             .unwrap()
             .prepend
             .contains("sport = :3000'"));
         let sshd = failure("Bind to port 2222 on 0.0.0.0 failed: Address already in use.\n");
-        assert!(diagnose("x", &sshd)
+        assert!(diagnose_t("x", &sshd)
             .unwrap()
             .prepend
             .contains("sport = :2222'"));
         // No port named, or the port SSH answers on: left to the model.
         assert_eq!(
-            diagnose(
+            diagnose_t(
                 "x",
                 &failure("OSError: [Errno 98] Address already in use\n")
             ),
             None
         );
         assert_eq!(
-            diagnose(
+            diagnose_t(
                 "x",
                 &failure("bind to port 22 on 0.0.0.0 failed: Address already in use.\n")
             ),
@@ -407,13 +610,23 @@ mod tests {
         let mut f = failure(
             "Job for nginx.service failed because the control process exited with error code.\n",
         );
-        assert!(diagnose("apt-get install -y nginx", &f).is_none());
+        assert!(diagnose_t("apt-get install -y nginx", &f).is_none());
         f.journal = "--- nginx.service on web1 ---\n\
              nginx: [emerg] bind() to 0.0.0.0:8080 failed (98: Address already in use)\n"
             .into();
-        let fix = diagnose("apt-get install -y nginx", &f).expect("a fix");
+        let code = "apt-get install -y nginx\n";
+        let fix = diagnose_t(code, &f).expect("a fix");
         assert_eq!(fix.rule, "port-in-use");
-        assert!(fix.prepend.contains("sport = :8080"), "{}", fix.prepend);
+        // Freed right before the line that installs the failing service.
+        assert!(fix.prepend.is_empty(), "{}", fix.prepend);
+        assert_eq!(fix.inserts[0].before, "apt-get install -y nginx");
+        let fixed = fix.apply(code);
+        assert!(fixed.contains("sport = :8080"), "{fixed}");
+        assert!(
+            fixed.ends_with("done\napt-get install -y nginx\n"),
+            "{fixed}"
+        );
+        assert_eq!(diagnose_t(&fixed, &f), None, "applied once");
     }
 
     #[test]
@@ -433,7 +646,7 @@ mod tests {
                 message: "expected running".into(),
             }],
         };
-        let fix = diagnose("apt-get install -y nginx\n", &f).unwrap();
+        let fix = diagnose_t("apt-get install -y nginx\n", &f).unwrap();
         assert_eq!(fix.append, "systemctl enable --now nginx\n");
     }
 }

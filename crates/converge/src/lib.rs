@@ -7,8 +7,10 @@
 //! report, the path chosen and why, the commands run and their output, and the
 //! tokens the model used. Without a model the doctor is the whole engine.
 
+pub mod contents;
 pub mod doctor;
 pub mod failure;
+pub mod platform;
 pub mod policy;
 mod prompts;
 mod record;
@@ -35,6 +37,8 @@ pub use session::CommandRecord;
 pub const TROUBLESHOOT_STEPS: u32 = 8;
 /// Tokens the model may write per answer.
 const MAX_ANSWER_TOKENS: u32 = 4096;
+/// Corrective re-asks after an unusable answer, per question.
+pub const MAX_REASKS: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvergeError {
@@ -42,7 +46,7 @@ pub enum ConvergeError {
     #[error("no LLM is configured and the task has no starting `code`, so there is nothing to run: set ANTHROPIC_API_KEY, OPENAI_API_KEY or REHEARSE_LLM_BASE_URL, or give the task starting code for the rules doctor")]
     NothingToRun,
     /// The model could not be asked, or answered unusably.
-    #[error("asking the model to {purpose}: {source}")]
+    #[error("asking the model to {purpose}")]
     Llm {
         purpose: &'static str,
         #[source]
@@ -51,7 +55,7 @@ pub enum ConvergeError {
     /// A secret of the task could not be read.
     #[error(transparent)]
     Secret(#[from] SecretError),
-    #[error("writing {path}: {source}")]
+    #[error("writing {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -71,6 +75,12 @@ pub enum Verdict {
     NoRuleApplies,
     /// Stopped on request (an MCP client's job_kill) before it converged.
     Stopped,
+    /// The platform under the code kept failing (a node that did not boot,
+    /// the package cache down, the host's disk full): the code was not judged.
+    PlatformError,
+    /// The run could not go on: the model could not be reached, or kept
+    /// answering unusably after the corrective re-asks.
+    Error,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -81,6 +91,10 @@ pub struct LlmCall {
     pub usage: Usage,
     pub latency_ms: u64,
     pub cost_usd: Option<f64>,
+    /// Set when this call asked again because the previous answer was
+    /// unusable: what was wrong with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reask: Option<String>,
 }
 
 /// One run of code on a fresh cluster and what followed from it.
@@ -118,6 +132,15 @@ pub struct ConvergeReport {
     pub distilled: Option<String>,
     /// The proof run of the final script on a fresh cluster.
     pub proof: Option<RunReport>,
+    /// Runs spoiled by the platform and repeated without spending the
+    /// iteration budget.
+    pub platform_failures: Vec<platform::PlatformFailure>,
+    /// Corrective re-asks after unusable answers, over the run.
+    pub reasks: u32,
+    /// Calls to the model that led to no run (a first answer that never
+    /// became usable code).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub llm_calls: Vec<LlmCall>,
     /// The proven script; set only when converged.
     pub script: Option<String>,
     /// Forceful or destructive patterns in the final script, for review.
@@ -154,6 +177,8 @@ pub struct Converger<'a> {
     recorder: record::Recorder,
     /// Set when someone asks the run to stop; also given to every scenario run.
     cancel: Option<Cancel>,
+    /// Corrective re-asks so far.
+    reasks: u32,
 }
 
 /// Converge runs share the scenario runs' id scheme, marked with a `c`: two
@@ -183,6 +208,9 @@ pub fn converge_with(
     progress: Progress<'_>,
     cancel: Option<Cancel>,
 ) -> Result<ConvergeReport, ConvergeError> {
+    if task.code.is_none() && model.is_none() {
+        return Err(ConvergeError::NothingToRun);
+    }
     let secret_env = task
         .secrets
         .iter()
@@ -228,6 +256,7 @@ pub fn converge_with(
         redactor,
         recorder,
         cancel,
+        reasks: 0,
     };
     for unredacted in c.redactor.unredacted() {
         c.say(&format!(
@@ -236,6 +265,10 @@ pub fn converge_with(
         ));
     }
     let result = c.run();
+    if result.is_err() {
+        // Nothing was written: no empty folder is left behind.
+        let _ = std::fs::remove_dir(&c.work_dir);
+    }
     match &result {
         Ok(report) => c.recorder.finish(report),
         Err(e) => c
@@ -243,6 +276,47 @@ pub fn converge_with(
             .failed(&c.redactor.redact(&e.to_string()), c.usage, c.cost),
     }
     result
+}
+
+/// `text` with paths under `state_dir` (host-only: run folders, step files,
+/// playbooks) replaced by their file name.
+fn visible(text: &str, state_dir: &FsPath) -> String {
+    let root = state_dir.display().to_string();
+    if root.len() < 2 || !text.contains(&root) {
+        return text.to_owned();
+    }
+    let pattern = format!(r"{}/[^\s'\x22`:,)]*", regex::escape(&root));
+    let re = regex::Regex::new(&pattern).expect("an escaped path is a valid pattern");
+    re.replace_all(text, |c: &regex::Captures<'_>| {
+        let path = FsPath::new(&c[0]);
+        path.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    })
+    .into_owned()
+}
+
+/// What a recovery by the model came to.
+enum Recovered {
+    /// New code, to run on a fresh cluster.
+    Code(String),
+    /// A distilled script, to prove.
+    Candidate(String),
+}
+
+/// An error and its causes, each said once, in one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// Destroys a kept failed cluster however the loop leaves its scope.
@@ -318,6 +392,49 @@ impl Converger<'_> {
         prompts::fill(prompts::SECRETS, &[("names", &names)])
     }
 
+    /// Which package provides a command, for the suite the nodes run (read
+    /// from the kept cluster; the default image's when none was kept).
+    fn command_index(
+        &self,
+        cluster: Option<&str>,
+        run: &RunReport,
+    ) -> std::sync::Arc<contents::CommandIndex> {
+        let suite = cluster
+            .zip(run.nodes.first())
+            .and_then(|(cluster, node)| {
+                let req = rehearse_sandbox::ExecRequest {
+                    timeout: Some(Duration::from_secs(5)),
+                    ..rehearse_sandbox::ExecRequest::shell(
+                        ". /etc/os-release && [ \"$ID\" = debian ] && echo \"$VERSION_CODENAME\"",
+                    )
+                };
+                let (outcome, out, _) = self.engine.exec_capture(cluster, &node.name, &req).ok()?;
+                let suite = out.trim().to_owned();
+                (outcome.exit_code == 0 && !suite.is_empty()).then_some(suite)
+            })
+            .unwrap_or_else(|| contents::DEFAULT_SUITE.to_owned());
+        let index = contents::CommandIndex::load(self.engine.state_dir(), &suite);
+        if let contents::Source::Fallback { why } = &index.source {
+            self.say(&format!(
+                "the doctor uses its small built-in command table: Debian's Contents index is unavailable ({why})"
+            ));
+        }
+        index
+    }
+
+    /// The task's checks as its file writes them.
+    pub(crate) fn checks_yaml(&self) -> String {
+        self.task.checks_yaml.clone()
+    }
+
+    /// `text` with the host's paths (the state directory, where runs and
+    /// their files live) taken out: the model can read only what is on the
+    /// nodes.
+    pub(crate) fn visible(&self, text: &str) -> String {
+        let text = visible(text, self.engine.history_dir());
+        visible(&text, self.engine.state_dir())
+    }
+
     fn fence(&self) -> &'static str {
         match self.task.language {
             Language::Bash => "bash",
@@ -362,6 +479,7 @@ impl Converger<'_> {
         purpose: &'static str,
         messages: Vec<Message>,
         json: bool,
+        reask: Option<String>,
         calls: &mut Vec<LlmCall>,
     ) -> Result<String, ConvergeError> {
         let model = self.model.expect("asked only with a model");
@@ -402,8 +520,53 @@ impl Converger<'_> {
             usage: response.usage,
             latency_ms: response.latency_ms,
             cost_usd: response.cost_usd,
+            reask,
         });
         Ok(response.text)
+    }
+
+    /// Asks, and takes what `parse` makes of the answer. An unusable answer
+    /// gets up to [`MAX_REASKS`] corrective re-asks that say what was wrong
+    /// with it and what is expected; each is a call of its own in the report.
+    /// Returns the usable answer's text beside the parsed value.
+    fn ask_until<T>(
+        &mut self,
+        purpose: &'static str,
+        mut messages: Vec<Message>,
+        json: bool,
+        expected: &str,
+        calls: &mut Vec<LlmCall>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<(T, String), ConvergeError> {
+        let mut reask = None;
+        for attempt in 0..=MAX_REASKS {
+            let text = self.ask(purpose, messages.clone(), json, reask.take(), calls)?;
+            let why = match parse(&text) {
+                Ok(value) => return Ok((value, text)),
+                Err(why) => why,
+            };
+            if attempt == MAX_REASKS {
+                return Err(ConvergeError::Llm {
+                    purpose,
+                    source: LlmError::Garbage {
+                        reason: format!("{why} (still, after {MAX_REASKS} corrective re-asks)"),
+                        head: text.chars().take(200).collect(),
+                    },
+                });
+            }
+            self.reasks += 1;
+            self.say(&format!(
+                "the model's answer is unusable ({why}): asking again ({} of {MAX_REASKS})",
+                attempt + 1
+            ));
+            messages.push(Message::assistant(text));
+            messages.push(Message::user(prompts::fill(
+                prompts::REASK,
+                &[("why", &why), ("expected", expected)],
+            )));
+            reask = Some(why);
+        }
+        unreachable!("the last attempt returns")
     }
 
     /// Asks for code and takes it from the answer's fenced block.
@@ -413,14 +576,19 @@ impl Converger<'_> {
         prompt: String,
         calls: &mut Vec<LlmCall>,
     ) -> Result<String, ConvergeError> {
-        let text = self.ask(purpose, vec![Message::user(prompt)], false, calls)?;
-        code_block(&text).ok_or_else(|| ConvergeError::Llm {
+        let expected = format!(
+            "the complete code in one fenced code block (```{}), and nothing after it",
+            self.fence()
+        );
+        self.ask_until(
             purpose,
-            source: LlmError::Garbage {
-                reason: "the answer has no fenced code block".into(),
-                head: text.chars().take(200).collect(),
-            },
-        })
+            vec![Message::user(prompt)],
+            false,
+            &expected,
+            calls,
+            |text| code_block(text).ok_or_else(|| "it has no fenced code block".to_owned()),
+        )
+        .map(|(code, _)| code)
     }
 
     fn generate(&mut self, calls: &mut Vec<LlmCall>) -> Result<String, ConvergeError> {
@@ -438,7 +606,7 @@ impl Converger<'_> {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        let checks = serde_json::to_string_pretty(&self.task.checks).unwrap_or_default();
+        let checks = self.checks_yaml();
         let starting = match &self.task.code {
             Some(code) => format!("Start from this code:\n```{}\n{code}\n```\n", self.fence()),
             None => String::new(),
@@ -528,8 +696,6 @@ impl Converger<'_> {
             idempotence: false,
             reboot: false,
             keep,
-            // A kept iteration's cluster is troubleshot, then removed, here.
-            hand_over_kept: false,
             parent: Some(rehearse_scenario::ParentRun {
                 run_id: self.run_id.clone(),
                 role,
@@ -553,21 +719,31 @@ impl Converger<'_> {
             self.say("no LLM is configured: only the rules doctor will try to fix failures");
         }
         let mut iterations: Vec<Iteration> = Vec::new();
-        let mut first_calls = Vec::new();
-        let (mut code, mut origin) = match (&self.task.code, self.model) {
-            (Some(code), _) if rules_only => (code.clone(), "task"),
+        let mut platform_failures: Vec<platform::PlatformFailure> = Vec::new();
+        let mut stop_reason: Option<(Verdict, String)> = None;
+        let mut pending_calls = Vec::new();
+        let mut unattached_calls = Vec::new();
+        let first = match (&self.task.code, self.model) {
+            (Some(code), _) if rules_only => Some((code.clone(), "task")),
             (None, None) => return Err(ConvergeError::NothingToRun),
             _ => {
                 self.say("asking the model for code");
-                (self.generate(&mut first_calls)?, "model")
+                match self.generate(&mut pending_calls) {
+                    Ok(code) => Some((code, "model")),
+                    Err(e) => {
+                        stop_reason = Some((Verdict::Error, self.ended_by(&e)));
+                        unattached_calls = std::mem::take(&mut pending_calls);
+                        None
+                    }
+                }
             }
         };
-        let mut pending_calls = first_calls;
         let mut troubleshot_before = false;
         let mut candidate: Option<(String, Option<String>)> = None; // (script, distilled)
-        let mut stop_reason: Option<(Verdict, String)> = None;
 
-        for number in 1..=self.task.budgets.max_iterations {
+        let (mut code, mut origin) = first.unwrap_or_default();
+        let mut number = 1;
+        while stop_reason.is_none() && number <= self.task.budgets.max_iterations {
             if let Some(stop) = self.must_stop() {
                 stop_reason = Some(stop);
                 break;
@@ -576,7 +752,14 @@ impl Converger<'_> {
             self.say(&format!(
                 "iteration {number}: running the code on a fresh cluster"
             ));
-            let dir = self.work_dir.join(format!("iteration-{number}"));
+            let attempt = platform_failures
+                .iter()
+                .filter(|f| f.iteration == number)
+                .count();
+            let dir = self.work_dir.join(match attempt {
+                0 => format!("iteration-{number}"),
+                n => format!("iteration-{number}-rerun-{n}"),
+            });
             let run = self.run_code(&code, &dir, Keep::OnFailure, format!("iteration {number}"))?;
             if self.stopped() {
                 // The run was cut short, and its cluster is gone: nothing to learn from it.
@@ -590,6 +773,37 @@ impl Converger<'_> {
                 engine: self.engine,
                 id: run.kept.then(|| run.cluster.clone()).flatten(),
             };
+            if run.outcome != Outcome::Passed {
+                let host = platform::Host {
+                    state_dir: self.engine.state_dir(),
+                };
+                if let Some((kind, cause, detail)) = platform::classify(&run, &host) {
+                    kept.release();
+                    platform_failures.push(platform::PlatformFailure {
+                        iteration: number,
+                        kind,
+                        cause: cause.clone(),
+                        detail: detail.clone(),
+                    });
+                    let spent = platform_failures.len() as u32;
+                    if spent > platform::PLATFORM_RETRIES {
+                        self.say(&format!("platform failure: {cause}: giving up"));
+                        stop_reason = Some((
+                            Verdict::PlatformError,
+                            format!(
+                                "the platform failed {spent} times, the code was never judged: {cause} ({})",
+                                detail.lines().next().unwrap_or_default()
+                            ),
+                        ));
+                        break;
+                    }
+                    self.say(&format!(
+                        "platform failure: {cause}: running iteration {number} again on a fresh cluster ({spent} of {} reruns; the iteration budget is not charged)",
+                        platform::PLATFORM_RETRIES
+                    ));
+                    continue;
+                }
+            }
             let mut iteration = Iteration {
                 number,
                 origin,
@@ -603,20 +817,23 @@ impl Converger<'_> {
                 llm_calls: std::mem::take(&mut pending_calls),
                 duration_ms: 0,
             };
+            number += 1;
             if iteration.run.outcome == Outcome::Passed {
                 self.say(&format!(
-                    "iteration {number}: every check passed on a fresh cluster"
+                    "iteration {}: every check passed on a fresh cluster",
+                    iteration.number
                 ));
                 candidate = Some((code.clone(), None));
                 self.end_iteration(&mut iterations, iteration, began);
                 break;
             }
+            let this = iteration.number;
             let mut failure = Failure::from_run(&iteration.run);
             if let Some(cluster) = &kept.id {
                 failure.journal = self.unit_journals(cluster, &iteration.run, &failure);
             }
             self.say(&format!(
-                "iteration {number}: failed ({} failing checks{})",
+                "iteration {this}: failed ({} failing checks{})",
                 failure.checks.len(),
                 failure
                     .step_error
@@ -628,15 +845,24 @@ impl Converger<'_> {
 
             // The doctor first: a known signature needs no model.
             let fix = match self.task.language {
-                Language::Bash => doctor::diagnose(&code, &failure),
+                Language::Bash => {
+                    let commands = self.command_index(kept.id.as_deref(), &iteration.run);
+                    doctor::diagnose(
+                        &code,
+                        &failure,
+                        &doctor::Knowledge {
+                            commands: &commands,
+                        },
+                    )
+                }
                 Language::Ansible => None,
             };
             if let Some(fix) = fix {
                 self.say(&format!("rules doctor: {} ({})", fix.reason, fix.rule));
                 iteration.path = Some(Path::Rules);
                 iteration.reason = Some(format!(
-                    "the rules doctor recognised a known signature: {}",
-                    fix.reason
+                    "the rules doctor recognised a known signature: {} (rule {})",
+                    fix.reason, fix.rule
                 ));
                 code = fix.apply(&code);
                 origin = "rules";
@@ -653,13 +879,13 @@ impl Converger<'_> {
                 self.end_iteration(&mut iterations, iteration, began);
                 stop_reason = Some((
                     Verdict::NoRuleApplies,
-                    "no rule of the doctor matches the failure and no LLM is configured".into(),
+                    format!("no rule of the doctor matches the failure of iteration {this} and no LLM is configured"),
                 ));
                 break;
             }
-            if number == self.task.budgets.max_iterations {
+            if this == self.task.budgets.max_iterations {
                 iteration.reason = Some(format!(
-                    "this was the last of {number} iterations the budget allows: no recovery was tried"
+                    "this was the last of {this} iterations the budget allows: no recovery was tried"
                 ));
                 kept.release();
                 self.end_iteration(&mut iterations, iteration, began);
@@ -671,40 +897,31 @@ impl Converger<'_> {
             iteration.path = Some(path);
             iteration.reason = Some(reason);
             let mut calls = Vec::new();
-            let result = match path {
-                Path::Troubleshoot => {
-                    let cluster = kept.id.clone().unwrap_or_default();
-                    troubleshot_before = true;
-                    let outcome =
-                        session::troubleshoot(self, &cluster, &code, &failure, &mut calls)?;
-                    iteration.commands = outcome.commands;
-                    if outcome.passed {
-                        self.say("troubleshooting made every check pass: distilling one script");
-                        let distilled = self.distill(&code, &iteration.commands, &mut calls)?;
-                        candidate = Some((distilled.clone(), Some(distilled)));
-                        None
-                    } else {
-                        self.say(
-                            "troubleshooting did not make the checks pass: asking for a rewrite",
-                        );
-                        Some(self.retry(&code, &failure, &mut calls)?)
-                    }
-                }
-                Path::Retry | Path::Rules => {
-                    self.say("asking the model for a corrected version");
-                    troubleshot_before = false;
-                    Some(self.retry(&code, &failure, &mut calls)?)
-                }
-            };
+            let result = self.recover(
+                path,
+                &kept,
+                &code,
+                &failure,
+                &mut troubleshot_before,
+                &mut iteration,
+                &mut calls,
+            );
             iteration.llm_calls.extend(calls);
             kept.release();
             self.end_iteration(&mut iterations, iteration, began);
             match result {
-                Some(new_code) => {
+                Ok(Recovered::Code(new_code)) => {
                     code = new_code;
                     origin = "model-retry";
                 }
-                None => break,
+                Ok(Recovered::Candidate(distilled)) => {
+                    candidate = Some((distilled.clone(), Some(distilled)));
+                    break;
+                }
+                Err(e) => {
+                    stop_reason = Some((Verdict::Error, self.ended_by(&e)));
+                    break;
+                }
             }
         }
 
@@ -767,6 +984,20 @@ impl Converger<'_> {
                 )
             }
         };
+        // Every rule of the doctor that fired is named, whatever the ending.
+        let mut fired: Vec<&str> = Vec::new();
+        for rule in iterations
+            .iter()
+            .filter_map(|i| i.fix.as_ref().map(|f| f.rule))
+        {
+            if !fired.contains(&rule) {
+                fired.push(rule);
+            }
+        }
+        let summary = match fired.as_slice() {
+            [] => summary,
+            rules => format!("{summary}; the rules doctor fixed: {}", rules.join(", ")),
+        };
         let report_path = self.work_dir.join("report.json");
         let report = ConvergeReport {
             run_id: self.run_id.clone(),
@@ -783,6 +1014,9 @@ impl Converger<'_> {
             iterations,
             distilled,
             proof,
+            platform_failures,
+            reasks: self.reasks,
+            llm_calls: unattached_calls,
             script,
             usage: self.usage,
             cost_usd: self.cost,
@@ -808,6 +1042,53 @@ impl Converger<'_> {
         Ok(report)
     }
 
+    /// The summary of a run an error ended early: the error and its causes,
+    /// each said once.
+    fn ended_by(&self, e: &ConvergeError) -> String {
+        let text = self.redactor.redact(&chain(e));
+        self.say(&format!("ending the run: {text}"));
+        text
+    }
+
+    /// The model's part of a recovery: a rewrite, or a troubleshooting session
+    /// and, when it made the checks pass, the distilled script.
+    #[allow(clippy::too_many_arguments)]
+    fn recover(
+        &mut self,
+        path: Path,
+        kept: &KeptCluster<'_>,
+        code: &str,
+        failure: &Failure,
+        troubleshot_before: &mut bool,
+        iteration: &mut Iteration,
+        calls: &mut Vec<LlmCall>,
+    ) -> Result<Recovered, ConvergeError> {
+        match path {
+            Path::Troubleshoot => {
+                let cluster = kept.id.clone().unwrap_or_default();
+                *troubleshot_before = true;
+                let outcome = session::troubleshoot(self, &cluster, code, failure, calls);
+                iteration.commands = outcome.commands;
+                if let Some(e) = outcome.error {
+                    return Err(e);
+                }
+                if outcome.passed {
+                    self.say("troubleshooting made every check pass: distilling one script");
+                    let distilled = self.distill(code, &iteration.commands, calls)?;
+                    Ok(Recovered::Candidate(distilled))
+                } else {
+                    self.say("troubleshooting did not make the checks pass: asking for a rewrite");
+                    Ok(Recovered::Code(self.retry(code, failure, calls)?))
+                }
+            }
+            Path::Retry | Path::Rules => {
+                self.say("asking the model for a corrected version");
+                *troubleshot_before = false;
+                Ok(Recovered::Code(self.retry(code, failure, calls)?))
+            }
+        }
+    }
+
     /// An iteration is over: it goes into the report and the run store.
     fn end_iteration(
         &mut self,
@@ -830,8 +1111,9 @@ impl Converger<'_> {
             prompts::RETRY,
             &[
                 ("goal", &self.task.goal),
+                ("checks", &self.checks_yaml()),
                 ("code", code),
-                ("failure", &failure.describe()),
+                ("failure", &self.visible(&failure.describe())),
                 ("fence", self.fence()),
             ],
         );
@@ -892,4 +1174,18 @@ pub fn code_block(text: &str) -> Option<String> {
     let close = body.find("```").unwrap_or(body.len());
     let code = body[..close].trim_end().to_owned() + "\n";
     (!code.trim().is_empty()).then_some(code)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn host_paths_are_cut_to_file_names() {
+        let text = "ERROR! the playbook: /var/lib/rehearse/converge/c1/iteration-1/playbook.yml could not be found\n\
+                    see '/var/lib/rehearse/runs/ab/bash-code.1/node1.log', /etc/nginx/nginx.conf";
+        let shown = super::visible(text, std::path::Path::new("/var/lib/rehearse"));
+        assert_eq!(
+            shown,
+            "ERROR! the playbook: playbook.yml could not be found\nsee 'node1.log', /etc/nginx/nginx.conf"
+        );
+    }
 }

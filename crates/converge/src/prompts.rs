@@ -7,6 +7,7 @@ pub const TROUBLESHOOT: &str = include_str!("../prompts/troubleshoot.md");
 pub const DISTILL: &str = include_str!("../prompts/distill.md");
 pub const SECRETS: &str = include_str!("../prompts/secrets.md");
 pub const FEEDBACK_COMMAND: &str = include_str!("../prompts/feedback_command.md");
+pub const REASK: &str = include_str!("../prompts/reask.md");
 
 pub const RECIPES: &str = include_str!("../prompts/recipes.md");
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rehearse_converge::{converge, ConvergeError, Path as Recovery, Verdict};
+use rehearse_converge::{converge, Path as Recovery, Verdict};
 use rehearse_llm::fake::{FakeReply, FakeServer};
 use rehearse_llm::{OpenAi, Provider, RetryPolicy};
 use rehearse_sandbox::Engine;
@@ -221,10 +221,12 @@ fn converges_by_troubleshooting_then_distills_and_proves() {
             r#"{"node": "node1", "command": "cat /etc/rehearse-ok", "why": "see what was written"}"#,
         ),
         FakeReply::openai(r#"{"node": "node1", "command": "reboot -f", "why": "start over"}"#),
+        FakeReply::openai(r#"{"node": "node1", "command": "  ", "why": "nothing"}"#),
         FakeReply::openai(
-            r#"{"node": "node1", "command": "echo converged > /etc/rehearse-ok", "why": "write the right word"}"#,
+            r#"{"node": "node1", "command": "sleep 0.3; echo converged > /etc/rehearse-ok", "why": "write the right word"}"#,
         ),
-        FakeReply::openai(r#"{"done": true}"#),
+        // No `done`: the checks pass after the command above, which ends the
+        // session; the next answer is the distilled script.
         bash("#!/bin/bash\nset -euo pipefail\necho converged > /etc/rehearse-ok\n"),
     ]);
     let model = model(&server);
@@ -238,11 +240,51 @@ fn converges_by_troubleshooting_then_distills_and_proves() {
     assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);
     let first = &report.iterations[0];
     assert_eq!(first.path, Some(Recovery::Troubleshoot));
-    assert_eq!(first.commands.len(), 3);
+    assert_eq!(first.commands.len(), 4);
     assert!(first.commands[0].output.contains("almost"));
+    assert_eq!(first.commands[0].exit_code, Some(0));
     assert!(first.commands[1].refused.is_some(), "reboot -f is refused");
-    assert_eq!(first.commands[2].exit_code, Some(0));
+    // An empty command is refused back to the model, not run.
+    let empty = &first.commands[2];
+    assert_eq!(empty.exit_code, None);
+    assert!(
+        empty.refused.as_deref().unwrap().contains("empty"),
+        "{empty:?}"
+    );
+    // The fix ran for real: its exit code and the time it took.
+    let fix = &first.commands[3];
+    assert_eq!(fix.exit_code, Some(0));
+    assert!(fix.duration_ms >= 300, "{fix:?}");
     assert!(report.distilled.is_some());
+    let requests = server.requests();
+    assert_eq!(
+        requests.len(),
+        6,
+        "no call between the fixing command and the distillation"
+    );
+    // Each feedback carried the checks' results.
+    let feedback = |i: usize| {
+        let messages = requests[i].body["messages"].as_array().unwrap().clone();
+        messages.last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let after_cat = feedback(2);
+    assert!(after_cat.contains("Checks now: 0 of 1 pass"), "{after_cat}");
+    assert!(after_cat.contains("FAIL on node1"), "{after_cat}");
+    assert!(feedback(4).contains("empty"), "{}", feedback(4));
+    // The first troubleshooting prompt shows the checks as the task writes them.
+    let first_prompt = feedback(1);
+    assert!(
+        first_prompt.contains("- file: /etc/rehearse-ok\n    contains: [converged]"),
+        "{first_prompt}"
+    );
+    assert!(!first_prompt.contains("\"timeout\""), "{first_prompt}");
+    assert!(
+        !first_prompt.contains("/var/lib/rehearse"),
+        "{first_prompt}"
+    );
     let proof = report.proof.as_ref().expect("a proof run");
     assert_eq!(proof.outcome, rehearse_scenario::Outcome::Passed);
     assert!(!proof.kept);
@@ -255,6 +297,10 @@ fn converges_by_troubleshooting_then_distills_and_proves() {
         distill.contains("echo converged > /etc/rehearse-ok"),
         "{distill}"
     );
+    let store = Store::open(engine.history_dir()).unwrap();
+    let stored = store.run(&report.run_id).unwrap().unwrap();
+    let commands = &stored.converge.unwrap().iterations[0].commands;
+    assert_eq!(commands[3].duration_ms, fix.duration_ms);
     nothing_left(&engine, "troubleshoot-task.yaml");
 }
 
@@ -271,7 +317,6 @@ fn a_failed_units_journal_reaches_the_model() {
         FakeReply::openai(
             r#"{"node": "node1", "command": "echo converged > /etc/rehearse-ok", "why": "the marker without the demo service"}"#,
         ),
-        FakeReply::openai(r#"{"done": true}"#),
         bash("#!/bin/bash\nset -euo pipefail\necho converged > /etc/rehearse-ok\n"),
     ]);
     let model = model(&server);
@@ -337,31 +382,121 @@ max_iterations: 3
         .as_deref()
         .unwrap()
         .contains("apt-get install -y -qq jq"));
+    assert!(
+        report
+            .summary
+            .contains("the rules doctor fixed: command-not-found"),
+        "{}",
+        report.summary
+    );
     nothing_left(&engine, "rules-task.yaml");
 }
 
 #[test]
-fn garbage_from_the_model_is_a_clear_error_and_leaves_nothing() {
+fn garbage_is_asked_again_and_a_good_answer_then_converges() {
+    let engine = engine();
+    let server = FakeServer::start(vec![
+        FakeReply::openai("I would install things, then write the file."),
+        bash("#!/bin/bash\nset -euo pipefail\necho converged > /etc/rehearse-ok\n"),
+    ]);
+    let model = model(&server);
+    let report = converge(
+        &engine,
+        &task(MARKER_TASK, "reask-task.yaml"),
+        Some(&model as &dyn Provider),
+        &|m| eprintln!("{m}"),
+    )
+    .expect("the loop runs");
+    assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);
+    assert_eq!(report.reasks, 1);
+    let calls = &report.iterations[0].llm_calls;
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].reask, None);
+    let why = calls[1]
+        .reask
+        .as_deref()
+        .expect("the second call is a re-ask");
+    assert!(why.contains("no fenced code block"), "{why}");
+    // The re-ask told the model what was wrong and what is expected.
+    let reask = server.requests()[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(reask.contains("no fenced code block"), "{reask}");
+    assert!(reask.contains("```bash"), "{reask}");
+    nothing_left(&engine, "reask-task.yaml");
+}
+
+#[test]
+fn garbage_after_every_reask_ends_the_run_with_a_report_and_a_record() {
     let engine = engine();
     // The first answer's code runs and fails its checks, so the failed cluster
-    // is kept for troubleshooting; then the model answers garbage.
+    // is kept for troubleshooting; then the model answers garbage, three times.
     let server = FakeServer::start(vec![
         bash("#!/bin/bash\necho almost > /etc/rehearse-ok\n"),
         FakeReply::openai("I am sorry, I cannot help with that."),
+        FakeReply::openai("Still sorry."),
+        FakeReply::openai("No."),
     ]);
     let model = model(&server);
-    let error = converge(
+    let report = converge(
         &engine,
         &task(MARKER_TASK, "garbage-task.yaml"),
         Some(&model as &dyn Provider),
+        &|m| eprintln!("{m}"),
+    )
+    .expect("the run ends with a report");
+    assert_eq!(report.verdict, Verdict::Error, "{}", report.summary);
+    assert_eq!(report.reasks, 2);
+    let summary = &report.summary;
+    assert!(summary.contains("no JSON object"), "{summary}");
+    assert!(summary.contains("No."), "{summary}");
+    assert_eq!(
+        summary.matches("unusable").count(),
+        1,
+        "said once: {summary}"
+    );
+    assert_eq!(report.iterations.len(), 1);
+    assert_eq!(report.iterations[0].llm_calls.len(), 4);
+    assert!(report.report_path.is_file());
+    let store = Store::open(engine.history_dir()).unwrap();
+    let stored = store.run(&report.run_id).unwrap().expect("recorded");
+    assert_eq!(stored.run.outcome, "error");
+    assert_eq!(stored.run.summary.as_deref(), Some(summary.as_str()));
+    nothing_left(&engine, "garbage-task.yaml");
+}
+
+#[test]
+fn a_model_that_cannot_be_reached_ends_the_run_with_a_report_and_no_empty_folder() {
+    let engine = engine();
+    let server = FakeServer::start(Vec::new());
+    let model = model(&server);
+    let report = converge(
+        &engine,
+        &task(MARKER_TASK, "unreachable-task.yaml"),
+        Some(&model as &dyn Provider),
         &|_| {},
     )
-    .expect_err("garbage is an error");
-    assert!(matches!(error, ConvergeError::Llm { .. }), "{error}");
-    let text = error.to_string();
-    assert!(text.contains("no JSON object"), "{text}");
-    assert!(text.contains("I am sorry"), "{text}");
-    nothing_left(&engine, "garbage-task.yaml");
+    .expect("the run ends with a report");
+    assert_eq!(report.verdict, Verdict::Error, "{}", report.summary);
+    assert!(report.iterations.is_empty());
+    assert_eq!(
+        report.llm_calls.len(),
+        0,
+        "the call failed: nothing to show"
+    );
+    let dir = report.report_path.parent().unwrap();
+    let entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
+    assert_eq!(entries.len(), 1, "only report.json: {entries:?}");
+    assert!(
+        report.summary.contains("no more scripted replies"),
+        "{}",
+        report.summary
+    );
 }
 
 #[test]
@@ -569,4 +704,134 @@ max_iterations: 3
         );
     }
     nothing_left(&engine, "secret-task.yaml");
+}
+
+/// An image whose nodes cannot boot, for real: a saved copy of a healthy
+/// node with systemd moved out of the way. Removed when dropped.
+struct UnbootableImage<'a> {
+    engine: &'a Engine,
+    name: String,
+    systemd: std::path::PathBuf,
+}
+
+impl<'a> UnbootableImage<'a> {
+    fn new(engine: &'a Engine, name: &str) -> Self {
+        let topology = task(MARKER_TASK, &format!("{name}-source")).topology;
+        let cluster = engine
+            .up(
+                rehearse_sandbox::UpRequest {
+                    topology,
+                    ttl: Duration::from_secs(600),
+                    boot_timeout: Duration::from_secs(60),
+                    source: format!("{name}-source"),
+                    ownership: rehearse_sandbox::Ownership::ThisProcess,
+                },
+                &|_| {},
+            )
+            .expect("a healthy cluster boots");
+        let saved = engine.save(&cluster.id, "node1", name);
+        engine.down(&cluster.id).expect("the source cluster goes");
+        let image = saved.expect("the node is saved as an image");
+        let systemd = image.rootfs().join("usr/lib/systemd/systemd");
+        let image = UnbootableImage {
+            engine,
+            name: name.to_owned(),
+            systemd,
+        };
+        image.set_broken(true);
+        image
+    }
+
+    fn set_broken(&self, broken: bool) {
+        let away = self.systemd.with_extension("away");
+        let (from, to) = if broken {
+            (&self.systemd, &away)
+        } else {
+            (&away, &self.systemd)
+        };
+        if from.exists() {
+            std::fs::rename(from, to).expect("systemd moves");
+        }
+    }
+}
+
+impl Drop for UnbootableImage<'_> {
+    fn drop(&mut self) {
+        if let Ok(Some(image)) = self.engine.images().by_name(&self.name) {
+            let _ = self.engine.images().remove(&image);
+        }
+    }
+}
+
+#[test]
+fn a_node_that_does_not_boot_is_never_charged_to_the_code() {
+    let engine = engine();
+    let name = format!("converge-noboot-{}", std::process::id());
+    let image = UnbootableImage::new(&engine, &name);
+    let task_yaml = MARKER_TASK
+        .replace(
+            "nodes: 1",
+            &format!("nodes:\n  - {{name: node1, image: {name}}}"),
+        )
+        .replace("max_iterations: 3", "max_iterations: 1");
+    let good = "#!/bin/bash\nset -euo pipefail\necho converged > /etc/rehearse-ok\n";
+
+    // The image stays broken: every rerun fails to boot, and the run ends as
+    // a platform error after the bounded reruns, the code never judged.
+    let server = FakeServer::start(vec![bash(good)]);
+    let provider = model(&server);
+    let report = converge(
+        &engine,
+        &task(&task_yaml, "noboot-task.yaml"),
+        Some(&provider as &dyn Provider),
+        &|m| eprintln!("{m}"),
+    )
+    .expect("the loop runs");
+    assert_eq!(report.verdict, Verdict::PlatformError, "{}", report.summary);
+    assert!(report.iterations.is_empty(), "no iteration is charged");
+    assert_eq!(
+        report.platform_failures.len() as u32,
+        rehearse_converge::platform::PLATFORM_RETRIES + 1
+    );
+    assert!(report.platform_failures.iter().all(|f| f.kind == "boot"));
+    assert!(
+        report.summary.contains("a node did not boot"),
+        "{}",
+        report.summary
+    );
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "the model is never told its code failed"
+    );
+    let store = Store::open(engine.history_dir()).unwrap();
+    let stored = store.run(&report.run_id).unwrap().unwrap();
+    assert_eq!(stored.run.outcome, "platform_error");
+    nothing_left(&engine, "noboot-task.yaml");
+
+    // The platform recovers after the first failure: the rerun boots, and
+    // the one iteration the budget allows is the one that passes.
+    let server = FakeServer::start(vec![bash(good)]);
+    let provider = model(&server);
+    let repaired = std::sync::atomic::AtomicBool::new(false);
+    let report = converge(
+        &engine,
+        &task(&task_yaml, "noboot-once-task.yaml"),
+        Some(&provider as &dyn Provider),
+        &|m| {
+            eprintln!("{m}");
+            if m.starts_with("platform failure")
+                && !repaired.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                image.set_broken(false);
+            }
+        },
+    )
+    .expect("the loop runs");
+    assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);
+    assert_eq!(report.iterations.len(), 1);
+    assert_eq!(report.platform_failures.len(), 1);
+    assert_eq!(report.platform_failures[0].iteration, 1);
+    assert_eq!(server.requests().len(), 1);
+    nothing_left(&engine, "noboot-once-task.yaml");
 }

@@ -172,6 +172,9 @@ pub struct Task {
     pub budgets: Budgets,
     pub topology: Topology,
     pub checks: Vec<Check>,
+    /// The `checks:` key as the task file writes it, for people and models
+    /// to read (the parsed [`Check`]s hold resolved defaults).
+    pub checks_yaml: String,
     /// Secrets the code may read as environment variables, by name.
     pub secrets: Vec<Secret>,
     /// The folder relative paths are resolved against.
@@ -238,6 +241,34 @@ struct SecretFile {
     /// A file on the host holding the value (relative to the task file).
     #[serde(default)]
     file: Option<PathBuf>,
+}
+
+/// The lines of `text` that hold the top-level key `key` and its value, as
+/// written (comments and blank lines at its end dropped).
+fn top_level_block(text: &str, key: &str) -> String {
+    let mut lines = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let top_key = !line.starts_with([' ', '\t', '-', '#']) && !line.trim().is_empty();
+        if top_key {
+            if inside {
+                break;
+            }
+            inside = line
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'));
+        }
+        if inside {
+            lines.push(line);
+        }
+    }
+    while lines
+        .last()
+        .is_some_and(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        lines.pop();
+    }
+    lines.join("\n")
 }
 
 /// The keys a task shares with a scenario.
@@ -440,6 +471,7 @@ impl Task {
             },
             topology: scenario.topology,
             checks: scenario.checks,
+            checks_yaml: top_level_block(text, "checks"),
             secrets,
             dir: scenario.dir,
             file: scenario.file,

@@ -151,3 +151,17 @@ fn secrets_are_validated_with_positions() {
         .to_string();
     assert!(error.starts_with("task.yaml:12"), "{error}");
 }
+
+#[test]
+fn keeps_the_checks_as_written() {
+    let task = parse(NGINX).unwrap();
+    assert_eq!(
+        task.checks_yaml,
+        "checks:\n  - http: http://localhost/\n    status: 200"
+    );
+    let flush = parse(
+        "goal: g\nlanguage: bash\nnodes: 1\nchecks:\n- file: /x\n  # the marker\n\n# budgets\nmax_iterations: 2\n",
+    )
+    .unwrap();
+    assert_eq!(flush.checks_yaml, "checks:\n- file: /x");
+}
