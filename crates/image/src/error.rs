@@ -4,7 +4,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// The image is not in the cache and no spec is known for that name.
-    #[error("no image named \"{name}\"; known images: {known}; build your own with `rehearse image build -f SPEC.yaml` or import one with `rehearse image import SOURCE --name NAME`")]
+    #[error("no image named \"{name}\"; known images: {known}; build your own with `rehearse image build -f SPEC.yaml`")]
     Unknown { name: String, known: String },
     /// mmdebstrap is not installed.
     #[error("mmdebstrap is not installed: install the Debian package `mmdebstrap` (apt-get install mmdebstrap)")]

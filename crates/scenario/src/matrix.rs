@@ -131,7 +131,7 @@ pub fn run_matrix(
     let jobs = jobs
         .unwrap_or_else(|| host_slots(scenario.topology.nodes.len()))
         .clamp(1, platforms.len().max(1));
-    let store = Store::open(engine.state_dir())
+    let store = Store::open(engine.history_dir())
         .map_err(|e| tracing::warn!(error = %e, "the matrix run will not be in the run store"))
         .ok();
     if let Some(store) = &store {

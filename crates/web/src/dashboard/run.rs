@@ -167,11 +167,72 @@ pub async fn events(
 /// The whole content of a run's page.
 fn body(d: &RunDetail) -> String {
     let mut out = header(&d.run);
+    let report: Option<Value> = d
+        .report
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok());
+    let is_matrix = d
+        .run
+        .role
+        .as_deref()
+        .is_some_and(|r| r.starts_with("matrix of "))
+        || report.as_ref().is_some_and(|r| r["platforms"].is_array());
     match &d.converge {
         Some(c) => converge(&mut out, d, c),
+        None if is_matrix => matrix(&mut out, d, report.as_ref()),
         None => scenario(&mut out, d),
     }
     out
+}
+
+/// A platforms matrix: platform × (steps, checks, idempotence, hygiene), each
+/// row linking to that platform's run.
+fn matrix(out: &mut String, d: &RunDetail, report: Option<&Value>) {
+    out.push_str("<section id=\"matrix\"><h2>Platforms</h2><table class=\"runs\"><thead><tr><th>status</th><th>platform</th><th>steps</th><th>checks</th><th>idempotence</th><th>hygiene</th><th>took</th><th>run</th></tr></thead><tbody>");
+    let empty = Vec::new();
+    let finished = report
+        .and_then(|r| r["platforms"].as_array())
+        .unwrap_or(&empty);
+    for child in &d.children {
+        let platform = child
+            .role
+            .as_deref()
+            .and_then(|r| r.strip_prefix("platform "))
+            .unwrap_or("");
+        let p = finished.iter().find(|p| p["platform"] == platform);
+        let count = |key: &str, ok: &dyn Fn(&Value) -> bool| {
+            p.and_then(|p| p[key].as_array())
+                .map(|a| format!("{}/{}", a.iter().filter(|x| ok(x)).count(), a.len()))
+                .unwrap_or_else(|| "-".into())
+        };
+        let steps = count("steps", &|s| s["ok"] == true);
+        let checks = count("checks", &|c| c["status"] == "passed");
+        let idempotence = match p.map(|p| &p["idempotence"]["passed"]) {
+            Some(Value::Bool(true)) => "passed",
+            Some(Value::Bool(false)) => "failed",
+            _ => "-",
+        };
+        let hygiene = p
+            .and_then(|p| p["hygiene"].as_array())
+            .map(|h| h.len().to_string())
+            .unwrap_or_else(|| "-".into());
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td><strong>{}</strong></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a class=\"mono\" href=\"/runs/{id}\">{id}</a></td></tr>",
+            badge(&child.outcome),
+            esc(platform),
+            esc(&steps),
+            esc(&checks),
+            idempotence,
+            esc(&hygiene),
+            child
+                .duration_ms()
+                .map(|ms| duration(ms.max(0) as u64))
+                .unwrap_or_else(|| "running".into()),
+            id = esc(&child.id),
+        );
+    }
+    out.push_str("</tbody></table></section>");
 }
 
 fn header(run: &RunRow) -> String {
@@ -196,9 +257,18 @@ fn header(run: &RunRow) -> String {
         fact(
             "part of",
             format!(
-                "<a href=\"/runs/{p}\">converge run {p}</a> ({})",
+                "<a href=\"/runs/{p}\">{what} {p}</a> ({})",
                 esc(run.role.as_deref().unwrap_or("")),
-                p = esc(parent)
+                p = esc(parent),
+                what = if run
+                    .role
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("platform "))
+                {
+                    "matrix run"
+                } else {
+                    "converge run"
+                },
             ),
         );
     }
@@ -898,6 +968,58 @@ mod tests {
         assert!(
             html.contains("href=\"/runs/s1\""),
             "iteration runs are linked"
+        );
+    }
+
+    #[test]
+    fn a_matrix_run_shows_platform_by_steps_checks_idempotence_and_hygiene() {
+        let report = serde_json::json!({
+            "outcome": "failed",
+            "platforms": [
+                {"platform": "debian-12", "outcome": "passed",
+                 "steps": [{"ok": true}, {"ok": true}],
+                 "checks": [{"status": "passed"}, {"status": "passed"}],
+                 "idempotence": {"passed": true}, "hygiene": []},
+                {"platform": "ubuntu-24.04", "outcome": "failed",
+                 "steps": [{"ok": true}, {"ok": false}],
+                 "checks": [{"status": "passed"}, {"status": "failed"}],
+                 "idempotence": null, "hygiene": [{"kind": "secret_in_tmp"}]},
+            ],
+        });
+        let mut matrix = run("m1", "scenario", "failed", None);
+        matrix.role = Some("matrix of debian-12, ubuntu-24.04".into());
+        let detail = RunDetail {
+            run: matrix,
+            report: Some(report.to_string()),
+            steps: vec![],
+            checks: vec![],
+            converge: None,
+            children: vec![
+                run("r1", "scenario", "passed", Some("platform debian-12")),
+                run("r2", "scenario", "failed", Some("platform ubuntu-24.04")),
+            ],
+        };
+        let html = super::body(&detail);
+        assert!(html.contains("<h2>Platforms</h2>"), "{html}");
+        assert!(
+            html.contains(
+                "<strong>debian-12</strong></td><td>2/2</td><td>2/2</td><td>passed</td><td>0</td>"
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<strong>ubuntu-24.04</strong></td><td>1/2</td><td>1/2</td><td>-</td><td>1</td>"
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains("href=\"/runs/r2\""),
+            "each platform's run is linked"
+        );
+        assert!(
+            !html.contains("<h2>Steps</h2>"),
+            "a matrix has no steps of its own"
         );
     }
 }
