@@ -78,7 +78,10 @@ impl From<SandboxError> for ApiError {
                 "the command was killed; retry with a larger timeout_s, or start it with exec_background and poll job_status",
                 true,
             ),
-            SandboxError::BootFailed { .. } | SandboxError::PoolExhausted { .. } => (
+            SandboxError::BootFailed { .. }
+            | SandboxError::PoolExhausted { .. }
+            | SandboxError::UidRangesExhausted { .. }
+            | SandboxError::NoCapacity { .. } => (
                 "retry later, or destroy clusters you no longer need",
                 true,
             ),

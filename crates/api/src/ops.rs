@@ -94,6 +94,7 @@ pub fn cluster_info(engine: &Engine, s: &ClusterState) -> ClusterInfo {
                 image: n.image.clone(),
                 backend: n.backend.clone(),
                 boot_ms: n.boot_ms,
+                boot_retried: n.boot_retried.clone(),
             })
             .collect(),
         networks: s

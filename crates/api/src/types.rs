@@ -98,6 +98,10 @@ pub struct NodeInfo {
     pub image: String,
     pub backend: String,
     pub boot_ms: Option<u64>,
+    /// Why the node's first boot failed, when it was booted again on a
+    /// fresh root (once at most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_retried: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -22,7 +22,13 @@ pub struct Cgroups {
     unified: PathBuf,
     /// The named v1 systemd hierarchy, on hybrid hosts.
     named: Option<PathBuf>,
+    /// v1 hierarchies of the controllers nodes are limited with (memory,
+    /// pids, cpu), on hybrid hosts where they are not in the unified one.
+    legacy: Vec<(&'static str, PathBuf)>,
 }
+
+/// Controllers that limit nodes.
+pub const LIMIT_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
 
 impl Cgroups {
     /// Finds the hierarchies from the mount table.
@@ -31,6 +37,7 @@ impl Cgroups {
             .map_err(|e| SandboxError::io("reading", "/proc/self/mountinfo", e))?;
         let mut unified = None;
         let mut named = None;
+        let mut legacy: Vec<(&'static str, PathBuf)> = Vec::new();
         for line in info.lines() {
             let Some((left, right)) = line.split_once(" - ") else {
                 continue;
@@ -44,6 +51,15 @@ impl Cgroups {
                 "cgroup" if super_opts.split(',').any(|o| o == "name=systemd") => {
                     named = Some(PathBuf::from(mount_point))
                 }
+                "cgroup" => {
+                    for c in LIMIT_CONTROLLERS {
+                        if super_opts.split(',').any(|o| o == c)
+                            && !legacy.iter().any(|(_, p)| p == Path::new(mount_point))
+                        {
+                            legacy.push((c, PathBuf::from(mount_point)));
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -56,11 +72,77 @@ impl Cgroups {
                 ),
             )
         })?;
-        Ok(Cgroups { unified, named })
+        Ok(Cgroups {
+            unified,
+            named,
+            legacy,
+        })
+    }
+
+    /// The host's hierarchies, found once per process.
+    pub fn host() -> Result<&'static Cgroups, SandboxError> {
+        static HOST: std::sync::OnceLock<Cgroups> = std::sync::OnceLock::new();
+        if let Some(c) = HOST.get() {
+            return Ok(c);
+        }
+        let found = Cgroups::discover()?;
+        Ok(HOST.get_or_init(|| found))
     }
 
     fn roots(&self) -> impl Iterator<Item = &PathBuf> {
-        std::iter::once(&self.unified).chain(self.named.iter())
+        std::iter::once(&self.unified)
+            .chain(self.named.iter())
+            .chain(self.legacy.iter().map(|(_, p)| p))
+    }
+
+    /// Where a controller's files for `cluster/node` are: the v1 hierarchy
+    /// that has it on a hybrid host, else the unified one.
+    fn controller_dir(&self, controller: &str, cluster: &str, node: &str) -> PathBuf {
+        let root = self
+            .legacy
+            .iter()
+            .find(|(c, _)| *c == controller)
+            .map(|(_, p)| p)
+            .unwrap_or(&self.unified);
+        Self::cluster_path(root, cluster).join(node)
+    }
+
+    /// Whether a controller lives in a v1 hierarchy (hybrid host).
+    pub fn is_legacy(&self, controller: &str) -> bool {
+        self.legacy.iter().any(|(c, _)| *c == controller)
+    }
+
+    /// How many times the kernel OOM-killed a process of the node.
+    pub fn node_oom_kills(&self, cluster: &str, node: &str) -> u64 {
+        let dir = self.controller_dir("memory", cluster, node);
+        let file = if self.is_legacy("memory") {
+            "memory.oom_control"
+        } else {
+            "memory.events"
+        };
+        fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("oom_kill "))
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// CPU time the node's processes used so far (µs).
+    pub fn node_cpu_usage_usec(&self, cluster: &str, node: &str) -> u64 {
+        // cpu.stat's usage is kept in the unified hierarchy whether or not
+        // the cpu controller is enabled there.
+        let dir = Self::cluster_path(&self.unified, cluster).join(node);
+        fs::read_to_string(dir.join("cpu.stat"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("usage_usec "))
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0)
     }
 
     pub fn cluster_path(root: &Path, cluster: &str) -> PathBuf {
@@ -218,6 +300,15 @@ fn kill_tree(dir: PathBuf, timeout: Duration) -> Result<(), SandboxError> {
 }
 
 impl Cgroups {
+    /// Removes one node's cgroups (they must be empty), so a node booted
+    /// again starts with fresh counters (OOM kills, CPU time).
+    pub fn remove_node(&self, cluster: &str, node: &str) -> Result<(), SandboxError> {
+        for root in self.roots() {
+            remove_cgroup_tree(&Self::cluster_path(root, cluster).join(node))?;
+        }
+        Ok(())
+    }
+
     /// Removes the cluster's cgroups (they must be empty).
     pub fn remove_cluster(&self, cluster: &str) -> Result<(), SandboxError> {
         for root in self.roots() {

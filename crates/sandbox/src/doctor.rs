@@ -97,6 +97,33 @@ pub fn run_checks() -> Vec<Check> {
     });
     checks.extend(impairment_checks());
     checks.extend(vm_checks(root, vm_packages_ok));
+    checks.extend(capacity_checks(&rehearse_image::state_dir()));
+    checks
+}
+
+/// How many more nodes fit now, and each limit in nodes. Not required: a
+/// host that is full now is fine once clusters are gone; a warning names the
+/// limit that stops a 4-node cluster and its fix.
+pub fn capacity_checks(state_dir: &std::path::Path) -> Vec<Check> {
+    let capacity = crate::capacity::measure(state_dir);
+    let tightest = capacity.tightest();
+    let mut checks = vec![Check {
+        name: "capacity".into(),
+        ok: capacity.fits >= 4,
+        detail: format!(
+            "{} more nodes fit now, limited by {} ({})",
+            capacity.fits, tightest.name, tightest.detail
+        ),
+        fix: (capacity.fits < 4).then(|| tightest.fix.clone()),
+        required: false,
+    }];
+    checks.extend(capacity.limits.iter().map(|l| Check {
+        name: format!("capacity: {}", l.name),
+        ok: l.fits >= 4,
+        detail: format!("{} nodes: {}", l.fits, l.detail),
+        fix: Some(l.fix.clone()),
+        required: false,
+    }));
     checks
 }
 

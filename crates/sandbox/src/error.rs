@@ -37,6 +37,17 @@ pub enum SandboxError {
     /// The subnet pool has no free /24 left.
     #[error("no free /24 left in the subnet pool {pool}; destroy unused clusters (`rehearse gc`, `rehearse down --all`) or set REHEARSE_SUBNET_POOL to a larger range")]
     PoolExhausted { pool: String },
+    /// The host cannot hold the requested nodes, not even once other
+    /// clusters are gone, or did not free room for them in time.
+    #[error("{needed} node(s) do not fit on this host: {fits} more fit now, limited by {limit} ({detail}){why}; fix: {fix}")]
+    NoCapacity {
+        needed: u64,
+        fits: u64,
+        limit: String,
+        detail: String,
+        fix: String,
+        why: String,
+    },
     /// Every node UID range of the host is held by a cluster.
     #[error("no free node UID range: {wanted} needed, {free} of {total} free; destroy unused clusters (`rehearse ls`, `rehearse down ID`)")]
     UidRangesExhausted {
@@ -124,6 +135,7 @@ impl SandboxError {
             SandboxError::NetworkConflict { .. } => "network_conflict",
             SandboxError::PoolExhausted { .. } => "pool_exhausted",
             SandboxError::UidRangesExhausted { .. } => "uid_ranges_exhausted",
+            SandboxError::NoCapacity { .. } => "no_capacity",
             SandboxError::MissingTool { .. } => "missing_tool",
             SandboxError::Command { .. } => "host_command_failed",
             SandboxError::Io { .. } => "io",

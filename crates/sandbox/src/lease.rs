@@ -1,7 +1,7 @@
 //! Host-wide leases: what every rehearse process on the host must agree on,
 //! whatever its state directory. Cluster ids name interfaces, cgroups and
-//! firewall tables; subnets become routes; node UID ranges carry per-user
-//! kernel limits. None of these may be handed out twice, so each cluster
+//! firewall tables; subnets become routes; node UID ranges own the nodes'
+//! files and processes. None of these may be handed out twice, so each cluster
 //! holds a lease on its own: one JSON file per cluster under
 //! `/run/rehearse/leases`, written under a host-wide lock together with the
 //! cluster's state, and released when the cluster is gone.

@@ -6,6 +6,7 @@
 //! `gc` can remove what any crashed engine left behind.
 
 mod backend;
+pub mod capacity;
 mod cgroup;
 mod cluster;
 pub mod doctor;

@@ -232,6 +232,7 @@ mod tests {
             leader: None,
             boot_ms: None,
             uid_base: None,
+            boot_retried: None,
         };
         ClusterState {
             id: "abcdef".into(),

@@ -68,6 +68,9 @@ pub struct NodeState {
     /// per-node ranges, VM nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid_base: Option<u32>,
+    /// Why the node's first boot failed, when it was booted a second time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_retried: Option<String>,
 }
 
 impl NodeState {

@@ -56,12 +56,24 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     };
     let spinner = Spinner::new(json);
     spinner.set("starting");
-    let progress = |p: Progress| match p {
+    let progress = |p: Progress| {
+        match p {
         Progress::Image(msg) => spinner.set(format!("image: {msg}")),
         Progress::Booting { cluster, nodes } => {
             spinner.set(format!("cluster {cluster}: booting {nodes} node(s)"))
         }
         Progress::NodeReady { node, ms } => spinner.line(format!("  {node} ready in {ms} ms")),
+        Progress::WaitingForCapacity {
+            needed,
+            fits,
+            limited_by,
+        } => spinner.set(format!(
+            "waiting for room on the host: {needed} node(s) needed, {fits} fit now (limited by {limited_by})"
+        )),
+        Progress::NodeRetry { node, reason } => spinner.line(format!(
+            "  {node} failed to boot ({reason}); booting it once more on a fresh node"
+        )),
+    }
     };
     let state = engine
         .up(

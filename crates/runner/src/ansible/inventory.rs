@@ -129,6 +129,7 @@ mod tests {
             leader: None,
             boot_ms: None,
             uid_base: None,
+            boot_retried: None,
         }
     }
 

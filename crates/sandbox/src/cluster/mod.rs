@@ -40,8 +40,25 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 60);
 #[derive(Debug, Clone)]
 pub enum Progress {
     Image(String),
-    Booting { cluster: String, nodes: usize },
-    NodeReady { node: String, ms: u64 },
+    Booting {
+        cluster: String,
+        nodes: usize,
+    },
+    NodeReady {
+        node: String,
+        ms: u64,
+    },
+    /// The host has no room for the nodes yet; `up` waits for clusters to go.
+    WaitingForCapacity {
+        needed: u64,
+        fits: u64,
+        limited_by: String,
+    },
+    /// A node failed to boot and is booted again on a fresh root.
+    NodeRetry {
+        node: String,
+        reason: String,
+    },
 }
 
 /// Who a new cluster belongs to.

@@ -22,6 +22,9 @@ use crate::SandboxError;
 
 use super::{Booted, Engine, Progress, UpRequest};
 
+/// How long `up` waits for room on the host before it gives up.
+const ADMISSION_WAIT: Duration = Duration::from_secs(600);
+
 impl Engine {
     /// Creates a cluster and returns once every node is booted, addressed and
     /// accepting SSH. On any failure nothing of the cluster is left behind.
@@ -71,6 +74,8 @@ impl Engine {
         }
 
         tracing::debug!(ms = t0.elapsed().as_millis() as u64, "images resolved");
+        self.admit(req.topology.nodes.len() as u64, progress)?;
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "admitted");
         let started = Instant::now();
         let mut state = self.allocate(&req, &images)?;
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "allocated");
@@ -95,6 +100,52 @@ impl Engine {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Waits until the host has room for `needed` more nodes (clusters of
+    /// others going away), or refuses at once when it never will: the nodes
+    /// do not fit even counting the room every running node would free.
+    fn admit(&self, needed: u64, progress: &(dyn Fn(Progress) + Sync)) -> Result<(), SandboxError> {
+        let give_up = Instant::now() + ADMISSION_WAIT;
+        loop {
+            let capacity = crate::capacity::measure(&self.state_dir);
+            if capacity.fits >= needed {
+                return Ok(());
+            }
+            let running: u64 = {
+                let leases = Leases::host();
+                let lock = leases.lock()?;
+                leases
+                    .live(&lock)
+                    .iter()
+                    .map(|l| l.uid_bases.len() as u64)
+                    .sum()
+            };
+            let tightest = capacity.tightest();
+            let refuse = |why: String| SandboxError::NoCapacity {
+                needed,
+                fits: capacity.fits,
+                limit: tightest.name.clone(),
+                detail: tightest.detail.clone(),
+                fix: tightest.fix.clone(),
+                why,
+            };
+            if capacity.fits + running < needed {
+                return Err(refuse(String::new()));
+            }
+            if Instant::now() > give_up {
+                return Err(refuse(format!(
+                    "; waited {} s for other clusters to go",
+                    ADMISSION_WAIT.as_secs()
+                )));
+            }
+            progress(Progress::WaitingForCapacity {
+                needed,
+                fits: capacity.fits,
+                limited_by: tightest.name.clone(),
+            });
+            std::thread::sleep(Duration::from_secs(1));
         }
     }
 
@@ -151,9 +202,9 @@ impl Engine {
                     .unwrap_or_else(|| self.backend.name().to_string())
             })
             .collect();
-        // Each container node runs in a host UID range of its own, so per-user
-        // kernel limits (inotify, processes) are per node, and a process that
-        // escaped one node owns nothing of another.
+        // Each container node runs in a host UID range of its own: a process
+        // that escaped one node owns nothing of another, and per-UID limits
+        // (RLIMIT_NPROC) count per node.
         let mut free_ranges =
             lease::free_uid_bases(&live, backends.iter().filter(|b| *b == "nspawn").count())?
                 .into_iter();
@@ -198,6 +249,7 @@ impl Engine {
                 leader: None,
                 boot_ms: None,
                 uid_base,
+                boot_retried: None,
             });
         }
         let now = now_secs();
@@ -268,8 +320,9 @@ impl Engine {
         let nameservers = seed::host_nameservers();
         let deadline = Instant::now() + boot_timeout;
         let frozen = state.clone();
-        let results: Vec<Result<Booted, SandboxError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = frozen
+        let results: Vec<Result<(Booted, Option<String>), SandboxError>> = std::thread::scope(
+            |s| {
+                let handles: Vec<_> = frozen
                 .nodes
                 .iter()
                 .map(|node| {
@@ -277,46 +330,80 @@ impl Engine {
                     let nameservers = &nameservers;
                     let frozen = &frozen;
                     let dir = &dir;
-                    s.spawn(move || -> Result<Booted, SandboxError> {
-                        let t0 = Instant::now();
+                    s.spawn(move || -> Result<(Booted, Option<String>), SandboxError> {
+                        let node_dir = dir.join("nodes").join(&node.name);
                         let image = images.iter().find(|im| im.id == node.image_id).expect("image resolved");
                         let seeds = seed::node_seeds(frozen, node, keys, nameservers);
-                        let launch = NodeLaunch {
-                            cluster: frozen,
-                            node,
-                            node_dir: dir.join("nodes").join(&node.name),
-                            image,
-                            seeds: &seeds,
-                            cgroup_procs: self.cgroups.create_node(&frozen.id, &node.name)?,
-                        };
                         let backend = self.backend_for(node);
-                        let booting = backend.launch(&launch)?;
-                        tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node launched");
-                        let supervisor = booting.supervisor;
-                        let leader = backend.wait_booted(&launch, booting, deadline)?;
-                        tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node booted");
-                        wait_for_ssh(node, deadline).map_err(|reason| SandboxError::BootFailed {
-                            cluster: frozen.id.clone(),
-                            node: node.name.clone(),
-                            reason,
-                            log_tail: backend.boot_log_tail(&launch.node_dir, 25),
-                        })?;
-                        let ms = t0.elapsed().as_millis() as u64;
+                        let attempt = |deadline: Instant| -> Result<Booted, SandboxError> {
+                            let t0 = Instant::now();
+                            let launch = NodeLaunch {
+                                cluster: frozen,
+                                node,
+                                node_dir: node_dir.clone(),
+                                image,
+                                seeds: &seeds,
+                                cgroup_procs: self.cgroups.create_node(&frozen.id, &node.name)?,
+                            };
+                            let booting = backend.launch(&launch)?;
+                            tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node launched");
+                            let supervisor = booting.supervisor;
+                            let leader = backend.wait_booted(&launch, booting, deadline)?;
+                            tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node booted");
+                            wait_for_ssh(node, deadline).map_err(|reason| SandboxError::BootFailed {
+                                cluster: frozen.id.clone(),
+                                node: node.name.clone(),
+                                reason,
+                                log_tail: backend.boot_log_tail(&launch.node_dir, 25),
+                            })?;
+                            Ok((supervisor, leader, t0.elapsed().as_millis() as u64))
+                        };
+                        let (booted, retried) = match attempt(deadline) {
+                            Ok(b) => (b, None),
+                            // One boot failure may be bad luck (a limit raced
+                            // for, a transient error): the node is made
+                            // afresh and booted once more.
+                            Err(SandboxError::BootFailed { reason, .. })
+                                if node.backend == "nspawn" && crate::nspawn::worth_retrying(&reason) =>
+                            {
+                                tracing::info!(cluster = %frozen.id, node = %node.name, %reason, "boot failed; retrying on a fresh node");
+                                progress(Progress::NodeRetry {
+                                    node: node.name.clone(),
+                                    reason: reason.clone(),
+                                });
+                                self.cgroups.kill_node(&frozen.id, &node.name, Duration::from_secs(10))?;
+                                self.cgroups.remove_node(&frozen.id, &node.name)?;
+                                crate::nspawn::reset_node(node, &node_dir)?;
+                                let again = attempt(Instant::now() + boot_timeout).map_err(|e| match e {
+                                    SandboxError::BootFailed { cluster, node, reason: second, log_tail } => SandboxError::BootFailed {
+                                        cluster,
+                                        node,
+                                        reason: format!("{second} (the second try, on a fresh node; the first failed with: {reason})"),
+                                        log_tail,
+                                    },
+                                    other => other,
+                                })?;
+                                (again, Some(reason))
+                            }
+                            Err(e) => return Err(e),
+                        };
                         progress(Progress::NodeReady {
                             node: node.name.clone(),
-                            ms,
+                            ms: booted.2,
                         });
-                        Ok((supervisor, leader, ms))
+                        Ok((booted, retried))
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("node thread panicked"))
-                .collect()
-        });
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("node thread panicked"))
+                    .collect()
+            },
+        );
         for (node, result) in state.nodes.iter_mut().zip(results) {
-            let (supervisor, leader, ms) = result?;
+            let ((supervisor, leader, ms), retried) = result?;
+            node.boot_retried = retried;
             node.supervisor = Some(supervisor);
             node.leader = Some(leader);
             node.boot_ms = Some(ms);

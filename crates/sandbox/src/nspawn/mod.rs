@@ -3,6 +3,7 @@
 //! nothing), a user namespace mapped to the image's UID range, and readiness
 //! reported by the node's systemd through nspawn's notify socket.
 
+mod diagnose;
 pub(crate) mod exec;
 mod idmap;
 mod rootfs;
@@ -32,6 +33,7 @@ impl Backend for NspawnBackend {
     }
 
     fn launch(&self, launch: &NodeLaunch<'_>) -> Result<Booting, SandboxError> {
+        ensure_runtime_tmpfs()?;
         let dir = &launch.node_dir;
         let root = dir.join("root");
         let image_base = launch.image.uid_base;
@@ -167,6 +169,28 @@ impl Backend for NspawnBackend {
         let mut leader = None;
         let mut ready = false;
         let mut buf = [0u8; 4096];
+        let console = launch.node_dir.join(CONSOLE_LOG);
+        let cgroups = crate::cgroup::Cgroups::host()?;
+        let (cluster_id, node_name) = (launch.cluster.id.as_str(), node.name.as_str());
+        // The time-out is a last resort: a node that makes progress (prints,
+        // or uses CPU) under a loaded host gets up to four times as long; one
+        // that does neither for STALLED has stopped for good.
+        let allowance = deadline.saturating_duration_since(Instant::now());
+        let last_resort = deadline + allowance * 3;
+        let mut progress = (0u64, 0u64);
+        let mut progressed_at = Instant::now();
+        let mut checked_at = Instant::now();
+        let with_cause = |what: &str| -> String {
+            let log = read_console(&launch.node_dir);
+            let oom = cgroups.node_oom_kills(cluster_id, node_name) > 0;
+            match (oom, diagnose::from_log(&log)) {
+                (true, _) => format!(
+                    "{what}: the node ran out of memory (its processes were OOM-killed); destroy clusters you no longer need, or give the node more `memory` in the topology"
+                ),
+                (false, Some(d)) => format!("{what}: {}", d.sentence().replace("NAME", &node.image)),
+                (false, None) => what.to_string(),
+            }
+        };
         while !(ready && pending.is_empty()) {
             pending.retain(|(iface, bridge)| {
                 if net::link_exists(iface) {
@@ -198,17 +222,42 @@ impl Backend for NspawnBackend {
                 std::thread::sleep(Duration::from_millis(2));
             }
             if !booting.supervisor.is_alive() || is_zombie(booting.supervisor.pid) {
-                return Err(failed(
-                    "systemd-nspawn exited before the node finished booting".into(),
-                ));
+                return Err(failed(with_cause(
+                    "systemd-nspawn exited before the node finished booting",
+                )));
             }
-            if Instant::now() > deadline {
+            let now = Instant::now();
+            if now.duration_since(checked_at) >= CHECK_EVERY {
+                checked_at = now;
+                let size = std::fs::metadata(&console).map(|m| m.len()).unwrap_or(0);
+                let cpu = cgroups.node_cpu_usage_usec(cluster_id, node_name);
+                if (size, cpu) != progress {
+                    progress = (size, cpu);
+                    progressed_at = now;
+                }
+                if diagnose::is_fatal(&read_console(&launch.node_dir))
+                    || cgroups.node_oom_kills(cluster_id, node_name) > 0
+                {
+                    return Err(failed(with_cause("the node gave up booting")));
+                }
+                if now.duration_since(progressed_at) > STALLED {
+                    return Err(failed(with_cause(&format!(
+                        "the node stopped booting: no output and no CPU time for {} s",
+                        STALLED.as_secs()
+                    ))));
+                }
+            }
+            let idle_for = now.duration_since(progressed_at);
+            if now > last_resort || (now > deadline && idle_for > Duration::from_secs(2)) {
                 let what = if ready {
                     "its network interfaces did not appear"
                 } else {
                     "systemd did not report boot completion"
                 };
-                return Err(failed(format!("timed out: {what}")));
+                return Err(failed(with_cause(&format!(
+                    "timed out after {} s: {what}",
+                    (now + allowance - deadline).as_secs()
+                ))));
             }
         }
         let _ = std::fs::remove_file(launch.node_dir.join("notify.sock"));
@@ -245,12 +294,11 @@ impl Backend for NspawnBackend {
     }
 
     fn boot_log_tail(&self, node_dir: &Path, lines: usize) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = std::fs::File::open(node_dir.join(CONSOLE_LOG)) {
-            let _ = f.read_to_string(&mut text);
-        }
-        let clean = strip_ansi(&text);
-        let all: Vec<&str> = clean.lines().filter(|l| !l.trim().is_empty()).collect();
+        let clean = read_console(node_dir);
+        let all: Vec<&str> = clean
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !diagnose::is_noise(l))
+            .collect();
         let tail = all[all.len().saturating_sub(lines)..].join("\n");
         if tail.is_empty() {
             "(the node printed nothing)".into()
@@ -275,6 +323,96 @@ impl Backend for NspawnBackend {
         }
         Ok(())
     }
+}
+
+/// Whether a boot failure with this reason may pass on a second try (not a
+/// broken image, not a full disk).
+pub fn worth_retrying(reason: &str) -> bool {
+    !(reason.contains("image is broken")
+        || reason.contains("disk under the state directory is full"))
+}
+
+/// Makes a node that failed to boot fresh again (its processes are dead):
+/// no mounts, no layer, no log, and its host veth gone, so it can be
+/// launched as if for the first time.
+pub(crate) fn reset_node(node: &NodeState, node_dir: &Path) -> Result<(), SandboxError> {
+    rootfs::unmount_below(node_dir)?;
+    if let Some(nic) = node.nics.first() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while net::link_exists(&nic.host_iface) && Instant::now() < deadline {
+            let _ = Command::new("ip")
+                .args(["link", "del", &nic.host_iface])
+                .stderr(Stdio::null())
+                .status();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = std::fs::remove_dir_all(
+        Path::new(NSPAWN_RUNTIME)
+            .join("propagate")
+            .join(&node.machine),
+    );
+    match std::fs::remove_dir_all(node_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(SandboxError::io("removing", node_dir, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// How often a booting node's log and cgroup are looked at.
+const CHECK_EVERY: Duration = Duration::from_millis(200);
+
+/// A booting node that neither prints nor uses CPU for this long has stopped.
+const STALLED: Duration = Duration::from_secs(15);
+
+/// What the node printed so far, without terminal escapes.
+fn read_console(node_dir: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(node_dir.join(CONSOLE_LOG)) {
+        let _ = f.read_to_string(&mut text);
+    }
+    strip_ansi(&text)
+}
+
+/// nspawn's runtime folder.
+const NSPAWN_RUNTIME: &str = "/run/systemd/nspawn";
+
+/// systemd-nspawn keeps a folder per machine under `/run/systemd/nspawn` and
+/// removes it when the machine ends, but refuses to remove anything from a
+/// disk file system ("Attempted to remove disk file system under ..., and we
+/// can't allow that"). On a host whose `/run` is not a tmpfs (its init is not
+/// systemd) every node's end printed that, and a node that failed to boot
+/// showed it as its last words instead of the real cause. A tmpfs on nspawn's
+/// runtime folder, mounted once per host boot, is what nspawn expects there.
+fn ensure_runtime_tmpfs() -> Result<(), SandboxError> {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if DONE.get().is_some() {
+        return Ok(());
+    }
+    let dir = Path::new(NSPAWN_RUNTIME);
+    let is_tmpfs = |d: &Path| {
+        nix::sys::statfs::statfs(d)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+    };
+    if !is_tmpfs(dir) {
+        // One process mounts it; the others see it mounted.
+        let _lock = crate::lease::Leases::host().lock()?;
+        std::fs::create_dir_all(dir).map_err(|e| SandboxError::io("creating", dir, e))?;
+        if !is_tmpfs(dir) {
+            nix::mount::mount(
+                Some("tmpfs"),
+                dir,
+                Some("tmpfs"),
+                nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+                Some("mode=0755,size=16m"),
+            )
+            .map_err(|e| SandboxError::io("mounting a tmpfs at", dir, e.into()))?;
+            tracing::info!("mounted a tmpfs at {NSPAWN_RUNTIME} (the host's /run is not one)");
+        }
+    }
+    let _ = DONE.set(());
+    Ok(())
 }
 
 fn first_child(pid: i32) -> Option<i32> {
