@@ -4,6 +4,7 @@
 //! `sudo target/release/rehearse-bench clusters --runs 10`
 
 mod baseline;
+mod capacity;
 mod chaos;
 mod converge;
 mod snapshot;
@@ -100,6 +101,19 @@ enum What {
         #[arg(long, default_value_t = 4)]
         parallel: usize,
     },
+    /// How many 4-node clusters boot at once (batches started together, until
+    /// one fails or admission refuses), memory per idle node, and `up` of a
+    /// 4-node cluster while N others are up, against N = the first of `--others`.
+    Capacity {
+        /// Sizes of the batches of clusters started together.
+        #[arg(long, value_delimiter = ',', default_value = "8,16,20,24")]
+        batches: Vec<usize>,
+        /// How many other clusters are up while one is timed.
+        #[arg(long, value_delimiter = ',', default_value = "0,8,16")]
+        others: Vec<usize>,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// One VM node `up` to ready and `down`, with the accelerator in use,
     /// against one container node in the same run.
     Vm {
@@ -135,6 +149,11 @@ fn main() -> anyhow::Result<()> {
             kills,
             parallel,
         } => chaos::bench(&path, kills, parallel.max(1), cli.json),
+        What::Capacity {
+            batches,
+            others,
+            runs,
+        } => capacity::bench(&batches, runs, &others, cli.json),
         What::Snapshot {
             runs,
             nodes,
