@@ -19,6 +19,7 @@ fn up(engine: &Engine) -> Result<ClusterState, SandboxError> {
             ttl: Duration::from_secs(1800),
             boot_timeout: Duration::from_secs(60),
             source: "rehearse-bench capacity".into(),
+            ownership: rehearse_sandbox::Ownership::User,
         },
         &|_| {},
     )
