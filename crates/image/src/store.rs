@@ -277,7 +277,11 @@ impl ImageStore {
     pub(crate) fn set_name(&self, name: &str, id: &str) -> Result<(), ImageError> {
         let names = self.root.join("names");
         fs::create_dir_all(&names).map_err(|e| ImageError::io("creating", &names, e))?;
-        let tmp = names.join(format!(".{name}.{}", std::process::id()));
+        // One temporary file per call: threads of one process (recipe proofs
+        // side by side) name the same image at the same moment.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = names.join(format!(".{name}.{}.{n}", std::process::id()));
         fs::write(&tmp, id).map_err(|e| ImageError::io("writing", &tmp, e))?;
         fs::rename(&tmp, names.join(name)).map_err(|e| ImageError::io("writing", &names, e))
     }
