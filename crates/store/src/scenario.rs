@@ -23,7 +23,8 @@ pub struct StepRow {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckRow {
-    /// `checks` or `after_reboot` in a scenario run; `checks` in an iteration.
+    /// `checks`, `after_second_run` or `after_reboot` in a scenario run;
+    /// `checks` in an iteration.
     pub phase: String,
     pub node: String,
     pub name: String,

@@ -413,7 +413,12 @@ max_iterations: 3
         output.as_str().unwrap().contains("greeting written"),
         "{output}"
     );
-    assert_eq!(b.texts("tr.check .badge"), ["passed"]);
+    assert_eq!(b.texts("#checks-checks tr.check .badge"), ["passed"]);
+    assert_eq!(
+        b.texts("#checks-after_second_run tr.check .badge"),
+        ["passed"],
+        "the checks again after the second run, in a section of their own"
+    );
     assert!(b.text("#hygiene").contains("Nothing left behind"));
     assert!(
         b.text("#idempotence").contains("changed nothing")
@@ -424,19 +429,21 @@ max_iterations: 3
     // A failing check: expected against actual, highlighted.
     b.open(&server.url(&format!("/runs/{fail_id}")));
     assert_eq!(b.text("h1 .badge"), "failed");
-    assert_eq!(b.texts("tr.check.failed").len(), 1);
-    let expected = b.text("tr.check.failed .expected");
-    let actual = b.text("tr.check.failed .actual");
+    // Failed after the steps; the same check again after the second run has a
+    // section of its own.
+    assert_eq!(b.texts("#checks-checks tr.check.failed").len(), 1);
+    let expected = b.text("#checks-checks tr.check.failed .expected");
+    let actual = b.text("#checks-checks tr.check.failed .actual");
     assert!(expected.contains("colour = green"), "expected: {expected}");
     assert!(actual.contains("colour = blue"), "actual: {actual}");
     let shade =
-        b.eval("getComputedStyle(document.querySelector('tr.check.failed td')).backgroundColor");
+        b.eval("getComputedStyle(document.querySelector('#checks-checks tr.check.failed td')).backgroundColor");
     assert!(
         shade != json!("rgba(0, 0, 0, 0)") && shade != json!("rgb(255, 255, 255)"),
         "a failed check stands out: {shade}"
     );
     assert!(b
-        .text("tr.check.failed .message")
+        .text("#checks-checks tr.check.failed .message")
         .contains("does not contain"));
     b.screenshot("run-failing");
 
@@ -548,7 +555,7 @@ max_iterations: 3
         .text(".step .outputs")
         .contains("hello from the first step"));
     assert!(is_duration(&b.text(".step .line .duration")));
-    assert_eq!(b.texts("tr.check .badge"), ["passed"]);
+    assert_eq!(b.texts("#checks-checks tr.check .badge"), ["passed"]);
     assert_eq!(
         b.eval("window.__same_page"),
         json!("yes"),
