@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 
 use crate::SandboxError;
@@ -81,15 +81,7 @@ impl Leases {
     pub fn lock(&self) -> Result<HostLock, SandboxError> {
         fs::create_dir_all(&self.dir).map_err(|e| SandboxError::io("creating", &self.dir, e))?;
         let path = self.dir.join(".lock");
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| SandboxError::io("opening", &path, e))?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map(HostLock)
-            .map_err(|(_, e)| SandboxError::io("locking", &path, e.into()))
+        crate::lock::exclusive(&path).map(HostLock)
     }
 
     fn path(&self, cluster: &str) -> PathBuf {

@@ -15,6 +15,7 @@ pub mod fault;
 pub mod host;
 pub mod kernel_guard;
 pub mod lease;
+mod lock;
 pub mod net;
 pub mod nspawn;
 pub mod packages;

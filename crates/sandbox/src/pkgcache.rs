@@ -49,14 +49,7 @@ impl PackageCache {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| SandboxError::io("creating", &self.dir, e))?;
         let path = self.dir.join(".lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| SandboxError::io("opening", &path, e))?;
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| SandboxError::io("locking", &path, e.into()))
+        crate::lock::exclusive(&path)
     }
 
     /// Starts the cache unless it already runs, and waits until it accepts.

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 
 use rehearse_spec::Egress;
@@ -150,14 +150,7 @@ impl ClusterStore {
     pub fn lock(&self) -> Result<Flock<fs::File>, SandboxError> {
         fs::create_dir_all(&self.root).map_err(|e| SandboxError::io("creating", &self.root, e))?;
         let path = self.root.join(".lock");
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| SandboxError::io("opening", &path, e))?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| SandboxError::io("locking", &path, e.into()))
+        crate::lock::exclusive(&path)
     }
 
     pub fn save(&self, state: &ClusterState) -> Result<(), SandboxError> {

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 
 use rehearse_image::Image;
@@ -127,14 +127,7 @@ impl Engine {
         let dir = self.snapshots_dir(id);
         fs::create_dir_all(&dir).map_err(|e| SandboxError::io("creating", &dir, e))?;
         let path = dir.join(".lock");
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| SandboxError::io("opening", &path, e))?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| SandboxError::io("locking", &path, e.into()))?;
+        let lock = crate::lock::exclusive(&path)?;
         // Holding the lock, no snapshot is being taken: a frozen node or a
         // half-written folder was left by a process killed mid-way.
         if let Ok(entries) = fs::read_dir(&dir) {

@@ -132,14 +132,7 @@ impl Engine {
 
     fn fault_lock(&self, id: &str) -> Result<nix::fcntl::Flock<fs::File>, SandboxError> {
         let path = self.cluster_dir(id).join(".faults.lock");
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| SandboxError::io("opening", &path, e))?;
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| SandboxError::io("locking", &path, e.into()))
+        crate::lock::exclusive(&path)
     }
 
     /// Injects a fault and records it. Returns the record (status `active`, or

@@ -30,7 +30,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
 pub use accel::{Accelerator, Probe};
 pub use kernel::{Kernel, DEFAULT_KERNEL_PACKAGE};
@@ -140,14 +140,7 @@ impl VmBackend {
         let dir = self.state_dir.join("vm");
         fs::create_dir_all(&dir).map_err(|e| SandboxError::io("creating", &dir, e))?;
         let path = dir.join(".lock");
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| SandboxError::io("opening", &path, e))?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| SandboxError::io("locking", &path, e.into()))
+        crate::lock::exclusive(&path)
     }
 
     fn prepare(&self) -> Result<Prepared, SandboxError> {
