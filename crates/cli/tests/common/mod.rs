@@ -47,6 +47,11 @@ pub fn run_json(args: &[&str]) -> (i32, Value) {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     let out = run(&all);
+    json_outcome(args, &out)
+}
+
+/// The exit code and the JSON document a `rehearse ARGS` run printed.
+fn json_outcome(args: &[&str], out: &std::process::Output) -> (i32, serde_json::Value) {
     let text = String::from_utf8_lossy(&out.stdout);
     let value = serde_json::from_str(&text).unwrap_or_else(|e| {
         panic!(
@@ -237,14 +242,7 @@ impl Home {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         let out = self.command(&all).output().expect("rehearse runs");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let value = serde_json::from_str(&text).unwrap_or_else(|e| {
-            panic!(
-                "rehearse {args:?} printed no JSON ({e}): stdout={text} stderr={}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.code().unwrap_or(-1), value)
+        json_outcome(args, &out)
     }
 
     /// Processes started over this state directory (runs, reapers, helpers):
