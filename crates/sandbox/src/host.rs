@@ -104,6 +104,16 @@ impl ProcessId {
     pub fn is_alive(&self) -> bool {
         process_start_time(self.pid) == Some(self.start_time)
     }
+
+    /// Asks the process to end (SIGTERM), if it is still the one identified.
+    pub fn terminate(&self) {
+        if self.is_alive() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
 }
 
 pub fn is_root() -> bool {

@@ -42,6 +42,7 @@ impl Engine {
                 first_error.get_or_insert(e);
             }
         };
+        end_reaper(&dir);
         keep(self.cgroups.kill_cluster(id, Duration::from_secs(10)));
         for backend in &self.backends {
             keep(backend.teardown(id, &dir));
@@ -62,5 +63,29 @@ impl Engine {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// Ends the reaper watching the cluster in `dir`, unless it is this process
+/// (a reaper removing its own cluster).
+fn end_reaper(dir: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(dir.join(super::gc::REAPER_FILE)) else {
+        return;
+    };
+    let mut fields = text.split_whitespace().map(str::parse::<u64>);
+    let (Some(Ok(pid)), Some(Ok(start_time))) = (fields.next(), fields.next()) else {
+        return;
+    };
+    let reaper = ProcessId {
+        pid: pid as i32,
+        start_time,
+    };
+    if reaper == ProcessId::current() {
+        return;
+    }
+    reaper.terminate();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while reaper.is_alive() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
     }
 }

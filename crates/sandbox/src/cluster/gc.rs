@@ -23,6 +23,8 @@ use super::{Engine, GcReport, Removed};
 const REAP_POLL: Duration = Duration::from_millis(250);
 /// The longest a reaper sleeps between looks at a user's cluster.
 const REAP_IDLE: Duration = Duration::from_secs(5);
+/// The file in a cluster's folder naming its reaper process.
+pub(super) const REAPER_FILE: &str = "reaper";
 /// How often `gc` and `down` look whether a cluster another process is
 /// removing is gone.
 const WAIT_POLL: Duration = Duration::from_millis(50);
@@ -276,6 +278,14 @@ impl Engine {
     /// Extending the cluster meanwhile is honoured.
     pub fn reap(&self, id: &str) -> Result<(), SandboxError> {
         let boot_id = lease::boot_id();
+        // Whoever removes the cluster ends its reaper at once, so that no
+        // process of a removed cluster outlives the command that removed it.
+        let me = ProcessId::current();
+        let registration = self.store.dir(id).join(REAPER_FILE);
+        if std::fs::write(&registration, format!("{} {}\n", me.pid, me.start_time)).is_err() {
+            // The folder is gone: so is the cluster.
+            return Ok(());
+        }
         loop {
             // A look without the lock first: most looks find nothing to do.
             let state = match self.store.load(id) {
