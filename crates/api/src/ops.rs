@@ -78,7 +78,8 @@ pub fn cluster_info(engine: &Engine, s: &ClusterState) -> ClusterInfo {
         nodes: s
             .nodes
             .iter()
-            .map(|n| NodeInfo {
+            .map(|n| (n, engine.node_usage(&s.id, &n.name)))
+            .map(|(n, usage)| NodeInfo {
                 name: n.name.clone(),
                 ip: n.ip().map(|i| i.to_string()),
                 addresses: n
@@ -95,6 +96,14 @@ pub fn cluster_info(engine: &Engine, s: &ClusterState) -> ClusterInfo {
                 backend: n.backend.clone(),
                 boot_ms: n.boot_ms,
                 boot_retried: n.boot_retried.clone(),
+                limits: LimitsInfo {
+                    memory_bytes: n.limits.memory,
+                    cpus: n.limits.millicpus.map(|m| f64::from(m) / 1000.0),
+                    pids: n.limits.pids,
+                    text: n.limits.to_string(),
+                },
+                memory_used_bytes: usage.memory_used,
+                oom_kills: usage.oom_kills,
             })
             .collect(),
         networks: s

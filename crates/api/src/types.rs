@@ -102,6 +102,30 @@ pub struct NodeInfo {
     /// fresh root (once at most).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_retried: Option<String>,
+    /// What the node may use of the host, as enforced.
+    #[serde(default)]
+    pub limits: LimitsInfo,
+    /// Memory the node uses now, in bytes (page cache included); absent for
+    /// a VM or a node that is down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_used_bytes: Option<u64>,
+    /// Processes of the node the kernel killed because the node reached its
+    /// memory limit.
+    #[serde(default)]
+    pub oom_kills: u64,
+}
+
+/// A node's resource limits; an absent one is not limited.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct LimitsInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u32>,
+    /// The same, as a person reads it: `memory 512 MiB, cpus 1.5, pids 2048`.
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -54,6 +54,59 @@ impl Capacity {
     }
 }
 
+/// The most processes a node may have when its topology sets no `pids`: a
+/// fork bomb stops there instead of at the host's limit.
+pub const DEFAULT_NODE_PIDS: u32 = 4096;
+
+/// The host's memory, in bytes.
+pub fn host_memory() -> u64 {
+    meminfo("MemTotal").unwrap_or(0)
+}
+
+/// The CPUs this process may run on.
+pub fn host_cpus() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+}
+
+/// The limits of a container node whose topology sets none: half the host's
+/// memory (a runaway node is OOM-killed before the host is), 4096 processes,
+/// and no CPU cap (the `rehearse` cgroup competes with the host's own
+/// services as one, so nodes together get a fair share and no more).
+pub fn default_node_limits() -> rehearse_spec::NodeLimits {
+    let half = host_memory() / 2;
+    rehearse_spec::NodeLimits {
+        memory: (half > 0).then_some(half / (1 << 20) * (1 << 20)),
+        millicpus: None,
+        pids: Some(DEFAULT_NODE_PIDS),
+    }
+}
+
+/// Refuses a topology whose nodes could never run on this host: more memory
+/// or CPUs than the host has.
+pub fn check_fits_host(topology: &rehearse_spec::Topology) -> Result<(), crate::SandboxError> {
+    let (memory, cpus) = (host_memory(), host_cpus());
+    for node in &topology.nodes {
+        if let Some(m) = node.limits.memory.filter(|m| memory > 0 && *m > memory) {
+            return Err(crate::SandboxError::Refused(format!(
+                "node {} asks for memory {} but this host has {} in all; lower its `memory` in the topology",
+                node.name,
+                rehearse_spec::limits::format_memory(m),
+                rehearse_spec::limits::format_memory(memory)
+            )));
+        }
+        if let Some(c) = node.limits.millicpus.filter(|c| *c > cpus * 1000) {
+            return Err(crate::SandboxError::Refused(format!(
+                "node {} asks for cpus {} but this host has {cpus}; lower its `cpus` in the topology",
+                node.name,
+                rehearse_spec::limits::format_cpus(c)
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn read_u64(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }

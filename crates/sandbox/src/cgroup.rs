@@ -12,9 +12,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rehearse_spec::NodeLimits;
+
 use crate::SandboxError;
 
 const TOP: &str = "rehearse";
+/// The cgroup below a node's that commands run in it (`exec`) join.
+const EXEC: &str = "exec";
 
 #[derive(Debug, Clone)]
 pub struct Cgroups {
@@ -149,9 +153,15 @@ impl Cgroups {
         root.join(TOP).join(cluster)
     }
 
-    /// Creates the node's cgroups and returns the `cgroup.procs` files a process
-    /// writes itself into, prepared for use between fork and exec.
-    pub fn create_node(&self, cluster: &str, node: &str) -> Result<Vec<CString>, SandboxError> {
+    /// Creates the node's cgroups with its limits and returns the
+    /// `cgroup.procs` files a process writes itself into, prepared for use
+    /// between fork and exec.
+    pub fn create_node(
+        &self,
+        cluster: &str,
+        node: &str,
+        limits: &NodeLimits,
+    ) -> Result<Vec<CString>, SandboxError> {
         let mut procs = Vec::new();
         for root in self.roots() {
             let dir = Self::cluster_path(root, cluster).join(node);
@@ -162,7 +172,138 @@ impl Cgroups {
                     .expect("no NUL in cgroup path"),
             );
         }
+        self.set_limits(cluster, node, limits)?;
         Ok(procs)
+    }
+
+    /// The `cgroup.procs` files a command run in a node (`exec`) writes
+    /// itself into, so that the node's limits and teardown cover it: a leaf
+    /// `exec` beside nspawn's `payload` and `supervisor` in the hierarchies
+    /// systemd manages, and the node's own cgroup in v1 controller
+    /// hierarchies, where nothing lives below it.
+    pub fn exec_procs(&self, cluster: &str, node: &str) -> Result<Vec<CString>, SandboxError> {
+        let node_dir = |root: &Path| Self::cluster_path(root, cluster).join(node);
+        let mut dirs = Vec::new();
+        for root in std::iter::once(&self.unified).chain(self.named.iter()) {
+            let dir = node_dir(root).join(EXEC);
+            fs::create_dir_all(&dir).map_err(|e| SandboxError::io("creating cgroup", &dir, e))?;
+            dirs.push(dir);
+        }
+        dirs.extend(self.legacy.iter().map(|(_, root)| node_dir(root)));
+        Ok(dirs
+            .into_iter()
+            .map(|d| {
+                CString::new(d.join("cgroup.procs").into_os_string().into_encoded_bytes())
+                    .expect("no NUL in cgroup path")
+            })
+            .collect())
+    }
+
+    /// Writes a node's limits into its cgroups: cgroup v2 files where the
+    /// controller is in the unified hierarchy, v1 files where it is not.
+    fn set_limits(
+        &self,
+        cluster: &str,
+        node: &str,
+        limits: &NodeLimits,
+    ) -> Result<(), SandboxError> {
+        let wanted: Vec<&str> = [
+            limits.memory.map(|_| "memory"),
+            limits.millicpus.map(|_| "cpu"),
+            limits.pids.map(|_| "pids"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let unified: Vec<&str> = wanted
+            .iter()
+            .copied()
+            .filter(|c| !self.is_legacy(c))
+            .collect();
+        if !unified.is_empty() {
+            self.delegate(cluster, &unified)?;
+        }
+        let write = |controller: &str, file: &str, value: String| -> Result<(), SandboxError> {
+            let path = self.controller_dir(controller, cluster, node).join(file);
+            fs::write(&path, &value).map_err(|e| {
+                SandboxError::io(
+                    "limiting the node in",
+                    &path,
+                    std::io::Error::new(e.kind(), format!("writing {value}: {e}")),
+                )
+            })
+        };
+        if let Some(bytes) = limits.memory {
+            if self.is_legacy("memory") {
+                write("memory", "memory.limit_in_bytes", bytes.to_string())?;
+                // With swap accounting, swap counts against the limit too.
+                let memsw = self
+                    .controller_dir("memory", cluster, node)
+                    .join("memory.memsw.limit_in_bytes");
+                if memsw.exists() {
+                    write("memory", "memory.memsw.limit_in_bytes", bytes.to_string())?;
+                }
+            } else {
+                write("memory", "memory.max", bytes.to_string())?;
+                let _ = fs::write(
+                    self.controller_dir("memory", cluster, node)
+                        .join("memory.swap.max"),
+                    "0",
+                );
+            }
+        }
+        if let Some(milli) = limits.millicpus {
+            let (period, quota) = (100_000u64, u64::from(milli) * 100);
+            if self.is_legacy("cpu") {
+                write("cpu", "cpu.cfs_period_us", period.to_string())?;
+                write("cpu", "cpu.cfs_quota_us", quota.to_string())?;
+            } else {
+                write("cpu", "cpu.max", format!("{quota} {period}"))?;
+            }
+        }
+        if let Some(pids) = limits.pids {
+            write("pids", "pids.max", pids.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Makes controllers of the unified hierarchy available to a cluster's
+    /// node cgroups (`+memory` in `subtree_control` of each ancestor).
+    fn delegate(&self, cluster: &str, controllers: &[&str]) -> Result<(), SandboxError> {
+        let top = self.unified.join(TOP);
+        for dir in [
+            &self.unified,
+            &top,
+            &Self::cluster_path(&self.unified, cluster),
+        ] {
+            let available = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+            let enabled =
+                fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+            for c in controllers {
+                if enabled.split_whitespace().any(|e| e == *c) {
+                    continue;
+                }
+                if !available.split_whitespace().any(|a| a == *c) {
+                    return Err(SandboxError::io(
+                        "limiting nodes with",
+                        dir,
+                        std::io::Error::other(format!(
+                            "the {c} controller is not available here; enable it for the cgroup rehearse runs in (systemd: Delegate=yes), or leave `{}` out of the topology",
+                            limit_key(c)
+                        )),
+                    ));
+                }
+                let control = dir.join("cgroup.subtree_control");
+                fs::write(&control, format!("+{c}")).map_err(|e| {
+                    SandboxError::io(
+                        "enabling a controller in",
+                        &control,
+                        std::io::Error::new(e.kind(), format!("+{c}: {e}")),
+                    )
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether the cluster has a cgroup (it exists, or a crashed process left it).
@@ -265,6 +406,28 @@ impl Cgroups {
     /// Number of processes in the cluster's cgroups.
     pub fn process_count(&self, cluster: &str) -> usize {
         pids_below(&Self::cluster_path(&self.unified, cluster)).len()
+    }
+}
+
+/// The topology key a controller limits.
+fn limit_key(controller: &str) -> &'static str {
+    match controller {
+        "memory" => "memory",
+        "cpu" => "cpus",
+        _ => "pids",
+    }
+}
+
+impl Cgroups {
+    /// Memory the node's processes use now (bytes), page cache included.
+    pub fn node_memory_used(&self, cluster: &str, node: &str) -> Option<u64> {
+        let dir = self.controller_dir("memory", cluster, node);
+        let file = if self.is_legacy("memory") {
+            "memory.usage_in_bytes"
+        } else {
+            "memory.current"
+        };
+        fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
     }
 }
 

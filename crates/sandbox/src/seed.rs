@@ -233,6 +233,7 @@ mod tests {
             boot_ms: None,
             uid_base: None,
             boot_retried: None,
+            limits: Default::default(),
         };
         ClusterState {
             id: "abcdef".into(),

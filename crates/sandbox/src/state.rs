@@ -71,9 +71,23 @@ pub struct NodeState {
     /// Why the node's first boot failed, when it was booted a second time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_retried: Option<String>,
+    /// What the node may use of the host, as enforced (the topology's
+    /// limits with the engine's defaults filled in).
+    #[serde(default)]
+    pub limits: rehearse_spec::NodeLimits,
 }
 
 impl NodeState {
+    /// The limits written into the node's cgroups: a container's own; none
+    /// for a VM, whose memory and CPUs are its machine's size.
+    pub fn cgroup_limits(&self) -> rehearse_spec::NodeLimits {
+        if self.backend == "nspawn" {
+            self.limits
+        } else {
+            rehearse_spec::NodeLimits::default()
+        }
+    }
+
     /// The node's address on its first network.
     pub fn ip(&self) -> Option<Ipv4Addr> {
         self.nics.first().map(|n| n.ip)

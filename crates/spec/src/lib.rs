@@ -18,7 +18,8 @@ mod source;
 
 pub use error::{ErrorKind, Location, SpecError};
 pub use image::{builtin_image, ImageSpec, BUILTIN_IMAGES};
+pub use topology::limits;
 pub use topology::{
-    Egress, NetworkSpec, NodeBackend, NodeSpec, Topology, DEFAULT_IMAGE, DEFAULT_NETWORK,
-    MAX_NETWORKS, MAX_NODES,
+    Egress, NetworkSpec, NodeBackend, NodeLimits, NodeSpec, Topology, DEFAULT_IMAGE,
+    DEFAULT_NETWORK, MAX_NETWORKS, MAX_NODES,
 };

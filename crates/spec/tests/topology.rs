@@ -734,3 +734,85 @@ fn missing_file_is_an_io_error() {
         "{error}"
     );
 }
+
+#[test]
+fn node_limits_come_from_the_node_then_the_topology() {
+    let topology = parse(
+        "nodes:\n  - name: db\n    memory: 1G\n    cpus: 1.5\n  - web\nlimits:\n  memory: 256M\n  pids: 512\n",
+    );
+    let db = topology.node("db").unwrap();
+    assert_eq!(db.limits.memory, Some(1 << 30));
+    assert_eq!(db.limits.millicpus, Some(1500));
+    assert_eq!(
+        db.limits.pids,
+        Some(512),
+        "the topology's pids fill the gap"
+    );
+    let web = topology.node("web").unwrap();
+    assert_eq!(web.limits.memory, Some(256 << 20));
+    assert_eq!(web.limits.millicpus, None);
+    assert_eq!(web.limits.to_string(), "memory 256 MiB, pids 512");
+    // The explicit form writes every node's limits and reads back equal.
+    let text = serde_yaml::to_string(&topology).unwrap();
+    assert!(text.contains("memory: 1024M"), "{text}");
+    assert_eq!(parse(&text), topology);
+    // `nodes: N` takes the topology's limits too.
+    let counted = parse("nodes: 2\nlimits: {cpus: 0.5}\n");
+    assert!(counted
+        .nodes
+        .iter()
+        .all(|n| n.limits.millicpus == Some(500)));
+}
+
+#[test]
+fn bad_limits_name_their_line_and_field() {
+    let error = refuse("nodes:\n  - name: db\n    memory: lots\n");
+    assert_error(
+        &error,
+        ErrorKind::InvalidValue,
+        3,
+        None,
+        Some("nodes[0].memory"),
+        &["lots"],
+    );
+    assert_hint(&error, "512M");
+    let error = refuse("nodes:\n  - name: db\n    memory: 16M\n");
+    assert_error(
+        &error,
+        ErrorKind::Limit,
+        3,
+        None,
+        Some("nodes[0].memory"),
+        &["below"],
+    );
+    let error = refuse("nodes: 2\nlimits:\n  cpus: 0\n");
+    assert_error(
+        &error,
+        ErrorKind::Limit,
+        3,
+        None,
+        Some("limits.cpus"),
+        &["cpus 0"],
+    );
+    let error = refuse("nodes:\n  - name: db\n    pids: 3\n");
+    assert_error(
+        &error,
+        ErrorKind::Limit,
+        3,
+        None,
+        Some("nodes[0].pids"),
+        &["pids 3"],
+    );
+    let error = refuse("nodes:\n  - name: db\n    backend: vm\n    pids: 300\n");
+    assert_error(
+        &error,
+        ErrorKind::InvalidValue,
+        4,
+        None,
+        Some("nodes[0].pids"),
+        &["vm"],
+    );
+    let error = refuse("nodes: 1\nlimits:\n  memroy: 1G\n");
+    assert_eq!(error.kind(), ErrorKind::UnknownField, "{error}");
+    assert!(error.to_string().contains("memroy"), "{error}");
+}

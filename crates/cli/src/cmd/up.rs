@@ -119,7 +119,12 @@ fn print_human(state: &ClusterState, dir: &std::path::Path) {
             .iter()
             .map(|c| format!("{} ({})", c.ip, c.network))
             .collect();
-        println!("  {:<12} {}", node.name, addrs.join(", "));
+        println!(
+            "  {:<12} {:<36} {}",
+            node.name,
+            addrs.join(", "),
+            node.limits
+        );
     }
     let first = state
         .nodes

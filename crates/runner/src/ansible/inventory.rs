@@ -130,6 +130,7 @@ mod tests {
             boot_ms: None,
             uid_base: None,
             boot_retried: None,
+            limits: Default::default(),
         }
     }
 

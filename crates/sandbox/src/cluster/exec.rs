@@ -29,6 +29,7 @@ impl Engine {
                 stderr,
             } = io;
             let mut watch = kernel_guard::Watch::new(stderr);
+            let oom_before = self.cgroups.node_oom_kills(&state.id, &node.name);
             let outcome = backend.exec(
                 &state,
                 node,
@@ -42,6 +43,13 @@ impl Engine {
             watch.finish();
             if let (Some(refusal), true) = (watch.refusal.take(), outcome.exit_code != 0) {
                 let _ = watch.write_all(kernel_guard::hint(&node.name, &refusal).as_bytes());
+            }
+            let oom = self
+                .cgroups
+                .node_oom_kills(&state.id, &node.name)
+                .saturating_sub(oom_before);
+            if oom > 0 {
+                let _ = watch.write_all(oom_notice(&node.name, oom, &node.limits).as_bytes());
             }
             outcome
         } else {
@@ -81,4 +89,17 @@ impl Engine {
             String::from_utf8_lossy(&err).into_owned(),
         ))
     }
+}
+
+/// What is said when the kernel killed processes of a node because it
+/// reached its memory limit.
+fn oom_notice(node: &str, killed: u64, limits: &rehearse_spec::NodeLimits) -> String {
+    let limit = limits
+        .memory
+        .map(rehearse_spec::limits::format_memory)
+        .unwrap_or_else(|| "its memory limit".into());
+    format!(
+        "\nrehearse: node {node} reached its memory limit ({limit}): the kernel OOM-killed {killed} of its process(es); \
+         other nodes are unaffected. Give the node more `memory` in the topology, or make the code use less.\n"
+    )
 }

@@ -123,6 +123,13 @@ pub struct Engine {
     on_removed: Option<OnRemoved>,
 }
 
+/// A node's use of the host, read from its cgroups.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeUsage {
+    pub memory_used: Option<u64>,
+    pub oom_kills: u64,
+}
+
 impl Engine {
     /// An engine over the state directory with the nspawn backend.
     pub fn new(state_dir: &Path) -> Result<Self, SandboxError> {
@@ -222,6 +229,15 @@ impl Engine {
         self.store.dir(id)
     }
 
+    /// What a node uses of the host now: memory in bytes (none for a VM or a
+    /// node that is down) and how many of its processes the kernel OOM-killed.
+    pub fn node_usage(&self, cluster: &str, node: &str) -> NodeUsage {
+        NodeUsage {
+            memory_used: self.cgroups.node_memory_used(cluster, node),
+            oom_kills: self.cgroups.node_oom_kills(cluster, node),
+        }
+    }
+
     pub fn list(&self) -> Vec<ClusterState> {
         self.store.list()
     }
@@ -257,7 +273,8 @@ impl Engine {
     /// The `cgroup.procs` files of the cgroup that holds the cluster's helper
     /// processes (link delayers): they die with the cluster like its nodes.
     pub(crate) fn helper_cgroup(&self, id: &str) -> Result<Vec<std::ffi::CString>, SandboxError> {
-        self.cgroups.create_node(id, "_helpers")
+        self.cgroups
+            .create_node(id, "_helpers", &rehearse_spec::NodeLimits::default())
     }
 
     /// Number of processes running in a cluster's cgroups.

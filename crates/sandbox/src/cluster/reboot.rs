@@ -63,7 +63,11 @@ impl Engine {
                             node_dir: dir.join("nodes").join(&node.name),
                             image,
                             seeds: &[],
-                            cgroup_procs: self.cgroups.create_node(&frozen.id, &node.name)?,
+                            cgroup_procs: self.cgroups.create_node(
+                                &frozen.id,
+                                &node.name,
+                                &node.cgroup_limits(),
+                            )?,
                         };
                         let boot_deadline = Instant::now() + boot_timeout;
                         let booting = backend.launch(&launch)?;

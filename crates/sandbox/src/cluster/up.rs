@@ -37,6 +37,7 @@ impl Engine {
             return Err(SandboxError::NotRoot);
         }
         req.topology.validate()?;
+        crate::capacity::check_fits_host(&req.topology)?;
         // Every tool a cluster needs, checked before anything is created.
         host::require_tools(&[
             "systemd-nspawn",
@@ -236,6 +237,11 @@ impl Engine {
             }
             let uid_base =
                 (backend == "nspawn").then(|| free_ranges.next().expect("enough ranges"));
+            let limits = if backend == "nspawn" {
+                spec.limits.or(crate::capacity::default_node_limits())
+            } else {
+                spec.limits.or(crate::vm::default_limits())
+            };
             nodes.push(NodeState {
                 name: spec.name.clone(),
                 index: i,
@@ -250,6 +256,7 @@ impl Engine {
                 boot_ms: None,
                 uid_base,
                 boot_retried: None,
+                limits,
             });
         }
         let now = now_secs();
@@ -343,7 +350,7 @@ impl Engine {
                                 node_dir: node_dir.clone(),
                                 image,
                                 seeds: &seeds,
-                                cgroup_procs: self.cgroups.create_node(&frozen.id, &node.name)?,
+                                cgroup_procs: self.cgroups.create_node(&frozen.id, &node.name, &node.cgroup_limits())?,
                             };
                             let booting = backend.launch(&launch)?;
                             tracing::debug!(node = %node.name, ms = t0.elapsed().as_millis() as u64, "node launched");

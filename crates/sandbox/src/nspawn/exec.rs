@@ -14,9 +14,12 @@ use crate::SandboxError;
 
 const NODE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Runs `req` in the node whose PID 1 is `leader`; the command joins the
+/// node's cgroups (`cgroup_procs`), so the node's limits hold for it.
 pub fn run(
     leader: ProcessId,
     node: &str,
+    cgroup_procs: &[std::ffi::CString],
     req: &ExecRequest,
     io: ExecIo<'_>,
 ) -> Result<ExecOutcome, SandboxError> {
@@ -52,6 +55,12 @@ pub fn run(
         );
     for (k, v) in &req.env {
         cmd.env(k, v);
+    }
+    let procs = cgroup_procs.to_vec();
+    // SAFETY: enter_raw only opens, writes and closes files whose paths were
+    // prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || crate::cgroup::enter_raw(&procs));
     }
     supervise(cmd, "nsenter", node, req.timeout, io)
 }

@@ -280,7 +280,8 @@ impl Backend for NspawnBackend {
                     cluster: cluster.id.clone(),
                     node: node.name.clone(),
                 })?;
-        exec::run(leader, &node.name, req, io)
+        let cgroups = crate::cgroup::Cgroups::host()?.exec_procs(&cluster.id, &node.name)?;
+        exec::run(leader, &node.name, &cgroups, req, io)
     }
 
     fn request_poweroff(&self, node: &NodeState) -> Result<(), SandboxError> {

@@ -84,9 +84,26 @@ struct Prepared {
 pub struct VmBackend {
     state_dir: PathBuf,
     init: GuestInit,
-    memory_mb: u32,
-    cpus: u32,
     prepared: Mutex<Option<Prepared>>,
+}
+
+/// A number from the environment, or `default`.
+fn env_num(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+/// The size of a VM node whose topology sets none: `REHEARSE_VM_MEMORY`
+/// MiB (default 1024) and `REHEARSE_VM_CPUS` CPUs (default 1).
+pub fn default_limits() -> rehearse_spec::NodeLimits {
+    rehearse_spec::NodeLimits {
+        memory: Some(u64::from(env_num("REHEARSE_VM_MEMORY", 1024)) << 20),
+        millicpus: Some(env_num("REHEARSE_VM_CPUS", 1) * 1000),
+        pids: None,
+    }
 }
 
 /// Boot handle: the socket the guest's readiness port connects to.
@@ -97,24 +114,15 @@ struct ReadyWait {
 
 impl VmBackend {
     /// A backend keeping its kernels under `state_dir`. The guest init is
-    /// systemd unless `REHEARSE_VM_INIT=minimal`; memory (MiB) and CPUs come
-    /// from `REHEARSE_VM_MEMORY` and `REHEARSE_VM_CPUS` (default 1024 and 1).
+    /// systemd unless `REHEARSE_VM_INIT=minimal`; a node's memory and CPUs
+    /// are its topology's `memory` and `cpus`, else [`default_limits`].
     pub fn new(state_dir: &Path) -> Self {
-        let env_num = |name: &str, default: u32| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .filter(|n| *n > 0)
-                .unwrap_or(default)
-        };
         VmBackend {
             state_dir: state_dir.to_path_buf(),
             init: match std::env::var("REHEARSE_VM_INIT").as_deref() {
                 Ok("minimal") => GuestInit::Minimal,
                 _ => GuestInit::Systemd,
             },
-            memory_mb: env_num("REHEARSE_VM_MEMORY", 1024),
-            cpus: env_num("REHEARSE_VM_CPUS", 1),
             prepared: Mutex::new(None),
         }
     }
@@ -285,8 +293,16 @@ impl Backend for VmBackend {
         let spec = qemu::VmSpec {
             name: node.machine.clone(),
             accelerator,
-            memory_mb: self.memory_mb,
-            cpus: self.cpus,
+            memory_mb: {
+                let limits = node.limits.or(default_limits());
+                (limits.memory.unwrap_or(1 << 30) >> 20) as u32
+            },
+            // A VM has whole CPUs: a fraction is rounded up.
+            cpus: node
+                .limits
+                .or(default_limits())
+                .millicpus
+                .map_or(1, |m| m.div_ceil(1000)),
             kernel: prepared.kernel.vmlinuz(),
             initrd,
             cmdline: qemu::cmdline(accelerator, self.init.path()),

@@ -219,6 +219,19 @@ impl Topology {
                     .check(group)
                     .map_err(|e| source.at(&path.field("groups").at(g), e))?;
             }
+            super::limits::check(&node.limits)
+                .map_err(|(field, e)| source.at(&path.field(field.key()), e))?;
+            if node.backend == Some(super::NodeBackend::Vm) && node.limits.pids.is_some() {
+                let error = SpecError::new(
+                    ErrorKind::InvalidValue,
+                    format!(
+                        "node \"{}\" runs as a vm, where `pids` cannot be limited from the host",
+                        node.name
+                    ),
+                )
+                .with_hint("remove `pids` from this node (a VM's processes live in its own kernel), or run it as a container (`backend: nspawn`)");
+                return Err(source.at(&path.field("pids"), error));
+            }
             self.check_node_networks(i, source)?;
         }
         Ok(())

@@ -10,8 +10,12 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+pub(crate) use super::limits::LimitsFile;
+use super::limits::{MemoryField, NodeLimits};
 use super::DEFAULT_IMAGE;
-use super::{check, networks_path, Egress, NetworkSpec, NodeBackend, NodeSpec, Topology};
+use super::{
+    check, networks_path, nodes_path, Egress, NetworkSpec, NodeBackend, NodeSpec, Topology,
+};
 use crate::error::{ErrorKind, SpecError};
 use crate::source::{FieldPath, Source};
 
@@ -31,6 +35,10 @@ pub(crate) struct TopologyFile {
     #[serde(default)]
     #[schemars(example = "ttl_example")]
     pub(crate) ttl: Option<String>,
+    /// Resource limits of every node that sets none of its own: `memory`,
+    /// `cpus`, `pids`. Default: half the host's memory, no CPU cap, 4096 pids.
+    #[serde(default)]
+    pub(crate) limits: Option<LimitsFile>,
 }
 
 pub(crate) fn ttl_example() -> &'static str {
@@ -76,6 +84,19 @@ pub(crate) struct NodeFile {
     /// Default: the engine's choice (`--backend`, else `nspawn`).
     #[serde(default)]
     backend: Option<NodeBackend>,
+    /// The most memory the node may use, e.g. `512M`, `2G` (powers of 1024);
+    /// past it the kernel OOM-kills a process of this node only. Default:
+    /// the topology's `limits`, else half the host's memory.
+    #[serde(default)]
+    memory: Option<MemoryField>,
+    /// The most CPU time, in CPUs, e.g. `0.5`, `2`. Default: the topology's
+    /// `limits`, else no cap (nodes share the CPUs fairly).
+    #[serde(default)]
+    cpus: Option<f64>,
+    /// The most processes and threads at once. Default: the topology's
+    /// `limits`, else 4096.
+    #[serde(default)]
+    pids: Option<u64>,
 }
 
 /// One network: a bridge on the host with its own IPv4 subnet.
@@ -175,12 +196,19 @@ impl TopologyFile {
             .map(|network: &NetworkSpec| network.name.clone())
             .into_iter()
             .collect();
+        let defaults = match self.limits {
+            Some(limits) => limits
+                .into_limits()
+                .map_err(|(field, e)| source.at(&FieldPath::key("limits").field(field.key()), e))?,
+            None => NodeLimits::default(),
+        };
         let node = |name: String| NodeSpec {
             name,
             image: DEFAULT_IMAGE.to_owned(),
             networks: default_networks.clone(),
             groups: Vec::new(),
             backend: None,
+            limits: defaults,
         };
 
         let nodes = match self.nodes {
@@ -191,17 +219,30 @@ impl TopologyFile {
             }
             NodesField::List(entries) => entries
                 .into_iter()
-                .map(|entry| match entry {
-                    NodeEntry::Name(name) => node(name),
-                    NodeEntry::Full(file) => NodeSpec {
-                        image: file.image.unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
-                        networks: file.networks.unwrap_or_else(|| default_networks.clone()),
-                        groups: file.groups,
-                        backend: file.backend,
-                        name: file.name,
-                    },
+                .enumerate()
+                .map(|(i, entry)| match entry {
+                    NodeEntry::Name(name) => Ok(node(name)),
+                    NodeEntry::Full(file) => {
+                        let own = LimitsFile {
+                            memory: file.memory,
+                            cpus: file.cpus,
+                            pids: file.pids,
+                        }
+                        .into_limits()
+                        .map_err(|(field, e)| {
+                            source.at(&nodes_path().at(i).field(field.key()), e)
+                        })?;
+                        Ok(NodeSpec {
+                            image: file.image.unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+                            networks: file.networks.unwrap_or_else(|| default_networks.clone()),
+                            groups: file.groups,
+                            backend: file.backend,
+                            name: file.name,
+                            limits: own.or(defaults),
+                        })
+                    }
                 })
-                .collect(),
+                .collect::<Result<_, SpecError>>()?,
         };
 
         let ttl = match self.ttl {

@@ -8,6 +8,9 @@
 
 mod check;
 pub(crate) mod file;
+pub mod limits;
+
+pub use limits::NodeLimits;
 
 use std::fmt;
 use std::path::Path;
@@ -65,6 +68,10 @@ pub struct NodeSpec {
     /// default a container).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<NodeBackend>,
+    /// What the node may use of the host; a limit left out is the engine's
+    /// default.
+    #[serde(flatten)]
+    pub limits: NodeLimits,
 }
 
 /// What runs a node.
@@ -219,12 +226,16 @@ impl Topology {
     ///     networks: [front, back]   # default: the first network
     ///     groups: [balancers]
     ///     backend: vm           # nspawn | vm; default: the engine's (--backend)
+    ///     memory: 512M          # limits; default: `limits:` below, else the engine's
+    ///     cpus: 1.5
+    ///     pids: 2048
     ///   - web1                  # same as {name: web1}
     /// networks:                 # default: one network named "default"
     ///   - name: front
     ///     cidr: 10.213.40.0/24  # default: allocated by the engine
     ///     egress: packages      # none | packages | nat
     /// ttl: 45m
+    /// limits: {memory: 1G}      # every node's default limits
     /// ```
     pub fn from_yaml(text: &str, origin: &str) -> Result<Topology, SpecError> {
         let source = Source::file(origin, text);
@@ -260,6 +271,7 @@ impl Topology {
                     networks: vec![DEFAULT_NETWORK.to_owned()],
                     groups: Vec::new(),
                     backend: None,
+                    limits: NodeLimits::default(),
                 })
                 .collect(),
             networks: vec![NetworkSpec::default_network()],

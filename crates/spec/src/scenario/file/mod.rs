@@ -56,6 +56,10 @@ pub(super) struct ScenarioFile {
     #[serde(default)]
     #[schemars(example = "ttl_example")]
     ttl: Option<String>,
+    /// Resource limits of every node that sets none of its own, as in a
+    /// topology file: `memory`, `cpus`, `pids`.
+    #[serde(default)]
+    limits: Option<crate::topology::file::LimitsFile>,
     /// Images to run the whole scenario on, once each, e.g. `[debian-12,
     /// debian-13, ubuntu-24.04]`: every node that names no `image` of its own
     /// boots the platform's image. Default: one run on the images nodes name.
@@ -104,6 +108,7 @@ impl ScenarioFile {
                 nodes: self.nodes,
                 networks: self.networks,
                 ttl: self.ttl,
+                limits: self.limits,
             },
             source,
         )?;
