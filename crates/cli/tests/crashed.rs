@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use common::{run_json, Cluster, Home, Leftovers};
+use serde_json::Value;
 
 #[test]
 fn exec_on_a_crashed_node_says_heal_brings_it_back() {
@@ -238,4 +239,228 @@ fn runs_killed_at_random_moments_leave_nothing_once_gc_ran() {
 
     // Nothing of the other state directory was touched.
     assert_eq!(bystander.ok("node1", "echo alive"), "alive");
+}
+
+/// Kills of each other long command.
+const KILLS_EACH: usize = 4;
+
+/// Starts `cmd`, kills it at a random moment in `0..1.1 × whole`; returns
+/// whether it was cut short (had not finished).
+fn kill_at_random(mut cmd: std::process::Command, whole: Duration) -> bool {
+    let at = whole.mul_f64(rand::thread_rng().gen_range(0.0..1.1));
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rehearse starts");
+    std::thread::sleep(at);
+    let finished = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    let _ = child.wait();
+    !finished
+}
+
+/// How long a command lasts here when nobody kills it.
+fn timed(home: &Home, args: &[&str]) -> (Duration, Value) {
+    let t0 = Instant::now();
+    let (code, out) = home.run_json(args);
+    assert_eq!(code, 0, "{args:?} when not killed: {out}");
+    (t0.elapsed(), out)
+}
+
+/// A client of `rehearse serve` (the official MCP SDK) that starts a
+/// scenario run as a job, says so, and waits.
+const SERVE_CLIENT: &str = r#"
+import asyncio, sys
+from mcp import ClientSession
+from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
+
+async def main(url, token, path):
+    client = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    async with client:
+        async with streamable_http_client(url, http_client=client) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                result = await session.call_tool("run_scenario", {"path": path})
+                print("started", result.structured_content, flush=True)
+                await asyncio.sleep(600)
+
+asyncio.run(main(*sys.argv[1:]))
+"#;
+
+/// `rehearse serve` over `home` on a free loopback port, ready: (server, url).
+fn serve(home: &Home, token: &str) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = home
+        .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("REHEARSE_TOKEN", token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rehearse serve starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "rehearse serve did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+#[test]
+fn up_snapshot_restore_converge_and_serve_killed_at_random_moments_lose_and_leak_nothing() {
+    let home = Home::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = watch_ids(home.path().to_path_buf(), stop.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cut_short = BTreeMap::new();
+
+    // `up`: a cluster it made mid-boot goes at gc; one it finished is the
+    // user's and stays, whole.
+    let (whole, made) = timed(&home, &["up", "-n", "2"]);
+    let (code, out) = home.run_json(&["down", made["cluster"].as_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    for _ in 0..KILLS_EACH {
+        let cut = kill_at_random(home.command(&["--json", "up", "-n", "2"]), whole);
+        *cut_short.entry("up").or_insert(0) += usize::from(cut);
+    }
+
+    // `snapshot` and `restore` of a user's cluster: it stays the user's,
+    // ready, and every snapshot it lists is whole.
+    let (_, kept) = timed(&home, &["up", "-n", "2"]);
+    let kept = kept["cluster"].as_str().unwrap().to_string();
+    let (code, out) = home.run_json(&[
+        "exec",
+        &kept,
+        "node1",
+        "--",
+        "sh",
+        "-c",
+        "echo one > /root/mark",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let (whole, _) = timed(&home, &["snapshot", &kept, "base"]);
+    for i in 0..KILLS_EACH {
+        let name = format!("s{i}");
+        let cut = kill_at_random(home.command(&["--json", "snapshot", &kept, &name]), whole);
+        *cut_short.entry("snapshot").or_insert(0) += usize::from(cut);
+    }
+    let (whole, _) = timed(&home, &["restore", &kept, "base"]);
+    for _ in 0..KILLS_EACH {
+        let cut = kill_at_random(home.command(&["--json", "restore", &kept, "base"]), whole);
+        *cut_short.entry("restore").or_insert(0) += usize::from(cut);
+        // A restore that died half-way is the user's cluster again once gc
+        // looked; the next restore starts from there.
+        let (code, out) = home.run_json(&["gc"]);
+        assert_eq!(code, 0, "{out}");
+    }
+
+    // `converge` (its code given, no model): an iteration's cluster and the
+    // proof's go with it.
+    let task = common::write(
+        tmp.path(),
+        "task.yaml",
+        "goal: Write /etc/app.conf.\nlanguage: bash\nnodes: 1\ncode: |\n  #!/bin/bash\n  set -euo pipefail\n  echo 'workers = 4' > /etc/app.conf\n  sleep 0.3\nchecks:\n  - file: /etc/app.conf\n    contains: ['workers = 4']\nmax_iterations: 2\n",
+    );
+    let task = task.to_str().unwrap();
+    let (whole, report) = timed(&home, &["converge", task]);
+    assert_eq!(report["verdict"], "converged", "{report}");
+    for _ in 0..KILLS_EACH {
+        let cut = kill_at_random(home.command(&["--json", "converge", task]), whole);
+        *cut_short.entry("converge").or_insert(0) += usize::from(cut);
+    }
+
+    // `serve` with a scenario job of an MCP client running.
+    let scenario = fixture("killed-mid-run");
+    let (whole, _) = timed(&home, &["run", &scenario]);
+    let token = "chaos-token";
+    for _ in 0..KILLS_EACH {
+        let (mut server, url) = serve(&home, token);
+        let mut client = std::process::Command::new("python3")
+            .args(["-c", SERVE_CLIENT, &url, token, &scenario])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 runs (scripts/setup.sh installs the MCP SDK)");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(client.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert!(line.starts_with("started"), "the job did not start: {line}");
+        std::thread::sleep(whole.mul_f64(rand::thread_rng().gen_range(0.0..1.1)));
+        let finished = server.try_wait().unwrap().is_some();
+        let _ = server.kill();
+        let _ = server.wait();
+        let _ = client.kill();
+        let _ = client.wait();
+        *cut_short.entry("serve").or_insert(0) += usize::from(!finished);
+    }
+
+    let (code, gc) = home.run_json(&["gc"]);
+    assert_eq!(code, 0, "{gc}");
+
+    // Nothing lost: every cluster left is the user's, ready, every node
+    // answers, and the kept cluster restores to each snapshot it lists.
+    let (_, ls) = home.run_json(&["ls"]);
+    let left: Vec<String> = ls["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["status"], "ready", "{c}");
+            c["cluster"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(left.contains(&kept), "the user's cluster was lost: {ls}");
+    for id in &left {
+        for node in ["node1", "node2"] {
+            let (code, out) = home.run_json(&["exec", id, node, "--", "echo", "alive"]);
+            assert_eq!(
+                code, 0,
+                "{id}/{node} after the kills (the snapshotted cluster is {kept}; cut short {cut_short:?}): {out}"
+            );
+        }
+    }
+    let (code, snapshots) = home.run_json(&["snapshot", "ls", &kept]);
+    assert_eq!(code, 0, "{snapshots}");
+    for snapshot in snapshots["snapshots"].as_array().unwrap() {
+        let name = snapshot["name"].as_str().unwrap();
+        let (code, out) = home.run_json(&["restore", &kept, name]);
+        assert_eq!(
+            code, 0,
+            "snapshot {name} is listed but does not restore: {out}"
+        );
+        let (code, out) = home.run_json(&["exec", &kept, "node1", "--", "cat", "/root/mark"]);
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(out["stdout"].as_str().unwrap().trim(), "one", "{name}");
+    }
+
+    // The user's clusters go only when the user says so; then nothing is left.
+    for id in &left {
+        let (code, out) = home.run_json(&["down", id]);
+        assert_eq!(code, 0, "{out}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !home.processes().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut ids = watcher.join().unwrap();
+    let store = rehearse_store::Store::open(home.path()).unwrap();
+    ids.extend(store.clusters(1000).unwrap().into_iter().map(|c| c.id));
+    let after = census(&home, &ids);
+    let leaked: BTreeMap<_, _> = after.iter().filter(|(_, v)| !v.is_empty()).collect();
+    eprintln!(
+        "cut short: {cut_short:?}; {} clusters in all; gc: {gc}",
+        ids.len()
+    );
+    assert!(
+        leaked.is_empty(),
+        "cut short {cut_short:?}, gc ({gc}); left behind: {leaked:#?}"
+    );
 }

@@ -111,6 +111,9 @@ enum Claim {
     BeingRemoved,
     /// Marked destroying by this process: ours to remove.
     Mine(Removed, bool),
+    /// A restore or reboot died half-way; this process now owns the cluster
+    /// and finishes it ([`Engine::resume`]).
+    Resume,
 }
 
 impl Engine {
@@ -128,6 +131,7 @@ impl Engine {
         let mut report = GcReport::default();
         let mut others = Vec::new();
         let mut mine = Vec::new();
+        let mut resume = Vec::new();
         {
             let _lock = self.store.lock()?;
             let ids = self.store.ids();
@@ -135,6 +139,7 @@ impl Engine {
                 match self.claim_locked(id)? {
                     Claim::Mine(removed, expired) => mine.push((removed, expired)),
                     Claim::BeingRemoved => others.push(id.clone()),
+                    Claim::Resume => resume.push(id.clone()),
                     Claim::Gone | Claim::Kept => {}
                 }
             }
@@ -188,6 +193,12 @@ impl Engine {
         if let Some(e) = first_error {
             return Err(e);
         }
+        std::thread::scope(|s| {
+            for id in &resume {
+                s.spawn(|| self.resume(id));
+            }
+        });
+        report.resumed = resume;
         if wait {
             for id in others {
                 self.wait_gone(&id)?;
@@ -221,14 +232,11 @@ impl Engine {
             Verdict::Keep => Ok(Claim::Kept),
             Verdict::BeingRemoved => Ok(Claim::BeingRemoved),
             Verdict::Recover => {
-                state.status = ClusterStatus::Ready;
-                state.owner = None;
+                // This process finishes what the dead one began (outside
+                // the lock): it owns the cluster meanwhile.
+                state.owner = Some(ProcessId::current());
                 self.store.save(&state)?;
-                tracing::info!(
-                    cluster = id,
-                    "a restore died half-way: the cluster is ready again, its nodes as they are"
-                );
-                Ok(Claim::Kept)
+                Ok(Claim::Resume)
             }
             Verdict::Remove { reason, expired } => {
                 state.status = ClusterStatus::Destroying;
@@ -262,6 +270,10 @@ impl Engine {
         loop {
             match self.claim(id)? {
                 Claim::Gone | Claim::Kept => return Ok(()),
+                Claim::Resume => {
+                    self.resume(id);
+                    return Ok(());
+                }
                 Claim::BeingRemoved => std::thread::sleep(WAIT_POLL),
                 Claim::Mine(removed, _) => {
                     self.teardown(id)?;
@@ -310,6 +322,7 @@ impl Engine {
             }
             match self.claim(id)? {
                 Claim::Gone => return Ok(()),
+                Claim::Resume => self.resume(id),
                 Claim::Kept | Claim::BeingRemoved => std::thread::sleep(pace),
                 Claim::Mine(removed, _) => {
                     self.teardown(id)?;

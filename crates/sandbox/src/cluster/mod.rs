@@ -97,6 +97,10 @@ pub struct GcReport {
     pub orphaned: Vec<String>,
     /// Every cluster removed, with the reason.
     pub removed: Vec<Removed>,
+    /// Clusters whose restore or reboot died half-way, finished by this gc:
+    /// every node back up, on the snapshot's layers when a restore had
+    /// staged them.
+    pub resumed: Vec<String>,
     pub stale_image_builds: usize,
 }
 

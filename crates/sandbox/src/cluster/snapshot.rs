@@ -48,6 +48,9 @@ pub struct RestoredNode {
 }
 
 /// A cluster marked as booting by this process; ready again when dropped.
+/// How long a node booted to finish an interrupted restore may take.
+const RESUME_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
 struct Booting<'a> {
     engine: &'a Engine,
     id: String,
@@ -436,6 +439,57 @@ impl Engine {
                 })
                 .collect(),
         })
+    }
+
+    /// Finishes a restore or reboot whose process died half-way, on a
+    /// cluster this process has claimed (status booting, owned by it):
+    /// layers a restore staged are swapped in, every node that is down is
+    /// booted, and the cluster is ready again. When that fails, the cluster
+    /// is still ready, its nodes as they are (`heal` or `restore` again).
+    pub(super) fn resume(&self, id: &str) {
+        let _ready = Booting {
+            engine: self,
+            id: id.to_string(),
+            owner: None,
+        };
+        let result = (|| -> Result<usize, SandboxError> {
+            let state = self.store.load(id)?;
+            for node in &state.nodes {
+                let node_dir = self.node_dir(id, &node.name);
+                let staged = node_dir.join("upper.restore");
+                if staged.is_dir() {
+                    self.swap_layer(id, &node.name, &staged, &node_dir)?;
+                }
+            }
+            let down: Vec<String> = state
+                .nodes
+                .iter()
+                .filter(|n| {
+                    !n.leader.is_some_and(|l| l.is_alive())
+                        || self.node_dir(id, &n.name).join("upper.old").exists()
+                })
+                .map(|n| n.name.clone())
+                .collect();
+            if !down.is_empty() {
+                self.reboot(id, &down, Duration::ZERO, RESUME_BOOT_TIMEOUT)?;
+            }
+            for node in &state.nodes {
+                snapshot::remove_tree(&self.node_dir(id, &node.name).join("upper.old"))?;
+            }
+            Ok(down.len())
+        })();
+        match result {
+            Ok(booted) => tracing::info!(
+                cluster = id,
+                booted,
+                "a restore or reboot died half-way: finished, the cluster is ready"
+            ),
+            Err(e) => tracing::warn!(
+                cluster = id,
+                error = %e,
+                "a restore or reboot died half-way and could not be finished: the cluster is ready, its nodes as they are"
+            ),
+        }
     }
 
     /// Marks the cluster as booting, owned by this process, until the guard

@@ -190,7 +190,9 @@ mod memory_text {
 
     pub(super) fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(bytes) if bytes.is_multiple_of(1 << 20) => s.collect_str(&format!("{}M", bytes >> 20)),
+            Some(bytes) if bytes.is_multiple_of(1 << 20) => {
+                s.collect_str(&format!("{}M", bytes >> 20))
+            }
             Some(bytes) => s.serialize_u64(*bytes),
             None => s.serialize_none(),
         }
