@@ -74,3 +74,79 @@ fn a_node_whose_image_has_no_init_fails_at_once_naming_the_broken_image() {
     let left = Leftovers::of(&id);
     assert!(left.is_empty(), "the failed cluster left {left:?}");
 }
+
+/// systemd-nspawn processes booting nodes of the state directory `home`.
+fn nspawn_of(home: &std::path::Path) -> Vec<i32> {
+    let needle = home.join("clusters").display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            (cmdline.starts_with("systemd-nspawn\0") || cmdline.contains("/systemd-nspawn\0"))
+                && cmdline.contains(&needle)
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_whose_supervisor_dies_while_booting_is_booted_again_and_the_cluster_comes_up() {
+    let home = Home::new();
+    // The first systemd-nspawn this state directory starts is killed as
+    // soon as it appears: a crash that happens once.
+    let watch_home = home.path().to_path_buf();
+    let killer = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Some(pid) = nspawn_of(&watch_home).first() {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .unwrap();
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        false
+    });
+    let out = home
+        .command(&["up", "-n", "3"])
+        .output()
+        .expect("rehearse runs");
+    assert!(killer.join().unwrap(), "no systemd-nspawn was seen to kill");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout={stdout} stderr={stderr}");
+    // The user is told which node was booted again and why.
+    assert!(
+        stderr.contains("failed to boot")
+            && stderr.contains("booting it once more on a fresh node"),
+        "{stderr}"
+    );
+    let (code, ls) = home.run_json(&["ls"]);
+    assert_eq!(code, 0, "{ls}");
+    let cluster = &ls["clusters"][0];
+    let id = cluster["cluster"].as_str().unwrap().to_string();
+    let retried: Vec<&serde_json::Value> = cluster["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n.get("boot_retried").is_some())
+        .collect();
+    assert_eq!(retried.len(), 1, "{cluster}");
+    let why = retried[0]["boot_retried"].as_str().unwrap();
+    assert!(why.contains("systemd-nspawn exited"), "{why}");
+    // Every node, the retried one included, is up and reachable.
+    for node in ["node1", "node2", "node3"] {
+        let (code, out) = home.run_json(&["exec", &id, node, "--", "ping", "-c1", "-W2", "node1"]);
+        assert_eq!(code, 0, "{node}: {out}");
+        assert_eq!(out["exit_code"], 0, "{node}: {out}");
+    }
+    let (code, out) = home.run_json(&["down", &id]);
+    assert_eq!(code, 0, "{out}");
+    let left = Leftovers::of_in(home.path(), &id);
+    assert!(left.is_empty(), "{left:?}");
+}
