@@ -210,7 +210,7 @@ fn packages_install(packages: &str, runs: usize, json: bool) -> anyhow::Result<(
         }
     };
     engine.package_cache().stop();
-    let _ = std::fs::remove_dir_all(engine.state_dir().join("pkgcache/cache"));
+    let _ = std::fs::remove_dir_all(engine.package_cache().cache_dir());
     let cold = once()?;
     let mut warm: Vec<Vec<Duration>> = Vec::new();
     for _ in 0..runs {
@@ -251,8 +251,7 @@ fn scenario(path: &std::path::Path, runs: usize, cold: usize, json: bool) -> any
     for _ in 0..cold {
         let cache = engine.package_cache();
         cache.stop();
-        let dir = engine.state_dir().join("pkgcache/cache");
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(cache.cache_dir());
         cold_rows.push(run_once()?);
     }
     let mut warm = Samples::new(&format!("{} end to end, warm package cache", scenario.name));

@@ -268,7 +268,7 @@ fn topology_with_two_networks_and_egress_policies() {
 #[test]
 fn package_cache_serves_the_second_install_without_downloading_again() {
     let install = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cowsay >/dev/null && test -x /usr/games/cowsay";
-    let log = state_dir().join("pkgcache/log/apt-cacher.log");
+    let log = rehearse_sandbox::PackageCache::host(&state_dir()).transfer_log();
     let fetched = || -> usize {
         std::fs::read_to_string(&log)
             .unwrap_or_default()

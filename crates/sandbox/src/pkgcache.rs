@@ -2,6 +2,11 @@
 //! apt-cacher-ng instance of rehearse's own (its own cache folder, pid file and
 //! port), listening only on the service address, started on the first cluster
 //! that needs it and stopped with the last one.
+//!
+//! The service address, its bridge and the port are the host's, so there is
+//! one cache per host, shared by every state directory: its folder, lock and
+//! owner record live in [`HOST_DIR`], and it stops only when no cluster of any
+//! state directory is left.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -18,16 +23,38 @@ pub const CACHE_PORT: u16 = 3149;
 /// The bridge that carries the service address.
 pub const SERVICE_BRIDGE: &str = "rhsvc0";
 
+/// Where the host's package cache keeps its packages, configuration, log,
+/// lock and owner record.
+pub const HOST_DIR: &str = "/var/cache/rehearse/pkgcache";
+
 #[derive(Clone)]
 pub struct PackageCache {
     dir: PathBuf,
 }
 
 impl PackageCache {
-    pub fn new(state_dir: &Path) -> Self {
-        PackageCache {
-            dir: state_dir.join("pkgcache"),
+    /// The host's cache. Packages an older version cached under the state
+    /// directory `state_dir` are taken over the first time.
+    pub fn host(state_dir: &Path) -> Self {
+        let cache = PackageCache {
+            dir: PathBuf::from(HOST_DIR),
+        };
+        let old = state_dir.join("pkgcache/cache");
+        if old.is_dir() && !cache.cache_dir().exists() {
+            let _ = std::fs::create_dir_all(&cache.dir);
+            let _ = std::fs::rename(&old, cache.cache_dir());
         }
+        cache
+    }
+
+    /// The cached packages and index files.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.join("cache")
+    }
+
+    /// apt-cacher-ng's transfer log: one line per file served or fetched.
+    pub fn transfer_log(&self) -> PathBuf {
+        self.dir.join("log/apt-cacher.log")
     }
 
     pub fn proxy_url() -> String {
@@ -144,7 +171,7 @@ impl PackageCache {
              Remap-debrep: file:deb_mirror*.gz /debian ; file:backends_debian\n\
              Remap-secdeb: security.debian.org security.debian.org/debian-security \
              deb.debian.org/debian-security /debian-security ; deb.debian.org/debian-security\n",
-            cache = self.dir.join("cache").display(),
+            cache = self.cache_dir().display(),
             log = self.dir.join("log").display(),
             pid = self.pid_file().display(),
         );
@@ -166,11 +193,22 @@ impl PackageCache {
         self.stop_locked();
     }
 
-    /// Stops the cache if `in_use` (asked while holding the cache lock, so no
-    /// cluster can start using the cache meanwhile) says nobody needs it.
+    /// Stops the cache if no cluster of any state directory is left (asked
+    /// while holding the cache lock, so no cluster can start using the cache
+    /// meanwhile); `in_use` says whether the caller's own state directory
+    /// still has one.
     pub fn stop_if_unused(&self, in_use: impl Fn() -> bool) {
         let _lock = self.lock();
-        if !in_use() {
+        if in_use() {
+            return;
+        }
+        let leases = crate::lease::Leases::host();
+        let elsewhere = match leases.lock() {
+            Ok(held) => !leases.live(&held).is_empty(),
+            // Unsure: leave it running (the next teardown asks again).
+            Err(_) => true,
+        };
+        if !elsewhere {
             self.stop_locked();
         }
     }

@@ -159,7 +159,7 @@ impl Engine {
             store: ClusterStore::new(state_dir),
             images: ImageStore::new(state_dir),
             cgroups: Cgroups::discover()?,
-            cache: PackageCache::new(state_dir),
+            cache: PackageCache::host(state_dir),
             backend,
             backends,
             spawn_reaper: None,
