@@ -9,6 +9,7 @@
 
 pub mod contents;
 pub mod doctor;
+pub mod eval;
 pub mod failure;
 pub mod platform;
 pub mod policy;
@@ -208,6 +209,19 @@ pub fn converge_with(
     progress: Progress<'_>,
     cancel: Option<Cancel>,
 ) -> Result<ConvergeReport, ConvergeError> {
+    converge_in(engine, task, model, progress, cancel, None)
+}
+
+/// [`converge_with`] as a part of a larger run (an evaluation's attempt): the
+/// run store records it under `parent`, with its role there.
+pub fn converge_in(
+    engine: &Engine,
+    task: &Task,
+    model: Option<&dyn Provider>,
+    progress: Progress<'_>,
+    cancel: Option<Cancel>,
+    parent: Option<rehearse_scenario::ParentRun>,
+) -> Result<ConvergeReport, ConvergeError> {
     if task.code.is_none() && model.is_none() {
         return Err(ConvergeError::NothingToRun);
     }
@@ -225,8 +239,8 @@ pub fn converge_with(
             kind: "converge".into(),
             name: task.name.clone(),
             file: task.file.display().to_string(),
-            parent_id: None,
-            role: None,
+            parent_id: parent.as_ref().map(|p| p.run_id.clone()),
+            role: parent.map(|p| p.role),
         },
         rehearse_store::ConvergeStart {
             goal: redactor.redact(&task.goal),

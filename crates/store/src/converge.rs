@@ -88,13 +88,15 @@ impl Store {
         let now = now_ms();
         self.db().transaction(|db| {
             db.execute(
-                "INSERT INTO runs (id, kind, name, file, started_at_ms, updated_at_ms, outcome,
-                     owner)
-                 VALUES (?, 'converge', ?, ?, ?, ?, 'running', ?)",
+                "INSERT INTO runs (id, kind, name, file, parent_id, role, started_at_ms,
+                     updated_at_ms, outcome, owner)
+                 VALUES (?, 'converge', ?, ?, ?, ?, ?, ?, 'running', ?)",
                 params![
                     &run.id,
                     &run.name,
                     &run.file,
+                    run.parent_id.as_deref(),
+                    run.role.as_deref(),
                     now,
                     now,
                     crate::owner::RunOwner::current().encode()

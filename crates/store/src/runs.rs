@@ -346,10 +346,14 @@ impl Store {
             });
         }
         if let Some(parent) = &run.parent_id {
+            let kind = self
+                .run_row(parent)?
+                .map(|p| p.kind)
+                .unwrap_or_else(|| "converge".into());
             return Err(StoreError::Referenced {
                 id: id.to_owned(),
                 why: format!(
-                    "it is {} of converge run {parent}; remove that run instead",
+                    "it is {} of {kind} run {parent}; remove that run instead",
                     run.role.as_deref().unwrap_or("part")
                 ),
             });

@@ -616,3 +616,63 @@ fn a_run_whose_process_died_reads_aborted_saying_why() {
         store.delete_run("left-running").unwrap();
     }
 }
+
+#[test]
+fn an_evaluation_holds_its_converge_runs_and_goes_with_them() {
+    for (store, _b) in stores() {
+        store
+            .start_run(&RunStart {
+                kind: "eval".into(),
+                ..start("e1", "eval of 1 task(s)")
+            })
+            .unwrap();
+        store
+            .start_converge(
+                &RunStart {
+                    kind: "converge".into(),
+                    parent_id: Some("e1".into()),
+                    role: Some("marker on debian-12, attempt 1".into()),
+                    ..start("c1", "marker")
+                },
+                &ConvergeStart::default(),
+            )
+            .unwrap();
+        store
+            .start_run(&RunStart {
+                parent_id: Some("c1".into()),
+                role: Some("iteration 1".into()),
+                ..start("r1", "marker")
+            })
+            .unwrap();
+        for id in ["r1", "c1", "e1"] {
+            store.finish_run(id, &finish("passed")).unwrap();
+        }
+        let eval = store.run("e1").unwrap().unwrap();
+        assert_eq!(eval.run.kind, "eval");
+        assert_eq!(eval.children.len(), 1);
+        assert_eq!(eval.children[0].id, "c1");
+        assert_eq!(
+            eval.children[0].role.as_deref(),
+            Some("marker on debian-12, attempt 1")
+        );
+        let top: Vec<String> = store
+            .runs(&RunFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(top, ["e1"], "attempts are listed under their evaluation");
+        match store.delete_run("c1") {
+            Err(StoreError::Referenced { why, .. }) => {
+                assert!(why.contains("of eval run e1"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let deleted = store.delete_run("e1").unwrap();
+        assert_eq!(deleted.ids.len(), 2, "{:?}", deleted.ids);
+        assert!(
+            store.run("r1").unwrap().is_none(),
+            "the attempt's own runs go too"
+        );
+    }
+}

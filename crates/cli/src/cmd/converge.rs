@@ -25,7 +25,18 @@ pub struct Args {
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
-    let task = Task::from_path(&args.task)?;
+    let mut task = Task::from_path(&args.task)?;
+    // A task names several platforms for `rehearse eval`; one converge run
+    // reaches the goal on the first of them.
+    if let Some(first) = task.platforms.first().cloned() {
+        if task.platforms.len() > 1 {
+            eprintln!(
+                "the task names {} platforms: converging on the first, {first} (`rehearse eval` runs them all)",
+                task.platforms.len()
+            );
+        }
+        task = task.on_platform(&first);
+    }
     let mut settings = Settings::from_env();
     settings.provider = args.provider.or(settings.provider);
     settings.model = args.model.or(settings.model);

@@ -5,6 +5,7 @@ mod converge;
 mod cp;
 mod doctor;
 mod down;
+mod eval;
 mod exec;
 mod extend;
 mod fault;
@@ -68,6 +69,8 @@ enum Command {
     Run(run::Args),
     /// Loop an LLM (or the rules doctor alone) until a task's checks pass; print the script proven on a fresh cluster.
     Converge(converge::Args),
+    /// Converge a set of tasks with the configured model, N attempts each; report pass rate, iterations, recovery paths, time, tokens and cost.
+    Eval(eval::Args),
     /// Start a cluster and wait until every node is booted, addressed and accepts SSH.
     Up(up::Args),
     /// Run a command on a node (no SSH involved) and return its exit code.
@@ -155,6 +158,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(a) => run::run(a, json),
         Command::Converge(a) => converge::run(a, json),
+        Command::Eval(a) => eval::run(a, json),
         Command::Up(a) => up::run(a, json),
         Command::Exec(a) => exec::run(a, json),
         Command::Cp(a) => cp::run(a, json),

@@ -39,8 +39,8 @@ struct LsArgs {
     /// Only runs with this outcome: running, passed, failed, error, aborted, converged, budget_exhausted, no_rule_applies.
     #[arg(long)]
     status: Option<String>,
-    /// Only scenario or converge runs.
-    #[arg(long, value_parser = ["scenario", "converge"])]
+    /// Only scenario, converge or eval runs.
+    #[arg(long, value_parser = ["scenario", "converge", "eval"])]
     kind: Option<String>,
     /// Only runs whose scenario or task name contains this.
     #[arg(long)]
@@ -175,7 +175,7 @@ fn print_detail(d: &RunDetail) {
     let r = &d.run;
     println!("run {}  {} {}  ({})", r.id, r.kind, r.name, r.file);
     if let (Some(parent), Some(role)) = (&r.parent_id, &r.role) {
-        println!("part of converge run {parent} as {role}");
+        println!("part of run {parent} as {role}");
     }
     println!(
         "outcome: {}   started: {} UTC   took: {}   cluster: {}",

@@ -171,6 +171,13 @@ pub struct Task {
     pub code: Option<String>,
     pub budgets: Budgets,
     pub topology: Topology,
+    /// Images to run the task on, once each (`platforms:`), as a scenario's;
+    /// empty for the images the nodes name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+    /// Nodes that name their image themselves: they keep it on every platform.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pinned: Vec<String>,
     pub checks: Vec<Check>,
     /// The `checks:` key as the task file writes it, for people and models
     /// to read (the parsed [`Check`]s hold resolved defaults).
@@ -229,6 +236,9 @@ struct TaskFile {
     #[serde(default)]
     #[allow(dead_code)]
     checks: Option<serde_json::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    platforms: Option<serde_json::Value>,
 }
 
 /// One entry of `secrets:`: exactly one source.
@@ -272,7 +282,15 @@ fn top_level_block(text: &str, key: &str) -> String {
 }
 
 /// The keys a task shares with a scenario.
-const SCENARIO_KEYS: &[&str] = &["name", "description", "nodes", "networks", "ttl", "checks"];
+const SCENARIO_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "nodes",
+    "networks",
+    "ttl",
+    "checks",
+    "platforms",
+];
 
 const TASK_ONLY_KEYS: &[&str] = &[
     "goal",
@@ -470,12 +488,27 @@ impl Task {
                 max_tokens: parsed.max_tokens,
             },
             topology: scenario.topology,
+            platforms: scenario.platforms,
+            pinned: scenario.pinned,
             checks: scenario.checks,
             checks_yaml: top_level_block(text, "checks"),
             secrets,
             dir: scenario.dir,
             file: scenario.file,
         })
+    }
+
+    /// The task as it runs on one platform: every node that does not pin its
+    /// own image boots `image`.
+    pub fn on_platform(&self, image: &str) -> Task {
+        let mut task = self.clone();
+        for node in &mut task.topology.nodes {
+            if !self.pinned.contains(&node.name) {
+                node.image = image.to_owned();
+            }
+        }
+        task.platforms = Vec::new();
+        task
     }
 
     /// The JSON Schema of a task file: the task's own keys, and the topology

@@ -165,3 +165,33 @@ fn keeps_the_checks_as_written() {
     .unwrap();
     assert_eq!(flush.checks_yaml, "checks:\n- file: /x");
 }
+
+#[test]
+fn platforms_are_read_and_every_unpinned_node_moves_to_the_platform() {
+    let text = "\
+goal: Serve hello.
+language: bash
+platforms: [debian-12, ubuntu-24.04]
+nodes:
+  - name: web
+  - {name: db, image: debian-11}
+checks:
+  - http: http://localhost/
+";
+    let task = parse(text).unwrap();
+    assert_eq!(task.platforms, ["debian-12", "ubuntu-24.04"]);
+    assert_eq!(task.pinned, ["db"]);
+    let on = task.on_platform("ubuntu-24.04");
+    assert_eq!(on.topology.nodes[0].image, "ubuntu-24.04");
+    assert_eq!(
+        on.topology.nodes[1].image, "debian-11",
+        "a pinned node keeps its image"
+    );
+    assert!(on.platforms.is_empty());
+
+    let error = parse(&text.replace("ubuntu-24.04]", "debian-12]"))
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("task.yaml:3"), "{error}");
+    assert!(error.contains("listed twice"), "{error}");
+}

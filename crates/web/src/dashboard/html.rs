@@ -53,7 +53,7 @@ pub fn page(title: &str, section: Section, body: &str) -> Html<String> {
          <title>{title} · rehearse</title>\
          <link rel=\"stylesheet\" href=\"/assets/dashboard.css\">\
          <script src=\"/assets/dashboard.js\" defer></script></head>\
-         <body><header><span class=\"brand\">rehearse</span><nav>{runs}{clusters}\
+         <body><header><span class=\"brand\">rehearse</span><nav>{runs}<a href=\"/evals\">Evals</a>{clusters}\
          <a href=\"/metrics\">metrics</a></nav></header><main>{body}</main></body></html>\n",
         title = esc(title),
         runs = nav(Section::Runs, "/runs", "Runs"),

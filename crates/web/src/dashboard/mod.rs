@@ -28,6 +28,11 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(runs::list))
         .route("/runs", get(runs::list))
+        // Evaluations are runs of their own kind: the list, filtered.
+        .route(
+            "/evals",
+            get(|| async { axum::response::Redirect::to("/runs?kind=eval") }),
+        )
         .route("/runs/events", get(runs::events))
         .route("/runs/{id}", get(run::page))
         .route("/runs/{id}/body", get(run::fragment))

@@ -179,6 +179,7 @@ fn body(d: &RunDetail) -> String {
         || report.as_ref().is_some_and(|r| r["platforms"].is_array());
     match &d.converge {
         Some(c) => converge(&mut out, d, c),
+        None if d.run.kind == "eval" => eval(&mut out, d, report.as_ref()),
         None if is_matrix => matrix(&mut out, d, report.as_ref()),
         None => scenario(&mut out, d),
     }
@@ -235,6 +236,85 @@ fn matrix(out: &mut String, d: &RunDetail, report: Option<&Value>) {
     out.push_str("</tbody></table></section>");
 }
 
+/// An evaluation: a row per task and platform (attempts, pass rate,
+/// iterations, recovery paths, wall time, tokens, cost), the sums, then every
+/// attempt linking to its converge run.
+fn eval(out: &mut String, d: &RunDetail, report: Option<&Value>) {
+    let percent = |v: &Value| {
+        v.as_f64()
+            .map(|r| format!("{:.1}%", r * 100.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    let recovery = |v: &Value| match v.as_object() {
+        Some(m) if !m.is_empty() => m
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "-".into(),
+    };
+    let cost = |v: &Value| {
+        v.as_f64()
+            .map(|c| format!("${c:.4}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    let tally_cells = |t: &Value| {
+        format!(
+            "<td>{}/{}</td><td><strong>{}</strong></td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            t["converged"],
+            t["attempts"],
+            percent(&t["pass_rate"]),
+            t["mean_iterations"].as_f64().unwrap_or(0.0),
+            esc(&recovery(&t["recovery"])),
+            duration(t["wall_ms"].as_u64().unwrap_or(0)),
+            t["input_tokens"].as_u64().unwrap_or(0) + t["output_tokens"].as_u64().unwrap_or(0),
+            cost(&t["cost_usd"]),
+        )
+    };
+    let head = "<th>passed</th><th>pass rate</th><th>iterations</th><th>recovery</th><th>wall</th><th>tokens</th><th>cost</th>";
+    if let Some(r) = report {
+        let _ = write!(
+            out,
+            "<section id=\"eval\"><h2>Tasks</h2><p>model <span class=\"mono\">{}</span> · {} attempt(s) per task, {} at a time · required pass rate {}</p><table class=\"runs\"><thead><tr><th>task</th><th>platform</th>{head}</tr></thead><tbody>",
+            esc(r["model"].as_str().unwrap_or("none (rules doctor only)")),
+            r["attempts_per_task"],
+            r["jobs"],
+            percent(&r["min_pass_rate"]),
+        );
+        for t in r["tasks"].as_array().into_iter().flatten() {
+            let _ = write!(
+                out,
+                "<tr><td><strong>{}</strong></td><td>{}</td>{}</tr>",
+                esc(t["task"].as_str().unwrap_or("")),
+                esc(t["platform"].as_str().unwrap_or("")),
+                tally_cells(t)
+            );
+        }
+        let _ = write!(
+            out,
+            "<tr class=\"total\"><td><strong>all</strong></td><td></td>{}</tr></tbody></table></section>",
+            tally_cells(&r["total"])
+        );
+    }
+    out.push_str("<section id=\"attempts\"><h2>Attempts</h2><table class=\"runs\"><thead><tr><th>status</th><th>attempt</th><th>summary</th><th>tokens</th><th>took</th><th>run</th></tr></thead><tbody>");
+    for child in &d.children {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a class=\"mono\" href=\"/runs/{id}\">{id}</a></td></tr>",
+            badge(&child.outcome),
+            esc(child.role.as_deref().unwrap_or("")),
+            esc(child.summary.as_deref().unwrap_or("")),
+            child.input_tokens + child.output_tokens,
+            child
+                .duration_ms()
+                .map(|ms| duration(ms.max(0) as u64))
+                .unwrap_or_else(|| "running".into()),
+            id = esc(&child.id),
+        );
+    }
+    out.push_str("</tbody></table></section>");
+}
+
 fn header(run: &RunRow) -> String {
     let mut out = format!(
         "<h1><span class=\"run-title\">{}</span> {}</h1>",
@@ -266,6 +346,8 @@ fn header(run: &RunRow) -> String {
                     .is_some_and(|r| r.starts_with("platform "))
                 {
                     "matrix run"
+                } else if run.kind == "converge" {
+                    "evaluation"
                 } else {
                     "converge run"
                 },
@@ -1021,6 +1103,69 @@ mod tests {
             !html.contains("<h2>Steps</h2>"),
             "a matrix has no steps of its own"
         );
+    }
+
+    #[test]
+    fn an_evaluation_shows_tasks_by_pass_rate_and_links_every_attempt() {
+        let tally = |attempts: u32, converged: u32, recovery: serde_json::Value| {
+            serde_json::json!({
+                "attempts": attempts, "converged": converged,
+                "pass_rate": f64::from(converged) / f64::from(attempts),
+                "mean_iterations": 1.5, "recovery": recovery, "first_try": 1,
+                "platform_failures": 0, "reasks": 0, "wall_ms": 12_000,
+                "input_tokens": 300, "output_tokens": 60, "cost_usd": null,
+            })
+        };
+        let mut solved = tally(2, 2, serde_json::json!({"retry": 1}));
+        solved["task"] = "nginx <site>".into();
+        solved["platform"] = "debian-12".into();
+        let report = serde_json::json!({
+            "model": "openai/fake", "attempts_per_task": 2, "jobs": 1,
+            "min_pass_rate": 1.0, "passed": false,
+            "tasks": [solved], "total": tally(3, 2, serde_json::json!({"retry": 1})),
+        });
+        let detail = RunDetail {
+            run: run("e1", "eval", "failed", None),
+            report: Some(report.to_string()),
+            steps: vec![],
+            checks: vec![],
+            converge: None,
+            children: vec![
+                run(
+                    "c1",
+                    "converge",
+                    "converged",
+                    Some("nginx <site> on debian-12, attempt 1"),
+                ),
+                run(
+                    "c2",
+                    "converge",
+                    "budget_exhausted",
+                    Some("nginx <site> on debian-12, attempt 2"),
+                ),
+            ],
+        };
+        let html = super::body(&detail);
+        assert!(
+            html.contains("<tr><td><strong>nginx &lt;site&gt;</strong></td><td>debian-12</td><td>2/2</td><td><strong>100.0%</strong></td><td>1.5</td><td>retry 1</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<td><strong>all</strong></td><td></td><td>2/3</td><td><strong>66.7%</strong></td>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("required pass rate 100.0%"), "{html}");
+        assert!(
+            html.contains("href=\"/runs/c2\""),
+            "each attempt's run is linked"
+        );
+        assert!(
+            html.contains("nginx &lt;site&gt; on debian-12, attempt 2"),
+            "{html}"
+        );
+        assert!(!html.contains("<h2>Steps</h2>"), "{html}");
     }
 }
 

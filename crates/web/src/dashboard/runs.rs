@@ -73,9 +73,9 @@ impl ListQuery {
         };
         let kind = some(&self.kind);
         if let Some(k) = &kind {
-            if k != "scenario" && k != "converge" {
+            if k != "scenario" && k != "converge" && k != "eval" {
                 return Err(format!(
-                    "kind: \"{k}\" is not a kind of run; choose scenario or converge"
+                    "kind: \"{k}\" is not a kind of run; choose scenario, converge or eval"
                 ));
             }
         }
@@ -201,7 +201,7 @@ fn filters_form(q: &ListQuery) -> String {
          <button type=\"submit\">Filter</button> <a href=\"/runs\">clear</a></form>",
         status = select("outcome", "status", OUTCOMES, q.outcome.trim()),
         name = esc(&q.name),
-        kind = select("kind", "kind", &["scenario", "converge"], q.kind.trim()),
+        kind = select("kind", "kind", &["scenario", "converge", "eval"], q.kind.trim()),
         from = esc(&q.from),
         to = esc(&q.to),
         children = if q.children == "on" { " checked" } else { "" },
@@ -378,7 +378,10 @@ mod tests {
             kind: "deploy".into(),
             ..ListQuery::default()
         };
-        assert!(q.filter().unwrap_err().contains("scenario or converge"));
+        assert!(q
+            .filter()
+            .unwrap_err()
+            .contains("scenario, converge or eval"));
         let q = ListQuery {
             from: "2024-05-02".into(),
             to: "2024-05-01".into(),
