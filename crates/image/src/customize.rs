@@ -340,4 +340,128 @@ mod tests {
             Path::new("/dev/null")
         );
     }
+
+    #[test]
+    fn an_arch_layout_without_a_socket_unit_starts_sshd_at_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let units = root.join("usr/lib/systemd/system");
+        fs::create_dir_all(&units).unwrap();
+        fs::write(
+            units.join("sshd.service"),
+            "[Service]\nExecStart=/usr/bin/sshd -D\n",
+        )
+        .unwrap();
+        fs::write(units.join("dbus-broker.service"), "[Service]\n").unwrap();
+        let wants = root.join("etc/systemd/system/multi-user.target.wants");
+        fs::create_dir_all(&wants).unwrap();
+        symlink(
+            "/usr/lib/systemd/system/dbus-broker.service",
+            wants.join("dbus-broker.service"),
+        )
+        .unwrap();
+        fs::create_dir_all(root.join("etc/ssh")).unwrap();
+        fs::write(
+            root.join("etc/ssh/sshd_config"),
+            "Include /etc/ssh/sshd_config.d/*.conf\n",
+        )
+        .unwrap();
+        fs::write(root.join("etc/os-release"), "ID=arch\n").unwrap();
+        prepare(root).unwrap();
+        assert_eq!(
+            fs::read_link(wants.join("sshd.service")).unwrap(),
+            Path::new("/usr/lib/systemd/system/sshd.service")
+        );
+        assert!(!root
+            .join("etc/systemd/system/sockets.target.wants/sshd.socket")
+            .exists());
+        assert!(
+            fs::symlink_metadata(wants.join("dbus-broker.service")).is_err(),
+            "dbus-broker starts on demand"
+        );
+        let config = fs::read_to_string(root.join("etc/ssh/sshd_config")).unwrap();
+        assert_eq!(
+            config.matches("Include /etc/ssh/sshd_config.d").count(),
+            1,
+            "{config}"
+        );
+        assert!(root.join("etc/ssh/sshd_config.d/rehearse.conf").is_file());
+        assert!(!root.join("etc/apt").exists());
+    }
+
+    #[test]
+    fn a_fedora_layout_keeps_keygen_off_the_boot_path_and_its_etc_links_inside() {
+        // Fedora: units in /usr/lib, keys made by sshd-keygen@ from
+        // /usr/libexec/openssh/sshd-keygen, sbin merged into bin.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let units = root.join("usr/lib/systemd/system");
+        fs::create_dir_all(&units).unwrap();
+        for unit in [
+            "sshd.service",
+            "sshd.socket",
+            "sshd@.service",
+            "sshd-keygen@.service",
+            "sshd-keygen.target",
+        ] {
+            fs::write(units.join(unit), "[Unit]\n").unwrap();
+        }
+        fs::create_dir_all(root.join("usr/libexec/openssh")).unwrap();
+        fs::write(root.join("usr/libexec/openssh/sshd-keygen"), "#!/bin/sh\n").unwrap();
+        symlink("usr/bin", root.join("sbin")).unwrap();
+        let wants = root.join("etc/systemd/system/multi-user.target.wants");
+        fs::create_dir_all(&wants).unwrap();
+        symlink(
+            "/usr/lib/systemd/system/sshd.service",
+            wants.join("sshd.service"),
+        )
+        .unwrap();
+        // A distribution default that links into /etc/ must stay in the image.
+        fs::create_dir_all(root.join("etc/ssh")).unwrap();
+        symlink(
+            "/etc/ssh/sshd_config.dist",
+            root.join("etc/ssh/sshd_config"),
+        )
+        .unwrap();
+        prepare(root).unwrap();
+        assert!(
+            fs::symlink_metadata(wants.join("sshd.service")).is_err(),
+            "the socket starts it"
+        );
+        assert_eq!(
+            fs::read_link(root.join("etc/systemd/system/sockets.target.wants/sshd.socket"))
+                .unwrap(),
+            Path::new("/usr/lib/systemd/system/sshd.socket")
+        );
+        for masked in [
+            "sshd-keygen@.service",
+            "sshd-keygen.target",
+            "dnf-makecache.timer",
+        ] {
+            assert_eq!(
+                fs::read_link(root.join("etc/systemd/system").join(masked)).unwrap(),
+                Path::new("/dev/null"),
+                "{masked}"
+            );
+        }
+        let config = fs::read_to_string(root.join("etc/ssh/sshd_config")).unwrap();
+        assert!(config.starts_with(SSHD_INCLUDE), "{config}");
+    }
+
+    #[test]
+    fn a_debian_11_layout_uses_its_units_in_lib() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let units = root.join("lib/systemd/system");
+        fs::create_dir_all(&units).unwrap();
+        fs::write(units.join("ssh.service"), "[Service]\n").unwrap();
+        fs::write(units.join("ssh.socket"), "[Socket]\n").unwrap();
+        fs::create_dir_all(root.join("etc/apt")).unwrap();
+        prepare(root).unwrap();
+        assert_eq!(
+            fs::read_link(root.join("etc/systemd/system/sockets.target.wants/ssh.socket")).unwrap(),
+            Path::new("/lib/systemd/system/ssh.socket")
+        );
+        assert!(root.join("etc/apt/apt.conf.d/90rehearse").is_file());
+    }
 }

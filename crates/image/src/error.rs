@@ -39,6 +39,29 @@ pub enum ImageError {
         "image \"{0}\" is in use by a running cluster; destroy its clusters first (`rehearse ls`)"
     )]
     InUse(String),
+    /// An import source that is not an image skopeo can read.
+    #[error("cannot import {image}: {why}; give an OCI layout folder, an OCI archive, a docker archive (`docker save`, `podman save`) or a registry reference")]
+    NotAnImage { image: String, why: String },
+    /// A tool the import runs failed (a corrupt layer, an unreachable registry, ...).
+    #[error("importing {image} failed while {what}:\n{tail}")]
+    ImportFailed {
+        image: String,
+        what: String,
+        tail: String,
+    },
+    /// A tool the import needs is not installed.
+    #[error("{tool} is not installed: install the Debian package `{package}` (apt-get install {package}, or run scripts/setup.sh)")]
+    ToolMissing {
+        tool: &'static str,
+        package: &'static str,
+    },
+    /// An imported image lacks what a node needs.
+    #[error("image {image} cannot be a node: it has no {missing}; {fix}")]
+    MissingForNode {
+        image: String,
+        missing: String,
+        fix: String,
+    },
     /// A node is saved under a name another image already has.
     #[error("an image named \"{name}\" already exists ({id}); pick another name, or remove that image with `rehearse image rm {name}`")]
     NameTaken { name: String, id: String },

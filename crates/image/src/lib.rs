@@ -5,6 +5,7 @@
 mod build;
 mod customize;
 mod error;
+mod import;
 mod keyring;
 mod saved;
 mod shift;

@@ -88,6 +88,7 @@ impl ImageStore {
             size_bytes: du(&rootfs),
             parent: Some(parent.id.clone()),
             origin: Some(origin.to_string()),
+            imported: None,
             dir: final_dir.clone(),
         };
         fs::rename(&staging, &final_dir)
@@ -136,6 +137,7 @@ mod tests {
             size_bytes: 1,
             parent: None,
             origin: None,
+            imported: None,
             dir: dir.clone(),
         };
         write_json(&dir.join("image.json"), &image).unwrap();

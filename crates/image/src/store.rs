@@ -36,6 +36,9 @@ pub struct Image {
     /// For an image saved from a node: which node of which cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// For an imported image: the source it was imported from, as skopeo read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<String>,
     #[serde(skip)]
     pub dir: PathBuf,
 }
@@ -105,14 +108,15 @@ impl ImageStore {
     /// Returns the ready image for `spec`, building it first if needed. Concurrent
     /// callers wait for one build instead of racing.
     pub fn ensure(&self, spec: &ImageSpec, progress: &dyn Fn(&str)) -> Result<Image, ImageError> {
-        spec.validate()?;
-        // An image saved from a node cannot be rebuilt from its spec: it is
-        // the one its name points at.
+        // An image saved from a node or imported cannot be rebuilt from its
+        // spec: it is the one its name points at (its spec names the
+        // distribution it is, which need not be one mmdebstrap builds).
         if let Some(saved) = self.by_name(&spec.name)? {
-            if saved.parent.is_some() && saved.spec == *spec {
+            if (saved.parent.is_some() || saved.imported.is_some()) && saved.spec == *spec {
                 return Ok(saved);
             }
         }
+        spec.validate()?;
         let id = Self::id_of(spec);
         if let Some(image) = self.load(&id)? {
             self.set_name(&spec.name, &id)?;
@@ -159,6 +163,7 @@ impl ImageStore {
             size_bytes: du(&staging.join("rootfs")),
             parent: None,
             origin: None,
+            imported: None,
             dir: final_dir.clone(),
         };
         fs::rename(&staging, &final_dir)
@@ -394,6 +399,7 @@ mod tests {
             size_bytes: 1,
             parent: None,
             origin: None,
+            imported: None,
             dir: dir.clone(),
         };
         write_json(&dir.join("image.json"), &image).unwrap();

@@ -25,6 +25,8 @@ pub enum Need {
     Faults,
     /// VM nodes.
     Vm,
+    /// Importing OCI images (`rehearse image import`).
+    Import,
     /// The run store on a PostgreSQL server.
     Store,
     /// Building rehearse from source.
@@ -40,6 +42,7 @@ impl Need {
             "steps" => Need::Steps,
             "faults" => Need::Faults,
             "vm" => Need::Vm,
+            "import" => Need::Import,
             "store" => Need::Store,
             "build" => Need::Build,
             "test" => Need::Test,
@@ -54,6 +57,7 @@ impl Need {
             Need::Steps => "Ansible steps fail",
             Need::Faults => "link latency falls back or is refused on kernels without netem",
             Need::Vm => "VM nodes (backend: vm) cannot start",
+            Need::Import => "OCI images cannot be imported (`rehearse image import`)",
             Need::Store => "the run store cannot live on PostgreSQL",
             Need::Build => "rehearse cannot be built from source",
             Need::Test => "the test suite cannot run",
@@ -93,7 +97,7 @@ pub fn parse(text: &str) -> Result<Vec<Package>, String> {
         };
         let need = Need::parse(need).ok_or_else(|| {
             format!(
-                "line {}: need `{need}` is none of cluster, steps, faults, vm, store, build, test",
+                "line {}: need `{need}` is none of cluster, steps, faults, vm, import, store, build, test",
                 n + 1
             )
         })?;

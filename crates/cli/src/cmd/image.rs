@@ -25,6 +25,18 @@ enum Sub {
         #[arg(long, short = 'f')]
         file: Option<PathBuf>,
     },
+    /// Import any systemd OCI image as a node image: an OCI layout folder, an
+    /// OCI archive, a docker archive (`docker save`, `podman save`) or a
+    /// registry reference (pulled with skopeo).
+    Import {
+        /// The image: a path, or a reference such as quay.io/org/image:tag
+        /// (explicit skopeo transports oci:, oci-archive:, docker-archive:,
+        /// docker:// are accepted as well).
+        source: String,
+        /// The name nodes ask for it by (`image:` in a topology, `--platform`).
+        #[arg(long)]
+        name: String,
+    },
     /// List cached images.
     Ls,
     /// Remove a cached image.
@@ -60,6 +72,27 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                 );
             }
         }
+        Sub::Import { source, name } => {
+            let spinner = Spinner::new(json);
+            let imported = store.import(&source, &name, &|msg| spinner.set(msg.to_string()));
+            spinner.finish();
+            let image = imported.with_context(|| format!("importing {source} as {name}"))?;
+            if json {
+                print_json(&image_json(&image));
+            } else {
+                println!(
+                    "image {} ({}, {} {}) imported from {} in {:.1}s: use it with `image: {}` or `--platform {}`",
+                    image.name,
+                    image.id,
+                    image.spec.distro,
+                    image.spec.suite,
+                    source,
+                    image.build_secs,
+                    image.name,
+                    image.name
+                );
+            }
+        }
         Sub::Ls => {
             let images = store.list()?;
             if json {
@@ -76,12 +109,21 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                         .origin
                         .as_deref()
                         .map(|o| format!("  saved from {o}"))
+                        .or_else(|| {
+                            i.imported
+                                .as_deref()
+                                .map(|s| format!("  imported from {s}"))
+                        })
                         .unwrap_or_default();
                     println!(
                         "{:<16} {:<8} {:<9} {:<10} {:<18} {:>6}MB  {}s ago{saved}",
                         i.name,
                         i.spec.distro,
-                        i.spec.release().unwrap_or("-"),
+                        i.spec.release().unwrap_or(if i.imported.is_some() {
+                            i.spec.suite.as_str()
+                        } else {
+                            "-"
+                        }),
                         i.spec.suite,
                         i.id,
                         i.size_bytes / 1_000_000,
@@ -117,6 +159,6 @@ fn image_json(i: &rehearse_image::Image) -> serde_json::Value {
         "name": i.name, "id": i.id, "distro": i.spec.distro, "release": i.spec.release(),
         "suite": i.spec.suite, "packages": i.spec.packages,
         "size_bytes": i.size_bytes, "built_at": i.built_at, "build_secs": i.build_secs,
-        "rootfs": i.rootfs(), "parent": i.parent, "origin": i.origin,
+        "rootfs": i.rootfs(), "parent": i.parent, "origin": i.origin, "imported": i.imported,
     })
 }

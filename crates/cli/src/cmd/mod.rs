@@ -89,7 +89,7 @@ enum Command {
     Extend(extend::Args),
     /// Remove expired and orphaned clusters and everything they left behind.
     Gc(gc::Args),
-    /// Build, list and remove golden images.
+    /// Build, import, list and remove golden images.
     Image(image::Args),
     /// Serve the MCP tools on stdin/stdout, for agents (Claude Code, Claude Desktop, Cursor).
     Mcp(mcp::Args),
