@@ -7,6 +7,7 @@ mod baseline;
 mod capacity;
 mod chaos;
 mod converge;
+mod eval;
 mod snapshot;
 mod stats;
 mod vm;
@@ -55,6 +56,16 @@ enum What {
     Converge {
         #[arg(long, default_value_t = 10)]
         runs: usize,
+    },
+    /// The evaluation harness's own cost per task: `rehearse eval` of K
+    /// trivial tasks against the same K tasks converged directly, one after
+    /// the other, with a scripted model.
+    Eval {
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Tasks per evaluation.
+        #[arg(long, default_value_t = 4)]
+        tasks: usize,
     },
     /// A scenario end to end (`rehearse run`), first with an empty package cache
     /// (the baseline), then with a warm one.
@@ -142,6 +153,7 @@ fn main() -> anyhow::Result<()> {
             ..
         } => change_detection(&path, runs, cli.json),
         What::Converge { runs } => converge::bench(runs, cli.json),
+        What::Eval { runs, tasks } => eval::bench(runs, tasks.max(1), cli.json),
         What::Packages { packages, runs } => packages_install(&packages, runs, cli.json),
         What::Vm { runs, systemd } => vm::bench(runs, systemd, cli.json),
         What::Chaos {
