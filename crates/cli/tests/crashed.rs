@@ -348,6 +348,37 @@ fn up_snapshot_restore_converge_and_serve_killed_at_random_moments_lose_and_leak
         let cut = kill_at_random(home.command(&["--json", "snapshot", &kept, &name]), whole);
         *cut_short.entry("snapshot").or_insert(0) += usize::from(cut);
     }
+    // A snapshot killed while it held the nodes frozen leaves them so: gc
+    // thaws them (no snapshot is under way), and they answer again.
+    let freeze = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .map(|root| {
+            Path::new(root)
+                .join("rehearse")
+                .join(&kept)
+                .join("node1/cgroup.freeze")
+        })
+        .find(|p| p.exists())
+        .expect("the node has a cgroup v2 freezer");
+    std::fs::write(&freeze, "1").unwrap();
+    let (code, out) = home.run_json(&["gc"]);
+    assert_eq!(code, 0, "{out}");
+    let mut exec = home
+        .command(&["--json", "exec", &kept, "node1", "--", "echo", "thawed"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while exec.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = exec.kill();
+            let _ = std::fs::write(&freeze, "0");
+            panic!("node1 is still frozen after gc");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(exec.wait().unwrap().success());
+
     let (whole, _) = timed(&home, &["restore", &kept, "base"]);
     for _ in 0..KILLS_EACH {
         let cut = kill_at_random(home.command(&["--json", "restore", &kept, "base"]), whole);

@@ -20,3 +20,19 @@ pub(crate) fn exclusive(path: &Path) -> Result<Flock<fs::File>, SandboxError> {
     Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, e)| SandboxError::io("locking", path, e.into()))
 }
+
+/// Like [`exclusive`], but returns `None` at once when another process holds
+/// the lock.
+pub(crate) fn try_exclusive(path: &Path) -> Result<Option<Flock<fs::File>>, SandboxError> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| SandboxError::io("opening", path, e))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(SandboxError::io("locking", path, e.into())),
+    }
+}

@@ -132,6 +132,7 @@ impl Engine {
         let mut others = Vec::new();
         let mut mine = Vec::new();
         let mut resume = Vec::new();
+        let mut frozen = Vec::new();
         {
             let _lock = self.store.lock()?;
             let ids = self.store.ids();
@@ -140,6 +141,7 @@ impl Engine {
                     Claim::Mine(removed, expired) => mine.push((removed, expired)),
                     Claim::BeingRemoved => others.push(id.clone()),
                     Claim::Resume => resume.push(id.clone()),
+                    Claim::Kept if self.cgroups.any_frozen(id) => frozen.push(id.clone()),
                     Claim::Gone | Claim::Kept => {}
                 }
             }
@@ -198,6 +200,9 @@ impl Engine {
                 s.spawn(|| self.resume(id));
             }
         });
+        for id in &frozen {
+            self.repair_interrupted_snapshot(id)?;
+        }
         report.resumed = resume;
         if wait {
             for id in others {

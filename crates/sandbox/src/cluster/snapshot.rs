@@ -131,9 +131,32 @@ impl Engine {
         fs::create_dir_all(&dir).map_err(|e| SandboxError::io("creating", &dir, e))?;
         let path = dir.join(".lock");
         let lock = crate::lock::exclusive(&path)?;
-        // Holding the lock, no snapshot is being taken: a frozen node or a
-        // half-written folder was left by a process killed mid-way.
-        if let Ok(entries) = fs::read_dir(&dir) {
+        self.repair_snapshot_leftovers(id, &dir);
+        Ok(lock)
+    }
+
+    /// Thaws the nodes and removes the half-written folders a snapshot or
+    /// save killed mid-way left, unless a snapshot operation is under way.
+    /// `gc` calls it for every cluster it keeps that has a frozen node.
+    pub(super) fn repair_interrupted_snapshot(&self, id: &str) -> Result<(), SandboxError> {
+        let dir = self.snapshots_dir(id);
+        if !dir.is_dir() {
+            return Ok(());
+        }
+        if let Some(_lock) = crate::lock::try_exclusive(&dir.join(".lock"))? {
+            self.repair_snapshot_leftovers(id, &dir);
+            tracing::info!(
+                cluster = id,
+                "thawed nodes a snapshot killed mid-way left frozen"
+            );
+        }
+        Ok(())
+    }
+
+    /// With the snapshot lock held, no snapshot is being taken: a frozen
+    /// node or a half-written folder was left by a process killed mid-way.
+    fn repair_snapshot_leftovers(&self, id: &str, dir: &Path) {
+        if let Ok(entries) = fs::read_dir(dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.starts_with(".new-") || name.starts_with(".save-") {
@@ -150,7 +173,6 @@ impl Engine {
                     .set_node_frozen(id, &node.name, false, FREEZE_TIMEOUT);
             }
         }
-        Ok(lock)
     }
 
     fn snapshot_not_found(&self, id: &str, name: &str) -> SandboxError {
