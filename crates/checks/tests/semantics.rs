@@ -38,8 +38,15 @@ fn skip_unless(mut check: Check, precondition: &str) -> Check {
 #[test]
 fn retries_preconditions_order_and_one_exec_per_node() {
     let cluster = TestCluster::up(2);
-    cluster.spawn("node1", "sleep 1; touch /run/ready");
-    cluster.spawn("node1", "sleep 1; touch /run/ready-too-late");
+    // The files appear only once the check agent runs on the node (its
+    // python3 is the node's only one), so no host load can make them early.
+    let after_agent = |delay: &str, file: &str| {
+        format!(
+            "until grep -qs \"^python3\" /proc/[0-9]*/cmdline; do sleep 0.02; done; sleep {delay}; touch {file}"
+        )
+    };
+    cluster.spawn("node1", &after_agent("0.5", "/run/ready"));
+    cluster.spawn("node1", &after_agent("3", "/run/ready-too-late"));
 
     let node1 = vec![
         retried(
