@@ -168,12 +168,17 @@ fn until_clean(home: &Home) -> Duration {
     t0.elapsed()
 }
 
-pub fn bench(scenario: &Path, kills: usize, parallel: usize, json: bool) -> anyhow::Result<()> {
-    let bin = std::env::current_exe()?
+/// The `rehearse` binary built beside this one.
+pub fn rehearse_bin() -> anyhow::Result<std::path::PathBuf> {
+    std::env::current_exe()?
         .parent()
         .map(|d| d.join("rehearse"))
         .filter(|p| p.is_file())
-        .context("the rehearse binary is not next to rehearse-bench: build both (cargo build --release -p rehearse-cli -p rehearse-bench)")?;
+        .context("the rehearse binary is not next to rehearse-bench: build both (cargo build --release -p rehearse-cli -p rehearse-bench)")
+}
+
+pub fn bench(scenario: &Path, kills: usize, parallel: usize, json: bool) -> anyhow::Result<()> {
+    let bin = rehearse_bin()?;
     let scenario = scenario.canonicalize().context("the scenario")?;
     let scenario = scenario.to_string_lossy().into_owned();
     let home = Home::new(bin)?;

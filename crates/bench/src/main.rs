@@ -344,7 +344,33 @@ fn clusters(runs: usize, json: bool) -> anyhow::Result<()> {
         rows.push(up);
         rows.push(down);
     }
+    // The CLI as users run it (process start, gc at start, state and run
+    // store writes, the reaper started), against the engine's own `up` above.
+    let bin = chaos::rehearse_bin()?;
+    let mut cli = Samples::new("rehearse --json up -n 4 (the CLI, wall time)");
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let out = std::process::Command::new(&bin)
+            .args(["--json", "up", "-n", "4"])
+            .output()
+            .context("running rehearse")?;
+        let took = t0.elapsed();
+        anyhow::ensure!(
+            out.status.success(),
+            "rehearse up failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let up: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let id = up["cluster"].as_str().context("no cluster id")?;
+        engine.down(id)?;
+        cli.push(took);
+    }
+    let overhead = cli.median() - rows[3].median();
+    rows.push(cli);
     stats::print(&rows, 0, json);
+    if !json {
+        println!("CLI overhead over the engine's up of 4 nodes (medians): {overhead:.0} ms");
+    }
     Ok(())
 }
 
