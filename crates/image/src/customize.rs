@@ -143,9 +143,14 @@ pub(crate) fn prepare(root: &Path) -> Result<(), ImageError> {
     Ok(())
 }
 
-/// sshd through socket activation: port 22 accepts as soon as sockets.target
-/// is reached, instead of after sshd has started and loaded its keys. A
-/// distribution without a socket unit gets its service started at boot.
+/// sshd through socket activation where that is safe: port 22 accepts as soon
+/// as sockets.target is reached, instead of after sshd has started and loaded
+/// its keys. A socket with `Accept=yes` (one sshd per connection: Debian 11 and
+/// 12, the RPM family) always is; one with `Accept=no` hands its socket to a
+/// single sshd, which only some builds keep across `systemctl reload` (Ubuntu
+/// 24.04's does; Debian 13's re-executes, cannot bind and dies), so it is used
+/// only where the distribution enables it itself. Otherwise sshd is started
+/// at boot.
 fn enable_ssh_socket(root: &Path) -> Result<(), ImageError> {
     let unit_dir = |unit: &str| {
         UNIT_DIRS
@@ -157,30 +162,40 @@ fn enable_ssh_socket(root: &Path) -> Result<(), ImageError> {
         let Some(service_path) = unit_dir(service) else {
             continue;
         };
-        remove(
-            root,
-            &format!("etc/systemd/system/multi-user.target.wants/{service}"),
-        )?;
+        let socket_wants = format!("etc/systemd/system/sockets.target.wants/{socket}");
+        let service_wants = format!("etc/systemd/system/multi-user.target.wants/{service}");
+        let enabled_by_distribution =
+            in_root(root, &socket_wants).is_ok_and(|p| fs::symlink_metadata(p).is_ok());
+        let socket_path = unit_dir(socket).filter(|path| {
+            enabled_by_distribution
+                || accepts_per_connection(&in_root(root, path).unwrap_or_default())
+        });
+        remove(root, &service_wants)?;
         remove(root, "etc/systemd/system/sshd.service")?;
-        match unit_dir(socket) {
-            Some(socket_path) => {
-                link(
-                    root,
-                    &format!("etc/systemd/system/sockets.target.wants/{socket}"),
-                    &socket_path,
-                )?;
-            }
+        match socket_path {
+            Some(socket_path) => link(root, &socket_wants, &socket_path)?,
             None => {
-                link(
-                    root,
-                    &format!("etc/systemd/system/multi-user.target.wants/{service}"),
-                    &service_path,
-                )?;
+                remove(root, &socket_wants)?;
+                link(root, &service_wants, &service_path)?;
             }
         }
         return Ok(());
     }
     Ok(())
+}
+
+/// Whether a socket unit starts one service instance per connection.
+fn accepts_per_connection(unit: &Path) -> bool {
+    fs::read_to_string(unit).is_ok_and(|text| {
+        text.lines().any(|l| {
+            l.trim().strip_prefix("Accept=").is_some_and(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "yes" | "true" | "1" | "on"
+                )
+            })
+        })
+    })
 }
 
 /// Debian and Ubuntu: installs without recommends, no fsync per file, lists
@@ -318,7 +333,7 @@ mod tests {
         let units = root.join("usr/lib/systemd/system");
         fs::create_dir_all(&units).unwrap();
         fs::write(units.join("sshd.service"), "[Service]\n").unwrap();
-        fs::write(units.join("sshd.socket"), "[Socket]\n").unwrap();
+        fs::write(units.join("sshd.socket"), "[Socket]\nAccept=yes\n").unwrap();
         fs::create_dir_all(root.join("etc/ssh")).unwrap();
         fs::write(root.join("etc/ssh/sshd_config"), "PermitRootLogin yes\n").unwrap();
         fs::write(root.join("etc/ssh/ssh_host_rsa_key"), "secret").unwrap();
@@ -397,9 +412,13 @@ mod tests {
         let root = dir.path();
         let units = root.join("usr/lib/systemd/system");
         fs::create_dir_all(&units).unwrap();
+        fs::write(
+            units.join("sshd.socket"),
+            "[Socket]\nListenStream=22\nAccept=yes\n",
+        )
+        .unwrap();
         for unit in [
             "sshd.service",
-            "sshd.socket",
             "sshd@.service",
             "sshd-keygen@.service",
             "sshd-keygen.target",
@@ -455,7 +474,7 @@ mod tests {
         let units = root.join("lib/systemd/system");
         fs::create_dir_all(&units).unwrap();
         fs::write(units.join("ssh.service"), "[Service]\n").unwrap();
-        fs::write(units.join("ssh.socket"), "[Socket]\n").unwrap();
+        fs::write(units.join("ssh.socket"), "[Socket]\nAccept=yes\n").unwrap();
         fs::create_dir_all(root.join("etc/apt")).unwrap();
         prepare(root).unwrap();
         assert_eq!(
@@ -463,5 +482,53 @@ mod tests {
             Path::new("/lib/systemd/system/ssh.socket")
         );
         assert!(root.join("etc/apt/apt.conf.d/90rehearse").is_file());
+    }
+
+    #[test]
+    fn a_single_sshd_socket_is_used_only_where_the_distribution_enables_it() {
+        // Debian 13: ssh.socket hands its socket to one sshd (Accept=no) and is
+        // not enabled; its sshd cannot rebind after a reload, so it starts at boot.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let units = root.join("usr/lib/systemd/system");
+        fs::create_dir_all(&units).unwrap();
+        fs::write(units.join("ssh.service"), "[Service]\n").unwrap();
+        fs::write(
+            units.join("ssh.socket"),
+            "[Socket]\nListenStream=22\nAccept=no\n",
+        )
+        .unwrap();
+        prepare(root).unwrap();
+        let etc = root.join("etc/systemd/system");
+        assert_eq!(
+            fs::read_link(etc.join("multi-user.target.wants/ssh.service")).unwrap(),
+            Path::new("/usr/lib/systemd/system/ssh.service")
+        );
+        assert!(fs::symlink_metadata(etc.join("sockets.target.wants/ssh.socket")).is_err());
+
+        // Ubuntu 24.04: the same kind of socket, enabled by the distribution.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let units = root.join("usr/lib/systemd/system");
+        fs::create_dir_all(&units).unwrap();
+        fs::write(units.join("ssh.service"), "[Service]\n").unwrap();
+        fs::write(
+            units.join("ssh.socket"),
+            "[Socket]\nListenStream=22\nAccept=no\n",
+        )
+        .unwrap();
+        let wants = root.join("etc/systemd/system/sockets.target.wants");
+        fs::create_dir_all(&wants).unwrap();
+        symlink(
+            "/usr/lib/systemd/system/ssh.socket",
+            wants.join("ssh.socket"),
+        )
+        .unwrap();
+        prepare(root).unwrap();
+        assert!(fs::symlink_metadata(wants.join("ssh.socket")).is_ok());
+        assert!(fs::symlink_metadata(
+            root.join("etc/systemd/system/multi-user.target.wants/ssh.service")
+        )
+        .is_err());
     }
 }

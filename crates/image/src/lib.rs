@@ -47,6 +47,8 @@ pub fn history_dir_for(state_dir: &std::path::Path) -> PathBuf {
 /// Packages every image gets, whatever its spec says: what a node needs to boot
 /// systemd, accept SSH, be driven by Ansible and be inspected by checks.
 pub const BASE_PACKAGES: &[&str] = &[
+    // In Debian's minbase already; Ubuntu's leaves it out (priority important there).
+    "apt",
     "systemd",
     "systemd-sysv",
     "dbus",

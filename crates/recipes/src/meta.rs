@@ -20,8 +20,11 @@ pub struct Metadata {
     pub description: String,
     #[serde(default)]
     pub tags: Vec<String>,
-    /// Images the recipe is proven on, e.g. `debian-12`.
-    pub images: Vec<String>,
+    /// The platforms (images) the recipe supports, e.g. `[debian-12,
+    /// debian-13, ubuntu-24.04]`: `recipe prove` proves it on each. `images`
+    /// is the older name of the key.
+    #[serde(alias = "images")]
+    pub platforms: Vec<String>,
     /// The nodes and groups the recipe expects, in words
     /// (e.g. "lb (group balancer), two or more web nodes (group web)").
     pub topology: String,
@@ -143,7 +146,7 @@ impl Metadata {
             bad(
                 line,
                 e.to_string(),
-                "keys: name, version, description, tags, images, topology, variables ({name, default, description}), limits, prove ({scenario, reboot})",
+                "keys: name, version, description, tags, platforms (or images), topology, variables ({name, default, description}), limits, prove ({scenario, reboot})",
             )
         })?;
         if !is_recipe_name(&meta.name) {
@@ -178,12 +181,27 @@ impl Metadata {
                 "say in one sentence what the recipe builds",
             ));
         }
-        if meta.images.is_empty() {
+        let key = if line_of(text, "platforms") > 0 {
+            "platforms"
+        } else {
+            "images"
+        };
+        if meta.platforms.is_empty() {
             return Err(bad(
-                line_of(text, "images"),
-                "images is empty".into(),
-                "name the images the recipe is proven on, e.g. images: [debian-12]",
+                line_of(text, key),
+                format!("{key} is empty"),
+                "name the images the recipe is proven on, e.g. platforms: [debian-12, ubuntu-24.04]",
             ));
+        }
+        let mut listed = std::collections::HashSet::new();
+        for platform in &meta.platforms {
+            if !listed.insert(platform) {
+                return Err(bad(
+                    line_of(text, key),
+                    format!("platform \"{platform}\" is listed twice"),
+                    "name each image once",
+                ));
+            }
         }
         for tag in &meta.tags {
             if tag.is_empty() || tag.chars().any(char::is_whitespace) {

@@ -33,18 +33,47 @@ pub struct ProofRecord {
     pub run_id: String,
     /// The folder that was run: the catalogue's recipe or a project's copy.
     pub source: PathBuf,
+    /// The image this proof ran on; absent on the record of a whole proof
+    /// over several platforms (written after the records of its platforms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
 }
 
-/// A finished proof: the record and the scenario run's report.
+/// One platform of a proof.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PlatformProof {
+    pub platform: String,
+    /// `passed`, `failed` or `error`.
+    pub outcome: String,
+    pub run_id: String,
+    /// The cluster it ran on (destroyed when the proof ended).
+    pub cluster: Option<String>,
+    pub total_ms: u64,
+    /// A line per failed step or check (empty when passed).
+    pub failures: Vec<String>,
+}
+
+/// A finished proof: the record, the result per platform, and a scenario
+/// run's report (the first platform that did not pass, else the first one).
 #[derive(Debug, Clone, Serialize)]
 pub struct Proof {
     pub record: ProofRecord,
+    pub platforms: Vec<PlatformProof>,
     pub report: RunReport,
 }
 
 impl Proof {
+    /// Passed on every platform.
     pub fn passed(&self) -> bool {
-        self.report.outcome == Outcome::Passed
+        self.record.outcome == "passed"
+    }
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Passed => "passed",
+        Outcome::Failed => "failed",
+        Outcome::Error => "error",
     }
 }
 
@@ -138,6 +167,17 @@ pub fn prove(
     set: &[(String, String)],
     events: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Proof, RecipeError> {
+    prove_on(engine, recipe, set, &recipe.meta.platforms, events)
+}
+
+/// Like [`prove`], on `platforms` (images) instead of the ones the recipe lists.
+pub fn prove_on(
+    engine: &Engine,
+    recipe: &Recipe,
+    set: &[(String, String)],
+    platforms: &[String],
+    events: &(dyn Fn(Event<'_>) + Sync),
+) -> Result<Proof, RecipeError> {
     let values = values(recipe, set)?;
     let work = engine
         .state_dir()
@@ -150,7 +190,7 @@ pub fn prove(
         ));
     let _cleanup = TempDir(work.clone());
     render::render_into(&recipe.dir, &work, &values)?;
-    run_proof(engine, recipe, &work, &recipe.dir, events)
+    run_proof(engine, recipe, &work, &recipe.dir, platforms, events)
 }
 
 /// Proves a rendered copy of `recipe` in `dir` (a project's copy) as it is.
@@ -160,7 +200,7 @@ pub fn prove_copy(
     dir: &Path,
     events: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Proof, RecipeError> {
-    run_proof(engine, recipe, dir, dir, events)
+    run_proof(engine, recipe, dir, dir, &recipe.meta.platforms, events)
 }
 
 fn run_proof(
@@ -168,8 +208,14 @@ fn run_proof(
     recipe: &Recipe,
     run_dir: &Path,
     source: &Path,
+    platforms: &[String],
     events: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Proof, RecipeError> {
+    let platforms = if platforms.is_empty() {
+        &recipe.meta.platforms[..]
+    } else {
+        platforms
+    };
     let scenario =
         Scenario::from_path(&run_dir.join(&recipe.meta.prove.scenario)).map_err(|source| {
             RecipeError::Scenario {
@@ -181,24 +227,65 @@ fn run_proof(
         reboot: recipe.meta.prove.reboot,
         ..RunOptions::default()
     };
-    let report = rehearse_scenario::run(engine, &scenario, &opts, events);
-    let outcome = match report.outcome {
-        Outcome::Passed => "passed",
-        Outcome::Failed => "failed",
-        Outcome::Error => "error",
-    };
-    let record_ = ProofRecord {
+    let record_of = |outcome: Outcome, run_id: &str, platform: Option<&str>| ProofRecord {
         recipe: recipe.meta.name.clone(),
         version: recipe.meta.version.clone(),
         hash: recipe.hash.clone(),
-        outcome: outcome.into(),
+        outcome: outcome_name(outcome).into(),
         date: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        run_id: report.run_id.clone(),
+        run_id: run_id.to_string(),
         source: source.to_path_buf(),
+        platform: platform.map(str::to_string),
     };
+    let platform_proof = |platform: &str, report: &RunReport| PlatformProof {
+        platform: platform.to_string(),
+        outcome: outcome_name(report.outcome).into(),
+        run_id: report.run_id.clone(),
+        cluster: report.cluster.clone(),
+        total_ms: report.timings.total_ms,
+        failures: failures(report),
+    };
+    if let [platform] = platforms {
+        let report = rehearse_scenario::run(engine, &scenario.on_platform(platform), &opts, events);
+        let record_ = record_of(report.outcome, &report.run_id, Some(platform));
+        record(engine.history_dir(), &record_)?;
+        return Ok(Proof {
+            record: record_,
+            platforms: vec![platform_proof(platform, &report)],
+            report,
+        });
+    }
+    // Several platforms: a matrix run, side by side as the host allows.
+    let matrix =
+        rehearse_scenario::run_matrix(engine, &scenario, platforms, None, &opts, &|_, e| events(e));
+    for p in &matrix.platforms {
+        record(
+            engine.history_dir(),
+            &record_of(p.report.outcome, &p.report.run_id, Some(&p.platform)),
+        )?;
+    }
+    let record_ = record_of(matrix.outcome, &matrix.run_id, None);
     record(engine.history_dir(), &record_)?;
+    let platforms: Vec<PlatformProof> = matrix
+        .platforms
+        .iter()
+        .map(|p| platform_proof(&p.platform, &p.report))
+        .collect();
+    let report = matrix
+        .platforms
+        .iter()
+        .find(|p| p.report.outcome != Outcome::Passed)
+        .or(matrix.platforms.first())
+        .map(|p| p.report.clone())
+        .ok_or_else(|| RecipeError::Metadata {
+            file: recipe.dir.join("recipe.yaml"),
+            line: 0,
+            message: "no platforms to prove on".into(),
+            hint: "list them, e.g. platforms: [debian-12, ubuntu-24.04]".into(),
+        })?;
     Ok(Proof {
         record: record_,
+        platforms,
         report,
     })
 }

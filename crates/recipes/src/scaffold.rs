@@ -35,7 +35,7 @@ const META: &str = "name: {name}
 version: \"0.1.0\"
 description: Writes a greeting to /etc/{name}.conf (replace with what the recipe builds).
 tags: [example]
-images: [debian-12]
+platforms: [debian-12]
 topology: one node
 variables:
   - name: GREETING

@@ -154,7 +154,7 @@ fn bad_metadata_is_refused_with_file_line_and_fix() {
     let good = std::fs::read_to_string(&meta).unwrap();
     let cases = [
         (
-            good.replace("version: \"1.0.0\"", "version: \"1.0\""),
+            good.replace("version: \"1.1.0\"", "version: \"1.0\""),
             ":2: version \"1.0\" is not MAJOR.MINOR.PATCH",
         ),
         (
@@ -162,8 +162,25 @@ fn bad_metadata_is_refused_with_file_line_and_fix() {
             ":1: name \"ssh-hard\" differs from the recipe's folder",
         ),
         (
-            good.replace("images: [debian-12]", "images: []"),
-            "images is empty",
+            good.replace(
+                "platforms: [debian-12, debian-13, ubuntu-24.04]",
+                "platforms: []",
+            ),
+            ":5: platforms is empty",
+        ),
+        (
+            good.replace(
+                "platforms: [debian-12, debian-13, ubuntu-24.04]",
+                "images: []",
+            ),
+            ":5: images is empty",
+        ),
+        (
+            good.replace(
+                "platforms: [debian-12, debian-13, ubuntu-24.04]",
+                "platforms: [debian-12, debian-12]",
+            ),
+            ":5: platform \"debian-12\" is listed twice",
         ),
         (good.replace("tags:", "tagz:"), "unknown field `tagz`"),
         (

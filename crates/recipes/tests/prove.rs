@@ -3,7 +3,10 @@
 //! with the recipe's version and content hash, and no cluster left behind.
 //!
 //! `REHEARSE_PROVE_ONLY=web-lb,time-sync` limits the run to some recipes
-//! (for working on them); CI proves them all.
+//! (for working on them); CI proves them all. Each is proven on the first
+//! platform its recipe.yaml lists, and web-lb on every one it lists (the
+//! per-platform proof); `REHEARSE_PROVE_ALL_PLATFORMS=1` proves every recipe
+//! on every platform it lists.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -13,6 +16,9 @@ use rehearse_sandbox::Engine;
 
 /// Proofs at once: each boots 2-5 nodes that install packages, on 2 cores.
 const PARALLEL: usize = 3;
+
+/// The recipe CI proves on every platform it lists.
+const ALL_PLATFORMS_IN_CI: &str = "web-lb";
 
 #[test]
 fn every_shipped_recipe_proves_on_a_fresh_cluster() {
@@ -44,6 +50,7 @@ fn every_shipped_recipe_proves_on_a_fresh_cluster() {
             "the catalogue ships at least ten recipes"
         );
     }
+    let all_platforms = std::env::var("REHEARSE_PROVE_ALL_PLATFORMS").is_ok_and(|v| v == "1");
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -51,14 +58,28 @@ fn every_shipped_recipe_proves_on_a_fresh_cluster() {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(recipe) = recipes.get(i) else { break };
-                let proof = prove::prove(&engine, recipe, &[], &|_| {});
+                let platforms = if all_platforms || recipe.name() == ALL_PLATFORMS_IN_CI {
+                    recipe.meta.platforms.clone()
+                } else {
+                    recipe.meta.platforms[..1].to_vec()
+                };
+                let proof = prove::prove_on(&engine, recipe, &[], &platforms, &|_| {});
                 eprintln!(
                     "{}: {}",
                     recipe.name(),
                     match &proof {
                         Ok(p) => format!(
-                            "{} in {} ms (run {})",
-                            p.record.outcome, p.report.timings.total_ms, p.record.run_id
+                            "{} (run {}): {}",
+                            p.record.outcome,
+                            p.record.run_id,
+                            p.platforms
+                                .iter()
+                                .map(|pp| format!(
+                                    "{} {} in {} ms",
+                                    pp.platform, pp.outcome, pp.total_ms
+                                ))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                         Err(e) => e.to_string(),
                     }
@@ -80,6 +101,26 @@ fn every_shipped_recipe_proves_on_a_fresh_cluster() {
                 assert_eq!(last.version, recipe.meta.version);
                 assert_eq!(last.hash, recipe.hash);
                 assert_eq!(last.outcome, "passed");
+                // One result per platform proven, each on record.
+                let proven: Vec<&str> = p.platforms.iter().map(|pp| pp.platform.as_str()).collect();
+                if recipe.name() == ALL_PLATFORMS_IN_CI || all_platforms {
+                    assert_eq!(proven, recipe.meta.platforms, "{}", recipe.name());
+                }
+                for pp in &p.platforms {
+                    assert_eq!(pp.outcome, "passed", "{}: {pp:?}", recipe.name());
+                    let on_record = prove::history(engine.history_dir(), Some(recipe.name()))
+                        .into_iter()
+                        .any(|r| {
+                            r.run_id == pp.run_id
+                                && r.platform.as_deref() == Some(pp.platform.as_str())
+                        });
+                    assert!(
+                        on_record,
+                        "{} on {}: not recorded",
+                        recipe.name(),
+                        pp.platform
+                    );
+                }
                 // Checks a node kind cannot run are skipped, never all of them.
                 assert!(
                     p.report.checks.iter().any(|c| c.passed()),
@@ -92,12 +133,17 @@ fn every_shipped_recipe_proves_on_a_fresh_cluster() {
                 recipe.name(),
                 p.record.outcome,
                 p.record.run_id,
-                prove::failures(&p.report).join("; ")
+                p.platforms
+                    .iter()
+                    .filter(|pp| pp.outcome != "passed")
+                    .map(|pp| format!("on {}: {}", pp.platform, pp.failures.join("; ")))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
             )),
             Err(e) => failed.push(format!("{}: {e}", recipe.name())),
         }
         if let Ok(p) = proof {
-            if let Some(cluster) = &p.report.cluster {
+            for cluster in p.platforms.iter().filter_map(|pp| pp.cluster.as_ref()) {
                 assert!(
                     engine.get(cluster).is_err(),
                     "{}: cluster {cluster} left behind",

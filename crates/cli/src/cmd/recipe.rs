@@ -49,6 +49,10 @@ enum Verb {
         /// Override a variable: NAME=VALUE (repeatable).
         #[arg(long = "set", value_parser = parse_set)]
         set: Vec<(String, String)>,
+        /// Prove on these images (comma-separated) instead of the platforms
+        /// the recipe's recipe.yaml lists.
+        #[arg(long, value_delimiter = ',')]
+        platform: Vec<String>,
     },
     /// Copy a recipe into a project with its variables filled, and pin it in recipes.lock.
     Use {
@@ -116,7 +120,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                 println!("folder:   {}", recipe.dir.display());
                 println!("hash:     {}", recipe.hash);
                 println!("tags:     {}", m.tags.join(", "));
-                println!("images:   {}", m.images.join(", "));
+                println!("platforms: {}", m.platforms.join(", "));
                 println!("topology: {}", m.topology);
                 for v in &m.variables {
                     println!("var:      {}={}  ({})", v.name, v.default, v.description);
@@ -158,7 +162,11 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             all,
             jobs,
             set,
+            platform,
         } => {
+            for p in &platform {
+                engine_images_know(p)?;
+            }
             let recipes: Vec<_> = if all {
                 catalogue.recipes.iter().collect()
             } else if names.is_empty() {
@@ -184,14 +192,16 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                                 spinner.set(format!("{name}: {p}"))
                             }
                         };
-                        let r = prove::prove(&engine, recipe, &set, &events)
+                        let r = prove::prove_on(&engine, recipe, &set, &platform, &events)
                             .with_context(|| format!("proving {name}"));
                         if let Ok(p) = &r {
-                            let mark = if p.passed() { "✔" } else { "✘" };
-                            spinner.line(format!(
-                                "{mark} {name} {} {} in {} ms",
-                                p.record.version, p.record.outcome, p.report.timings.total_ms
-                            ));
+                            for pp in &p.platforms {
+                                let mark = if pp.outcome == "passed" { "✔" } else { "✘" };
+                                spinner.line(format!(
+                                    "{mark} {name} {} on {}: {} in {} ms",
+                                    p.record.version, pp.platform, pp.outcome, pp.total_ms
+                                ));
+                            }
                         }
                         results
                             .lock()
@@ -210,7 +220,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                 let docs: Vec<_> = results
                     .iter()
                     .map(|(name, r)| match r {
-                        Ok(p) => serde_json::json!({"recipe": name, "proof": p.record, "report": p.report}),
+                        Ok(p) => serde_json::json!({"recipe": name, "proof": p.record, "platforms": p.platforms, "report": p.report}),
                         Err(e) => serde_json::json!({"recipe": name, "error": format!("{e:#}")}),
                     })
                     .collect();
@@ -218,17 +228,21 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             } else {
                 for (name, r) in &results {
                     match r {
-                        Ok(p) if p.passed() => println!(
-                            "✔ {name} {} passed (run {})",
-                            p.record.version, p.record.run_id
-                        ),
                         Ok(p) => {
+                            let mark = if p.passed() { "✔" } else { "✘" };
                             println!(
-                                "✘ {name} {} {} (run {})",
+                                "{mark} {name} {} {} (run {})",
                                 p.record.version, p.record.outcome, p.record.run_id
                             );
-                            for f in prove::failures(&p.report) {
-                                println!("    {f}");
+                            for pp in &p.platforms {
+                                let mark = if pp.outcome == "passed" { "✔" } else { "✘" };
+                                println!(
+                                    "    {mark} {:<14} {:<7} {:>7} ms  run {}",
+                                    pp.platform, pp.outcome, pp.total_ms, pp.run_id
+                                );
+                                for f in &pp.failures {
+                                    println!("        {f}");
+                                }
                             }
                         }
                         Err(e) => println!("✘ {name}: {e:#}"),
@@ -304,4 +318,10 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             Ok(if ok { 0 } else { 1 })
         }
     }
+}
+
+/// An unknown image name is refused before anything starts, listing the known ones.
+fn engine_images_know(image: &str) -> anyhow::Result<()> {
+    super::engine()?.images().spec_for(image)?;
+    Ok(())
 }
