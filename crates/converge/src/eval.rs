@@ -322,9 +322,29 @@ pub fn evaluate(
     }
     let jobs = options.jobs.clamp(1, work.len().max(1));
     let model_name = model.map(|m| format!("{}/{}", m.name(), m.model()));
-    let store = Store::open(engine.history_dir())
-        .map_err(|e| tracing::warn!(error = %e, "the evaluation will not be in the run store"))
-        .ok();
+    // The attempts' rows point at the evaluation's: without it they could not
+    // be recorded either, so a store busy being created by another process
+    // is waited for a little.
+    let mut store = None;
+    for attempt in 1..=3 {
+        match Store::open(engine.history_dir()) {
+            Ok(s) => {
+                store = Some(s);
+                break;
+            }
+            Err(e) if attempt == 3 => {
+                tracing::warn!(error = %e, "the evaluation will not be in the run store");
+                progress(
+                    "eval",
+                    &format!("the evaluation will not be in the run store: {e}"),
+                );
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
+        }
+    }
+    // Whether the evaluation has its row: its attempts are recorded under it,
+    // else on their own.
+    let mut recorded = false;
     if let Some(store) = &store {
         let start = RunStart {
             id: run_id.clone(),
@@ -341,8 +361,15 @@ pub fn evaluate(
             parent_id: None,
             role: None,
         };
-        if let Err(e) = store.start_run(&start) {
-            tracing::warn!(run = %run_id, error = %e, "recording the evaluation's start");
+        match store.start_run(&start) {
+            Ok(()) => recorded = true,
+            Err(e) => {
+                tracing::warn!(run = %run_id, error = %e, "recording the evaluation's start");
+                progress(
+                    "eval",
+                    &format!("the evaluation will not be in the run store: {e}"),
+                );
+            }
         }
     }
     tracing::info!(run_id = %run_id, tasks = tasks.len(), attempts, jobs, "evaluation started");
@@ -364,13 +391,12 @@ pub fn evaluate(
                 };
                 let label = format!("{}/{platform}#{n}", task.name);
                 let say = |message: &str| progress(&label, message);
-                let parent = ParentRun {
+                let parent = recorded.then(|| ParentRun {
                     run_id: run_id.clone(),
                     role: format!("{} on {platform}, attempt {n}", task.name),
-                };
+                });
                 let attempt =
-                    match crate::converge_in(engine, &on_platform, model, &say, None, Some(parent))
-                    {
+                    match crate::converge_in(engine, &on_platform, model, &say, None, parent) {
                         Ok(report) => attempt_of(&report, &task.name, platform, *n),
                         Err(e) => Attempt {
                             task: task.name.clone(),
@@ -435,7 +461,7 @@ pub fn evaluate(
         total,
         attempts: attempts_done,
     };
-    if let Some(store) = &store {
+    if let Some(store) = store.as_ref().filter(|_| recorded) {
         let finish = RunFinish {
             outcome: if report.passed { "passed" } else { "failed" }.into(),
             summary: summary(&report),
