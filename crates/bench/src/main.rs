@@ -8,6 +8,7 @@ mod capacity;
 mod chaos;
 mod converge;
 mod eval;
+mod platforms;
 mod snapshot;
 mod stats;
 mod vm;
@@ -125,6 +126,28 @@ enum What {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// `up` of a cluster on every built-in image (the default image is the
+    /// baseline), then a scenario on one platform against the same scenario
+    /// on several side by side (a platforms matrix).
+    Platforms {
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Scenario file or folder for the matrix.
+        #[arg(long, default_value = "examples/nginx-lb")]
+        scenario: std::path::PathBuf,
+        /// The matrix's platforms; the first alone is the baseline.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "debian-12,debian-11,debian-13"
+        )]
+        matrix: Vec<String>,
+        /// Alternations of one platform and the matrix (0: no matrix).
+        #[arg(long, default_value_t = 3)]
+        matrix_runs: usize,
+    },
     /// One VM node `up` to ready and `down`, with the accelerator in use,
     /// against one container node in the same run.
     Vm {
@@ -155,6 +178,13 @@ fn main() -> anyhow::Result<()> {
         What::Converge { runs } => converge::bench(runs, cli.json),
         What::Eval { runs, tasks } => eval::bench(runs, tasks.max(1), cli.json),
         What::Packages { packages, runs } => packages_install(&packages, runs, cli.json),
+        What::Platforms {
+            runs,
+            nodes,
+            scenario,
+            matrix,
+            matrix_runs,
+        } => platforms::bench(runs, nodes, &scenario, &matrix, matrix_runs, cli.json),
         What::Vm { runs, systemd } => vm::bench(runs, systemd, cli.json),
         What::Chaos {
             path,
