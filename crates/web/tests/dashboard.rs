@@ -595,6 +595,71 @@ max_iterations: 3
     }
 }
 
+#[test]
+fn an_evaluation_shows_its_tasks_pass_rate_and_attempts() {
+    let rehearse = Rehearse::new();
+    let server = rehearse.serve();
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, max) in [("eval-solved", 2), ("eval-unsolved", 1)] {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("task.yaml"),
+            format!(
+                "goal: Write /etc/rehearse-ok containing the word converged.\nlanguage: bash\nnodes: 1\nchecks:\n  - file: /etc/rehearse-ok\n    contains: [converged]\n    timeout: 1s\nmax_iterations: {max}\n"
+            ),
+        )
+        .unwrap();
+    }
+    // The solved task, then the unsolved one: one attempt each, in that order.
+    let model = FakeServer::start(vec![bash(FIXED), bash(BROKEN)]);
+    let (code, report) = rehearse.json(
+        &[
+            "eval",
+            tmp.path().to_str().unwrap(),
+            "--min-pass-rate",
+            "50",
+        ],
+        &[
+            ("REHEARSE_LLM_PROVIDER", "openai"),
+            ("REHEARSE_LLM_BASE_URL", model.url()),
+            ("REHEARSE_LLM_MODEL", "fake"),
+        ],
+    );
+    assert_eq!(code, 0, "{report}");
+    let eval_id = report["run_id"].as_str().unwrap().to_owned();
+
+    let mut b = Browser::start(&screenshots_dir());
+    b.open(&server.url(&format!("/login?token={TOKEN}")));
+    // Evals, from the navigation: the evaluation alone (its attempts are under it).
+    b.click_to_page("header nav a[href='/evals']");
+    assert_eq!(rows(&mut b), [(eval_id.clone(), "passed".to_owned())]);
+    b.click_to_page(&format!("#run-{eval_id} a.run-name"));
+    assert_eq!(b.text("h1 .badge"), "passed");
+    let tasks = b.texts("#eval tbody tr");
+    assert_eq!(tasks.len(), 3, "two tasks and the sums: {tasks:?}");
+    assert!(
+        tasks[0].contains("eval-solved") && tasks[0].contains("100.0%"),
+        "{tasks:?}"
+    );
+    assert!(
+        tasks[1].contains("eval-unsolved") && tasks[1].contains("0.0%"),
+        "{tasks:?}"
+    );
+    assert!(
+        tasks[2].contains("all") && tasks[2].contains("1/2") && tasks[2].contains("50.0%"),
+        "{tasks:?}"
+    );
+    assert_eq!(b.texts("#attempts tbody tr").len(), 2);
+    b.screenshot("eval");
+    // An attempt is its converge run, one click away, linked back.
+    b.click_to_page("#attempts tbody tr:last-child a.mono");
+    assert_eq!(b.text("h1 .badge"), "budget_exhausted");
+    assert!(b.text(".facts").contains(&format!("evaluation {eval_id}")));
+    server.stop();
+    b.close();
+}
+
 /// Brings a cluster down when the test ends, pass or fail.
 struct Kept<'a>(&'a Rehearse, String);
 
