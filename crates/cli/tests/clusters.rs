@@ -322,6 +322,21 @@ fn ttl_expiry_destroys_the_cluster_and_extend_postpones_it() {
         "expired cluster still there: {:?}",
         Leftovers::of(&id)
     );
+    // The history (run store, dashboard) records it destroyed, and why.
+    let store = rehearse_store::Store::open(&common::history_dir()).expect("the run store opens");
+    let row = store
+        .clusters(1000)
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("cluster {id} is not in the history"));
+    assert!(row.destroyed_at_ms.is_some(), "{row:?}");
+    assert!(
+        row.destroyed_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("time-to-live")),
+        "{row:?}"
+    );
 
     // Extended before expiry: gc leaves it alone.
     let c = Cluster::up(&["--nodes", "1", "--ttl", "2s"]);
