@@ -70,6 +70,13 @@ const SSH_UNITS: &[(&str, &str)] = &[
     ("sshd.socket", "sshd.service"),
 ];
 
+/// OpenSSH 9.8 and later: the per-connection half of sshd, by family.
+const SSHD_SESSION: &[&str] = &[
+    "usr/lib/openssh/sshd-session",
+    "usr/libexec/openssh/sshd-session",
+    "usr/lib/ssh/sshd-session",
+];
+
 const SSHD_CONFIG: &str = "\
 # Written by rehearse: one host key per cluster (installed at node creation),
 # root logs in with the cluster key only.
@@ -145,12 +152,13 @@ pub(crate) fn prepare(root: &Path) -> Result<(), ImageError> {
 
 /// sshd through socket activation where that is safe: port 22 accepts as soon
 /// as sockets.target is reached, instead of after sshd has started and loaded
-/// its keys. A socket with `Accept=yes` (one sshd per connection: Debian 11 and
-/// 12, the RPM family) always is; one with `Accept=no` hands its socket to a
-/// single sshd, which only some builds keep across `systemctl reload` (Ubuntu
-/// 24.04's does; Debian 13's re-executes, cannot bind and dies), so it is used
-/// only where the distribution enables it itself. Otherwise sshd is started
-/// at boot.
+/// its keys. A socket with `Accept=yes` (one sshd per connection: Debian 11,
+/// Ubuntu 22.04, the RPM family) always is. One with `Accept=no` hands its
+/// socket to a single sshd, which must keep it across `systemctl reload`:
+/// OpenSSH before 9.8 re-executes itself with it (Debian 12); from 9.8 on
+/// (a separate `sshd-session`) Debian 13's sshd re-executes, cannot bind and
+/// dies. Such a socket is used where the distribution enables it itself
+/// (Ubuntu 24.04) or sshd has no `sshd-session`. Otherwise sshd is started at boot.
 fn enable_ssh_socket(root: &Path) -> Result<(), ImageError> {
     let unit_dir = |unit: &str| {
         UNIT_DIRS
@@ -166,8 +174,12 @@ fn enable_ssh_socket(root: &Path) -> Result<(), ImageError> {
         let service_wants = format!("etc/systemd/system/multi-user.target.wants/{service}");
         let enabled_by_distribution =
             in_root(root, &socket_wants).is_ok_and(|p| fs::symlink_metadata(p).is_ok());
+        let keeps_socket_on_reload = !SSHD_SESSION
+            .iter()
+            .any(|p| in_root(root, p).is_ok_and(|p| fs::symlink_metadata(p).is_ok()));
         let socket_path = unit_dir(socket).filter(|path| {
             enabled_by_distribution
+                || keeps_socket_on_reload
                 || accepts_per_connection(&in_root(root, path).unwrap_or_default())
         });
         remove(root, &service_wants)?;
@@ -487,9 +499,12 @@ mod tests {
     #[test]
     fn a_single_sshd_socket_is_used_only_where_the_distribution_enables_it() {
         // Debian 13: ssh.socket hands its socket to one sshd (Accept=no) and is
-        // not enabled; its sshd cannot rebind after a reload, so it starts at boot.
+        // not enabled; its sshd (with sshd-session) cannot rebind after a
+        // reload, so it starts at boot.
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
+        fs::create_dir_all(root.join("usr/lib/openssh")).unwrap();
+        fs::write(root.join("usr/lib/openssh/sshd-session"), "").unwrap();
         let units = root.join("usr/lib/systemd/system");
         fs::create_dir_all(&units).unwrap();
         fs::write(units.join("ssh.service"), "[Service]\n").unwrap();
@@ -530,5 +545,21 @@ mod tests {
             root.join("etc/systemd/system/multi-user.target.wants/ssh.service")
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_single_sshd_socket_is_used_where_sshd_keeps_it_across_a_reload() {
+        // Debian 12: the same socket, not enabled, an sshd without sshd-session.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let units = root.join("lib/systemd/system");
+        fs::create_dir_all(&units).unwrap();
+        fs::write(units.join("ssh.service"), "[Service]\n").unwrap();
+        fs::write(units.join("ssh.socket"), "[Socket]\nAccept=no\n").unwrap();
+        prepare(root).unwrap();
+        assert_eq!(
+            fs::read_link(root.join("etc/systemd/system/sockets.target.wants/ssh.socket")).unwrap(),
+            Path::new("/lib/systemd/system/ssh.socket")
+        );
     }
 }

@@ -18,7 +18,7 @@ use crate::{build, customize, shift, ImageError, BASE_PACKAGES, UID_BASE};
 
 /// Bumped whenever the way an image is prepared changes, so old cache entries
 /// are not mistaken for new ones.
-const RECIPE_VERSION: u32 = 7;
+const RECIPE_VERSION: u32 = 8;
 
 /// A built, ready-to-use image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
