@@ -157,6 +157,24 @@ fn gib(bytes: u64) -> String {
 
 /// Measures the host now. `state_dir` is where node layers are written.
 pub fn measure(state_dir: &Path) -> Capacity {
+    measure_with(state_dir, None)
+}
+
+/// [`measure`] for admission, with `nodes_up` nodes running host-wide: the
+/// inotify use is bounded from the nodes' budgets instead of counted open
+/// file by open file across every process (tens of ms with a few dozen nodes
+/// up) when the host's limits are so far above that bound that counting
+/// could not change the answer.
+pub fn measure_for_admission(state_dir: &Path, nodes_up: u64) -> Capacity {
+    measure_with(state_dir, Some(nodes_up))
+}
+
+/// Inotify instances and watches a host's own services may hold besides the
+/// nodes, in the bound [`measure_for_admission`] uses.
+const HOST_INOTIFY_INSTANCES: u64 = 512;
+const HOST_INOTIFY_WATCHES: u64 = 65536;
+
+fn measure_with(state_dir: &Path, nodes_up: Option<u64>) -> Capacity {
     let mut limits = Vec::new();
 
     let available = meminfo("MemAvailable").unwrap_or(0);
@@ -192,7 +210,16 @@ pub fn measure(state_dir: &Path) -> Capacity {
 
     let max_instances = read_u64("/proc/sys/fs/inotify/max_user_instances").unwrap_or(128);
     let max_watches = read_u64("/proc/sys/fs/inotify/max_user_watches").unwrap_or(8192);
-    let (instances, watches) = inotify_in_use();
+    let bound = nodes_up.map(|n| {
+        (
+            n * NODE_INOTIFY_INSTANCES + HOST_INOTIFY_INSTANCES,
+            n * NODE_INOTIFY_WATCHES + HOST_INOTIFY_WATCHES,
+        )
+    });
+    let (instances, watches) = match bound {
+        Some((i, w)) if i * 4 <= max_instances && w * 4 <= max_watches => (i, w),
+        _ => inotify_in_use(),
+    };
     limits.push(Limit {
         name: "inotify instances".into(),
         fits: max_instances.saturating_sub(instances) / NODE_INOTIFY_INSTANCES,

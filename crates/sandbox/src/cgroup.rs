@@ -384,23 +384,16 @@ impl Cgroups {
         }
     }
 
-    /// Whether any cgroup of the cluster is frozen.
+    /// Whether a node of the cluster is frozen (rehearse freezes nodes
+    /// whole, at their own cgroup; what a node's systemd freezes below it is
+    /// the node's business).
     pub fn any_frozen(&self, cluster: &str) -> bool {
-        let mut stack = vec![Self::cluster_path(&self.unified, cluster)];
-        while let Some(d) = stack.pop() {
-            if fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|t| t.trim() == "1") {
-                return true;
-            }
-            if let Ok(entries) = fs::read_dir(&d) {
-                stack.extend(
-                    entries
-                        .flatten()
-                        .filter(|e| e.path().is_dir())
-                        .map(|e| e.path()),
-                );
-            }
-        }
-        false
+        let Ok(nodes) = fs::read_dir(Self::cluster_path(&self.unified, cluster)) else {
+            return false;
+        };
+        nodes.flatten().any(|node| {
+            fs::read_to_string(node.path().join("cgroup.freeze")).is_ok_and(|t| t.trim() == "1")
+        })
     }
 
     /// Number of processes in the cluster's cgroups.

@@ -151,7 +151,11 @@ impl Engine {
             known.extend(Leases::host().held_elsewhere(&self.state_dir)?);
             let mut stray: BTreeSet<String> = BTreeSet::new();
             stray.extend(self.cgroups.cluster_ids());
-            stray.extend(Firewall::cluster_ids());
+            // Listing nftables tables runs `nft`: done by `gc`, not by the
+            // sweep every `up` starts with (a table alone is found later).
+            if wait {
+                stray.extend(Firewall::cluster_ids());
+            }
             stray.extend(
                 net::list_links()
                     .iter()

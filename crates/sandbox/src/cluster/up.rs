@@ -110,10 +110,6 @@ impl Engine {
     fn admit(&self, needed: u64, progress: &(dyn Fn(Progress) + Sync)) -> Result<(), SandboxError> {
         let give_up = Instant::now() + ADMISSION_WAIT;
         loop {
-            let capacity = crate::capacity::measure(&self.state_dir);
-            if capacity.fits >= needed {
-                return Ok(());
-            }
             let running: u64 = {
                 let leases = Leases::host();
                 let lock = leases.lock()?;
@@ -123,6 +119,13 @@ impl Engine {
                     .map(|l| l.uid_bases.len() as u64)
                     .sum()
             };
+            let mut capacity = crate::capacity::measure_for_admission(&self.state_dir, running);
+            if capacity.fits < needed {
+                capacity = crate::capacity::measure(&self.state_dir);
+            }
+            if capacity.fits >= needed {
+                return Ok(());
+            }
             let tightest = capacity.tightest();
             let refuse = |why: String| SandboxError::NoCapacity {
                 needed,
