@@ -144,6 +144,30 @@ fn census(home: &Home, ids: &BTreeSet<String>) -> BTreeMap<&'static str, Vec<Str
     found
 }
 
+/// Waits (up to 30 s) until no process of `home` is left — reapers of
+/// removed clusters notice within a moment and end — stops the id watcher,
+/// and counts what is left of every cluster `home` ever had: (the ids, each
+/// kind of leftover that is not empty).
+fn settle_and_count(
+    home: &Home,
+    stop: &AtomicBool,
+    watcher: std::thread::JoinHandle<BTreeSet<String>>,
+) -> (BTreeSet<String>, BTreeMap<&'static str, Vec<String>>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !home.processes().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut ids = watcher.join().unwrap();
+    let store = rehearse_store::Store::open(home.path()).unwrap();
+    ids.extend(store.clusters(1000).unwrap().into_iter().map(|c| c.id));
+    let left = census(home, &ids)
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    (ids, left)
+}
+
 #[test]
 fn runs_killed_at_random_moments_leave_nothing_once_gc_ran() {
     // Another state directory's cluster: this test's gc must not touch it.
@@ -189,17 +213,7 @@ fn runs_killed_at_random_moments_leave_nothing_once_gc_ran() {
 
     let (code, gc) = home.run_json(&["gc"]);
     assert_eq!(code, 0, "{gc}");
-    // Reapers of clusters gc removed notice within a moment, and end.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !home.processes().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    stop.store(true, Ordering::SeqCst);
-    let mut ids = watcher.join().unwrap();
-    let store = rehearse_store::Store::open(home.path()).unwrap();
-    ids.extend(store.clusters(1000).unwrap().into_iter().map(|c| c.id));
-    let after = census(&home, &ids);
-    let left: BTreeMap<_, _> = after.iter().filter(|(_, v)| !v.is_empty()).collect();
+    let (ids, left) = settle_and_count(&home, &stop, watcher);
     assert_eq!(
         before.values().map(Vec::len).sum::<usize>(),
         0,
@@ -213,6 +227,7 @@ fn runs_killed_at_random_moments_leave_nothing_once_gc_ran() {
     );
 
     // The runs killed read "aborted", saying why.
+    let store = rehearse_store::Store::open(home.path()).unwrap();
     let runs = store
         .runs(&rehearse_store::RunFilter {
             children: true,
@@ -436,8 +451,22 @@ fn up_snapshot_restore_converge_and_serve_killed_at_random_moments_lose_and_leak
     assert_eq!(code, 0, "{gc}");
 
     // Nothing lost: every cluster left is the user's, ready, every node
-    // answers, and the kept cluster restores to each snapshot it lists.
-    let (_, ls) = home.run_json(&["ls"]);
+    // answers, and the kept cluster restores to each snapshot it lists. A
+    // restore killed half-way may still be being finished by the cluster's
+    // reaper (it reads "booting" meanwhile).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ls = loop {
+        let (_, ls) = home.run_json(&["ls"]);
+        let settled = ls["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] != "booting");
+        if settled || Instant::now() > deadline {
+            break ls;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let left: Vec<String> = ls["clusters"]
         .as_array()
         .unwrap()
@@ -476,16 +505,7 @@ fn up_snapshot_restore_converge_and_serve_killed_at_random_moments_lose_and_leak
         let (code, out) = home.run_json(&["down", id]);
         assert_eq!(code, 0, "{out}");
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !home.processes().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    stop.store(true, Ordering::SeqCst);
-    let mut ids = watcher.join().unwrap();
-    let store = rehearse_store::Store::open(home.path()).unwrap();
-    ids.extend(store.clusters(1000).unwrap().into_iter().map(|c| c.id));
-    let after = census(&home, &ids);
-    let leaked: BTreeMap<_, _> = after.iter().filter(|(_, v)| !v.is_empty()).collect();
+    let (ids, leaked) = settle_and_count(&home, &stop, watcher);
     eprintln!(
         "cut short: {cut_short:?}; {} clusters in all; gc: {gc}",
         ids.len()

@@ -11,28 +11,26 @@ use crate::SandboxError;
 /// Locks `path` exclusively, creating the file (not its folder) if needed.
 /// Blocks until no other holder is left; the lock goes with the guard.
 pub(crate) fn exclusive(path: &Path) -> Result<Flock<fs::File>, SandboxError> {
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| SandboxError::io("opening", path, e))?;
-    Flock::lock(file, FlockArg::LockExclusive)
+    Flock::lock(open(path)?, FlockArg::LockExclusive)
         .map_err(|(_, e)| SandboxError::io("locking", path, e.into()))
 }
 
 /// Like [`exclusive`], but returns `None` at once when another process holds
 /// the lock.
 pub(crate) fn try_exclusive(path: &Path) -> Result<Option<Flock<fs::File>>, SandboxError> {
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| SandboxError::io("opening", path, e))?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+    match Flock::lock(open(path)?, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(Some(lock)),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
         Err((_, e)) => Err(SandboxError::io("locking", path, e.into())),
     }
+}
+
+/// The lock file, created if needed (its folder must exist).
+fn open(path: &Path) -> Result<fs::File, SandboxError> {
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| SandboxError::io("opening", path, e))
 }

@@ -469,6 +469,14 @@ impl Engine {
     /// booted, and the cluster is ready again. When that fails, the cluster
     /// is still ready, its nodes as they are (`heal` or `restore` again).
     pub(super) fn resume(&self, id: &str) {
+        // A `restore` or `snapshot` started meanwhile waits for this.
+        let _lock = match self.snapshot_lock(id) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                tracing::warn!(cluster = id, error = %e, "resuming without the snapshot lock");
+                None
+            }
+        };
         let _ready = Booting {
             engine: self,
             id: id.to_string(),
