@@ -47,6 +47,7 @@ impl Backend for NspawnBackend {
             )?;
         }
         rootfs::install_seeds(&root, launch.seeds, uid_base)?;
+        clear_stale_links(launch.node);
 
         let notify_path = dir.join("notify.sock");
         let _ = std::fs::remove_file(&notify_path);
@@ -338,16 +339,7 @@ pub fn worth_retrying(reason: &str) -> bool {
 /// launched as if for the first time.
 pub(crate) fn reset_node(node: &NodeState, node_dir: &Path) -> Result<(), SandboxError> {
     rootfs::unmount_below(node_dir)?;
-    if let Some(nic) = node.nics.first() {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while net::link_exists(&nic.host_iface) && Instant::now() < deadline {
-            let _ = Command::new("ip")
-                .args(["link", "del", &nic.host_iface])
-                .stderr(Stdio::null())
-                .status();
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    clear_stale_links(node);
     let _ = std::fs::remove_dir_all(
         Path::new(NSPAWN_RUNTIME)
             .join("propagate")
@@ -358,6 +350,25 @@ pub(crate) fn reset_node(node: &NodeState, node_dir: &Path) -> Result<(), Sandbo
             Err(SandboxError::io("removing", node_dir, e))
         }
         _ => Ok(()),
+    }
+}
+
+/// Removes host veths a previous life of this node left behind. A node's
+/// network namespace is torn down by the kernel asynchronously after its
+/// processes die, so right after a node is killed (a reboot, a restore, a
+/// failed boot) its host veth can linger for a moment, and nspawn then refuses
+/// to launch it again ("Failed to add new veth interfaces ...: File exists").
+/// A node is only launched when nothing of it runs, so any such link is stale.
+fn clear_stale_links(node: &NodeState) {
+    for nic in &node.nics {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while net::link_exists(&nic.host_iface) && Instant::now() < deadline {
+            let _ = Command::new("ip")
+                .args(["link", "del", &nic.host_iface])
+                .stderr(Stdio::null())
+                .status();
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
