@@ -4,8 +4,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use rehearse_confidence::{LoadReport, ProbeReport};
-use rehearse_sandbox::FaultRecord;
+pub use rehearse_confidence::{LoadReport, ProbeReport};
+pub use rehearse_sandbox::FaultRecord;
 use rehearse_spec::confidence::{FaultAction, LoadSpec, ProbeSpec};
 
 use crate::{Api, ApiError};

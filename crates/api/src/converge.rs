@@ -9,6 +9,7 @@ use rehearse_llm::{LlmError, Provider, Settings};
 use rehearse_scenario::name_of;
 use rehearse_spec::task::Task;
 
+use crate::error::ErrorCode;
 use crate::types::*;
 use crate::{Api, ApiError, ProgressSink};
 
@@ -51,7 +52,7 @@ fn connect(req: &ConvergeRequest) -> Result<Option<Box<dyn Provider>>, ApiError>
     rehearse_llm::connect(&settings).map_err(|e| match e {
         LlmError::Config(_) => ApiError::invalid("provider", e.to_string()),
         _ => ApiError::new(
-            "llm_unavailable",
+            ErrorCode::LlmUnavailable,
             format!("{e}; or pass provider/base_url/model in the call; {RULES_ONLY}"),
             false,
         ),
@@ -60,9 +61,11 @@ fn connect(req: &ConvergeRequest) -> Result<Option<Box<dyn Provider>>, ApiError>
 
 fn converge_error(e: ConvergeError) -> ApiError {
     match &e {
-        ConvergeError::NothingToRun => {
-            ApiError::new("llm_unavailable", format!("{e}; {RULES_ONLY}"), false)
-        }
+        ConvergeError::NothingToRun => ApiError::new(
+            ErrorCode::LlmUnavailable,
+            format!("{e}; {RULES_ONLY}"),
+            false,
+        ),
         ConvergeError::Llm { source, .. } => {
             let retryable = matches!(
                 source,
@@ -71,7 +74,7 @@ fn converge_error(e: ConvergeError) -> ApiError {
                     | LlmError::Unreachable { .. }
             );
             ApiError::new(
-                "llm_failed",
+                ErrorCode::LlmFailed,
                 format!(
                     "{e}; {}",
                     if retryable {
@@ -86,7 +89,7 @@ fn converge_error(e: ConvergeError) -> ApiError {
         // The message names the secret and its source, never the value.
         ConvergeError::Secret(_) => ApiError::invalid("secrets", e.to_string()),
         ConvergeError::Io { .. } => ApiError::new(
-            "io",
+            ErrorCode::Io,
             format!("{e}; this is a problem of the host running rehearse"),
             true,
         ),
@@ -155,7 +158,7 @@ impl Api {
         let model = connect(&req)?;
         if model.is_none() && task.code.is_none() {
             return Err(ApiError::new(
-                "llm_unavailable",
+                ErrorCode::LlmUnavailable,
                 format!("no LLM is configured on the server and the task has no starting `code`, so there is nothing to run; pass provider/base_url/model in the call (or set ANTHROPIC_API_KEY, OPENAI_API_KEY or REHEARSE_LLM_BASE_URL for the server), or add starting code to the task: {RULES_ONLY}"),
                 false,
             ));

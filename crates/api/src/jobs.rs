@@ -6,6 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::error::ErrorCode;
 use crate::outputs::tail;
 use crate::types::{JobState, JobStatus};
 use crate::{ApiError, OUTPUT_LIMIT};
@@ -163,7 +164,7 @@ impl Jobs {
             .cloned()
             .ok_or_else(|| {
                 ApiError::not_found(
-                    "job_not_found",
+                    ErrorCode::JobNotFound,
                     format!("no job \"{id}\" in this server; job ids come from exec_background, run_scenario and converge, and jobs do not survive a server restart"),
                 )
             })

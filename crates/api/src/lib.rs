@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 
 use rehearse_sandbox::Engine;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use jobs::Progress;
 pub use ops::cluster_info;
 use types::*;
@@ -62,47 +62,44 @@ impl Api {
         self: &Arc<Self>,
         command: Command,
         progress: Option<ProgressSink>,
-    ) -> Result<serde_json::Value, ApiError> {
-        fn to_json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, ApiError> {
-            serde_json::to_value(v).map_err(|e| ApiError::new("internal", e.to_string(), false))
-        }
-        match command {
-            Command::Provision(r) => to_json(self.provision(r)?),
-            Command::Exec(r) => to_json(self.exec(r)?),
-            Command::ReadOutput(r) => to_json(self.outputs.read(&r)?),
-            Command::ExecBackground(r) => to_json(self.exec_background(r)?),
-            Command::JobStatus(r) => to_json(self.jobs.status(&r.job_id)?),
-            Command::JobKill(r) => to_json(self.job_kill(&r.job_id)?),
-            Command::WriteFile(r) => to_json(self.write_file(r)?),
-            Command::ReadFile(r) => to_json(self.read_file(r)?),
-            Command::Check(r) => to_json(self.check(r)?),
-            Command::RunScenario(r) => to_json(self.run_scenario(r, progress)?),
-            Command::Converge(r) => to_json(self.converge(r, progress)?),
-            Command::RecipeSearch(r) => self.recipe_search(r),
-            Command::RecipeShow(r) => self.recipe_show(r),
-            Command::RecipeProve(r) => to_json(self.recipe_prove(r, progress)?),
-            Command::Extend(r) => to_json(self.extend(r)?),
-            Command::Destroy(r) => to_json(self.destroy(&r.cluster)?),
-            Command::List(_) => to_json(self.list()),
-            Command::Cluster(r) => to_json(self.cluster(&r.cluster)?),
-            Command::Fault(r) => to_json(self.fault(r)?),
-            Command::Heal(r) => to_json(self.heal(r)?),
-            Command::Faults(r) => to_json(self.faults(&r.cluster)?),
-            Command::Load(r) => to_json(self.load(r)?),
-            Command::Probe(r) => to_json(self.probe(r)?),
-            Command::Snapshot(r) => to_json(self.snapshot(r)?),
-            Command::Restore(r) => to_json(self.restore(r)?),
-            Command::Snapshots(r) => to_json(self.snapshots(&r.cluster)?),
-            Command::SnapshotRemove(r) => to_json(self.snapshot_remove(r)?),
-            Command::SaveImage(r) => to_json(self.save_image(r)?),
-        }
+    ) -> Result<Outcome, ApiError> {
+        Ok(match command {
+            Command::Provision(r) => Outcome::Provision(self.provision(r)?),
+            Command::Exec(r) => Outcome::Exec(self.exec(r)?),
+            Command::ReadOutput(r) => Outcome::ReadOutput(self.outputs.read(&r)?),
+            Command::ExecBackground(r) => Outcome::ExecBackground(self.exec_background(r)?),
+            Command::JobStatus(r) => Outcome::JobStatus(self.jobs.status(&r.job_id)?),
+            Command::JobKill(r) => Outcome::JobKill(self.job_kill(&r.job_id)?),
+            Command::WriteFile(r) => Outcome::WriteFile(self.write_file(r)?),
+            Command::ReadFile(r) => Outcome::ReadFile(self.read_file(r)?),
+            Command::Check(r) => Outcome::Check(self.check(r)?),
+            Command::RunScenario(r) => Outcome::RunScenario(self.run_scenario(r, progress)?),
+            Command::Converge(r) => Outcome::Converge(self.converge(r, progress)?),
+            Command::RecipeSearch(r) => Outcome::RecipeSearch(self.recipe_search(r)?),
+            Command::RecipeShow(r) => Outcome::RecipeShow(self.recipe_show(r)?),
+            Command::RecipeProve(r) => Outcome::RecipeProve(self.recipe_prove(r, progress)?),
+            Command::Extend(r) => Outcome::Extend(self.extend(r)?),
+            Command::Destroy(r) => Outcome::Destroy(self.destroy(&r.cluster)?),
+            Command::List(_) => Outcome::List(self.list()),
+            Command::Cluster(r) => Outcome::Cluster(self.cluster(&r.cluster)?),
+            Command::Fault(r) => Outcome::Fault(self.fault(r)?),
+            Command::Heal(r) => Outcome::Heal(self.heal(r)?),
+            Command::Faults(r) => Outcome::Faults(self.faults(&r.cluster)?),
+            Command::Load(r) => Outcome::Load(self.load(r)?),
+            Command::Probe(r) => Outcome::Probe(self.probe(r)?),
+            Command::Snapshot(r) => Outcome::Snapshot(self.snapshot(r)?),
+            Command::Restore(r) => Outcome::Restore(self.restore(r)?),
+            Command::Snapshots(r) => Outcome::Snapshots(self.snapshots(&r.cluster)?),
+            Command::SnapshotRemove(r) => Outcome::SnapshotRemove(self.snapshot_remove(r)?),
+            Command::SaveImage(r) => Outcome::SaveImage(self.save_image(r)?),
+        })
     }
 
     /// The report of a finished scenario run, from `<state>/runs/<id>/report.json`.
     pub fn run_report(&self, run_id: &str) -> Result<serde_json::Value, ApiError> {
         let not_found = || {
             ApiError::not_found(
-                "run_not_found",
+                ErrorCode::RunNotFound,
                 format!(
                     "no report for run \"{run_id}\"; run ids come from run_scenario's job_status"
                 ),
@@ -122,8 +119,13 @@ impl Api {
             .join(run_id)
             .join("report.json");
         let text = std::fs::read_to_string(&path).map_err(|_| not_found())?;
-        serde_json::from_str(&text)
-            .map_err(|e| ApiError::new("corrupt_report", format!("{}: {e}", path.display()), false))
+        serde_json::from_str(&text).map_err(|e| {
+            ApiError::new(
+                ErrorCode::CorruptReport,
+                format!("{}: {e}", path.display()),
+                false,
+            )
+        })
     }
 }
 
@@ -137,11 +139,32 @@ pub struct ToolSpec {
 }
 
 macro_rules! commands {
-    ($( $variant:ident ( $req:ty ) = $name:literal, read_only = $ro:literal, $desc:literal; )*) => {
+    ($( $variant:ident ( $req:ty ) -> $out:ty = $name:literal, read_only = $ro:literal, $desc:literal; )*) => {
         /// Every command, with its request.
         #[derive(Debug, Clone)]
         pub enum Command {
             $( $variant($req), )*
+        }
+
+        /// What a command answers, one variant per command. Serialized, it is
+        /// the document every front end shows (MCP structured content, HTTP,
+        /// the CLI's `--json`): the answer itself, with no wrapper.
+        #[derive(Debug, Clone, serde::Serialize)]
+        #[serde(untagged)]
+        pub enum Outcome {
+            $( $variant($out), )*
+        }
+
+        impl Outcome {
+            /// The name of the command this answers.
+            pub fn name(&self) -> &'static str {
+                match self { $( Outcome::$variant(_) => $name, )* }
+            }
+
+            /// The answer as JSON, for the front ends that speak it.
+            pub fn to_json(&self) -> serde_json::Value {
+                serde_json::to_value(self).expect("every answer serializes")
+            }
         }
 
         impl Command {
@@ -175,61 +198,61 @@ macro_rules! commands {
 }
 
 commands! {
-    Provision(ProvisionRequest) = "provision", read_only = false,
+    Provision(ProvisionRequest) -> ClusterInfo = "provision", read_only = false,
         "Create a disposable cluster of Debian 12 nodes (real systemd, root shell, ~0.5 s to boot) to try infrastructure code on before it touches real machines. Use it first; pass `nodes` as a count or a list of {name, groups, networks, image}. Returns the cluster id, each node's name and IP, and boot_ms. The cluster is destroyed at the end of its ttl (default 30m); call destroy when done.";
-    Exec(ExecRequest) = "exec", read_only = false,
+    Exec(ExecRequest) -> ExecResult = "exec", read_only = false,
         "Run a shell command (`sh -c`, as root) on one node and wait for it. Use for installing packages, editing config, starting services, inspecting state. Returns exit_code, stdout and stderr; each stream is cut at 64 KiB (truncated: true, output_id to fetch the rest with read_output). Commands longer than a minute or two belong in exec_background.";
-    ReadOutput(ReadOutputRequest) = "read_output", read_only = true,
+    ReadOutput(ReadOutputRequest) -> OutputChunk = "read_output", read_only = true,
         "Read the full stdout or stderr of an exec whose output was truncated, by output_id, in chunks (offset, limit). Returns the text, next_offset and eof.";
-    ExecBackground(ExecBackgroundRequest) = "exec_background", read_only = false,
+    ExecBackground(ExecBackgroundRequest) -> JobStarted = "exec_background", read_only = false,
         "Start a long shell command on a node without waiting (e.g. a big install, a load test, a server in the foreground). Returns a job_id; poll job_status for its output so far and exit code, stop it with job_kill.";
-    JobStatus(JobRequest) = "job_status", read_only = true,
+    JobStatus(JobRequest) -> JobStatus = "job_status", read_only = true,
         "State of a background job (exec_background, run_scenario or converge): running/exited/failed, exit_code, output so far (or progress lines in events), for a finished scenario its outcome, run_id and full report, and for a finished converge its result in `converge` (converged, script, iterations, tokens). Poll it every few seconds while state is running.";
-    JobKill(JobRequest) = "job_kill", read_only = false,
+    JobKill(JobRequest) -> JobStatus = "job_kill", read_only = false,
         "Stop a running background job: an exec job's command and its children are killed on the node; a run_scenario or converge job stops at once (its clusters are destroyed, even mid-step; a model call in flight finishes first) and reports outcome error / verdict stopped. Returns the job's final status.";
-    WriteFile(WriteFileRequest) = "write_file", read_only = false,
+    WriteFile(WriteFileRequest) -> WriteFileResult = "write_file", read_only = false,
         "Write a file on a node (parent folders are created), as text or base64 content, optionally with an octal mode such as \"0755\". Use for config files, scripts and units. Returns the path and bytes written.";
-    ReadFile(ReadFileRequest) = "read_file", read_only = true,
+    ReadFile(ReadFileRequest) -> ReadFileResult = "read_file", read_only = true,
         "Read a file from a node (up to 1 MiB). Text is returned as is; content that is not UTF-8, or when encoding is \"base64\", comes back base64-encoded.";
-    Check(CheckRequest) = "check", read_only = true,
+    Check(CheckRequest) -> CheckReport = "check", read_only = true,
         "Verify the state of a cluster with declarative checks in the rehearse scenario syntax (goss-like: http, service, port, package, file, command, user, group, process, addr, dns, interface, kernel-param, mount). A failing check is retried until its timeout (default 10s). Returns passed (true when nothing failed) and one result per check and node with status passed/failed/skipped, expected vs actual and a message. Use it to prove a change works.";
-    RunScenario(RunScenarioRequest) = "run_scenario", read_only = false,
+    RunScenario(RunScenarioRequest) -> JobStarted = "run_scenario", read_only = false,
         "Run a whole scenario (topology, steps, checks, idempotence, optional reboot) on a fresh cluster, from a file/folder path on the server or inline YAML. Runs in the background: returns a job_id at once; progress comes as MCP progress notifications when a progress token was sent, and job_status gives progress lines, the outcome and the full report (also the resource rehearse://runs/{run_id}).";
-    Converge(ConvergeRequest) = "converge", read_only = false,
+    Converge(ConvergeRequest) -> JobStarted = "converge", read_only = false,
         "Have rehearse write infrastructure code for you and prove it: give a task (goal in plain words, language bash or ansible, the nodes, and the checks that define success) as a task file path on the server or inline YAML. An LLM writes the code, rehearse runs it on a fresh cluster, and on failure recovers by a known rules fix, a rewrite, or live troubleshooting on the failed cluster, until a script passes every check on a fresh cluster in one pass (or the task's budget of iterations, time or tokens runs out). Use it when you want working, tested code rather than to experiment step by step yourself. Runs in the background: returns a job_id at once; progress comes as MCP progress notifications when a progress token was sent, and job_status gives progress lines and, when done, `converge`: converged, the proven script, run_id, report_path, each iteration with its recovery path and reason, and token use. The model is the server's (REHEARSE_LLM_* environment) unless provider/model/base_url are passed; without any model only the task's starting code is run, with rule-based fixes. Clusters it starts are destroyed when it ends.";
-    RecipeSearch(recipes::RecipeSearchRequest) = "recipe_search", read_only = true,
+    RecipeSearch(recipes::RecipeSearchRequest) -> recipes::RecipeHits = "recipe_search", read_only = true,
         "Search the catalogue of proven infrastructure recipes (load-balanced web tier, internal DNS, central logs, NFS, PostgreSQL replica, Redis Sentinel, SSH hardening, nftables firewall, internal CA with TLS, chrony time sync, ...) by words. Use it before writing infrastructure code from scratch: adapting a proven recipe is faster and safer. Returns hits best first, each with name, version, description, tags, score and the words it matched.";
-    RecipeShow(recipes::RecipeShowRequest) = "recipe_show", read_only = true,
+    RecipeShow(recipes::RecipeShowRequest) -> recipes::RecipeDetail = "recipe_show", read_only = true,
         "Show one recipe: metadata (version, tags, supported images, variables with defaults, the topology it needs, limits), README, every file's content (scripts, playbooks, the scenario that proves it), its content hash and its last recorded proof. Use it to read and adapt a recipe found with recipe_search.";
-    RecipeProve(recipes::RecipeProveRequest) = "recipe_prove", read_only = false,
+    RecipeProve(recipes::RecipeProveRequest) -> JobStarted = "recipe_prove", read_only = false,
         "Prove a recipe: run its scenario on a fresh cluster with its variables (defaults, or `set`), record the outcome with the recipe's version, content hash and date. Runs in the background: returns a job_id; job_status gives progress, the outcome, run_id and the proof with the full run report.";
-    Extend(ExtendRequest) = "extend", read_only = false,
+    Extend(ExtendRequest) -> ClusterInfo = "extend", read_only = false,
         "Set a cluster's remaining time to live (e.g. \"1h\") so it is not destroyed while you still need it. Returns the cluster with its new expiry.";
-    Destroy(ClusterRequest) = "destroy", read_only = false,
+    Destroy(ClusterRequest) -> Destroyed = "destroy", read_only = false,
         "Destroy a cluster and everything it holds (nodes, networks, files). Call it when done with a cluster. Returns destroyed: true.";
-    List(ListRequest) = "list", read_only = true,
+    List(ListRequest) -> ClusterList = "list", read_only = true,
         "List live clusters with their nodes, IPs and time left. Use it to find a cluster id you lost or to clean up.";
-    Cluster(ClusterRequest) = "cluster", read_only = true,
+    Cluster(ClusterRequest) -> ClusterInfo = "cluster", read_only = true,
         "Describe one cluster: its nodes (names, IPs, groups), networks and time left.";
-    Fault(confidence::FaultRequest) = "fault", read_only = false,
+    Fault(confidence::FaultRequest) -> confidence::FaultRecord = "fault", read_only = false,
         "Inject a fault into a live cluster to see how the system copes: crash a node (kill its PID 1; heal boots it again), reboot a node, partition the network between groups of nodes, impair what a node sends (loss %, delay/jitter, bandwidth cap), fill a disk under a path (writes there get ENOSPC), stop or SIGKILL a service. The fault is recorded and stays until `heal`; destroying the cluster undoes it too. Returns the fault's id, what was done and how it will be undone.";
-    Heal(confidence::HealRequest) = "heal", read_only = false,
+    Heal(confidence::HealRequest) -> confidence::Healed = "heal", read_only = false,
         "Undo a fault injected with `fault` (by id), or every active fault of the cluster: restart crashed nodes, remove network rules and shaping, unmount disk fillers, start stopped services. Returns the healed faults.";
-    Faults(ClusterRequest) = "faults", read_only = true,
+    Faults(ClusterRequest) -> confidence::FaultList = "faults", read_only = true,
         "List every fault injected into a cluster, active or healed, with when and how.";
-    Load(confidence::LoadRequest) = "load", read_only = false,
+    Load(confidence::LoadRequest) -> confidence::LoadReport = "load", read_only = false,
         "Drive HTTP GET load from one node of a cluster against a URL (bounded: duration and/or request count, concurrency), measuring on that node. Returns requests, failures by kind, error_rate (%), p50/p90/p99/max latency in ms, requests per second, a per-second timeline of successes and failures, and one check per expectation (error_rate, p50, p99, min_ok). Combine with `fault` to see how the system copes.";
-    Probe(confidence::ProbeRequest) = "probe", read_only = true,
+    Probe(confidence::ProbeRequest) -> confidence::ProbeReport = "probe", read_only = true,
         "Run an attack probe on a cluster and get its findings as checks: `ports` (scan every TCP port of a node from another; only the declared ones may be open), `ssh_password` (sshd must refuse password login), `internal` (a port must be unreachable from nodes outside its network), `files` (no world-writable file or setuid binary added since the image), `tls` (certificate validity days, hostname, no TLS 1.0/1.1).";
-    Snapshot(snapshots::SnapshotRequest) = "snapshot", read_only = false,
+    Snapshot(snapshots::SnapshotRequest) -> snapshots::Snapshot = "snapshot", read_only = false,
         "Take a named snapshot of a whole cluster: every node is frozen at the same instant, its disk changes copied, then thawed (running processes carry on). Use it before trying something risky, then restore to go back. Returns the snapshot: nodes with the size of their captured changes, how long the nodes were frozen, and whether the copy was copy-on-write.";
-    Restore(snapshots::RestoreRequest) = "restore", read_only = false,
+    Restore(snapshots::RestoreRequest) -> snapshots::Restored = "restore", read_only = false,
         "Bring every node of a cluster back to a snapshot taken with `snapshot`: the nodes are stopped, their disks put back as they were, and booted again (files, users, packages, enabled services as at the snapshot; what ran in memory restarts from boot). Returns when every node is booted and reachable, with each node's boot time.";
-    Snapshots(ClusterRequest) = "snapshots", read_only = true,
+    Snapshots(ClusterRequest) -> snapshots::SnapshotList = "snapshots", read_only = true,
         "List a cluster's snapshots, oldest first, with when they were taken and their size per node.";
-    SnapshotRemove(snapshots::SnapshotRequest) = "snapshot_remove", read_only = false,
+    SnapshotRemove(snapshots::SnapshotRequest) -> snapshots::SnapshotRemoved = "snapshot_remove", read_only = false,
         "Remove one snapshot of a cluster (snapshots also go away when the cluster is destroyed).";
-    SaveImage(snapshots::SaveImageRequest) = "save_image", read_only = false,
+    SaveImage(snapshots::SaveImageRequest) -> snapshots::SavedImage = "save_image", read_only = false,
         "Save one node's disk as it is now (its image plus every change made on it) as a new golden image under a new name, so later clusters and scenarios boot from it with `image: <name>` (e.g. provision with nodes [{name, image}]). The node keeps running. Returns the image's name, id, parent image id and size.";
 }
 

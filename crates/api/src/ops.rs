@@ -12,6 +12,7 @@ use rehearse_scenario::{Event, Keep, RunOptions};
 use rehearse_spec::scenario::Scenario;
 use rehearse_spec::Topology;
 
+use crate::error::ErrorCode;
 use crate::jobs::{new_id, Job};
 use crate::outputs::cut;
 use crate::types::*;
@@ -297,7 +298,7 @@ impl Api {
             }
         } else if running {
             return Err(ApiError::new(
-                "not_killable",
+                ErrorCode::NotKillable,
                 format!(
                     "a {} job cannot be stopped midway; wait for it (job_status)",
                     job.kind
@@ -357,7 +358,7 @@ impl Api {
         )?;
         if outcome.exit_code != 0 {
             return Err(ApiError::new(
-                "write_failed",
+                ErrorCode::WriteFailed,
                 format!(
                     "could not write {}:{}: {}",
                     req.node,
@@ -402,7 +403,7 @@ impl Api {
         )?;
         if outcome.exit_code != 0 {
             return Err(ApiError::new(
-                "file_not_found",
+                ErrorCode::FileNotFound,
                 format!(
                     "could not read {}:{}: {}; check the path with exec (ls)",
                     req.node,

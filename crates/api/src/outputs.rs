@@ -4,6 +4,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
+use crate::error::ErrorCode;
 use crate::types::{OutputChunk, ReadOutputRequest, Stream};
 use crate::{ApiError, OUTPUT_LIMIT};
 
@@ -52,7 +53,7 @@ impl Outputs {
         };
         write().map_err(|e| {
             ApiError::new(
-                "io",
+                ErrorCode::Io,
                 format!("keeping the output in {}: {e}", dir.display()),
                 true,
             )
@@ -63,7 +64,7 @@ impl Outputs {
     pub(crate) fn read(&self, req: &ReadOutputRequest) -> Result<OutputChunk, ApiError> {
         let not_found = || {
             ApiError::not_found(
-                "output_not_found",
+                ErrorCode::OutputNotFound,
                 format!(
                     "no output \"{}\"; output ids come from exec or job_status results",
                     req.output_id
@@ -84,7 +85,11 @@ impl Outputs {
         let path = self.dir.join(&req.output_id).join(name);
         let mut file = std::fs::File::open(&path).map_err(|_| not_found())?;
         let io = |e: std::io::Error| {
-            ApiError::new("io", format!("reading {}: {e}", path.display()), true)
+            ApiError::new(
+                ErrorCode::Io,
+                format!("reading {}: {e}", path.display()),
+                true,
+            )
         };
         let total = file.metadata().map_err(io)?.len();
         let limit = req.limit.unwrap_or(OUTPUT_LIMIT as u64).clamp(1, 1 << 20);

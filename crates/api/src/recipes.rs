@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use rehearse_recipes::{prove, search, Catalogue, RecipeError};
 use rehearse_scenario::Event;
 
+use crate::error::ErrorCode;
 use crate::types::JobStarted;
 use crate::{Api, ApiError, ProgressSink};
 
@@ -40,6 +41,23 @@ pub struct RecipeProveRequest {
     pub set: BTreeMap<String, String>,
 }
 
+/// The answer of `recipe_search`: hits, best first.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecipeHits {
+    pub hits: Vec<search::Hit>,
+}
+
+/// The answer of `recipe_show`: one recipe with its files and last proof.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecipeDetail {
+    pub recipe: rehearse_recipes::Metadata,
+    pub hash: String,
+    pub dir: std::path::PathBuf,
+    pub readme: String,
+    pub files: Vec<RecipeFile>,
+    pub last_proof: Option<prove::ProofRecord>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RecipeFile {
     pub path: String,
@@ -51,9 +69,11 @@ const SHOWN_FILE_LIMIT: u64 = 64 * 1024;
 
 fn recipe_error(e: RecipeError) -> ApiError {
     match e {
-        RecipeError::NotFound { .. } => ApiError::not_found("recipe_not_found", e.to_string()),
+        RecipeError::NotFound { .. } => {
+            ApiError::not_found(ErrorCode::RecipeNotFound, e.to_string())
+        }
         RecipeError::UnknownVariable { .. } => ApiError::invalid("set", e.to_string()),
-        _ => ApiError::new("recipe_error", e.to_string(), false),
+        _ => ApiError::new(ErrorCode::RecipeError, e.to_string(), false),
     }
 }
 
@@ -62,19 +82,13 @@ fn catalogue() -> Result<Catalogue, ApiError> {
 }
 
 impl Api {
-    pub(crate) fn recipe_search(
-        &self,
-        req: RecipeSearchRequest,
-    ) -> Result<serde_json::Value, ApiError> {
+    pub(crate) fn recipe_search(&self, req: RecipeSearchRequest) -> Result<RecipeHits, ApiError> {
         let catalogue = catalogue()?;
         let hits = search::search(&catalogue, &req.query, req.limit.unwrap_or(5).max(1));
-        Ok(serde_json::json!({ "hits": hits }))
+        Ok(RecipeHits { hits })
     }
 
-    pub(crate) fn recipe_show(
-        &self,
-        req: RecipeShowRequest,
-    ) -> Result<serde_json::Value, ApiError> {
+    pub(crate) fn recipe_show(&self, req: RecipeShowRequest) -> Result<RecipeDetail, ApiError> {
         let catalogue = catalogue()?;
         let recipe = catalogue.get(&req.name).map_err(recipe_error)?;
         let files: Vec<RecipeFile> = recipe
@@ -92,14 +106,14 @@ impl Api {
             })
             .collect();
         let last_proof = prove::history(self.engine.history_dir(), Some(&req.name)).pop();
-        Ok(serde_json::json!({
-            "recipe": recipe.meta,
-            "hash": recipe.hash,
-            "dir": recipe.dir,
-            "readme": recipe.readme,
-            "files": files,
-            "last_proof": last_proof,
-        }))
+        Ok(RecipeDetail {
+            recipe: recipe.meta.clone(),
+            hash: recipe.hash.clone(),
+            dir: recipe.dir.clone(),
+            readme: recipe.readme.clone(),
+            files,
+            last_proof,
+        })
     }
 
     pub(crate) fn recipe_prove(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use rehearse_sandbox::{Restored, Snapshot};
+pub use rehearse_sandbox::{Restored, Snapshot};
 
 use crate::{Api, ApiError};
 

@@ -68,12 +68,12 @@ impl RehearseServer {
         let api = Arc::clone(&self.api);
         let name = command.name();
         match tokio::task::spawn_blocking(move || api.execute(command, progress)).await {
-            Ok(Ok(value)) => CallToolResult::structured(value),
+            Ok(Ok(outcome)) => CallToolResult::structured(outcome.to_json()),
             Ok(Err(e)) => error_result(&e),
             Err(join) => {
                 tracing::error!(tool = name, error = %join, "tool panicked");
                 error_result(&ApiError::new(
-                    "internal",
+                    rehearse_api::ErrorCode::Internal,
                     format!(
                         "{name} failed inside the server ({join}); report this as a rehearse bug"
                     ),
@@ -95,11 +95,18 @@ impl RehearseServer {
         };
         let parse = |name: &str| Command::parse(name, Value::Null).map_err(as_mcp);
         match uri.strip_prefix("rehearse://") {
-            Some("clusters") => self.api.execute(parse("list")?, None).map_err(as_mcp),
+            Some("clusters") => self
+                .api
+                .execute(parse("list")?, None)
+                .map(|o| o.to_json())
+                .map_err(as_mcp),
             Some(rest) => {
                 if let Some(id) = rest.strip_prefix("clusters/") {
                     let cmd = Command::parse("cluster", json!({"cluster": id})).map_err(as_mcp)?;
-                    self.api.execute(cmd, None).map_err(as_mcp)
+                    self.api
+                        .execute(cmd, None)
+                        .map(|o| o.to_json())
+                        .map_err(as_mcp)
                 } else if let Some(run) = rest.strip_prefix("runs/") {
                     self.api.run_report(run).map_err(as_mcp)
                 } else {

@@ -84,12 +84,13 @@ fn run_json(args: Args) -> anyhow::Result<i32> {
         timeout_s: args.timeout.map(|t| t.as_secs_f64()),
     };
     match super::mcp::api()?.execute(rehearse_api::Command::Exec(request), None) {
-        Ok(value) => {
-            print_json(&value);
-            Ok(value["exit_code"].as_i64().unwrap_or(1) as i32)
+        Ok(outcome) => {
+            let result = super::answer!(outcome, Exec);
+            print_json(&result);
+            Ok(result.exit_code)
         }
         // Timed out: 124, like timeout(1) and plain `exec`.
-        Err(e) if e.code == "timeout" => {
+        Err(e) if e.code == rehearse_api::ErrorCode::Timeout => {
             crate::output::report_error(&e.into(), true);
             Ok(124)
         }

@@ -1,4 +1,4 @@
-use rehearse_api::types::{ClusterInfo, ExtendRequest};
+use rehearse_api::types::ExtendRequest;
 use rehearse_api::Command;
 
 use crate::output::{human_duration, print_json};
@@ -17,11 +17,13 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         cluster: args.cluster,
         ttl: args.ttl,
     };
-    let value = super::mcp::api()?.execute(Command::Extend(request), None)?;
+    let cluster = super::answer!(
+        super::mcp::api()?.execute(Command::Extend(request), None)?,
+        Extend
+    );
     if json {
-        print_json(&value);
+        print_json(&cluster);
     } else {
-        let cluster: ClusterInfo = serde_json::from_value(value)?;
         println!(
             "cluster {} now expires in {}",
             cluster.cluster,

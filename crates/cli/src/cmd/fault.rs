@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 
-use rehearse_api::confidence::{FaultList, FaultRequest};
+use rehearse_api::confidence::FaultRequest;
 use rehearse_api::types::ClusterRequest;
 use rehearse_api::Command;
 use rehearse_sandbox::{FaultRecord, FaultStatus};
@@ -73,16 +73,18 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     let api = super::mcp::api()?;
     let fault = match args.what {
         What::List => {
-            let value = api.execute(
-                Command::Faults(ClusterRequest {
-                    cluster: args.cluster,
-                }),
-                None,
-            )?;
+            let list = super::answer!(
+                api.execute(
+                    Command::Faults(ClusterRequest {
+                        cluster: args.cluster,
+                    }),
+                    None,
+                )?,
+                Faults
+            );
             if json {
-                print_json(&value);
+                print_json(&list);
             } else {
-                let list: FaultList = serde_json::from_value(value)?;
                 if list.faults.is_empty() {
                     println!("cluster {} has had no faults", list.cluster);
                 }
@@ -139,10 +141,10 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         }),
         None,
     )?;
+    let record = super::answer!(value, Fault);
     if json {
-        print_json(&value);
+        print_json(&record);
     } else {
-        let record: FaultRecord = serde_json::from_value(value)?;
         println!("{}", line(&record));
         if record.status == FaultStatus::Active {
             println!(

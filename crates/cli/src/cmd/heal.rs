@@ -1,6 +1,6 @@
 //! `rehearse heal CLUSTER [FAULT]`: undo one fault or every active one.
 
-use rehearse_api::confidence::{HealRequest, Healed};
+use rehearse_api::confidence::HealRequest;
 use rehearse_api::Command;
 
 use crate::output::print_json;
@@ -14,17 +14,17 @@ pub struct Args {
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
-    let value = super::mcp::api()?.execute(
+    let outcome = super::mcp::api()?.execute(
         Command::Heal(HealRequest {
             cluster: args.cluster,
             fault: args.fault,
         }),
         None,
     )?;
+    let healed = super::answer!(outcome, Heal);
     if json {
-        print_json(&value);
+        print_json(&healed);
     } else {
-        let healed: Healed = serde_json::from_value(value)?;
         if healed.healed.is_empty() {
             println!("cluster {} has no active fault", healed.cluster);
         }

@@ -67,7 +67,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             min_ok: args.min_ok,
         },
     };
-    let Some((value, checks)) = super::execute_checked(
+    let Some(outcome) = super::execute_checked(
         Command::Load(LoadRequest {
             cluster: args.cluster,
             load,
@@ -77,38 +77,41 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     else {
         return Ok(2);
     };
-    let passed = checks.iter().all(CheckResult::passed);
+    let report = super::answer!(outcome, Load);
+    let passed = report.checks.iter().all(CheckResult::passed);
     if json {
-        print_json(&value);
+        print_json(&report);
     } else {
-        let ms = |k: &str| {
-            value[k]
-                .as_f64()
-                .map(|v| format!("{v:.1} ms"))
+        let ms = |v: Option<f64>| {
+            v.map(|v| format!("{v:.1} ms"))
                 .unwrap_or_else(|| "-".into())
         };
         println!(
             "{}: {} requests in {:.1} s ({:.0}/s), {} ok, {} failed ({:.2}%)",
-            value["name"].as_str().unwrap_or_default(),
-            value["requests"],
-            value["elapsed_ms"].as_u64().unwrap_or(0) as f64 / 1000.0,
-            value["rps"].as_f64().unwrap_or(0.0),
-            value["ok"],
-            value["failed"],
-            value["error_rate"].as_f64().unwrap_or(0.0),
+            report.name,
+            report.requests,
+            report.elapsed_ms as f64 / 1000.0,
+            report.rps,
+            report.ok,
+            report.failed,
+            report.error_rate,
         );
         println!(
             "latency p50 {}, p90 {}, p99 {}, max {}",
-            ms("p50_ms"),
-            ms("p90_ms"),
-            ms("p99_ms"),
-            ms("max_ms")
+            ms(report.p50_ms),
+            ms(report.p90_ms),
+            ms(report.p99_ms),
+            ms(report.max_ms)
         );
-        if let Some(errors) = value["errors"].as_object().filter(|e| !e.is_empty()) {
-            let list: Vec<String> = errors.iter().map(|(k, v)| format!("{v}× {k}")).collect();
+        if !report.errors.is_empty() {
+            let list: Vec<String> = report
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{v}× {k}"))
+                .collect();
             println!("errors: {}", list.join(", "));
         }
-        for c in &checks {
+        for c in &report.checks {
             println!("  {}", rehearse_checks::render_line(c));
         }
     }

@@ -11,8 +11,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
-    let value = super::mcp::api()?.execute(Command::List(ListRequest::default()), None)?;
-    let list: ClusterList = serde_json::from_value(value)?;
+    let list = super::answer!(
+        super::mcp::api()?.execute(Command::List(ListRequest::default()), None)?,
+        List
+    );
     if !args.clusters.is_empty() {
         let mut shown = Vec::new();
         for id in &args.clusters {

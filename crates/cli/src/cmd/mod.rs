@@ -185,18 +185,27 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// Carries out a command whose answer holds `checks` (load, probe). `None`
+/// Takes a command's own answer out of the command set's outcome: each
+/// command is answered by the variant of its own name.
+macro_rules! answer {
+    ($outcome:expr, $variant:ident) => {
+        match $outcome {
+            rehearse_api::Outcome::$variant(answer) => answer,
+            other => unreachable!("{} answered as {}", stringify!($variant), other.name()),
+        }
+    };
+}
+pub(crate) use answer;
+
+/// Carries out a command whose answer holds checks (load, probe). `None`
 /// when it could not be carried out: the error is reported, and the verb
 /// exits 2, so that 1 always means a finding or a missed expectation.
 pub fn execute_checked(
     command: rehearse_api::Command,
     json: bool,
-) -> anyhow::Result<Option<(serde_json::Value, Vec<rehearse_checks::CheckResult>)>> {
+) -> anyhow::Result<Option<rehearse_api::Outcome>> {
     match mcp::api()?.execute(command, None) {
-        Ok(value) => {
-            let checks = serde_json::from_value(value["checks"].clone())?;
-            Ok(Some((value, checks)))
-        }
+        Ok(outcome) => Ok(Some(outcome)),
         Err(e) => {
             crate::output::report_error(&anyhow::Error::new(e), json);
             Ok(None)

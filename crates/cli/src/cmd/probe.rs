@@ -96,7 +96,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             min_days,
         },
     };
-    let Some((value, checks)) = super::execute_checked(
+    let Some(outcome) = super::execute_checked(
         Command::Probe(ProbeRequest {
             cluster: args.cluster,
             probe,
@@ -106,12 +106,13 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     else {
         return Ok(2);
     };
-    let passed = checks.iter().all(CheckResult::passed);
+    let report = super::answer!(outcome, Probe);
+    let passed = report.checks.iter().all(CheckResult::passed);
     if json {
-        print_json(&value);
+        print_json(&report);
     } else {
-        println!("probe {}", value["name"].as_str().unwrap_or_default());
-        for c in &checks {
+        println!("probe {}", report.name);
+        for c in &report.checks {
             println!("  {}", rehearse_checks::render_line(c));
         }
         println!("{}", if passed { "no finding" } else { "FINDINGS" });

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use rehearse_api::snapshots::RestoreRequest;
 use rehearse_api::Command;
-use rehearse_sandbox::Restored;
 
 use crate::output::{print_json, Spinner};
 
@@ -34,11 +33,10 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         None,
     );
     spinner.finish();
-    let value = result?;
+    let r = super::answer!(result?, Restore);
     if json {
-        print_json(&value);
+        print_json(&r);
     } else {
-        let r: Restored = serde_json::from_value(value)?;
         println!(
             "cluster {} is back at snapshot {} ({} ms)",
             r.cluster, r.snapshot, r.took_ms

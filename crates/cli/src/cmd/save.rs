@@ -1,7 +1,7 @@
 //! `rehearse save CLUSTER NODE IMAGE`: a node's disk as it is now becomes a new
 //! golden image.
 
-use rehearse_api::snapshots::{SaveImageRequest, SavedImage};
+use rehearse_api::snapshots::SaveImageRequest;
 use rehearse_api::Command;
 
 use crate::output::{print_json, Spinner};
@@ -31,11 +31,10 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         None,
     );
     spinner.finish();
-    let value = result?;
+    let i = super::answer!(result?, SaveImage);
     if json {
-        print_json(&value);
+        print_json(&i);
     } else {
-        let i: SavedImage = serde_json::from_value(value)?;
         println!(
             "image {} ({}) saved from {}: {} in {:.1}s",
             i.name,

@@ -4,10 +4,10 @@
 
 use anyhow::bail;
 
-use rehearse_api::snapshots::{SnapshotList, SnapshotRemoved, SnapshotRequest};
+use rehearse_api::snapshots::SnapshotRequest;
 use rehearse_api::types::ClusterRequest;
 use rehearse_api::Command;
-use rehearse_sandbox::{CopyMode, Snapshot};
+use rehearse_sandbox::CopyMode;
 
 use crate::output::{human_duration, print_json};
 
@@ -26,17 +26,19 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     let words: Vec<&str> = args.args.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["ls", cluster] => {
-            let value = api.execute(
-                Command::Snapshots(ClusterRequest {
-                    cluster: cluster.to_string(),
-                }),
-                None,
-            )?;
+            let list = super::answer!(
+                api.execute(
+                    Command::Snapshots(ClusterRequest {
+                        cluster: cluster.to_string(),
+                    }),
+                    None,
+                )?,
+                Snapshots
+            );
             if json {
-                print_json(&value);
+                print_json(&list);
                 return Ok(0);
             }
-            let list: SnapshotList = serde_json::from_value(value)?;
             if list.snapshots.is_empty() {
                 println!("cluster {} has no snapshot", list.cluster);
                 return Ok(0);
@@ -62,17 +64,19 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             }
         }
         ["rm", cluster, name] => {
-            let value = api.execute(
-                Command::SnapshotRemove(SnapshotRequest {
-                    cluster: cluster.to_string(),
-                    name: name.to_string(),
-                }),
-                None,
-            )?;
+            let removed = super::answer!(
+                api.execute(
+                    Command::SnapshotRemove(SnapshotRequest {
+                        cluster: cluster.to_string(),
+                        name: name.to_string(),
+                    }),
+                    None,
+                )?,
+                SnapshotRemove
+            );
             if json {
-                print_json(&value);
+                print_json(&removed);
             } else {
-                let removed: SnapshotRemoved = serde_json::from_value(value)?;
                 println!(
                     "removed snapshot {} of cluster {}",
                     removed.removed.name, removed.cluster
@@ -80,17 +84,19 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             }
         }
         [cluster, name] if !matches!(*cluster, "ls" | "rm") => {
-            let value = api.execute(
-                Command::Snapshot(SnapshotRequest {
-                    cluster: cluster.to_string(),
-                    name: name.to_string(),
-                }),
-                None,
-            )?;
+            let s = super::answer!(
+                api.execute(
+                    Command::Snapshot(SnapshotRequest {
+                        cluster: cluster.to_string(),
+                        name: name.to_string(),
+                    }),
+                    None,
+                )?,
+                Snapshot
+            );
             if json {
-                print_json(&value);
+                print_json(&s);
             } else {
-                let s: Snapshot = serde_json::from_value(value)?;
                 println!(
                     "snapshot {} of cluster {}: {} node(s), {} ({}), nodes frozen {} ms, took {} ms",
                     s.name,

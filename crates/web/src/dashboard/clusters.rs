@@ -10,7 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use rehearse_api::types::{ClusterList, ClusterRequest, ExtendRequest, ListRequest};
-use rehearse_api::{Api, ApiError, Command};
+use rehearse_api::{Api, ApiError, Command, Outcome};
 use serde::Deserialize;
 
 use super::html::{self, duration, esc, url_component, Section};
@@ -20,13 +20,13 @@ use crate::AppState;
 const TTLS: &[&str] = &["15m", "30m", "1h", "2h", "4h", "8h"];
 
 /// Runs a command of the command set on a blocking thread, as MCP does.
-async fn execute(api: &Arc<Api>, command: Command) -> Result<serde_json::Value, ApiError> {
+async fn execute(api: &Arc<Api>, command: Command) -> Result<Outcome, ApiError> {
     let api = Arc::clone(api);
     tokio::task::spawn_blocking(move || api.execute(command, None))
         .await
         .unwrap_or_else(|e| {
             Err(ApiError::new(
-                "internal",
+                rehearse_api::ErrorCode::Internal,
                 format!("the command panicked: {e}"),
                 false,
             ))
@@ -64,19 +64,11 @@ async fn render(
 
     body.push_str("<section id=\"live\"><h2>Live</h2>");
     match execute(&state.api, Command::List(ListRequest {})).await {
-        Ok(value) => match serde_json::from_value::<ClusterList>(value) {
-            Ok(list) if list.clusters.is_empty() => {
-                body.push_str("<p class=\"muted\">No cluster is up.</p>")
-            }
-            Ok(list) => live_table(&mut body, &list),
-            Err(e) => {
-                let _ = write!(
-                    body,
-                    "<p class=\"error\">reading the cluster list: {}</p>",
-                    esc(&e.to_string())
-                );
-            }
-        },
+        Ok(Outcome::List(list)) if list.clusters.is_empty() => {
+            body.push_str("<p class=\"muted\">No cluster is up.</p>")
+        }
+        Ok(Outcome::List(list)) => live_table(&mut body, &list),
+        Ok(other) => unreachable!("list answered as {}", other.name()),
         Err(e) => {
             let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e.message));
         }
@@ -183,9 +175,11 @@ fn live_table(body: &mut String, list: &ClusterList) {
 }
 
 fn status_of(e: &ApiError) -> StatusCode {
-    match e.code.as_str() {
-        "invalid_input" => StatusCode::BAD_REQUEST,
-        c if c.contains("not_found") || c == "cluster_expired" => StatusCode::NOT_FOUND,
+    match e.code {
+        rehearse_api::ErrorCode::InvalidInput | rehearse_api::ErrorCode::InvalidSpec => {
+            StatusCode::BAD_REQUEST
+        }
+        c if c.is_not_found() => StatusCode::NOT_FOUND,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
