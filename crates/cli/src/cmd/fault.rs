@@ -61,7 +61,8 @@ enum What {
     Stop { node: String, service: String },
     /// SIGKILL every process of a service on a node (heal starts it if it is down).
     Kill { node: String, service: String },
-    /// List the cluster's faults.
+    /// List the cluster's faults (also `ls`, as for snapshots).
+    #[command(alias = "ls")]
     List,
 }
 
