@@ -49,7 +49,9 @@ pub use agent::{
     attempt_timeout, exec_timeout, AgentInfo, ADDR_ATTEMPT, AGENT, COMMAND_ATTEMPT, DNS_ATTEMPT,
     HTTP_ATTEMPT, LOCAL_ATTEMPT, PRECONDITION_TIMEOUT,
 };
-pub use node::{evaluate_node, NodeChecks, NodeExec, NodeReport};
+pub use node::{evaluate_node, NodeChecks, NodeReport};
+/// Re-exported: checks reach nodes through the sandbox's one node trait.
+pub use rehearse_sandbox::NodeExec;
 pub use result::{render_line, CheckResult, Status};
 
 /// Evaluates every node's checks, nodes in parallel, one agent run per node.

@@ -5,35 +5,12 @@
 use std::io::{Cursor, Write};
 use std::time::Instant;
 
-use rehearse_sandbox::{Engine, ExecIo, ExecOutcome, ExecRequest, SandboxError};
+use rehearse_sandbox::{ExecIo, ExecRequest, NodeExec, SandboxError};
 use rehearse_spec::scenario::Check;
 use serde_json::Value;
 
 use crate::agent::{self, AgentInfo};
 use crate::result::{CheckResult, Status};
-
-/// Runs a command on a cluster node: the [`Engine`], or a stand-in in tests.
-pub trait NodeExec: Sync {
-    fn exec(
-        &self,
-        cluster: &str,
-        node: &str,
-        req: &ExecRequest,
-        io: ExecIo<'_>,
-    ) -> Result<ExecOutcome, SandboxError>;
-}
-
-impl NodeExec for Engine {
-    fn exec(
-        &self,
-        cluster: &str,
-        node: &str,
-        req: &ExecRequest,
-        io: ExecIo<'_>,
-    ) -> Result<ExecOutcome, SandboxError> {
-        Engine::exec(self, cluster, node, req, io)
-    }
-}
 
 /// The checks to evaluate on one node. A check's `on` is not looked at here:
 /// the caller has resolved it to nodes.
@@ -245,6 +222,8 @@ mod tests {
     use rehearse_spec::scenario::CheckKind;
     use serde_json::json;
 
+    use rehearse_sandbox::ExecOutcome;
+
     use super::*;
 
     /// Plays back a fixed exec: what it prints and how it ends.
@@ -282,6 +261,16 @@ mod tests {
             io.stdout.write_all(self.stdout.as_bytes()).unwrap();
             io.stderr.write_all(self.stderr.as_bytes()).unwrap();
             (self.end)()
+        }
+
+        fn copy_to(
+            &self,
+            _cluster: &str,
+            _node: &str,
+            _src: &std::path::Path,
+            _dest: &str,
+        ) -> Result<(), SandboxError> {
+            unreachable!("checks copy no files to nodes")
         }
     }
 

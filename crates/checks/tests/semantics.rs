@@ -28,6 +28,16 @@ impl NodeExec for Counting<'_> {
         self.execs.fetch_add(1, Ordering::SeqCst);
         self.inner.exec(cluster, node, req, io)
     }
+
+    fn copy_to(
+        &self,
+        cluster: &str,
+        node: &str,
+        src: &std::path::Path,
+        dest: &str,
+    ) -> Result<(), SandboxError> {
+        self.inner.copy_to(cluster, node, src, dest)
+    }
 }
 
 fn skip_unless(mut check: Check, precondition: &str) -> Check {

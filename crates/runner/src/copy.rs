@@ -19,7 +19,7 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use crate::job::HELPER_TIMEOUT;
-use crate::nodes::{self, Nodes};
+use crate::nodes::{self, ClusterNodes};
 use crate::report::{and_others, NodeOutput, StepReport};
 use crate::workdir::NODE_RUN_DIR;
 use crate::{StepContext, CHANGED_FILES_CAP};
@@ -195,7 +195,11 @@ fn copy_to_node(
     output
 }
 
-fn snapshot(nodes: &dyn Nodes, node: &str, request: serde_json::Value) -> Result<Snapshot, String> {
+fn snapshot(
+    nodes: &ClusterNodes<'_>,
+    node: &str,
+    request: serde_json::Value,
+) -> Result<Snapshot, String> {
     let c = nodes::sh(
         nodes,
         node,
@@ -207,19 +211,24 @@ fn snapshot(nodes: &dyn Nodes, node: &str, request: serde_json::Value) -> Result
     if !c.success() {
         return Err(format!(
             "could not inspect the destination: {}",
-            c.last_line()
+            nodes::last_line(&c)
         ));
     }
     serde_json::from_str(&c.stdout)
         .map_err(|e| format!("could not read the destination's state ({e})"))
 }
 
-fn run_helper(nodes: &dyn Nodes, node: &str, script: &str, args: &[&str]) -> Result<(), String> {
+fn run_helper(
+    nodes: &ClusterNodes<'_>,
+    node: &str,
+    script: &str,
+    args: &[&str],
+) -> Result<(), String> {
     let c = nodes::sh(nodes, node, script, args, None, HELPER_TIMEOUT)?;
     if c.success() {
         Ok(())
     } else {
-        Err(c.last_line())
+        Err(nodes::last_line(&c))
     }
 }
 

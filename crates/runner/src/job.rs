@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rehearse_sandbox::{ExecIo, ExecRequest, SandboxError};
 
 use crate::capture::cap_text;
-use crate::nodes::{self, Nodes};
+use crate::nodes::{self, ClusterNodes};
 use crate::report::HangState;
 use crate::workdir::NODE_RUN_DIR;
 
@@ -73,7 +73,7 @@ pub(crate) struct JobEnd {
 /// Runs `job`, streaming its output. When the timeout passes, `before_kill`
 /// runs first (to capture the node's state), then the job is killed.
 pub(crate) fn run(
-    nodes: &dyn Nodes,
+    nodes: &ClusterNodes<'_>,
     job: &Job<'_>,
     stdout: &mut (dyn Write + Send),
     stderr: &mut (dyn Write + Send),
@@ -154,10 +154,10 @@ pub(crate) fn run(
     }
 }
 
-fn kill(nodes: &dyn Nodes, node: &str, pidfile: &str) {
+fn kill(nodes: &ClusterNodes<'_>, node: &str, pidfile: &str) {
     match nodes::sh(nodes, node, KILLER, &[pidfile], None, HELPER_TIMEOUT) {
         Ok(c) if c.success() => {}
-        Ok(c) => tracing::warn!(node, error = %c.last_line(), "killing a timed-out step"),
+        Ok(c) => tracing::warn!(node, error = %nodes::last_line(&c), "killing a timed-out step"),
         Err(e) => tracing::warn!(node, error = %e, "killing a timed-out step"),
     }
 }
@@ -167,7 +167,7 @@ const HANG_CAP: usize = 64 * 1024;
 
 /// What `node` is doing right now: processes, queued systemd jobs and the end of
 /// its journal. Each part is best effort; a part that fails says why.
-pub(crate) fn capture_hang_state(nodes: &dyn Nodes, node: &str) -> HangState {
+pub(crate) fn capture_hang_state(nodes: &ClusterNodes<'_>, node: &str) -> HangState {
     let part =
         |script: &str| match nodes::sh(nodes, node, script, &[], None, Duration::from_secs(15)) {
             Ok(c) => cap_text(&format!("{}{}", c.stdout, c.stderr), HANG_CAP),
@@ -202,7 +202,7 @@ mod tests {
     fn a_job_that_ends_keeps_its_exit_code() {
         let fake = FakeNodes::default().with_step_exit(3);
         let end = run(
-            &fake,
+            &ClusterNodes::new(&fake, "c0ffee"),
             &job(Duration::from_secs(5)),
             &mut Vec::new(),
             &mut Vec::new(),
@@ -218,7 +218,7 @@ mod tests {
         let fake = FakeNodes::default().hanging();
         let mut captured_while_running = None;
         let end = run(
-            &fake,
+            &ClusterNodes::new(&fake, "c0ffee"),
             &job(Duration::from_millis(50)),
             &mut Vec::new(),
             &mut Vec::new(),
@@ -240,7 +240,7 @@ mod tests {
     fn a_node_that_cannot_run_the_job_is_an_error_not_a_timeout() {
         let fake = FakeNodes::default().down();
         let end = run(
-            &fake,
+            &ClusterNodes::new(&fake, "c0ffee"),
             &job(Duration::from_secs(5)),
             &mut Vec::new(),
             &mut Vec::new(),

@@ -138,7 +138,7 @@ pub fn apply(ctx: &RunContext<'_>, step: &Step, targets: &[String], pass: Pass) 
 /// Everything a step kind needs, resolved once.
 pub(crate) struct StepContext<'a> {
     pub run: &'a RunContext<'a>,
-    pub nodes: &'a dyn nodes::Nodes,
+    pub nodes: &'a ClusterNodes<'a>,
     pub step: &'a Step,
     pub targets: &'a [String],
     /// The host folder of this step's logs and generated files.

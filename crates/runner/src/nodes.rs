@@ -1,76 +1,50 @@
-//! The runner's only way into nodes: run a command, copy a host path in. Behind
-//! a trait so step logic (timeouts, kill order, error sentences) is testable
-//! without root or a cluster.
+//! The runner's way into the nodes of one cluster: the sandbox's
+//! [`NodeExec`] bound to a cluster id. Step logic (timeouts, kill order, error
+//! sentences) takes a stand-in in unit tests, so it is testable without root.
 
 use std::path::Path;
 use std::time::Duration;
 
-use rehearse_sandbox::{Engine, ExecIo, ExecOutcome, ExecRequest, SandboxError};
-
-pub(crate) trait Nodes: Sync {
-    /// Runs a command on a node, streaming its output into `io`.
-    fn exec(
-        &self,
-        node: &str,
-        req: &ExecRequest,
-        io: ExecIo<'_>,
-    ) -> Result<ExecOutcome, SandboxError>;
-
-    /// Copies a host file or folder to `dest` on a node (`Engine::copy_to_node`).
-    fn copy_to(&self, node: &str, src: &Path, dest: &str) -> Result<(), SandboxError>;
-}
+use rehearse_sandbox::{Captured, ExecIo, ExecOutcome, ExecRequest, NodeExec, SandboxError};
 
 /// The nodes of one live cluster.
 pub(crate) struct ClusterNodes<'a> {
-    engine: &'a Engine,
+    exec: &'a dyn NodeExec,
     cluster: &'a str,
 }
 
 impl<'a> ClusterNodes<'a> {
-    pub fn new(engine: &'a Engine, cluster: &'a str) -> Self {
-        ClusterNodes { engine, cluster }
+    pub fn new(exec: &'a dyn NodeExec, cluster: &'a str) -> Self {
+        ClusterNodes { exec, cluster }
     }
-}
 
-impl Nodes for ClusterNodes<'_> {
-    fn exec(
+    /// Runs a command on a node, streaming its output into `io`.
+    pub fn exec(
         &self,
         node: &str,
         req: &ExecRequest,
         io: ExecIo<'_>,
     ) -> Result<ExecOutcome, SandboxError> {
-        self.engine.exec(self.cluster, node, req, io)
+        self.exec.exec(self.cluster, node, req, io)
     }
 
-    fn copy_to(&self, node: &str, src: &Path, dest: &str) -> Result<(), SandboxError> {
-        self.engine.copy_to_node(self.cluster, node, src, dest)
+    /// Copies a host file or folder to `dest` on a node.
+    pub fn copy_to(&self, node: &str, src: &Path, dest: &str) -> Result<(), SandboxError> {
+        self.exec.copy_to(self.cluster, node, src, dest)
     }
 }
 
-/// The outcome of a short helper command the runner itself issues.
-pub(crate) struct Captured {
-    pub exit_code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Captured {
-    pub fn success(&self) -> bool {
-        self.exit_code == 0
-    }
-
-    /// The last non-empty line of stderr (or stdout), for one-sentence errors.
-    pub fn last_line(&self) -> String {
-        crate::report::last_line(&self.stderr)
-            .or_else(|| crate::report::last_line(&self.stdout))
-            .unwrap_or_else(|| format!("exit code {}", self.exit_code))
-    }
+/// The last non-empty line of stderr (or stdout), for one-sentence errors.
+pub(crate) fn last_line(c: &Captured) -> String {
+    crate::report::last_line(&c.stderr)
+        .or_else(|| crate::report::last_line(&c.stdout))
+        .unwrap_or_else(|| format!("exit code {}", c.exit_code()))
 }
 
 /// Runs a helper script (`sh -c script _ args...`) on a node and collects its
 /// output. `stdin` feeds the script when given. Errors are sentences.
 pub(crate) fn sh(
-    nodes: &dyn Nodes,
+    nodes: &ClusterNodes<'_>,
     node: &str,
     script: &str,
     args: &[&str],
@@ -89,24 +63,10 @@ pub(crate) fn sh(
         timeout: Some(timeout),
         ..Default::default()
     };
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let outcome = nodes
-        .exec(
-            node,
-            &req,
-            ExecIo {
-                stdin: stdin.map(|s| Box::new(std::io::Cursor::new(s)) as Box<_>),
-                stdout: &mut out,
-                stderr: &mut err,
-            },
-        )
-        .map_err(|e| e.to_string())?;
-    Ok(Captured {
-        exit_code: outcome.exit_code,
-        stdout: String::from_utf8_lossy(&out).into_owned(),
-        stderr: String::from_utf8_lossy(&err).into_owned(),
-    })
+    nodes
+        .exec
+        .capture(nodes.cluster, node, &req, stdin)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -153,9 +113,10 @@ pub(crate) mod tests {
         }
     }
 
-    impl Nodes for FakeNodes {
+    impl NodeExec for FakeNodes {
         fn exec(
             &self,
+            _cluster: &str,
             node: &str,
             req: &ExecRequest,
             _io: ExecIo<'_>,
@@ -191,7 +152,13 @@ pub(crate) mod tests {
             Ok(outcome(0))
         }
 
-        fn copy_to(&self, node: &str, src: &Path, dest: &str) -> Result<(), SandboxError> {
+        fn copy_to(
+            &self,
+            _cluster: &str,
+            node: &str,
+            src: &Path,
+            dest: &str,
+        ) -> Result<(), SandboxError> {
             self.calls
                 .lock()
                 .unwrap()

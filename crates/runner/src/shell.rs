@@ -86,7 +86,7 @@ fn run_on_node(ctx: &StepContext<'_>, node: &str, script: &str) -> (NodeOutput, 
         Ok(c) => {
             output.error = Some(format!(
                 "could not prepare {node} for the step: {}",
-                c.last_line()
+                nodes::last_line(&c)
             ));
             return (output, None);
         }

@@ -17,6 +17,7 @@ pub mod kernel_guard;
 pub mod lease;
 mod lock;
 pub mod net;
+mod node_exec;
 pub mod nspawn;
 pub mod packages;
 mod pkgcache;
@@ -33,6 +34,7 @@ pub use cluster::{
 };
 pub use error::SandboxError;
 pub use fault::{FaultRecord, FaultStatus};
+pub use node_exec::{Captured, NodeExec};
 pub use pkgcache::{PackageCache, CACHE_PORT, SERVICE_BRIDGE};
 pub use snapshot::{CopyMode, Snapshot, SnapshotNode};
 pub use state::{ClusterState, ClusterStatus, NetworkState, Nic, NodeState};

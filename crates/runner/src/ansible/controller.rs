@@ -136,7 +136,7 @@ fn install_ansible(ctx: &StepContext<'_>, controller: &str) -> Result<(), String
     }
     Err(format!(
         "cannot install ansible-core on controller {controller}: {} (its network needs egress `packages` or `nat`; apt's output: {})",
-        c.last_line(),
+        nodes::last_line(&c),
         log.display()
     ))
 }

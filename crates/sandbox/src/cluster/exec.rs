@@ -4,7 +4,7 @@ use std::io::Write;
 
 use crate::backend::{ExecIo, ExecOutcome, ExecRequest};
 use crate::kernel_guard;
-use crate::SandboxError;
+use crate::{NodeExec, SandboxError};
 
 use super::Engine;
 
@@ -71,23 +71,8 @@ impl Engine {
         node: &str,
         req: &ExecRequest,
     ) -> Result<(ExecOutcome, String, String), SandboxError> {
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let outcome = self.exec(
-            id,
-            node,
-            req,
-            ExecIo {
-                stdin: None,
-                stdout: &mut out,
-                stderr: &mut err,
-            },
-        )?;
-        Ok((
-            outcome,
-            String::from_utf8_lossy(&out).into_owned(),
-            String::from_utf8_lossy(&err).into_owned(),
-        ))
+        let c = NodeExec::capture(self, id, node, req, None)?;
+        Ok((c.outcome, c.stdout, c.stderr))
     }
 }
 
