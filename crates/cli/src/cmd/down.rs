@@ -2,6 +2,9 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use rehearse_api::types::ClusterRequest;
+use rehearse_api::Command;
+
 use crate::output::print_json;
 
 #[derive(clap::Args)]
@@ -15,9 +18,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
-    let engine = super::engine()?;
+    let api = super::mcp::api()?;
     let ids: Vec<String> = if args.all {
-        engine.list().into_iter().map(|c| c.id).collect()
+        api.engine().list().into_iter().map(|c| c.id).collect()
     } else {
         args.clusters
     };
@@ -25,10 +28,15 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     let mut failed = false;
     for id in ids {
         let t0 = Instant::now();
-        match engine.down(&id) {
-            Ok(()) => {
+        // The command set destroys and records the cluster's end.
+        match api.execute(
+            Command::Destroy(ClusterRequest {
+                cluster: id.clone(),
+            }),
+            None,
+        ) {
+            Ok(_) => {
                 let ms = t0.elapsed().as_millis() as u64;
-                rehearse_scenario::record_cluster_destroyed(engine.history_dir(), &id);
                 if !json {
                     println!("destroyed {id} in {ms} ms");
                 }
@@ -36,13 +44,13 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             }
             Err(e) => {
                 failed = true;
-                eprintln!("error: {id}: {e}");
-                results.push(json!({"cluster": id, "destroyed": false, "error": {"code": e.code(), "message": e.to_string()}}));
+                eprintln!("error: {id}: {}", e.message);
+                results.push(json!({"cluster": id, "destroyed": false, "error": e}));
             }
         }
     }
     if args.all {
-        engine.gc()?;
+        api.engine().gc()?;
     }
     if json {
         print_json(&json!({ "results": results }));

@@ -201,13 +201,8 @@ pub async fn destroy(State(state): State<AppState>, Path(id): Path<String>) -> R
         cluster: id.clone(),
     });
     match execute(&state.api, command).await {
-        Ok(_) => {
-            let gone = id.clone();
-            if let Err(e) = state.with_store(move |s| s.cluster_destroyed(&gone)).await {
-                tracing::warn!(cluster = %id, error = %e, "recording the cluster's end in the run store");
-            }
-            back(&format!("Cluster {id} destroyed."))
-        }
+        // The command set records the cluster's end.
+        Ok(_) => back(&format!("Cluster {id} destroyed.")),
         Err(e) => {
             let message = format!("Destroying cluster {id}: {}", e.message);
             render(&state, None, Some((status_of(&e), message))).await
