@@ -158,7 +158,7 @@ impl Api {
             serde_yaml::to_string(&doc).map_err(|e| ApiError::invalid("nodes", e.to_string()))?;
         let topology =
             Topology::from_yaml(&text, "provision").map_err(|e| ApiError::spec("nodes", &e))?;
-        let state = self.engine.up(
+        let state = self.up(
             UpRequest {
                 topology,
                 ttl,
@@ -168,8 +168,20 @@ impl Api {
             },
             &|_| {},
         )?;
-        rehearse_scenario::record_cluster(self.engine.history_dir(), &state);
         Ok(cluster_info(&self.engine, &state))
+    }
+
+    /// Starts a cluster from a parsed topology and records it in the run
+    /// store: `provision` and the CLI's `up` both come here. Errors are the
+    /// engine's, for front ends that render them in their own words.
+    pub fn up(
+        &self,
+        req: UpRequest,
+        progress: &(dyn Fn(rehearse_sandbox::Progress) + Sync),
+    ) -> Result<ClusterState, rehearse_sandbox::SandboxError> {
+        let state = self.engine.up(req, progress)?;
+        rehearse_scenario::record_cluster(self.engine.history_dir(), &state);
+        Ok(state)
     }
 
     pub(crate) fn exec(&self, req: ExecRequest) -> Result<ExecResult, ApiError> {

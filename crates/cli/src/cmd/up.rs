@@ -49,11 +49,12 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     if let Some(backend) = &args.backend {
         topology.set_default_backend(backend.parse()?);
     }
-    let engine = if args.no_reaper {
+    let api = rehearse_api::Api::new(if args.no_reaper {
         super::engine_without_reaper()?
     } else {
         super::engine()?
-    };
+    });
+    let engine = api.engine();
     let spinner = Spinner::new(json);
     spinner.set("starting");
     let progress = |p: Progress| {
@@ -75,7 +76,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         )),
     }
     };
-    let state = engine
+    let state = api
         .up(
             UpRequest {
                 topology,
@@ -92,9 +93,8 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         )
         .context("starting the cluster")?;
     spinner.finish();
-    rehearse_scenario::record_cluster(engine.history_dir(), &state);
     if json {
-        print_json(&cluster_json(&engine, &state));
+        print_json(&cluster_json(engine, &state));
     } else {
         print_human(&state, &engine.cluster_dir(&state.id));
     }
