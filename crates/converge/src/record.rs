@@ -97,7 +97,7 @@ impl Recorder {
 fn iteration_record(it: &Iteration) -> IterationRecord {
     IterationRecord {
         number: it.number,
-        origin: it.origin.to_owned(),
+        origin: it.origin.to_string(),
         code: it.code.clone(),
         outcome: name_of(it.run.outcome),
         scenario_run_id: it.run.run_id.clone(),

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rehearse_converge::{converge, Path as Recovery, Verdict};
+use rehearse_converge::{converge, Origin, Path as Recovery, Verdict};
 use rehearse_llm::fake::{FakeReply, FakeServer};
 use rehearse_llm::{OpenAi, Provider, RetryPolicy};
 use rehearse_sandbox::Engine;
@@ -565,7 +565,7 @@ fn ansible_playbook_with_a_bad_module_argument_is_rewritten() {
         .unwrap()
         .to_owned();
     assert!(retry.contains("permissions"), "{retry}");
-    assert_eq!(report.iterations[1].origin, "model-retry");
+    assert_eq!(report.iterations[1].origin, Origin::ModelRetry);
     let proof = report.proof.as_ref().expect("a proof run");
     assert_eq!(proof.outcome, rehearse_scenario::Outcome::Passed);
     assert!(!proof.kept, "the proof cluster is not kept");
