@@ -44,6 +44,7 @@ impl Api {
     /// The command set over `engine`; an engine with a reaper gives every
     /// cluster a provision or a job starts one (see `Engine::with_reaper`).
     pub fn new(engine: Engine) -> Arc<Api> {
+        let engine = recording_removals(engine);
         let outputs = outputs::Outputs::new(engine.state_dir().join("outputs"));
         Arc::new(Api {
             engine,
@@ -127,6 +128,18 @@ impl Api {
             )
         })
     }
+}
+
+/// `engine`, recording in the run store every cluster it removes on its own
+/// (the reaper at expiry or when the owner died, `gc`), with the reason. The
+/// command set's engine always records; processes that run the engine without
+/// the command set (the reaper, `gc`) take it from here so nothing else writes
+/// a cluster's end.
+pub fn recording_removals(engine: Engine) -> Engine {
+    let history = engine.history_dir().to_path_buf();
+    engine.on_removed(Arc::new(move |removed: &rehearse_sandbox::Removed| {
+        rehearse_scenario::record_cluster_removed(&history, &removed.cluster, &removed.reason)
+    }))
 }
 
 /// One tool of the catalogue: name, description for a model, JSON Schema.

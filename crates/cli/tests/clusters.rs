@@ -322,14 +322,22 @@ fn ttl_expiry_destroys_the_cluster_and_extend_postpones_it() {
         "expired cluster still there: {:?}",
         Leftovers::of(&id)
     );
-    // The history (run store, dashboard) records it destroyed, and why.
+    // The history (run store, dashboard) records it destroyed, and why: the
+    // reaper writes that once its teardown is done, a moment after the
+    // cluster's folder is gone.
     let store = rehearse_store::Store::open(&common::history_dir()).expect("the run store opens");
-    let row = store
-        .clusters(1000)
-        .unwrap()
-        .into_iter()
-        .find(|c| c.id == id)
-        .unwrap_or_else(|| panic!("cluster {id} is not in the history"));
+    let row = loop {
+        let row = store
+            .clusters(1000)
+            .unwrap()
+            .into_iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("cluster {id} is not in the history"));
+        if row.destroyed_at_ms.is_some() || Instant::now() > deadline {
+            break row;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(row.destroyed_at_ms.is_some(), "{row:?}");
     assert!(
         row.destroyed_reason

@@ -34,7 +34,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use rehearse_sandbox::{Engine, Removed};
+use rehearse_sandbox::Engine;
 
 #[derive(Parser)]
 #[command(
@@ -225,10 +225,7 @@ pub fn engine_without_reaper() -> anyhow::Result<Engine> {
     let dir = rehearse_image::state_dir();
     let engine = Engine::new(&dir)
         .with_context(|| format!("opening the state directory {}", dir.display()))?;
-    let history = engine.history_dir().to_path_buf();
-    Ok(engine.on_removed(Arc::new(move |removed: &Removed| {
-        rehearse_scenario::record_cluster_removed(&history, &removed.cluster, &removed.reason)
-    })))
+    Ok(rehearse_api::recording_removals(engine))
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
