@@ -753,3 +753,61 @@ fn clusters_page_shows_a_kept_cluster_extends_and_destroys_it() {
     server.stop();
     b.close();
 }
+
+/// A cluster its reaper removed at the end of its time to live is shown in the
+/// history with when it ended and why, as is one destroyed by a person.
+#[test]
+fn clusters_page_shows_when_and_why_each_cluster_ended() {
+    let rehearse = Rehearse::new();
+    let (code, up) = rehearse.json(&["up", "--nodes", "1", "--ttl", "5s"], &[]);
+    assert_eq!(code, 0, "{up}");
+    let expired = up["cluster"].as_str().expect("a cluster id").to_owned();
+    let _expired = Kept(&rehearse, expired.clone());
+    let (code, up) = rehearse.json(&["up", "--nodes", "1", "--ttl", "10m"], &[]);
+    assert_eq!(code, 0, "{up}");
+    let destroyed = up["cluster"].as_str().expect("a cluster id").to_owned();
+    let _destroyed = Kept(&rehearse, destroyed.clone());
+    let (code, out) = rehearse.json(&["down", &destroyed], &[]);
+    assert_eq!(code, 0, "{out}");
+
+    // The reaper removes the expired one by itself and records why.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !leftovers(&expired).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(leftovers(&expired).is_empty(), "{:?}", leftovers(&expired));
+
+    let server = rehearse.serve();
+    let mut b = Browser::start(&screenshots_dir());
+    b.open(&server.url(&format!("/login?token={TOKEN}")));
+    let row_of = |b: &mut Browser, id: &str| {
+        b.eval(&format!(
+            "[...document.querySelectorAll('#recent tbody tr')].map(r => r.textContent).find(t => t.includes('{id}')) || ''"
+        ))
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    };
+    // The reaper's record lands just after its teardown: reload until it shows.
+    let mut row = String::new();
+    while Instant::now() < deadline {
+        b.open(&server.url("/clusters"));
+        row = row_of(&mut b, &expired);
+        if row.contains("time-to-live") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        row.contains("time-to-live") && !row.contains('—'),
+        "the expired cluster's history row: {row}"
+    );
+    let row = row_of(&mut b, &destroyed);
+    assert!(
+        !row.is_empty() && !row.contains('—') && !row.contains("time-to-live"),
+        "the destroyed cluster's history row: {row}"
+    );
+    b.screenshot("clusters-history");
+    server.stop();
+    b.close();
+}
