@@ -43,33 +43,42 @@ fn agent(
     })
 }
 
-/// A check result built from a finding.
-#[allow(clippy::too_many_arguments)]
-fn result(
-    name: &str,
-    node: &str,
-    kind: &str,
-    subject: &str,
+/// What a load run or a probe found about one thing, to be reported as a
+/// check result.
+struct Finding<'a> {
+    name: String,
+    node: &'a str,
+    kind: &'static str,
+    subject: String,
     passed: bool,
     expected: serde_json::Value,
     actual: serde_json::Value,
+    /// What is wrong; said only when it did not pass.
     message: String,
-    duration_ms: u64,
-) -> CheckResult {
-    CheckResult {
-        name: name.to_string(),
-        node: node.to_string(),
-        kind: kind.to_string(),
-        subject: subject.to_string(),
-        status: if passed {
-            Status::Passed
-        } else {
-            Status::Failed
-        },
-        expected,
-        actual,
-        message: if passed { String::new() } else { message },
-        attempts: 1,
-        duration_ms,
+}
+
+impl Finding<'_> {
+    /// The check result, `duration_ms` after the run or probe began.
+    fn check(self, duration_ms: u64) -> CheckResult {
+        CheckResult {
+            name: self.name,
+            node: self.node.to_string(),
+            kind: self.kind.to_string(),
+            subject: self.subject,
+            status: if self.passed {
+                Status::Passed
+            } else {
+                Status::Failed
+            },
+            expected: self.expected,
+            actual: self.actual,
+            message: if self.passed {
+                String::new()
+            } else {
+                self.message
+            },
+            attempts: 1,
+            duration_ms,
+        }
     }
 }

@@ -97,17 +97,17 @@ pub fn run_load(
                  expected: serde_json::Value,
                  actual: serde_json::Value,
                  message: String| {
-        super::result(
-            &format!("{name}: {what}"),
-            &spec.from,
-            "load",
-            &spec.url,
+        super::Finding {
+            name: format!("{name}: {what}"),
+            node: &spec.from,
+            kind: "load",
+            subject: spec.url.clone(),
             passed,
             expected,
             actual,
             message,
-            ms,
-        )
+        }
+        .check(ms)
     };
     if let Some(max) = spec.expect.error_rate {
         checks.push(check(
