@@ -166,20 +166,27 @@ impl Api {
                 source: "mcp provision".into(),
                 ownership: rehearse_sandbox::Ownership::User,
             },
+            true,
             &|_| {},
         )?;
         Ok(cluster_info(&self.engine, &state))
     }
 
-    /// Starts a cluster from a parsed topology and records it in the run
+    /// Starts a cluster from a parsed topology (from the warm pool when it
+    /// holds one of this shape and `pool` is true) and records it in the run
     /// store: `provision` and the CLI's `up` both come here. Errors are the
     /// engine's, for front ends that render them in their own words.
     pub fn up(
         &self,
         req: UpRequest,
+        pool: bool,
         progress: &(dyn Fn(rehearse_sandbox::Progress) + Sync),
     ) -> Result<ClusterState, rehearse_sandbox::SandboxError> {
-        let state = self.engine.up(req, progress)?;
+        let state = if pool {
+            self.engine.up(req, progress)?
+        } else {
+            self.engine.up_fresh(req, progress)?
+        };
         rehearse_scenario::record_cluster(self.engine.history_dir(), &state);
         Ok(state)
     }
@@ -593,6 +600,8 @@ impl Api {
                 .list()
                 .iter()
                 .filter(|s| s.ttl_left() > 0)
+                // Clusters waiting in the warm pool are nobody's yet.
+                .filter(|s| !self.engine.is_pooled(&s.id))
                 .map(|s| cluster_info(&self.engine, s))
                 .collect(),
         }

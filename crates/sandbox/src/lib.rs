@@ -29,8 +29,8 @@ pub mod vm;
 
 pub use backend::{Backend, Booting, ExecIo, ExecOutcome, ExecRequest, NodeLaunch};
 pub use cluster::{
-    Engine, GcReport, NodeUsage, OnRemoved, Ownership, Progress, Removed, Restored, RestoredNode,
-    SpawnReaper, UpRequest, CLUSTER_ID_LEN, DEFAULT_TTL,
+    Engine, GcReport, NodeUsage, OnRemoved, Ownership, PoolConfig, PoolEntry, PoolStatus, Pooled,
+    Progress, Removed, Restored, RestoredNode, SpawnReaper, UpRequest, CLUSTER_ID_LEN, DEFAULT_TTL,
 };
 pub use error::SandboxError;
 pub use fault::{FaultRecord, FaultStatus};

@@ -20,7 +20,13 @@ pub struct Args {
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     let api = super::mcp::api()?;
     let ids: Vec<String> = if args.all {
-        api.engine().list().into_iter().map(|c| c.id).collect()
+        // Every cluster but those waiting in the warm pool (its keeper's).
+        api.engine()
+            .list()
+            .into_iter()
+            .map(|c| c.id)
+            .filter(|id| !api.engine().is_pooled(id))
+            .collect()
     } else {
         args.clusters
     };

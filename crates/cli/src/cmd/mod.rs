@@ -16,6 +16,7 @@ mod load;
 mod ls;
 mod mcp;
 mod netdelay;
+mod pool;
 mod probe;
 mod reap;
 mod recipe;
@@ -85,6 +86,8 @@ enum Command {
     Runs(runs::Args),
     /// Destroy clusters.
     Down(down::Args),
+    /// A warm pool of clusters booted ahead of demand: set, status, keep.
+    Pool(pool::Args),
     /// Push a cluster's expiry further.
     Extend(extend::Args),
     /// Remove expired and orphaned clusters and everything they left behind.
@@ -168,6 +171,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Down(a) => down::run(a, json),
         Command::Extend(a) => extend::run(a, json),
         Command::Gc(a) => gc::run(a, json),
+        Command::Pool(a) => pool::run(a, json),
         Command::Image(a) => image::run(a, json),
         Command::Mcp(a) => mcp::run(a),
         Command::Serve(a) => serve::run(a),

@@ -9,6 +9,11 @@ pub struct Args {
     /// Bearer token clients must send; generated and printed on stderr when unset.
     #[arg(long, env = "REHEARSE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Keep the warm pool this state directory's `pool.yaml` sets (see
+    /// `rehearse pool set`) while serving; what still waits in it is
+    /// destroyed when the server stops.
+    #[arg(long)]
+    pool: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
@@ -29,7 +34,25 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         "rehearse: dashboard at http://{}/login?token={token}  (metrics at /metrics, same token)",
         args.listen
     );
-    rehearse_web::run(api, args.listen, token)
-        .map_err(|e| anyhow::anyhow!("the server on {}: {e}", args.listen))?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let keeper = args.pool.then(|| {
+        let engine = super::engine();
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            engine?.keep_pool(&stop, &|event| tracing::info!(event, "pool"))?;
+            Ok(())
+        })
+    });
+    let served = rehearse_web::run(api, args.listen, token)
+        .map_err(|e| anyhow::anyhow!("the server on {}: {e}", args.listen));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(keeper) = keeper {
+        match keeper.join() {
+            Ok(Err(e)) => eprintln!("rehearse: the pool: {e:#}"),
+            Err(_) => eprintln!("rehearse: the pool's keeper panicked"),
+            Ok(Ok(())) => {}
+        }
+    }
+    served?;
     Ok(0)
 }

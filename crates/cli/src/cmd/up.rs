@@ -33,6 +33,9 @@ pub struct Args {
     /// (or when `up` dies before it is ready).
     #[arg(long, hide = true)]
     no_reaper: bool,
+    /// Boot new nodes even when the warm pool holds a cluster of this shape.
+    #[arg(long)]
+    no_pool: bool,
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
@@ -89,6 +92,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                 source,
                 ownership: rehearse_sandbox::Ownership::User,
             },
+            !args.no_pool,
             &progress,
         )
         .context("starting the cluster")?;

@@ -17,12 +17,14 @@ use crate::pkgcache::PackageCache;
 use crate::state::{ClusterState, ClusterStore};
 use crate::SandboxError;
 
+pub use pool::{PoolConfig, PoolEntry, PoolStatus, Pooled};
 pub use snapshot::{Restored, RestoredNode};
 
 mod copy;
 mod down;
 mod exec;
 mod gc;
+mod pool;
 mod reboot;
 mod snapshot;
 mod up;

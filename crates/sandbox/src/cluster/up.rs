@@ -37,6 +37,23 @@ impl Engine {
             return Err(SandboxError::NotRoot);
         }
         req.topology.validate()?;
+        if let Some(state) = self.claim_pooled(&req)? {
+            // Its reaper watches it from now on as the new owner's cluster.
+            return Ok(state);
+        }
+        self.up_fresh(req, progress)
+    }
+
+    /// [`Engine::up`], always booting new nodes (never from the pool).
+    pub fn up_fresh(
+        &self,
+        req: UpRequest,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<ClusterState, SandboxError> {
+        if !host::is_root() {
+            return Err(SandboxError::NotRoot);
+        }
+        req.topology.validate()?;
         crate::capacity::check_fits_host(&req.topology)?;
         // Every tool a cluster needs, checked before anything is created.
         host::require_tools(&[

@@ -1,0 +1,134 @@
+//! `rehearse pool`: clusters booted ahead of demand, so `up` (and run,
+//! converge, provision) of a plain N-node cluster returns in milliseconds.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::Subcommand;
+use rehearse_sandbox::PoolConfig;
+use rehearse_spec::DEFAULT_IMAGE;
+
+use crate::output::print_json;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// Keep SIZE clusters of NODES nodes of IMAGE ready (SIZE 0 removes the shape).
+    /// Written to `<state dir>/pool.yaml`; a running keeper follows it at once.
+    Set {
+        /// Nodes per cluster (named node1..nodeN, as `up -n N` makes them).
+        #[arg(long, short = 'n', default_value_t = 1)]
+        nodes: usize,
+        /// Clusters of this shape to keep ready.
+        #[arg(long)]
+        size: usize,
+        #[arg(long, default_value = DEFAULT_IMAGE)]
+        image: String,
+    },
+    /// What the pool keeps, whether a keeper runs, and what the waiting clusters cost.
+    Status,
+    /// Keep the pool filled in the foreground until stopped (SIGINT/SIGTERM);
+    /// then destroy every cluster still waiting. `rehearse serve --pool` does the same.
+    Keep,
+}
+
+pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
+    let engine = super::engine()?;
+    match args.what {
+        What::Set { nodes, size, image } => {
+            let mut config = PoolConfig::load(engine.state_dir())?;
+            config.set(&image, nodes, size)?;
+            config.save(engine.state_dir())?;
+            if json {
+                print_json(&config);
+            } else {
+                println!(
+                    "pool: {} ({})",
+                    describe(&config),
+                    PoolConfig::path(engine.state_dir()).display()
+                );
+            }
+        }
+        What::Status => {
+            let status = engine.pool_status()?;
+            if json {
+                print_json(&serde_json::json!({
+                    "config": status.config,
+                    "keeper": status.keeper,
+                    "ready": status.ready,
+                    "memory_bytes": status.memory_bytes(),
+                }));
+                return Ok(0);
+            }
+            println!("pool: {}", describe(&status.config));
+            match status.keeper {
+                Some(pid) => println!("keeper: pid {pid}"),
+                None => println!(
+                    "keeper: none (start one with `rehearse pool keep` or `rehearse serve --pool`)"
+                ),
+            }
+            for entry in &status.config.entries {
+                let ready: Vec<_> = status
+                    .ready
+                    .iter()
+                    .filter(|p| p.shape == entry.shape())
+                    .collect();
+                let memory: u64 = ready.iter().map(|p| p.memory_bytes).sum();
+                let cpu: u64 = ready.iter().map(|p| p.cpu_usec).sum();
+                println!(
+                    "  {:<20} ready {}/{}  memory {}  cpu used {:.1} s",
+                    entry.shape(),
+                    ready.len(),
+                    entry.size,
+                    rehearse_spec::limits::format_memory(memory),
+                    cpu as f64 / 1e6
+                );
+            }
+        }
+        What::Keep => {
+            let stop = stop_on_signal();
+            eprintln!(
+                "rehearse: keeping the pool of {} ({}); stop with Ctrl-C",
+                engine.state_dir().display(),
+                describe(&PoolConfig::load(engine.state_dir())?)
+            );
+            engine.keep_pool(stop, &|event| eprintln!("pool: {event}"))?;
+        }
+    }
+    Ok(0)
+}
+
+fn describe(config: &PoolConfig) -> String {
+    if config.entries.is_empty() {
+        return "off".into();
+    }
+    config
+        .entries
+        .iter()
+        .map(|e| format!("{} × {}", e.size, e.shape()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_: nix::libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// A flag SIGINT and SIGTERM set, so the keeper drains its pool before it ends.
+pub fn stop_on_signal() -> &'static AtomicBool {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe.
+        unsafe {
+            let _ = signal(sig, SigHandler::Handler(request_stop));
+        }
+    }
+    &STOP
+}
