@@ -18,11 +18,19 @@ const ITERATION_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 13.0, 21.0];
 const LATENCY_BUCKETS_S: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 pub async fn handler(State(state): State<AppState>) -> Response {
-    let alive = {
+    let (alive, pool) = {
         let api = state.api.clone();
-        tokio::task::spawn_blocking(move || api.engine().list().len())
-            .await
-            .unwrap_or(0)
+        tokio::task::spawn_blocking(move || {
+            let engine = api.engine();
+            let alive = engine
+                .list()
+                .iter()
+                .filter(|c| !engine.is_pooled(&c.id))
+                .count();
+            (alive, engine.pool_status().ok())
+        })
+        .await
+        .unwrap_or((0, None))
     };
     match state.with_store(|s| s.metrics()).await {
         Ok(m) => (
@@ -31,11 +39,65 @@ pub async fn handler(State(state): State<AppState>) -> Response {
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
             )],
-            render(&m, alive),
+            render(&m, alive) + &pool.map(|p| render_pool(&p)).unwrap_or_default(),
         )
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
+}
+
+/// The warm pool: clusters waiting per shape and what they cost idle.
+pub fn render_pool(pool: &rehearse_sandbox::PoolStatus) -> String {
+    let mut out = String::new();
+    let shapes: Vec<String> = pool
+        .config
+        .entries
+        .iter()
+        .map(|e| e.shape())
+        .chain(pool.ready.iter().map(|p| p.shape.clone()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    header(
+        &mut out,
+        "rehearse_pool_ready_clusters",
+        "Clusters waiting in the warm pool, by shape (nodes x image).",
+        "gauge",
+    );
+    for shape in &shapes {
+        let n = pool.ready.iter().filter(|p| &p.shape == shape).count();
+        let _ = writeln!(out, "rehearse_pool_ready_clusters{{shape=\"{shape}\"}} {n}");
+    }
+    header(
+        &mut out,
+        "rehearse_pool_wanted_clusters",
+        "Clusters the pool's settings ask to keep ready, by shape.",
+        "gauge",
+    );
+    for e in &pool.config.entries {
+        let _ = writeln!(
+            out,
+            "rehearse_pool_wanted_clusters{{shape=\"{}\"}} {}",
+            e.shape(),
+            e.size
+        );
+    }
+    header(
+        &mut out,
+        "rehearse_pool_memory_bytes",
+        "Memory the clusters waiting in the warm pool use.",
+        "gauge",
+    );
+    let _ = writeln!(out, "rehearse_pool_memory_bytes {}", pool.memory_bytes());
+    header(
+        &mut out,
+        "rehearse_pool_cpu_seconds_total",
+        "CPU time the clusters waiting in the warm pool used since they booted.",
+        "counter",
+    );
+    let cpu: u64 = pool.ready.iter().map(|p| p.cpu_usec).sum();
+    let _ = writeln!(out, "rehearse_pool_cpu_seconds_total {}", cpu as f64 / 1e6);
+    out
 }
 
 /// The exposition text for `m`, with `alive` clusters up right now.
@@ -199,6 +261,45 @@ fn histogram(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pool_is_shown_per_shape_with_its_idle_cost() {
+        let pool = rehearse_sandbox::PoolStatus {
+            config: rehearse_sandbox::PoolConfig {
+                entries: vec![rehearse_sandbox::PoolEntry {
+                    image: "debian-12".into(),
+                    nodes: 4,
+                    size: 2,
+                }],
+            },
+            keeper: Some(42),
+            ready: vec![rehearse_sandbox::Pooled {
+                cluster: "abc123".into(),
+                shape: "4xdebian-12".into(),
+                nodes: 4,
+                memory_bytes: 60 << 20,
+                cpu_usec: 1_500_000,
+                ready_since: 0,
+            }],
+        };
+        let text = render_pool(&pool);
+        assert!(
+            text.contains("rehearse_pool_ready_clusters{shape=\"4xdebian-12\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rehearse_pool_wanted_clusters{shape=\"4xdebian-12\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("rehearse_pool_memory_bytes {}\n", 60u64 << 20)),
+            "{text}"
+        );
+        assert!(
+            text.contains("rehearse_pool_cpu_seconds_total 1.5\n"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn histograms_are_cumulative_and_labels_escaped() {
