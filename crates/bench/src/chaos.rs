@@ -18,17 +18,22 @@ const CLEAN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A state directory of the benchmark's own, sharing the host's images; its
 /// clusters are destroyed by id and it is removed when dropped.
-struct Home {
+pub(crate) struct Home {
     dir: PathBuf,
     bin: PathBuf,
 }
 
 impl Home {
     fn new(bin: PathBuf) -> anyhow::Result<Home> {
+        Home::named(bin, "chaos")
+    }
+
+    /// A state directory `<state>/bench-<what>-<pid>`.
+    pub(crate) fn named(bin: PathBuf, what: &str) -> anyhow::Result<Home> {
         let shared = rehearse_image::state_dir();
         let images = shared.join("images");
         std::fs::create_dir_all(&images)?;
-        let dir = shared.join(format!("bench-chaos-{}", std::process::id()));
+        let dir = shared.join(format!("bench-{what}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let link = dir.join("images");
         if !link.exists() {
@@ -37,7 +42,7 @@ impl Home {
         Ok(Home { dir, bin })
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.env("REHEARSE_HOME", &self.dir)
             .env_remove("REHEARSE_DATABASE_URL")

@@ -9,6 +9,7 @@ mod chaos;
 mod converge;
 mod eval;
 mod platforms;
+mod pool;
 mod snapshot;
 mod stats;
 mod vm;
@@ -40,6 +41,15 @@ enum What {
     Clusters {
         #[arg(long, default_value_t = 10)]
         runs: usize,
+    },
+    /// `rehearse up -n N` claiming a cluster from a warm pool, against a cold
+    /// `rehearse up -n N --no-pool` in the same run (both the CLI's wall time),
+    /// in a state directory of the benchmark's own.
+    Pool {
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
     },
     /// A fresh cluster installing packages: first with an empty package cache
     /// (the baseline), then on further fresh clusters with the cache warm.
@@ -163,6 +173,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.what {
         What::Clusters { runs } => clusters(runs, cli.json),
+        What::Pool { runs, nodes } => pool::bench(runs, nodes, cli.json),
         What::Scenario {
             path,
             runs,
@@ -381,7 +392,7 @@ fn clusters(runs: usize, json: bool) -> anyhow::Result<()> {
     for _ in 0..runs {
         let t0 = Instant::now();
         let out = std::process::Command::new(&bin)
-            .args(["--json", "up", "-n", "4"])
+            .args(["--json", "up", "-n", "4", "--no-pool"])
             .output()
             .context("running rehearse")?;
         let took = t0.elapsed();
@@ -408,7 +419,7 @@ fn clusters(runs: usize, json: bool) -> anyhow::Result<()> {
 /// to really be ready (systemd running on every node) outside the timing.
 fn up_down(engine: &Engine, nodes: usize) -> anyhow::Result<(Duration, Duration)> {
     let t0 = Instant::now();
-    let state = engine.up(
+    let state = engine.up_fresh(
         UpRequest {
             topology: Topology::with_nodes(nodes, DEFAULT_IMAGE)?,
             ttl: Duration::from_secs(600),

@@ -1,0 +1,104 @@
+//! `rehearse-bench pool`: `rehearse up -n N` served by a warm pool against a
+//! cold `up` of the same shape, alternating, in a state directory of the
+//! benchmark's own with its own keeper.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::chaos::{rehearse_bin, Home};
+use crate::stats::{self, Samples};
+
+pub fn bench(runs: usize, nodes: usize, json: bool) -> anyhow::Result<()> {
+    let home = Home::named(rehearse_bin()?, "pool")?;
+    let n = nodes.to_string();
+    let set = home
+        .command(&["pool", "set", "--nodes", &n, "--size", "1"])
+        .output()?;
+    anyhow::ensure!(
+        set.status.success(),
+        "pool set: {}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let mut keeper = home
+        .command(&["pool", "keep"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting rehearse pool keep")?;
+    let result = measure(&home, runs, &n, json);
+    // The keeper drains what still waits when asked to stop.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(keeper.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = keeper.wait();
+    result
+}
+
+fn measure(home: &Home, runs: usize, n: &str, json: bool) -> anyhow::Result<()> {
+    let mut cold = Samples::new(&format!(
+        "rehearse up -n {n} --no-pool (cold boot, CLI wall time)"
+    ));
+    let mut warm = Samples::new(&format!(
+        "rehearse up -n {n} from the warm pool (CLI wall time)"
+    ));
+    // One pair more than asked: the first warms the page cache up and is
+    // left out.
+    for _ in 0..=runs {
+        wait_ready(home)?;
+        let (t, id) = up(home, &["up", "-n", n])?;
+        down(home, &id)?;
+        let (c, cid) = up(home, &["up", "-n", n, "--no-pool"])?;
+        down(home, &cid)?;
+        warm.push(t);
+        cold.push(c);
+    }
+    warm.values.remove(0);
+    cold.values.remove(0);
+    stats::print(&[cold, warm], 0, json);
+    Ok(())
+}
+
+/// Waits until the pool holds a cluster.
+fn wait_ready(home: &Home) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = home.command(&["--json", "pool", "status"]).output()?;
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        if status["ready"].as_array().is_some_and(|r| !r.is_empty()) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the pool never filled: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn up(home: &Home, args: &[&str]) -> anyhow::Result<(Duration, String)> {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let t0 = Instant::now();
+    let out = home.command(&all).output()?;
+    let took = t0.elapsed();
+    anyhow::ensure!(
+        out.status.success(),
+        "rehearse {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok((
+        took,
+        v["cluster"].as_str().context("no cluster id")?.to_string(),
+    ))
+}
+
+fn down(home: &Home, id: &str) -> anyhow::Result<()> {
+    let out = home.command(&["down", id]).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "rehearse down {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
