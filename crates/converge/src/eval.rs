@@ -18,7 +18,7 @@ use rehearse_sandbox::Engine;
 use rehearse_scenario::{name_of, ParentRun};
 use rehearse_spec::task::{Task, TASK_FILE};
 use rehearse_spec::SpecError;
-use rehearse_store::{RunFinish, RunStart, Store};
+use rehearse_store::{RunFinish, RunStart, RunStore};
 
 use crate::{ConvergeReport, Verdict};
 
@@ -327,7 +327,7 @@ pub fn evaluate(
     // is waited for a little.
     let mut store = None;
     for attempt in 1..=3 {
-        match Store::open(engine.history_dir()) {
+        match RunStore::open(engine.history_dir()) {
             Ok(s) => {
                 store = Some(s);
                 break;

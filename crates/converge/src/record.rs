@@ -7,7 +7,7 @@ use std::path::Path as FsPath;
 
 use rehearse_store::{
     CheckRow, CommandRow, ConvergeEnd, ConvergeStart, IterationRecord, LlmCallRecord, RunFinish,
-    RunStart, Store,
+    RunStart, RunStore,
 };
 
 use rehearse_scenario::name_of;
@@ -15,7 +15,7 @@ use rehearse_scenario::name_of;
 use crate::{ConvergeReport, Iteration};
 
 pub(crate) struct Recorder {
-    store: Option<Store>,
+    store: Option<RunStore>,
     run_id: String,
 }
 
@@ -23,7 +23,7 @@ impl Recorder {
     /// Opens the store under `state_dir` and records the run's start.
     pub fn start(state_dir: &FsPath, run: RunStart, converge: ConvergeStart) -> Recorder {
         let run_id = run.id.clone();
-        let store = match Store::open(state_dir) {
+        let store = match RunStore::open(state_dir) {
             Ok(store) => Some(store),
             Err(e) => {
                 tracing::warn!(run = %run_id, error = %e, "the run will not be in the run store");
@@ -40,7 +40,7 @@ impl Recorder {
     fn write(
         &mut self,
         what: &str,
-        f: impl FnOnce(&Store, &str) -> Result<(), rehearse_store::StoreError>,
+        f: impl FnOnce(&RunStore, &str) -> Result<(), rehearse_store::StoreError>,
     ) {
         let Some(store) = self.store.as_ref() else {
             return;

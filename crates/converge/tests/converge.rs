@@ -9,7 +9,7 @@ use rehearse_llm::fake::{FakeReply, FakeServer};
 use rehearse_llm::{OpenAi, Provider, RetryPolicy};
 use rehearse_sandbox::Engine;
 use rehearse_spec::task::Task;
-use rehearse_store::Store;
+use rehearse_store::RunStore;
 
 fn engine() -> Engine {
     assert!(
@@ -104,7 +104,7 @@ fn converges_by_retry_when_the_first_answer_is_broken() {
     nothing_left(&engine, "retry-task.yaml");
 
     // The run store under the state directory holds the same run.
-    let store = Store::open(engine.history_dir()).expect("the run store opens");
+    let store = RunStore::open(engine.history_dir()).expect("the run store opens");
     let stored = store
         .run(&report.run_id)
         .unwrap()
@@ -204,7 +204,7 @@ fn a_model_that_never_gets_it_right_exhausts_the_budget_and_says_so() {
     assert!(report.report_path.is_file());
     nothing_left(&engine, "budget-task.yaml");
 
-    let store = Store::open(engine.history_dir()).unwrap();
+    let store = RunStore::open(engine.history_dir()).unwrap();
     let stored = store.run(&report.run_id).unwrap().unwrap();
     assert_eq!(stored.run.outcome, "budget_exhausted");
     assert_eq!(stored.run.summary.as_deref(), Some(report.summary.as_str()));
@@ -297,7 +297,7 @@ fn converges_by_troubleshooting_then_distills_and_proves() {
         distill.contains("echo converged > /etc/rehearse-ok"),
         "{distill}"
     );
-    let store = Store::open(engine.history_dir()).unwrap();
+    let store = RunStore::open(engine.history_dir()).unwrap();
     let stored = store.run(&report.run_id).unwrap().unwrap();
     let commands = &stored.converge.unwrap().iterations[0].commands;
     assert_eq!(commands[3].duration_ms, fix.duration_ms);
@@ -463,7 +463,7 @@ fn garbage_after_every_reask_ends_the_run_with_a_report_and_a_record() {
     assert_eq!(report.iterations.len(), 1);
     assert_eq!(report.iterations[0].llm_calls.len(), 4);
     assert!(report.report_path.is_file());
-    let store = Store::open(engine.history_dir()).unwrap();
+    let store = RunStore::open(engine.history_dir()).unwrap();
     let stored = store.run(&report.run_id).unwrap().expect("recorded");
     assert_eq!(stored.run.outcome, "error");
     assert_eq!(stored.run.summary.as_deref(), Some(summary.as_str()));
@@ -688,7 +688,7 @@ max_iterations: 3
         assert!(stored.is_empty(), "{stored:?}");
     }
     // Nor the run store: the converge run, nor its scenario runs' steps and checks.
-    let store = Store::open(engine.history_dir()).unwrap();
+    let store = RunStore::open(engine.history_dir()).unwrap();
     let run = store.run(&report.run_id).unwrap().expect("stored");
     assert!(!run.children.is_empty());
     leaks(
@@ -804,7 +804,7 @@ fn a_node_that_does_not_boot_is_never_charged_to_the_code() {
         1,
         "the model is never told its code failed"
     );
-    let store = Store::open(engine.history_dir()).unwrap();
+    let store = RunStore::open(engine.history_dir()).unwrap();
     let stored = store.run(&report.run_id).unwrap().unwrap();
     assert_eq!(stored.run.outcome, "platform_error");
     nothing_left(&engine, "noboot-task.yaml");

@@ -144,13 +144,13 @@ impl ClusterState {
 
 /// The folder of all clusters, and its lock.
 #[derive(Debug, Clone)]
-pub struct ClusterStore {
+pub struct ClusterRegistry {
     root: PathBuf,
 }
 
-impl ClusterStore {
+impl ClusterRegistry {
     pub fn new(state_dir: &Path) -> Self {
-        ClusterStore {
+        ClusterRegistry {
             root: state_dir.join("clusters"),
         }
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rehearse_sandbox::Engine;
-use rehearse_store::{Deleted, Store, StoreError};
+use rehearse_store::{Deleted, RunStore, StoreError};
 
 /// The environment variable holding the retention: how long finished runs
 /// are kept (`30d`, `12h`; `0` or `off` keeps them forever).
@@ -41,7 +41,7 @@ fn remove_folders(deleted: &Deleted) {
 }
 
 /// Removes one run (with the runs under it) and their folders.
-pub fn remove_run(engine: &Engine, store: &Store, id: &str) -> Result<Deleted, StoreError> {
+pub fn remove_run(engine: &Engine, store: &RunStore, id: &str) -> Result<Deleted, StoreError> {
     if let Some(run) = store.run_row(id)? {
         let live = live_clusters(engine);
         if let Some(cluster) = run.cluster_id.filter(|c| live.contains(c)) {
@@ -58,7 +58,11 @@ pub fn remove_run(engine: &Engine, store: &Store, id: &str) -> Result<Deleted, S
 
 /// Removes finished runs started more than `older_than` ago, sparing what is
 /// still referenced, with their folders.
-pub fn prune(engine: &Engine, store: &Store, older_than: Duration) -> Result<Deleted, StoreError> {
+pub fn prune(
+    engine: &Engine,
+    store: &RunStore,
+    older_than: Duration,
+) -> Result<Deleted, StoreError> {
     let before = rehearse_store::now_ms() - older_than.as_millis() as i64;
     let deleted = store.prune(before, &live_clusters(engine))?;
     remove_folders(&deleted);

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use rehearse_sandbox::Engine;
 use rehearse_spec::scenario::Scenario;
-use rehearse_store::{RunFinish, RunStart, Store};
+use rehearse_store::{RunFinish, RunStart, RunStore};
 
 use crate::report::{junit_document, junit_suite};
 use crate::{new_run_id, Event, Outcome, ParentRun, RunOptions, RunReport};
@@ -131,7 +131,7 @@ pub fn run_matrix(
     let jobs = jobs
         .unwrap_or_else(|| host_slots(scenario.topology.nodes.len()))
         .clamp(1, platforms.len().max(1));
-    let store = Store::open(engine.history_dir())
+    let store = RunStore::open(engine.history_dir())
         .map_err(|e| tracing::warn!(error = %e, "the matrix run will not be in the run store"))
         .ok();
     if let Some(store) = &store {

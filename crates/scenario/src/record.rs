@@ -11,7 +11,7 @@ use serde::Serialize;
 use rehearse_checks::CheckResult;
 use rehearse_runner::StepReport;
 use rehearse_sandbox::ClusterState;
-use rehearse_store::{CheckRow, ClusterRow, RunFinish, RunStart, StepRow, Store};
+use rehearse_store::{CheckRow, ClusterRow, RunFinish, RunStart, RunStore, StepRow};
 
 use crate::{Outcome, RunReport};
 
@@ -34,7 +34,7 @@ impl std::fmt::Debug for Redact {
 }
 
 pub(crate) struct Recorder {
-    store: Option<Store>,
+    store: Option<RunStore>,
     run_id: String,
     redact: Option<Redact>,
 }
@@ -77,7 +77,7 @@ pub fn cluster_row(cluster: &ClusterState, run_id: Option<&str>, boot_ms: u64) -
 
 /// Records a cluster in the store under `state_dir`, for `up` outside a run.
 pub fn record_cluster(state_dir: &Path, cluster: &ClusterState) {
-    match Store::open(state_dir) {
+    match RunStore::open(state_dir) {
         Ok(store) => {
             if let Err(e) = store.record_cluster(&cluster_row(cluster, None, 0)) {
                 tracing::warn!(cluster = %cluster.id, error = %e, "recording the cluster in the run store");
@@ -91,7 +91,7 @@ pub fn record_cluster(state_dir: &Path, cluster: &ClusterState) {
 
 /// Records in the store under `state_dir` that a cluster is gone.
 pub fn record_cluster_destroyed(state_dir: &Path, cluster_id: &str) {
-    if let Ok(store) = Store::open(state_dir) {
+    if let Ok(store) = RunStore::open(state_dir) {
         if let Err(e) = store.cluster_destroyed(cluster_id) {
             tracing::warn!(cluster = %cluster_id, error = %e, "recording the cluster's end in the run store");
         }
@@ -101,7 +101,7 @@ pub fn record_cluster_destroyed(state_dir: &Path, cluster_id: &str) {
 /// Records in the store under `state_dir` that `gc` or a reaper removed a
 /// cluster, and why.
 pub fn record_cluster_removed(state_dir: &Path, cluster_id: &str, reason: &str) {
-    if let Ok(store) = Store::open(state_dir) {
+    if let Ok(store) = RunStore::open(state_dir) {
         if let Err(e) = store.cluster_removed(cluster_id, reason) {
             tracing::warn!(cluster = %cluster_id, error = %e, "recording the cluster's end in the run store");
         }
@@ -115,7 +115,7 @@ impl Recorder {
         parent: Option<&ParentRun>,
         redact: Option<Redact>,
     ) -> Recorder {
-        let store = match Store::open(state_dir) {
+        let store = match RunStore::open(state_dir) {
             Ok(store) => Some(store),
             Err(e) => {
                 tracing::warn!(run = %report.run_id, error = %e, "the run will not be in the run store");
@@ -151,7 +151,7 @@ impl Recorder {
     fn write(
         &self,
         what: &str,
-        f: impl FnOnce(&Store, &str) -> Result<(), rehearse_store::StoreError>,
+        f: impl FnOnce(&RunStore, &str) -> Result<(), rehearse_store::StoreError>,
     ) {
         let Some(store) = self.store.as_ref() else {
             return;

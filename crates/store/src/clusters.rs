@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::db::{params, Row};
-use crate::{now_ms, Store, StoreError};
+use crate::{now_ms, RunStore, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClusterRow {
@@ -45,7 +45,7 @@ fn cluster_from_row(row: &Row) -> Result<ClusterRow, StoreError> {
     })
 }
 
-impl Store {
+impl RunStore {
     /// Records a cluster that finished booting. Recording one twice keeps the first.
     pub fn record_cluster(&self, c: &ClusterRow) -> Result<(), StoreError> {
         self.db().execute(

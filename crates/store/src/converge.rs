@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::{params, Db};
 use crate::runs::{touch, RunFinish, RunStart};
 use crate::scenario::{check_from_row, insert_checks, CheckRow, CHECK_COLUMNS};
-use crate::{now_ms, Store, StoreError};
+use crate::{now_ms, RunStore, StoreError};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConvergeStart {
@@ -25,7 +25,7 @@ pub struct ConvergeEnd {
     pub proof_outcome: Option<String>,
 }
 
-/// A converge run's own part, as [`Store::run`] shows it.
+/// A converge run's own part, as [`RunStore::run`] shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConvergeDetail {
     pub goal: String,
@@ -82,7 +82,7 @@ pub struct CommandRow {
     pub refused: Option<String>,
 }
 
-impl Store {
+impl RunStore {
     /// Records a converge run as it starts.
     pub fn start_converge(&self, run: &RunStart, c: &ConvergeStart) -> Result<(), StoreError> {
         let now = now_ms();

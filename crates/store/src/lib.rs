@@ -69,28 +69,32 @@ pub enum StoreError {
     NoRun(String),
 }
 
-/// The store. Every method takes `&self`: one connection, used by one caller
-/// at a time, so a server's request handlers may share it.
-pub struct Store {
+/// The run store: runs, iterations, commands, check results, cluster
+/// history. Every method takes `&self`: one connection, used by one caller at
+/// a time, so a server's request handlers may share it.
+pub struct RunStore {
     db: Mutex<Db>,
     location: String,
-    /// Runs opening the store found dead, until [`Store::abort_dead_runs`] tells.
+    /// Runs opening the store found dead, until [`RunStore::abort_dead_runs`] tells.
     aborted_at_open: Mutex<Vec<Aborted>>,
 }
 
-impl Store {
+/// The run store's earlier name, kept so that existing callers still compile.
+pub type Store = RunStore;
+
+impl RunStore {
     /// Opens the store the environment names: PostgreSQL when
     /// `REHEARSE_DATABASE_URL` is set, else `<state_dir>/rehearse.db`.
-    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+    pub fn open(state_dir: &Path) -> Result<RunStore, StoreError> {
         match std::env::var(DATABASE_URL_ENV) {
-            Ok(url) if !url.trim().is_empty() => Store::connect(url.trim()),
-            _ => Store::open_file(&state_dir.join(FILE_NAME)),
+            Ok(url) if !url.trim().is_empty() => RunStore::connect(url.trim()),
+            _ => RunStore::open_file(&state_dir.join(FILE_NAME)),
         }
     }
 
     /// Opens a store by URL: `postgres://` / `postgresql://` for PostgreSQL,
     /// `sqlite://PATH` or a plain path for SQLite.
-    pub fn connect(url: &str) -> Result<Store, StoreError> {
+    pub fn connect(url: &str) -> Result<RunStore, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let location = redact_password(url);
             let client = postgres::Client::connect(url, postgres::NoTls).map_err(|e| {
@@ -101,15 +105,15 @@ impl Store {
                     ),
                 }
             })?;
-            Store::with(Db::Postgres(Box::new(client)), location)
+            RunStore::with(Db::Postgres(Box::new(client)), location)
         } else {
             let path = url.strip_prefix("sqlite://").unwrap_or(url);
-            Store::open_file(Path::new(path))
+            RunStore::open_file(Path::new(path))
         }
     }
 
     /// Opens (creating) a SQLite file.
-    pub fn open_file(path: &Path) -> Result<Store, StoreError> {
+    pub fn open_file(path: &Path) -> Result<RunStore, StoreError> {
         let location = path.display().to_string();
         let open = |e: rusqlite::Error| StoreError::Open {
             location: location.clone(),
@@ -125,12 +129,12 @@ impl Store {
             .map_err(open)?;
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(open)?;
-        Store::with(Db::Sqlite(conn), location)
+        RunStore::with(Db::Sqlite(conn), location)
     }
 
-    fn with(mut db: Db, location: String) -> Result<Store, StoreError> {
+    fn with(mut db: Db, location: String) -> Result<RunStore, StoreError> {
         migrate::apply(&mut db)?;
-        let store = Store {
+        let store = RunStore {
             db: Mutex::new(db),
             location,
             aborted_at_open: Mutex::new(Vec::new()),

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::{Store, StoreError};
+use crate::{RunStore, StoreError};
 
 /// A count per label set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -37,7 +37,7 @@ pub struct Metrics {
     pub llm_latency_ms: Vec<(String, u64)>,
 }
 
-impl Store {
+impl RunStore {
     pub fn metrics(&self) -> Result<Metrics, StoreError> {
         let mut db = self.db();
         let mut m = Metrics::default();

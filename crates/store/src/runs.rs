@@ -8,7 +8,7 @@ use crate::converge::ConvergeDetail;
 use crate::db::{params, Db, Row, Value};
 use crate::owner::RunOwner;
 use crate::scenario::{CheckRow, StepRow};
-use crate::{now_ms, Store, StoreError};
+use crate::{now_ms, RunStore, StoreError};
 
 /// What is known when a run starts.
 #[derive(Clone, Debug, Default)]
@@ -150,7 +150,7 @@ pub struct Aborted {
     pub reason: String,
 }
 
-impl Store {
+impl RunStore {
     /// Records a run as it starts, carried out by this process; its outcome
     /// reads `running` until it ends, or `aborted` once this process is found
     /// dead before that.

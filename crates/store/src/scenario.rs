@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::{params, Db, Row, Value};
 use crate::runs::touch;
-use crate::{Store, StoreError};
+use crate::{RunStore, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepRow {
@@ -104,7 +104,7 @@ fn next_seq(db: &mut Db, table: &str, run_id: &str) -> Result<i64, StoreError> {
     row.map_or(Ok(0), |r| r.get(0))
 }
 
-impl Store {
+impl RunStore {
     /// Records a step that ended.
     pub fn record_step(&self, run_id: &str, step: &StepRow) -> Result<(), StoreError> {
         self.db().transaction(|db| {

@@ -4,7 +4,7 @@
 
 use rehearse_store::{
     CheckRow, ClusterRow, CommandRow, ConvergeEnd, ConvergeStart, IterationRecord, LlmCallRecord,
-    RunFilter, RunFinish, RunStart, StepRow, Store, StoreError, FILE_NAME, MIGRATIONS,
+    RunFilter, RunFinish, RunStart, RunStore, StepRow, StoreError, FILE_NAME, MIGRATIONS,
 };
 
 /// The admin URL of a PostgreSQL server the tests may create databases on.
@@ -39,10 +39,10 @@ enum Backend {
 }
 
 /// One fresh store per backend. In CI, PostgreSQL is required, not optional.
-fn stores() -> Vec<(Store, Backend)> {
+fn stores() -> Vec<(RunStore, Backend)> {
     let dir = tempfile::tempdir().unwrap();
     let mut out = vec![(
-        Store::open_file(&dir.path().join(FILE_NAME)).unwrap(),
+        RunStore::open_file(&dir.path().join(FILE_NAME)).unwrap(),
         Backend::Sqlite { _dir: dir },
     )];
     match std::env::var(PG_ENV) {
@@ -55,7 +55,7 @@ fn stores() -> Vec<(Store, Backend)> {
             let url = format!("{base}/{name}");
             // Dropped even when the store fails to open.
             let guard = PgDatabase { admin, name };
-            let store = Store::connect(&url).unwrap();
+            let store = RunStore::connect(&url).unwrap();
             assert_eq!(store.backend(), "postgres");
             out.push((store, Backend::Postgres(guard)));
         }
@@ -159,12 +159,12 @@ fn finish(outcome: &str) -> RunFinish {
 fn migrations_apply_once_and_reopening_changes_nothing() {
     let all: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = RunStore::open(dir.path()).unwrap();
     assert_eq!(store.path(), Some(dir.path().join(FILE_NAME)));
     assert_eq!(store.schema_versions().unwrap(), all);
     store.start_run(&start("r1", "web")).unwrap();
     drop(store);
-    let store = Store::open(dir.path()).unwrap();
+    let store = RunStore::open(dir.path()).unwrap();
     assert_eq!(store.schema_versions().unwrap(), all);
     assert_eq!(store.runs(&RunFilter::default()).unwrap().len(), 1);
 
@@ -176,7 +176,7 @@ fn migrations_apply_once_and_reopening_changes_nothing() {
             let others: Vec<_> = (0..3)
                 .map(|_| {
                     let url = url.clone();
-                    std::thread::spawn(move || Store::connect(&url).map(|s| s.schema_versions()))
+                    std::thread::spawn(move || RunStore::connect(&url).map(|s| s.schema_versions()))
                 })
                 .collect();
             for o in others {
@@ -561,7 +561,7 @@ fn clusters_and_metrics_aggregate_across_runs() {
 
 #[test]
 fn a_bad_url_says_which_server_and_what_to_check() {
-    let err = Store::connect("postgresql://rehearse:hunter2@127.0.0.1:1/none")
+    let err = RunStore::connect("postgresql://rehearse:hunter2@127.0.0.1:1/none")
         .err()
         .expect("nothing listens on port 1");
     let msg = err.to_string();
@@ -580,7 +580,7 @@ fn helper_process_that_leaves_a_run_running() {
     let Ok(url) = std::env::var(LEAVE_RUNNING_ENV) else {
         return;
     };
-    let store = Store::connect(&url).unwrap();
+    let store = RunStore::connect(&url).unwrap();
     store.start_run(&start("left-running", "killed")).unwrap();
 }
 

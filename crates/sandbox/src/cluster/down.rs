@@ -14,8 +14,8 @@ impl Engine {
     /// until it is gone.
     pub fn down(&self, id: &str) -> Result<(), SandboxError> {
         {
-            let _lock = self.store.lock()?;
-            let mut state = self.store.load(id)?;
+            let _lock = self.registry.lock()?;
+            let mut state = self.registry.load(id)?;
             let me = ProcessId::current();
             if state.status == ClusterStatus::Destroying
                 && state.owner.is_some_and(|o| o != me && o.is_alive())
@@ -25,7 +25,7 @@ impl Engine {
             }
             state.status = ClusterStatus::Destroying;
             state.owner = Some(me);
-            self.store.save(&state)?;
+            self.registry.save(&state)?;
         }
         self.teardown(id)
     }
@@ -34,7 +34,7 @@ impl Engine {
     /// interfaces, firewall, cgroups, files. Goes on past failures and reports
     /// the first.
     pub(super) fn teardown(&self, id: &str) -> Result<(), SandboxError> {
-        let dir = self.store.dir(id);
+        let dir = self.registry.dir(id);
         let mut first_error: Option<SandboxError> = None;
         let mut keep = |r: Result<(), SandboxError>| {
             if let Err(e) = r {
@@ -58,7 +58,8 @@ impl Engine {
         });
         // Last: the cluster's subnets and UID ranges are free once nothing of it is left.
         keep(crate::lease::Leases::host().release(id, &self.state_dir));
-        self.cache.stop_if_unused(|| !self.store.ids().is_empty());
+        self.cache
+            .stop_if_unused(|| !self.registry.ids().is_empty());
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),

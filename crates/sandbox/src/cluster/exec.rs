@@ -17,7 +17,7 @@ impl Engine {
         req: &ExecRequest,
         io: ExecIo<'_>,
     ) -> Result<ExecOutcome, SandboxError> {
-        let state = self.store.load(id)?;
+        let state = self.registry.load(id)?;
         let node = state.node(node)?;
         let backend = self.backend_for(node);
         let outcome = if backend.name() == "nspawn" {

@@ -134,8 +134,8 @@ impl Engine {
         let mut resume = Vec::new();
         let mut frozen = Vec::new();
         {
-            let _lock = self.store.lock()?;
-            let ids = self.store.ids();
+            let _lock = self.registry.lock()?;
+            let ids = self.registry.ids();
             for id in &ids {
                 match self.claim_locked(id)? {
                     Claim::Mine(removed, expired) => mine.push((removed, expired)),
@@ -214,16 +214,17 @@ impl Engine {
             }
         }
         report.stale_image_builds = self.images.remove_stale_builds()?;
-        self.cache.stop_if_unused(|| !self.store.ids().is_empty());
+        self.cache
+            .stop_if_unused(|| !self.registry.ids().is_empty());
         Ok(report)
     }
 
     /// Looks at one cluster, holding the store lock: claims it when it is to
     /// be removed, makes it ready again after an interrupted restore.
     fn claim_locked(&self, id: &str) -> Result<Claim, SandboxError> {
-        let mut state = match self.store.load(id) {
+        let mut state = match self.registry.load(id) {
             Ok(state) => state,
-            Err(SandboxError::ClusterNotFound(_)) if !self.store.dir(id).exists() => {
+            Err(SandboxError::ClusterNotFound(_)) if !self.registry.dir(id).exists() => {
                 return Ok(Claim::Gone)
             }
             // A folder without a readable state: nothing can still use it.
@@ -244,13 +245,13 @@ impl Engine {
                 // This process finishes what the dead one began (outside
                 // the lock): it owns the cluster meanwhile.
                 state.owner = Some(ProcessId::current());
-                self.store.save(&state)?;
+                self.registry.save(&state)?;
                 Ok(Claim::Resume)
             }
             Verdict::Remove { reason, expired } => {
                 state.status = ClusterStatus::Destroying;
                 state.owner = Some(ProcessId::current());
-                self.store.save(&state)?;
+                self.registry.save(&state)?;
                 Ok(Claim::Mine(
                     Removed {
                         cluster: id.to_string(),
@@ -263,7 +264,7 @@ impl Engine {
     }
 
     fn claim(&self, id: &str) -> Result<Claim, SandboxError> {
-        let _lock = self.store.lock()?;
+        let _lock = self.registry.lock()?;
         self.claim_locked(id)
     }
 
@@ -302,14 +303,14 @@ impl Engine {
         // Whoever removes the cluster ends its reaper at once, so that no
         // process of a removed cluster outlives the command that removed it.
         let me = ProcessId::current();
-        let registration = self.store.dir(id).join(REAPER_FILE);
+        let registration = self.registry.dir(id).join(REAPER_FILE);
         if std::fs::write(&registration, format!("{} {}\n", me.pid, me.start_time)).is_err() {
             // The folder is gone: so is the cluster.
             return Ok(());
         }
         loop {
             // A look without the lock first: most looks find nothing to do.
-            let state = match self.store.load(id) {
+            let state = match self.registry.load(id) {
                 Ok(state) => state,
                 Err(SandboxError::ClusterNotFound(_)) => return Ok(()),
                 Err(e) => return Err(e),

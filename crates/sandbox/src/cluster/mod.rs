@@ -14,7 +14,7 @@ use crate::backend::Backend;
 use crate::cgroup::Cgroups;
 use crate::host::{now_secs, ProcessId};
 use crate::pkgcache::PackageCache;
-use crate::state::{ClusterState, ClusterStore};
+use crate::state::{ClusterRegistry, ClusterState};
 use crate::SandboxError;
 
 pub use pool::{PoolConfig, PoolEntry, PoolStatus, Pooled};
@@ -117,7 +117,7 @@ pub struct Engine {
     state_dir: PathBuf,
     /// Where runs are recorded (run store, run folders, proofs).
     history_dir: PathBuf,
-    store: ClusterStore,
+    registry: ClusterRegistry,
     images: ImageStore,
     cgroups: Cgroups,
     cache: PackageCache,
@@ -158,7 +158,7 @@ impl Engine {
         Ok(Engine {
             state_dir: state_dir.to_path_buf(),
             history_dir: rehearse_image::history_dir_for(state_dir),
-            store: ClusterStore::new(state_dir),
+            registry: ClusterRegistry::new(state_dir),
             images: ImageStore::new(state_dir),
             cgroups: Cgroups::discover()?,
             cache: PackageCache::host(state_dir),
@@ -232,7 +232,7 @@ impl Engine {
     }
 
     pub fn cluster_dir(&self, id: &str) -> PathBuf {
-        self.store.dir(id)
+        self.registry.dir(id)
     }
 
     /// What a node uses of the host now: memory in bytes (none for a VM or a
@@ -245,29 +245,29 @@ impl Engine {
     }
 
     pub fn list(&self) -> Vec<ClusterState> {
-        self.store.list()
+        self.registry.list()
     }
 
     pub fn get(&self, id: &str) -> Result<ClusterState, SandboxError> {
-        self.store.load(id)
+        self.registry.load(id)
     }
 
     /// Pushes the expiry of a cluster to `by` from now.
     pub fn extend(&self, id: &str, by: Duration) -> Result<ClusterState, SandboxError> {
-        let _lock = self.store.lock()?;
-        let mut state = self.store.load(id)?;
+        let _lock = self.registry.lock()?;
+        let mut state = self.registry.load(id)?;
         state.expires_at = now_secs() + by.as_secs();
-        self.store.save(&state)?;
+        self.registry.save(&state)?;
         Ok(state)
     }
 
     /// Hands a cluster made for this process over to the user: it outlives the
     /// process and lives until it expires (a run's cluster kept for a look).
     pub fn release(&self, id: &str) -> Result<ClusterState, SandboxError> {
-        let _lock = self.store.lock()?;
-        let mut state = self.store.load(id)?;
+        let _lock = self.registry.lock()?;
+        let mut state = self.registry.load(id)?;
         state.belongs_to = None;
-        self.store.save(&state)?;
+        self.registry.save(&state)?;
         Ok(state)
     }
 

@@ -20,12 +20,12 @@ impl Engine {
         grace: Duration,
         boot_timeout: Duration,
     ) -> Result<ClusterState, SandboxError> {
-        let mut state = self.store.load(id)?;
+        let mut state = self.registry.load(id)?;
         for name in nodes {
             state.node(name)?;
         }
         let images = self.images.list()?;
-        let dir = self.store.dir(id);
+        let dir = self.registry.dir(id);
         let frozen = state.clone();
         let results: Vec<(String, Result<Booted, SandboxError>)> = std::thread::scope(|s| {
             let handles: Vec<_> = frozen
@@ -106,7 +106,7 @@ impl Engine {
                 }
             }
         }
-        self.store.save(&state)?;
+        self.registry.save(&state)?;
         match first_error {
             Some(e) => Err(e),
             None => Ok(state),

@@ -59,7 +59,7 @@ struct Booting<'a> {
 
 impl Drop for Booting<'_> {
     fn drop(&mut self) {
-        let store = &self.engine.store;
+        let store = &self.engine.registry;
         let _lock = store.lock();
         if let Ok(mut state) = store.load(&self.id) {
             if state.status == ClusterStatus::Booting {
@@ -118,11 +118,11 @@ fn layered(state: &ClusterState, nodes: &[&NodeState]) -> Result<(), SandboxErro
 
 impl Engine {
     fn snapshots_dir(&self, id: &str) -> PathBuf {
-        self.store.dir(id).join(SNAPSHOTS_DIR)
+        self.registry.dir(id).join(SNAPSHOTS_DIR)
     }
 
     fn node_dir(&self, id: &str, node: &str) -> PathBuf {
-        self.store.dir(id).join("nodes").join(node)
+        self.registry.dir(id).join("nodes").join(node)
     }
 
     /// One snapshot operation at a time per cluster.
@@ -166,7 +166,7 @@ impl Engine {
                 }
             }
         }
-        if let Ok(state) = self.store.load(id) {
+        if let Ok(state) = self.registry.load(id) {
             for node in &state.nodes {
                 let _ = self
                     .cgroups
@@ -198,7 +198,7 @@ impl Engine {
     pub fn snapshot(&self, id: &str, name: &str) -> Result<Snapshot, SandboxError> {
         let t0 = Instant::now();
         snapshot::check_name("snapshot name", name)?;
-        let state = self.store.load(id)?;
+        let state = self.registry.load(id)?;
         layered(&state, &state.nodes.iter().collect::<Vec<_>>())?;
         let _lock = self.snapshot_lock(id)?;
         let dir = self.snapshots_dir(id);
@@ -302,7 +302,7 @@ impl Engine {
 
     /// The cluster's snapshots, oldest first.
     pub fn snapshots(&self, id: &str) -> Result<Vec<Snapshot>, SandboxError> {
-        self.store.load(id)?;
+        self.registry.load(id)?;
         let mut found: Vec<Snapshot> = fs::read_dir(self.snapshots_dir(id))
             .map(|entries| {
                 entries
@@ -319,7 +319,7 @@ impl Engine {
     /// Removes one snapshot of a cluster.
     pub fn remove_snapshot(&self, id: &str, name: &str) -> Result<Snapshot, SandboxError> {
         snapshot::check_name("snapshot name", name)?;
-        self.store.load(id)?;
+        self.registry.load(id)?;
         let _lock = self.snapshot_lock(id)?;
         let dir = self.snapshots_dir(id).join(name);
         let manifest = Snapshot::read(&dir).ok_or_else(|| self.snapshot_not_found(id, name))?;
@@ -341,7 +341,7 @@ impl Engine {
     ) -> Result<Restored, SandboxError> {
         let t0 = Instant::now();
         snapshot::check_name("snapshot name", name)?;
-        let state = self.store.load(id)?;
+        let state = self.registry.load(id)?;
         layered(&state, &state.nodes.iter().collect::<Vec<_>>())?;
         let _lock = self.snapshot_lock(id)?;
         let dir = self.snapshots_dir(id).join(name);
@@ -483,7 +483,7 @@ impl Engine {
             owner: None,
         };
         let result = (|| -> Result<usize, SandboxError> {
-            let state = self.store.load(id)?;
+            let state = self.registry.load(id)?;
             for node in &state.nodes {
                 let node_dir = self.node_dir(id, &node.name);
                 let staged = node_dir.join("upper.restore");
@@ -525,12 +525,12 @@ impl Engine {
     /// Marks the cluster as booting, owned by this process, until the guard
     /// is dropped; then it is ready again.
     fn mark_booting(&self, id: &str) -> Result<Booting<'_>, SandboxError> {
-        let _lock = self.store.lock()?;
-        let mut state = self.store.load(id)?;
+        let _lock = self.registry.lock()?;
+        let mut state = self.registry.load(id)?;
         let owner = state.owner;
         state.status = ClusterStatus::Booting;
         state.owner = Some(ProcessId::current());
-        self.store.save(&state)?;
+        self.registry.save(&state)?;
         Ok(Booting {
             engine: self,
             id: id.to_string(),
@@ -570,7 +570,7 @@ impl Engine {
     /// in later topologies. The node keeps running (frozen for the copy of
     /// its layer only).
     pub fn save(&self, id: &str, node: &str, image_name: &str) -> Result<Image, SandboxError> {
-        let state = self.store.load(id)?;
+        let state = self.registry.load(id)?;
         let node = state.node(node)?;
         layered(&state, &[node])?;
         let parent = self

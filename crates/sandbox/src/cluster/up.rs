@@ -109,7 +109,7 @@ impl Engine {
                 state.status = ClusterStatus::Ready;
                 state.owner = None;
                 state.boot_ms = Some(started.elapsed().as_millis() as u64);
-                self.store.save(&state)?;
+                self.registry.save(&state)?;
                 Ok(state)
             }
             Err(e) => {
@@ -175,14 +175,14 @@ impl Engine {
     /// The host-wide lock makes the choice atomic across every rehearse
     /// process on the host, whatever its state directory.
     fn allocate(&self, req: &UpRequest, images: &[Image]) -> Result<ClusterState, SandboxError> {
-        let _lock = self.store.lock()?;
+        let _lock = self.registry.lock()?;
         let leases = Leases::host();
         let host_lock = leases.lock()?;
         let live = leases.live(&host_lock);
-        let existing = self.store.list();
+        let existing = self.registry.list();
         let id = loop {
             let id = format!("{:06x}", rand::thread_rng().gen_range(0..0x100_0000u32));
-            if !self.store.dir(&id).exists()
+            if !self.registry.dir(&id).exists()
                 && !live.iter().any(|l| l.cluster == id)
                 && !self.cgroups.cluster_exists(&id)
             {
@@ -305,7 +305,7 @@ impl Engine {
         )?;
         // Saved before the host lock is dropped: a lease is never seen
         // without its cluster's folder (which would make it stale).
-        self.store.save(&state)?;
+        self.registry.save(&state)?;
         Ok(state)
     }
 
@@ -317,7 +317,7 @@ impl Engine {
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<(), SandboxError> {
         let t0 = Instant::now();
-        let dir = self.store.dir(&state.id);
+        let dir = self.registry.dir(&state.id);
         let needs_cache = state.networks.iter().any(|n| n.egress != Egress::None);
         // Independent host-side setup runs side by side; nodes need the keys and
         // the bridges and firewall, not the package cache (it is only waited for

@@ -445,7 +445,7 @@ impl Backend for VmBackend {
                 node: node.name.clone(),
             });
         }
-        let cluster_dir = crate::state::ClusterStore::new(&self.state_dir).dir(&cluster.id);
+        let cluster_dir = crate::state::ClusterRegistry::new(&self.state_dir).dir(&cluster.id);
         let node_dir = cluster_dir.join("nodes").join(&node.name);
         transport::exec(&cluster_dir, &node_dir, node, req, io)
     }
@@ -474,7 +474,7 @@ impl Backend for VmBackend {
         let Some(cluster) = crate::net::cluster_of_iface(&node.machine) else {
             return Ok(());
         };
-        let cluster_dir = crate::state::ClusterStore::new(&self.state_dir).dir(&cluster);
+        let cluster_dir = crate::state::ClusterRegistry::new(&self.state_dir).dir(&cluster);
         let node_dir = cluster_dir.join("nodes").join(&node.name);
         // systemd powers off cleanly; the minimal init does on SIGTERM. Either
         // way the kernel powers the machine off and QEMU exits.
