@@ -65,7 +65,12 @@ pub(crate) fn sh(
     };
     nodes
         .exec
-        .capture(nodes.cluster, node, &req, stdin)
+        .capture(
+            nodes.cluster,
+            node,
+            &req,
+            stdin.map(|s| Box::new(std::io::Cursor::new(s)) as Box<_>),
+        )
         .map_err(|e| e.to_string())
 }
 

@@ -79,9 +79,7 @@ impl Leases {
     /// Takes the host-wide lock. Take it after a state directory's own lock,
     /// never before.
     pub fn lock(&self) -> Result<HostLock, SandboxError> {
-        fs::create_dir_all(&self.dir).map_err(|e| SandboxError::io("creating", &self.dir, e))?;
-        let path = self.dir.join(".lock");
-        crate::lock::exclusive(&path).map(HostLock)
+        crate::lock::exclusive_in(&self.dir).map(HostLock)
     }
 
     fn path(&self, cluster: &str) -> PathBuf {

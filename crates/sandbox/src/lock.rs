@@ -15,6 +15,12 @@ pub(crate) fn exclusive(path: &Path) -> Result<Flock<fs::File>, SandboxError> {
         .map_err(|(_, e)| SandboxError::io("locking", path, e.into()))
 }
 
+/// Locks the folder `dir` (created if needed) through its `.lock` file.
+pub(crate) fn exclusive_in(dir: &Path) -> Result<Flock<fs::File>, SandboxError> {
+    fs::create_dir_all(dir).map_err(|e| SandboxError::io("creating", dir, e))?;
+    exclusive(&dir.join(".lock"))
+}
+
 /// Like [`exclusive`], but returns `None` at once when another process holds
 /// the lock.
 pub(crate) fn try_exclusive(path: &Path) -> Result<Option<Flock<fs::File>>, SandboxError> {

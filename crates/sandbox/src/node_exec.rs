@@ -3,7 +3,7 @@
 //! error sentences) is testable without root or a cluster; [`Engine`] is the
 //! real thing.
 
-use std::io::Cursor;
+use std::io::Read;
 use std::path::Path;
 
 use crate::backend::{ExecIo, ExecOutcome, ExecRequest};
@@ -35,7 +35,7 @@ pub trait NodeExec: Sync {
         cluster: &str,
         node: &str,
         req: &ExecRequest,
-        stdin: Option<Vec<u8>>,
+        stdin: Option<Box<dyn Read + Send + '_>>,
     ) -> Result<Captured, SandboxError> {
         let mut out = Vec::new();
         let mut err = Vec::new();
@@ -44,7 +44,7 @@ pub trait NodeExec: Sync {
             node,
             req,
             ExecIo {
-                stdin: stdin.map(|s| Box::new(Cursor::new(s)) as Box<_>),
+                stdin,
                 stdout: &mut out,
                 stderr: &mut err,
             },

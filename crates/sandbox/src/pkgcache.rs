@@ -73,10 +73,7 @@ impl PackageCache {
 
     /// Serialises starting and stopping between concurrent engines.
     fn lock(&self) -> Result<nix::fcntl::Flock<std::fs::File>, SandboxError> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| SandboxError::io("creating", &self.dir, e))?;
-        let path = self.dir.join(".lock");
-        crate::lock::exclusive(&path)
+        crate::lock::exclusive_in(&self.dir)
     }
 
     /// Starts the cache unless it already runs, and waits until it accepts.

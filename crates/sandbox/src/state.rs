@@ -162,9 +162,7 @@ impl ClusterRegistry {
     /// Takes the store-wide lock: held while allocating ids and subnets and while
     /// `gc` decides what is orphaned.
     pub fn lock(&self) -> Result<Flock<fs::File>, SandboxError> {
-        fs::create_dir_all(&self.root).map_err(|e| SandboxError::io("creating", &self.root, e))?;
-        let path = self.root.join(".lock");
-        crate::lock::exclusive(&path)
+        crate::lock::exclusive_in(&self.root)
     }
 
     pub fn save(&self, state: &ClusterState) -> Result<(), SandboxError> {

@@ -7,7 +7,7 @@ use rand::Rng;
 
 use crate::backend::{ExecIo, ExecRequest};
 use crate::host::{self};
-use crate::SandboxError;
+use crate::{NodeExec, SandboxError};
 
 use super::Engine;
 
@@ -54,18 +54,7 @@ rm -rf -- "$d"; mv -- "$t/$n" "$d""#;
             ],
             ..Default::default()
         };
-        let mut err = Vec::new();
-        let mut out = Vec::new();
-        let outcome = self.exec(
-            id,
-            node,
-            &req,
-            ExecIo {
-                stdin: Some(Box::new(stdout)),
-                stdout: &mut out,
-                stderr: &mut err,
-            },
-        )?;
+        let written = NodeExec::capture(self, id, node, &req, Some(Box::new(stdout)))?;
         let tar_out = tar
             .wait_with_output()
             .map_err(|e| SandboxError::io("waiting for", "tar", e))?;
@@ -76,10 +65,10 @@ rm -rf -- "$d"; mv -- "$t/$n" "$d""#;
                 String::from_utf8_lossy(&tar_out.stderr).trim()
             )));
         }
-        if outcome.exit_code != 0 {
+        if !written.success() {
             return Err(SandboxError::BadPath(format!(
                 "could not write {node}:{dest}: {}",
-                String::from_utf8_lossy(&err).trim()
+                written.stderr.trim()
             )));
         }
         Ok(())

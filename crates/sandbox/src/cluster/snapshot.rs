@@ -128,9 +128,7 @@ impl Engine {
     /// One snapshot operation at a time per cluster.
     fn snapshot_lock(&self, id: &str) -> Result<Flock<fs::File>, SandboxError> {
         let dir = self.snapshots_dir(id);
-        fs::create_dir_all(&dir).map_err(|e| SandboxError::io("creating", &dir, e))?;
-        let path = dir.join(".lock");
-        let lock = crate::lock::exclusive(&path)?;
+        let lock = crate::lock::exclusive_in(&dir)?;
         self.repair_snapshot_leftovers(id, &dir);
         Ok(lock)
     }

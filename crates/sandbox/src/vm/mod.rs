@@ -145,10 +145,7 @@ impl VmBackend {
     /// Takes the lock that serialises building shared VM files (kernel,
     /// initramfs, base disks) across engines.
     fn cache_lock(&self) -> Result<Flock<fs::File>, SandboxError> {
-        let dir = self.state_dir.join("vm");
-        fs::create_dir_all(&dir).map_err(|e| SandboxError::io("creating", &dir, e))?;
-        let path = dir.join(".lock");
-        crate::lock::exclusive(&path)
+        crate::lock::exclusive_in(&self.state_dir.join("vm"))
     }
 
     fn prepare(&self) -> Result<Prepared, SandboxError> {
