@@ -46,20 +46,21 @@ pub enum StoreError {
     #[error("opening the run store at {location}: {message}")]
     Open { location: String, message: String },
     /// A migration of the schema failed; the database keeps the version before it.
-    #[error("applying migration {version} ({name}) to the run store: {source}")]
+    #[error("applying migration {version} ({name}) to the run store: {cause}")]
     Migrate {
         version: u32,
         name: &'static str,
-        #[source]
-        source: Box<StoreError>,
+        cause: Box<StoreError>,
     },
     /// The database was written by a newer rehearse.
     #[error("the run store is at schema version {found}, newer than this rehearse knows ({known}): upgrade rehearse")]
     TooNew { found: u32, known: u32 },
+    // The database's error is said in the message and not given again as a
+    // source, so a chain of causes says it once.
     #[error("the run store (SQLite): {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     #[error("the run store (PostgreSQL): {0}")]
-    Postgres(#[from] postgres::Error),
+    Postgres(postgres::Error),
     #[error("the run store holds a value this rehearse cannot read: {0}")]
     Decode(String),
     /// A run cannot be removed while something still needs it.
@@ -67,6 +68,18 @@ pub enum StoreError {
     Referenced { id: String, why: String },
     #[error("no run {0} in the run store")]
     NoRun(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
 }
 
 /// The run store: runs, iterations, commands, check results, cluster
@@ -211,6 +224,33 @@ pub fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use super::StoreError;
+
+    /// The error and its causes as `{:#}` prints them.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            text += &format!(": {s}");
+            source = s.source();
+        }
+        text
+    }
+
+    #[test]
+    fn database_errors_are_said_once() {
+        let e = StoreError::Migrate {
+            version: 3,
+            name: "clusters",
+            cause: Box::new(StoreError::from(rusqlite::Error::InvalidQuery)),
+        };
+        let said = chain(&e);
+        assert_eq!(
+            said,
+            "applying migration 3 (clusters) to the run store: the run store (SQLite): Query is not read-only"
+        );
+    }
+
     #[test]
     fn passwords_stay_out_of_the_location() {
         assert_eq!(

@@ -71,10 +71,10 @@ fn apply_all(db: &mut Db) -> Result<(), StoreError> {
             )?;
             Ok(())
         })
-        .map_err(|source| StoreError::Migrate {
+        .map_err(|cause| StoreError::Migrate {
             version: migration.version,
             name: migration.name,
-            source: Box::new(source),
+            cause: Box::new(cause),
         })?;
     }
     Ok(())

@@ -116,14 +116,14 @@ pub enum SecretError {
         variable: String,
         declared_at: String,
     },
-    /// The file cannot be read.
-    #[error("{declared_at}: secret {name} comes from {path}, which cannot be read: {source}")]
+    /// The file cannot be read. The I/O error is said in the message and
+    /// not given again as a source, so a chain of causes says it once.
+    #[error("{declared_at}: secret {name} comes from {path}, which cannot be read: {error}")]
     File {
         name: String,
         path: PathBuf,
         declared_at: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -150,11 +150,11 @@ impl Secret {
                     .map(|t| t.strip_suffix('\r').unwrap_or(t))
                     .unwrap_or(&text)
                     .to_owned()),
-                Err(source) => Err(SecretError::File {
+                Err(error) => Err(SecretError::File {
                     name: self.name.clone(),
                     path: path.clone(),
                     declared_at: self.declared_at.clone(),
-                    source,
+                    error,
                 }),
             },
         }

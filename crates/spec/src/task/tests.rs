@@ -195,3 +195,31 @@ checks:
     assert!(error.starts_with("task.yaml:3"), "{error}");
     assert!(error.contains("listed twice"), "{error}");
 }
+
+/// The error and its causes as `{:#}` prints them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text += &format!(": {s}");
+        source = s.source();
+    }
+    text
+}
+
+#[test]
+fn an_unreadable_secret_file_says_why_once() {
+    let secret = Secret {
+        name: "TOKEN".into(),
+        source: SecretSource::File("/nonexistent/rehearse-secret".into()),
+        declared_at: "task.yaml:7".into(),
+    };
+    let e = secret.value().unwrap_err();
+    let said = chain(&e);
+    assert!(said.starts_with("task.yaml:7: secret TOKEN"), "{said}");
+    assert_eq!(
+        said.matches("No such file or directory").count(),
+        1,
+        "{said}"
+    );
+}
