@@ -295,6 +295,18 @@ impl Engine {
                     (state.belongs_to == Some(me)).then_some((id, shape))
                 })
                 .collect();
+            // Clusters of an image rebuilt since they booted: replaced.
+            let (stale, mine): (Vec<_>, Vec<_>) = mine.into_iter().partition(|(id, _)| {
+                self.store
+                    .load(id)
+                    .is_ok_and(|state| !self.images_current(&state))
+            });
+            for (id, shape) in stale {
+                if self.unpool(&id) {
+                    let _ = self.down(&id);
+                    on_event(&format!("removed {id} ({shape}): its image was rebuilt"));
+                }
+            }
             // Shapes no longer asked for, or more than asked: destroyed.
             for entry_shape in mine.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>() {
                 let wanted = config
