@@ -171,13 +171,13 @@ impl Engine {
             return Ok(None);
         };
         let t0 = Instant::now();
-        let _lock = self.store.lock()?;
-        for id in self.store.ids() {
-            let marker = self.store.dir(&id).join(POOL_FILE);
+        let _lock = self.registry.lock()?;
+        for id in self.registry.ids() {
+            let marker = self.registry.dir(&id).join(POOL_FILE);
             if std::fs::read_to_string(&marker).ok().as_deref() != Some(shape.as_str()) {
                 continue;
             }
-            let Ok(mut state) = self.store.load(&id) else {
+            let Ok(mut state) = self.registry.load(&id) else {
                 continue;
             };
             let keeper_alive = state.belongs_to.is_some_and(|k| k.is_alive());
@@ -193,7 +193,7 @@ impl Engine {
             state.source = req.source.clone();
             state.created_at = now;
             state.boot_ms = Some(t0.elapsed().as_millis() as u64);
-            self.store.save(&state)?;
+            self.registry.save(&state)?;
             std::fs::remove_file(&marker).map_err(|e| SandboxError::io("removing", &marker, e))?;
             tracing::debug!(cluster = %id, shape, "claimed from the pool");
             return Ok(Some(state));
@@ -215,7 +215,7 @@ impl Engine {
 
     /// Whether a cluster waits in the pool (and so is nobody's yet).
     pub fn is_pooled(&self, id: &str) -> bool {
-        self.store.dir(id).join(POOL_FILE).exists()
+        self.registry.dir(id).join(POOL_FILE).exists()
     }
 
     /// The pool's settings, its keeper, and every cluster waiting in it.
@@ -223,8 +223,8 @@ impl Engine {
         let config = PoolConfig::load(&self.state_dir)?;
         let keeper = keeper_pid(&self.state_dir);
         let mut ready = Vec::new();
-        for state in self.store.list() {
-            let Ok(shape) = std::fs::read_to_string(self.store.dir(&state.id).join(POOL_FILE))
+        for state in self.registry.list() {
+            let Ok(shape) = std::fs::read_to_string(self.registry.dir(&state.id).join(POOL_FILE))
             else {
                 continue;
             };
@@ -285,19 +285,19 @@ impl Engine {
                 }
             };
             let mine: Vec<(String, String)> = self
-                .store
+                .registry
                 .ids()
                 .into_iter()
                 .filter_map(|id| {
                     let shape =
-                        std::fs::read_to_string(self.store.dir(&id).join(POOL_FILE)).ok()?;
-                    let state = self.store.load(&id).ok()?;
+                        std::fs::read_to_string(self.registry.dir(&id).join(POOL_FILE)).ok()?;
+                    let state = self.registry.load(&id).ok()?;
                     (state.belongs_to == Some(me)).then_some((id, shape))
                 })
                 .collect();
             // Clusters of an image rebuilt since they booted: replaced.
             let (stale, mine): (Vec<_>, Vec<_>) = mine.into_iter().partition(|(id, _)| {
-                self.store
+                self.registry
                     .load(id)
                     .is_ok_and(|state| !self.images_current(&state))
             });
@@ -344,8 +344,11 @@ impl Engine {
         }
         // Draining: whatever still waits is destroyed; claimed clusters are
         // their owners' now and stay.
-        for id in self.store.ids() {
-            let ours = self.store.load(&id).is_ok_and(|s| s.belongs_to == Some(me));
+        for id in self.registry.ids() {
+            let ours = self
+                .registry
+                .load(&id)
+                .is_ok_and(|s| s.belongs_to == Some(me));
             if ours && self.unpool(&id) {
                 let _ = self.down(&id);
                 on_event(&format!("removed {id}: the keeper stops"));
@@ -358,10 +361,10 @@ impl Engine {
     /// Takes a cluster out of the pool so nobody claims it any more; false if
     /// it was claimed meanwhile.
     fn unpool(&self, id: &str) -> bool {
-        let Ok(_lock) = self.store.lock() else {
+        let Ok(_lock) = self.registry.lock() else {
             return false;
         };
-        std::fs::remove_file(self.store.dir(id).join(POOL_FILE)).is_ok()
+        std::fs::remove_file(self.registry.dir(id).join(POOL_FILE)).is_ok()
     }
 
     /// Boots one cluster of `entry`'s shape into the pool.
@@ -376,8 +379,8 @@ impl Engine {
             },
             &|_| {},
         )?;
-        let marker = self.store.dir(&state.id).join(POOL_FILE);
-        let _lock = self.store.lock()?;
+        let marker = self.registry.dir(&state.id).join(POOL_FILE);
+        let _lock = self.registry.lock()?;
         std::fs::write(&marker, entry.shape())
             .map_err(|e| SandboxError::io("writing", &marker, e))?;
         Ok(state.id)
