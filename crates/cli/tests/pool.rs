@@ -248,3 +248,34 @@ fn gc_removes_the_pool_of_a_keeper_that_was_killed() {
     let (code, out) = home.run_json(&["down", id]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn a_server_keeping_a_pool_leaves_nothing_behind_when_stopped() {
+    let home = Home::new();
+    let (code, out) = home.run_json(&["pool", "set", "--nodes", "1", "--size", "1"]);
+    assert_eq!(code, 0, "{out}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = home
+        .command(&["serve", "--pool", "--listen", &listen])
+        .env("REHEARSE_TOKEN", "pool-test-token")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rehearse serve starts");
+    let mut server = Keeper(server);
+    let waiting = ready(&home, 1);
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    server.wait();
+    for id in &waiting {
+        let left = Leftovers::of_in(home.path(), id);
+        assert!(left.is_empty(), "{id}: {left:?}");
+    }
+    let (_, status) = home.run_json(&["pool", "status"]);
+    assert!(status["keeper"].is_null(), "{status}");
+    assert!(status["ready"].as_array().unwrap().is_empty(), "{status}");
+}
