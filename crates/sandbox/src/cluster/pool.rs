@@ -4,7 +4,7 @@
 //! A pooled cluster is an ordinary cluster made by a keeper process (it
 //! belongs to the keeper, so `gc` and its reaper remove it when the keeper
 //! dies) with one more file in its folder, `pool`, naming the shape it waits
-//! for. Claiming it, under the cluster store's lock, removes that file and
+//! for. Claiming it, under the cluster registry's lock, removes that file and
 //! gives the cluster to its new owner with the requested time to live: the
 //! cluster keeps the id, addresses, bridges, key and machine identities it was
 //! booted with, all of them its own and never seen by anyone before, so
