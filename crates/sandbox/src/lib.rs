@@ -9,10 +9,10 @@ mod backend;
 pub mod capacity;
 mod cgroup;
 mod cluster;
-pub mod doctor;
 mod error;
 pub mod fault;
 pub mod host;
+pub mod hostcheck;
 pub mod kernel_guard;
 pub mod lease;
 mod lock;
@@ -34,6 +34,8 @@ pub use cluster::{
 };
 pub use error::SandboxError;
 pub use fault::{FaultRecord, FaultStatus};
+/// The host check's earlier name, kept so that existing callers compile.
+pub use hostcheck as doctor;
 pub use node_exec::{Captured, NodeExec};
 pub use pkgcache::{PackageCache, CACHE_PORT, SERVICE_BRIDGE};
 pub use snapshot::{CopyMode, Snapshot, SnapshotNode};

@@ -1,4 +1,6 @@
-//! `rehearse doctor`: every host requirement, what is missing and how to fix it.
+//! The host check behind `rehearse doctor`: every host requirement, what is
+//! missing and how to fix it. (Not the converge loop's rules doctor, which
+//! fixes code.)
 
 use serde::Serialize;
 
@@ -6,7 +8,7 @@ use crate::host;
 use crate::packages::{self, Need};
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Check {
+pub struct HostCheck {
     pub name: String,
     pub ok: bool,
     /// What was found.
@@ -17,14 +19,17 @@ pub struct Check {
     pub required: bool,
 }
 
+/// The earlier name of [`HostCheck`], kept so that existing callers compile.
+pub type Check = HostCheck;
+
 fn which(tool: &str) -> Option<String> {
     host::which(tool).map(|p| p.display().to_string())
 }
 
-pub fn run_checks() -> Vec<Check> {
+pub fn run_checks() -> Vec<HostCheck> {
     let mut checks = Vec::new();
     let root = host::is_root();
-    checks.push(Check {
+    checks.push(HostCheck {
         name: "root".into(),
         ok: root,
         detail: if root { "running as root".into() } else { "not root".into() },
@@ -36,12 +41,12 @@ pub fn run_checks() -> Vec<Check> {
         .iter()
         .filter(|p| p.package.need == Need::Vm)
         .all(|p| p.ok());
-    checks.extend(packages.into_iter().map(Check::from));
+    checks.extend(packages.into_iter().map(HostCheck::from));
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     let overlay = filesystems
         .lines()
         .any(|l| l.trim_end().ends_with("overlay"));
-    checks.push(Check {
+    checks.push(HostCheck {
         name: "overlayfs".into(),
         ok: overlay,
         detail: if overlay {
@@ -56,7 +61,7 @@ pub fn run_checks() -> Vec<Check> {
         required: true,
     });
     let cgroups = crate::cgroup::Cgroups::discover();
-    checks.push(Check {
+    checks.push(HostCheck {
         name: "cgroup2".into(),
         ok: cgroups.is_ok(),
         detail: match &cgroups {
@@ -70,7 +75,7 @@ pub fn run_checks() -> Vec<Check> {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
-    checks.push(Check {
+    checks.push(HostCheck {
         name: "user namespaces".into(),
         ok: userns > 0,
         detail: format!("max_user_namespaces = {userns}"),
@@ -83,7 +88,7 @@ pub fn run_checks() -> Vec<Check> {
             std::process::Command::new("nft").args(["list", "tables"]),
         )
         .is_ok();
-    checks.push(Check {
+    checks.push(HostCheck {
         name: "nftables".into(),
         ok: nft_ok,
         detail: if nft_ok {
@@ -104,10 +109,10 @@ pub fn run_checks() -> Vec<Check> {
 /// How many more nodes fit now, and each limit in nodes. Not required: a
 /// host that is full now is fine once clusters are gone; a warning names the
 /// limit that stops a 4-node cluster and its fix.
-pub fn capacity_checks(state_dir: &std::path::Path) -> Vec<Check> {
+pub fn capacity_checks(state_dir: &std::path::Path) -> Vec<HostCheck> {
     let capacity = crate::capacity::measure(state_dir);
     let tightest = capacity.tightest();
-    let mut checks = vec![Check {
+    let mut checks = vec![HostCheck {
         name: "capacity".into(),
         ok: capacity.fits >= 4,
         detail: format!(
@@ -117,7 +122,7 @@ pub fn capacity_checks(state_dir: &std::path::Path) -> Vec<Check> {
         fix: (capacity.fits < 4).then(|| tightest.fix.clone()),
         required: false,
     }];
-    checks.extend(capacity.limits.iter().map(|l| Check {
+    checks.extend(capacity.limits.iter().map(|l| HostCheck {
         name: format!("capacity: {}", l.name),
         ok: l.fits >= 4,
         detail: format!("{} nodes: {}", l.fits, l.detail),
@@ -130,10 +135,10 @@ pub fn capacity_checks(state_dir: &std::path::Path) -> Vec<Check> {
 /// Which link impairments this kernel supports for faults (`partition`,
 /// and `link` loss, rate and delay), and how rehearse does each here. Not
 /// required: clusters start without them, only those faults are refused.
-fn impairment_checks() -> Vec<Check> {
+fn impairment_checks() -> Vec<HostCheck> {
     crate::fault::impairment_support()
         .into_iter()
-        .map(|i| Check {
+        .map(|i| HostCheck {
             name: format!("impairment {}", i.name),
             ok: i.supported,
             fix: (!i.supported).then(|| i.how.clone()),
@@ -145,7 +150,7 @@ fn impairment_checks() -> Vec<Check> {
 
 /// What VM nodes (`backend: vm`) need, and which accelerator they get. Not
 /// required: clusters of containers start without any of it.
-fn vm_checks(root: bool, tools_ok: bool) -> Vec<Check> {
+fn vm_checks(root: bool, tools_ok: bool) -> Vec<HostCheck> {
     let mut checks = Vec::new();
     let state_dir = rehearse_image::state_dir();
     // Probing boots the guest kernel once (fetched on first use) and caches
@@ -160,7 +165,7 @@ fn vm_checks(root: bool, tools_ok: bool) -> Vec<Check> {
         })
     };
     checks.push(match probe {
-        Ok(p) => Check {
+        Ok(p) => HostCheck {
             name: "vm accelerator".into(),
             ok: true,
             detail: format!("{} ({})", p.accelerator.as_str(), p.detail),
@@ -169,7 +174,7 @@ fn vm_checks(root: bool, tools_ok: bool) -> Vec<Check> {
             }),
             required: false,
         },
-        Err(e) => Check {
+        Err(e) => HostCheck {
             name: "vm accelerator".into(),
             ok: false,
             detail: e,
@@ -183,16 +188,16 @@ fn vm_checks(root: bool, tools_ok: bool) -> Vec<Check> {
 /// One check per host package of `host-packages.txt` whose need `include`
 /// accepts: installed, and its tools on PATH. `scripts/setup.sh` verifies
 /// its installs with exactly these (`rehearse doctor --packages`).
-pub fn package_checks(include: impl Fn(Need) -> bool) -> Vec<Check> {
+pub fn package_checks(include: impl Fn(Need) -> bool) -> Vec<HostCheck> {
     packages::check(include)
         .into_iter()
-        .map(Check::from)
+        .map(HostCheck::from)
         .collect()
 }
 
-impl From<packages::Presence> for Check {
-    fn from(p: packages::Presence) -> Check {
-        Check {
+impl From<packages::Presence> for HostCheck {
+    fn from(p: packages::Presence) -> HostCheck {
+        HostCheck {
             name: format!("package {}", p.package.name),
             ok: p.ok(),
             detail: p.detail(),
