@@ -122,13 +122,13 @@ impl ImageSpec {
             return Err(error);
         }
         let spec: ImageSpec = serde_yaml::from_str(text).map_err(|e| source.yaml_error(&e))?;
-        spec.check(&source)?;
+        spec.validate_at(&source)?;
         Ok(spec)
     }
 
     /// Checks every rule of the format; errors name the field but carry no location.
     pub fn validate(&self) -> Result<(), SpecError> {
-        self.check(&Source::detached())
+        self.validate_at(&Source::detached())
     }
 
     /// The mirror to bootstrap and install packages from.
@@ -167,9 +167,11 @@ impl ImageSpec {
         serde_json::to_value(schemars::schema_for!(ImageSpec)).unwrap_or_default()
     }
 
-    fn check(&self, source: &Source) -> Result<(), SpecError> {
+    fn validate_at(&self, source: &Source) -> Result<(), SpecError> {
         let at = |field: &str, error: SpecError| source.at(&FieldPath::key(field), error);
-        names::IMAGE.check(&self.name).map_err(|e| at("name", e))?;
+        names::IMAGE
+            .validate(&self.name)
+            .map_err(|e| at("name", e))?;
         if !SUPPORTED_DISTROS.contains(&self.distro.as_str()) {
             let error = SpecError::new(
                 ErrorKind::Unsupported,
@@ -181,7 +183,7 @@ impl ImageSpec {
             .with_hint(format!("use one of: {}", SUPPORTED_DISTROS.join(", ")));
             return Err(at("distro", error));
         }
-        names::SUITE.check(&self.suite).map_err(|e| {
+        names::SUITE.validate(&self.suite).map_err(|e| {
             at(
                 "suite",
                 e.with_hint(
@@ -190,7 +192,7 @@ impl ImageSpec {
             )
         })?;
         for (i, component) in self.components.iter().enumerate() {
-            names::COMPONENT.check(component).map_err(|e| {
+            names::COMPONENT.validate(component).map_err(|e| {
                 source.at(
                     &FieldPath::key("components").at(i),
                     e.with_hint("name an archive component, such as main, contrib or universe"),
@@ -214,7 +216,7 @@ impl ImageSpec {
         }
         for (i, package) in self.packages.iter().enumerate() {
             names::DEBIAN_PACKAGE
-                .check(package)
+                .validate(package)
                 .map_err(|e| source.at(&FieldPath::key("packages").at(i), e))?;
         }
         for (i, command) in self.post_install.iter().enumerate() {

@@ -102,7 +102,7 @@ impl NameRule {
 
     /// Refuses `name` with a message stating the rule and, when one can be made, a
     /// valid name close to it.
-    pub(crate) fn check(&self, name: &str) -> Result<(), SpecError> {
+    pub(crate) fn validate(&self, name: &str) -> Result<(), SpecError> {
         if self.is_valid(name) {
             return Ok(());
         }
@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(HOSTNAME.suggest("1st-node"), None);
         assert_eq!(HOSTNAME.suggest("db-").as_deref(), Some("db"));
         assert_eq!(HOSTNAME.suggest("123"), None);
-        let error = HOSTNAME.check("Web_1").expect_err("refused");
+        let error = HOSTNAME.validate("Web_1").expect_err("refused");
         assert!(error.message().contains("[a-z][a-z0-9-]*"), "{error}");
         assert_eq!(error.hint(), Some("use a name like \"web-1\""));
     }

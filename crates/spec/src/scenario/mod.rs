@@ -106,7 +106,7 @@ impl Scenario {
         let parsed: file::ScenarioFile =
             serde_yaml::from_str(text).map_err(|e| source.yaml_error(&e))?;
         let scenario = parsed.into_scenario(&source, origin, dir)?;
-        scenario.check(&source)?;
+        scenario.validate_at(&source)?;
         Ok(scenario)
     }
 
@@ -133,7 +133,7 @@ impl Scenario {
     /// image names, each once.
     pub fn check_platforms(platforms: &[String]) -> Result<(), SpecError> {
         for (i, platform) in platforms.iter().enumerate() {
-            crate::names::IMAGE.check(platform).map_err(|e| {
+            crate::names::IMAGE.validate(platform).map_err(|e| {
                 e.with_hint("name an image, such as debian-12, debian-13 or ubuntu-24.04")
             })?;
             if platforms[..i].contains(platform) {

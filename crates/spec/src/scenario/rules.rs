@@ -18,7 +18,7 @@ use crate::source::{FieldPath, Source};
 pub(crate) const MODE_PATTERN: &str = "^0?[0-7]{3,4}$";
 
 impl Scenario {
-    pub(super) fn check(&self, source: &Source) -> Result<(), SpecError> {
+    pub(super) fn validate_at(&self, source: &Source) -> Result<(), SpecError> {
         if self.steps.is_empty() && self.checks.is_empty() {
             let error = SpecError::new(
                 ErrorKind::MissingField,
@@ -207,7 +207,7 @@ impl Scenario {
         match &check.kind {
             CheckKind::Package { name, version, .. } => {
                 names::DEBIAN_PACKAGE
-                    .check(name)
+                    .validate(name)
                     .map_err(|e| source.at(&subject, e))?;
                 if let Some(version) = version {
                     Matcher::parse(version).map_err(|e| source.at(&path.field("version"), e))?;

@@ -14,7 +14,7 @@ pub(crate) use super::limits::LimitsFile;
 use super::limits::{MemoryField, NodeLimits};
 use super::DEFAULT_IMAGE;
 use super::{
-    check, networks_path, nodes_path, Egress, NetworkSpec, NodeBackend, NodeSpec, Topology,
+    networks_path, nodes_path, rules, Egress, NetworkSpec, NodeBackend, NodeSpec, Topology,
 };
 use crate::error::{ErrorKind, SpecError};
 use crate::source::{FieldPath, Source};
@@ -214,7 +214,7 @@ impl TopologyFile {
         let nodes = match self.nodes {
             NodesField::Count(count) => {
                 // Checked before building, so `nodes: 1000000000` allocates nothing.
-                check::node_count(usize::try_from(count).unwrap_or(usize::MAX), source)?;
+                rules::node_count(usize::try_from(count).unwrap_or(usize::MAX), source)?;
                 (1..=count).map(|i| node(format!("node{i}"))).collect()
             }
             NodesField::List(entries) => entries
@@ -262,7 +262,7 @@ impl NetworkFile {
     fn into_spec(self, source: &Source, path: &FieldPath) -> Result<NetworkSpec, SpecError> {
         let cidr = match &self.cidr {
             Some(text) => {
-                Some(check::parse_cidr(text).map_err(|e| source.at(&path.field("cidr"), e))?)
+                Some(rules::parse_cidr(text).map_err(|e| source.at(&path.field("cidr"), e))?)
             }
             None => None,
         };

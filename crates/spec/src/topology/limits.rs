@@ -318,7 +318,7 @@ impl LimitsFile {
 }
 
 /// Checks limits built in code (the file form is checked as it is read).
-pub(crate) fn check(limits: &NodeLimits) -> Result<(), (Field, SpecError)> {
+pub(crate) fn validate(limits: &NodeLimits) -> Result<(), (Field, SpecError)> {
     if let Some(m) = limits.memory {
         check_memory(m).map_err(|e| (Field::Memory, e))?;
     }

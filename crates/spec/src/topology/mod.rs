@@ -6,9 +6,9 @@
 //! here, so the engine never starts half a cluster for a spec it would later
 //! refuse.
 
-mod check;
 pub(crate) mod file;
 pub mod limits;
+mod rules;
 
 pub use limits::NodeLimits;
 
@@ -254,7 +254,7 @@ impl Topology {
         source: &Source,
     ) -> Result<Topology, SpecError> {
         let topology = parsed.into_topology(source)?;
-        topology.check(source)?;
+        topology.validate_at(source)?;
         Ok(topology)
     }
 
@@ -262,7 +262,7 @@ impl Topology {
     /// the topology of `--nodes N`.
     pub fn with_nodes(n: usize, image: &str) -> Result<Topology, SpecError> {
         let source = Source::detached();
-        check::node_count(n, &source)?;
+        rules::node_count(n, &source)?;
         let topology = Topology {
             nodes: (1..=n)
                 .map(|i| NodeSpec {
@@ -277,14 +277,14 @@ impl Topology {
             networks: vec![NetworkSpec::default_network()],
             ttl: None,
         };
-        topology.check(&source)?;
+        topology.validate_at(&source)?;
         Ok(topology)
     }
 
     /// Checks every rule of the format; for topologies built or changed in code.
     /// Errors name the field but carry no location.
     pub fn validate(&self) -> Result<(), SpecError> {
-        self.check(&Source::detached())
+        self.validate_at(&Source::detached())
     }
 
     /// The JSON Schema of the YAML form, for editors and `rehearse schema`.

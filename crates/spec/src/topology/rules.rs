@@ -1,8 +1,8 @@
 //! The rules a topology must follow before anything is started.
 //!
-//! Checks run on the explicit [`Topology`], so a topology from a file and one built
+//! The rules run on the explicit [`Topology`], so a topology from a file and one built
 //! in code are held to the same rules; a file's [`Source`] only adds positions.
-//! The first broken rule is reported, in file order within each kind of check.
+//! The first broken rule is reported, in file order within each kind of rule.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -101,7 +101,7 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 }
 
 impl Topology {
-    pub(super) fn check(&self, source: &Source) -> Result<(), SpecError> {
+    pub(super) fn validate_at(&self, source: &Source) -> Result<(), SpecError> {
         self.check_counts(source)?;
         self.check_networks(source)?;
         self.check_nodes(source)?;
@@ -143,7 +143,7 @@ impl Topology {
         for (i, network) in self.networks.iter().enumerate() {
             let path = networks_path().at(i);
             names::NETWORK
-                .check(&network.name)
+                .validate(&network.name)
                 .map_err(|e| source.at(&path.field("name"), e))?;
             if let Some(&first) = seen.get(network.name.as_str()) {
                 let error = SpecError::new(
@@ -195,7 +195,7 @@ impl Topology {
         for (i, node) in self.nodes.iter().enumerate() {
             let path = nodes_path().at(i);
             names::HOSTNAME
-                .check(&node.name)
+                .validate(&node.name)
                 .map_err(|e| source.at(&path.field("name"), e))?;
             if let Some(&first) = seen.get(node.name.as_str()) {
                 let error = SpecError::new(
@@ -212,14 +212,14 @@ impl Topology {
             seen.insert(&node.name, i);
 
             names::IMAGE
-                .check(&node.image)
+                .validate(&node.image)
                 .map_err(|e| source.at(&path.field("image"), e))?;
             for (g, group) in node.groups.iter().enumerate() {
                 names::GROUP
-                    .check(group)
+                    .validate(group)
                     .map_err(|e| source.at(&path.field("groups").at(g), e))?;
             }
-            super::limits::check(&node.limits)
+            super::limits::validate(&node.limits)
                 .map_err(|(field, e)| source.at(&path.field(field.key()), e))?;
             if node.backend == Some(super::NodeBackend::Vm) && node.limits.pids.is_some() {
                 let error = SpecError::new(
