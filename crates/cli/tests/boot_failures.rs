@@ -93,7 +93,7 @@ fn nspawn_of(home: &std::path::Path) -> Vec<i32> {
 
 #[test]
 fn a_node_whose_supervisor_dies_while_booting_is_booted_again_and_the_cluster_comes_up() {
-    let home = Home::new();
+    let home = common::home();
     // The first systemd-nspawn this state directory starts is killed as
     // soon as it appears: a crash that happens once.
     let watch_home = home.path().to_path_buf();

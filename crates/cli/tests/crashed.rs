@@ -172,7 +172,7 @@ fn settle_and_count(
 fn runs_killed_at_random_moments_leave_nothing_once_gc_ran() {
     // Another state directory's cluster: this test's gc must not touch it.
     let bystander = Cluster::up(&["-n", "1"]);
-    let home = Home::new();
+    let home = common::home();
     let scenario = fixture("killed-mid-run");
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = watch_ids(home.path().to_path_buf(), stop.clone());
@@ -327,7 +327,7 @@ fn serve(home: &Home, token: &str) -> (std::process::Child, String) {
 
 #[test]
 fn up_snapshot_restore_converge_and_serve_killed_at_random_moments_lose_and_leak_nothing() {
-    let home = Home::new();
+    let home = common::home();
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = watch_ids(home.path().to_path_buf(), stop.clone());
     let tmp = tempfile::tempdir().unwrap();

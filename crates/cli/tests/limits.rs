@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{run, run_json, write, Cluster, Home};
+use common::{run, run_json, write, Cluster};
 use serde_json::Value;
 
 /// The node's limits as `rehearse ls ID --json` reports them.
@@ -146,7 +146,7 @@ fn a_node_past_its_memory_limit_is_oom_killed_alone_and_reported() {
 #[test]
 fn limits_no_host_can_meet_are_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let home = Home::new();
+    let home = common::home();
     for (yaml, says) in [
         (
             "nodes:\n  - name: huge\n    memory: 64T\n",

@@ -155,7 +155,7 @@ fn look(home: &Home, cluster: &str, info: &Value, machine_ids: &mut BTreeSet<Str
 
 #[test]
 fn a_cluster_from_the_pool_is_indistinguishable_from_a_fresh_one_and_the_pool_refills() {
-    let home = Home::new();
+    let home = common::home();
     let (code, out) = home.run_json(&["pool", "set", "--nodes", "2", "--size", "1"]);
     assert_eq!(code, 0, "{out}");
     let mut keeper = Keeper::start(&home);
@@ -221,7 +221,7 @@ fn a_cluster_from_the_pool_is_indistinguishable_from_a_fresh_one_and_the_pool_re
 
 #[test]
 fn gc_removes_the_pool_of_a_keeper_that_was_killed() {
-    let home = Home::new();
+    let home = common::home();
     let (code, out) = home.run_json(&["pool", "set", "--nodes", "1", "--size", "2"]);
     assert_eq!(code, 0, "{out}");
     let mut keeper = Keeper::start(&home);
@@ -251,7 +251,7 @@ fn gc_removes_the_pool_of_a_keeper_that_was_killed() {
 
 #[test]
 fn a_server_keeping_a_pool_leaves_nothing_behind_when_stopped() {
-    let home = Home::new();
+    let home = common::home();
     let (code, out) = home.run_json(&["pool", "set", "--nodes", "1", "--size", "1"]);
     assert_eq!(code, 0, "{out}");
     let port = std::net::TcpListener::bind("127.0.0.1:0")

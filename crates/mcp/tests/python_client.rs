@@ -7,22 +7,6 @@ use std::process::Command;
 
 /// The `rehearse` binary next to this test's own target folder, built (or
 /// rebuilt, when the server's crates changed since) before the tests use it.
-fn rehearse_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "-q", "-p", "rehearse-cli", "--bin", "rehearse"]);
-    if profile_dir.ends_with("release") {
-        build.arg("--release");
-    }
-    let status = build.status().expect("running cargo build");
-    assert!(status.success(), "building rehearse failed");
-    profile_dir.join("rehearse")
-}
 
 #[test]
 fn official_python_client_drives_the_server() {
@@ -30,7 +14,7 @@ fn official_python_client_drives_the_server() {
     let out = Command::new("python3")
         .args(["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"])
         .arg(root.join("tests/python"))
-        .env("REHEARSE_BIN", rehearse_bin())
+        .env("REHEARSE_BIN", rehearse_testkit::rehearse_bin())
         // The servers record into a history of this test's own, under
         // target/, never the user's.
         .env(

@@ -10,9 +10,8 @@ mod browser;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rehearse_llm::fake::{FakeReply, FakeServer};
@@ -34,27 +33,7 @@ const LLM_VARS: &[&str] = &[
 
 /// The `rehearse` binary of this build, built (or rebuilt) once per test run.
 fn rehearse_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(build_rehearse).clone()
-}
-
-fn build_rehearse() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "-q", "-p", "rehearse-cli", "--bin", "rehearse"]);
-    if profile_dir.ends_with("release") {
-        build.arg("--release");
-    }
-    assert!(
-        build.status().expect("running cargo build").success(),
-        "building rehearse failed"
-    );
-    profile_dir.join("rehearse")
+    rehearse_testkit::rehearse_bin()
 }
 
 fn screenshots_dir() -> PathBuf {
@@ -70,10 +49,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the dashboard tests boot real clusters and must run as root (they do in CI)"
-    );
+    rehearse_testkit::require_root("the dashboard tests");
 }
 
 /// One run store (a SQLite file of the test's own) and the commands using it.
@@ -191,43 +167,9 @@ impl Drop for Server {
 }
 
 /// What a cluster could leave on the host; empty when it is all gone.
-fn leftovers(cluster: &str) -> Vec<String> {
-    let dir = rehearse_image::state_dir().join("clusters").join(cluster);
-    let mut left = Vec::new();
-    if dir.exists() {
-        left.push(format!("folder {}", dir.display()));
-    }
-    for line in std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-    {
-        if let Some(point) = line.split(' ').nth(4) {
-            if Path::new(point).starts_with(&dir) {
-                left.push(format!("mount {point}"));
-            }
-        }
-    }
-    for link in std::fs::read_dir("/sys/class/net").unwrap().flatten() {
-        let name = link.file_name().to_string_lossy().into_owned();
-        if [
-            format!("rh{cluster}"),
-            format!("vb-rh{cluster}"),
-            format!("rv{cluster}"),
-        ]
-        .iter()
-        .any(|p| name.starts_with(p.as_str()))
-        {
-            left.push(format!("link {name}"));
-        }
-    }
-    let tables = Command::new("nft")
-        .args(["list", "tables"])
-        .output()
-        .unwrap();
-    if String::from_utf8_lossy(&tables.stdout).contains(&format!("rehearse_{cluster}")) {
-        left.push(format!("nftables table rehearse_{cluster}"));
-    }
-    left
+/// What a cluster left on the host: nothing, once it is destroyed.
+fn leftovers(cluster: &str) -> rehearse_testkit::Leftovers {
+    rehearse_testkit::Leftovers::of(cluster)
 }
 
 /// `850 ms`, `4.2 s`, `1 min 05 s`: a duration as the dashboard writes it.
