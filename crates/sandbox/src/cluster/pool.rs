@@ -38,6 +38,9 @@ const CONFIG_FILE: &str = "pool.yaml";
 /// Held by the one keeper of a state directory.
 const KEEPER_LOCK: &str = "pool.keeper";
 
+/// The source of a cluster the keeper boots, until it is claimed.
+const POOL_SOURCE: &str = "pool ";
+
 /// How long a pooled cluster may wait: the keeper's life bounds it anyway.
 const POOLED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -213,9 +216,21 @@ impl Engine {
         })
     }
 
-    /// Whether a cluster waits in the pool (and so is nobody's yet).
+    /// Whether a cluster is the pool's (waiting in it, or being booted for
+    /// it by the keeper) and so nobody's yet.
     pub fn is_pooled(&self, id: &str) -> bool {
-        self.registry.dir(id).join(POOL_FILE).exists()
+        if self.registry.dir(id).join(POOL_FILE).exists() {
+            return true;
+        }
+        let Some(keeper) = keeper_pid(&self.state_dir) else {
+            return false;
+        };
+        // Booting for the pool: the keeper's, with the source the keeper
+        // gives (a server keeping a pool also owns its jobs' clusters).
+        self.registry.load(id).is_ok_and(|s| {
+            s.belongs_to.is_some_and(|b| b.pid as u32 == keeper)
+                && s.source.starts_with(POOL_SOURCE)
+        })
     }
 
     /// The pool's settings, its keeper, and every cluster waiting in it.
@@ -374,7 +389,7 @@ impl Engine {
                 topology: entry.topology()?,
                 ttl: POOLED_TTL,
                 boot_timeout: Duration::from_secs(60),
-                source: format!("pool {}", entry.shape()),
+                source: format!("{POOL_SOURCE}{}", entry.shape()),
                 ownership: Ownership::ThisProcess,
             },
             &|_| {},
