@@ -93,6 +93,12 @@ enum What {
         /// it (the baseline) and with it.
         #[arg(long)]
         change_detection: bool,
+        /// The baseline is the scenario on stock variants of its images
+        /// (every file unpacked, no package lists in the image), alternating
+        /// with runs on its own images; the package cache is left warm and
+        /// running (nothing shared with other clusters is stopped).
+        #[arg(long, conflicts_with = "change_detection")]
+        against_stock: bool,
     },
     /// `snapshot` and `restore` of a cluster whose nodes carry changes, for
     /// 2 and 4 nodes, against booting the same cluster fresh in the same run.
@@ -177,8 +183,15 @@ fn main() -> anyhow::Result<()> {
         What::Scenario {
             path,
             runs,
+            against_stock: true,
+            ..
+        } => against_stock(&path, runs, cli.json),
+        What::Scenario {
+            path,
+            runs,
             cold,
             change_detection: false,
+            ..
         } => scenario(&path, runs, cold, cli.json),
         What::Scenario {
             path,
@@ -312,6 +325,50 @@ fn scenario(path: &std::path::Path, runs: usize, cold: usize, json: bool) -> any
         warm.push(run_once()?);
     }
     stats::print(&[cold_rows, warm], 0, json);
+    Ok(())
+}
+
+/// The scenario on stock variants of its images (the baseline: every file
+/// unpacked, nodes start without package lists) alternating with the
+/// scenario as written, warm package cache for both.
+fn against_stock(path: &std::path::Path, runs: usize, json: bool) -> anyhow::Result<()> {
+    let engine =
+        Engine::new(&rehearse_image::state_dir()).context("opening the state directory")?;
+    let scenario = rehearse_spec::scenario::Scenario::from_path(path)?;
+    let mut stock_scenario = scenario.clone();
+    for node in &mut stock_scenario.topology.nodes {
+        let mut spec = engine.images().spec_for(&node.image)?;
+        spec.name = format!("{}-stock", node.image);
+        spec.full_files = true;
+        spec.package_lists = false;
+        engine.images().ensure(&spec, &|line| eprintln!("{line}"))?;
+        node.image = spec.name;
+    }
+    let opts = rehearse_scenario::RunOptions::default();
+    let run_once = |scenario: &rehearse_spec::scenario::Scenario| -> anyhow::Result<Duration> {
+        let t0 = Instant::now();
+        let report = rehearse_scenario::run(&engine, scenario, &opts, &|_| {});
+        let took = t0.elapsed();
+        anyhow::ensure!(
+            report.outcome == rehearse_scenario::Outcome::Passed,
+            "the scenario did not pass:\n{}",
+            rehearse_scenario::render_human(&report)
+        );
+        Ok(took)
+    };
+    // One run of each warms the package cache for both.
+    run_once(&stock_scenario)?;
+    run_once(&scenario)?;
+    let mut stock = Samples::new(&format!(
+        "{} end to end, stock images (baseline)",
+        scenario.name
+    ));
+    let mut fast = Samples::new(&format!("{} end to end, its own images", scenario.name));
+    for _ in 0..runs {
+        stock.push(run_once(&stock_scenario)?);
+        fast.push(run_once(&scenario)?);
+    }
+    stats::print(&[stock, fast], 0, json);
     Ok(())
 }
 

@@ -213,8 +213,9 @@ fn accepts_per_connection(unit: &Path) -> bool {
 /// Debian and Ubuntu: installs without recommends, no fsync per file, lists
 /// that look as old as they are.
 fn prepare_apt(root: &Path) -> Result<(), ImageError> {
-    // A node starts with no package lists; make them look as old as they are,
-    // so tools that refresh "stale" lists (Ansible's cache_valid_time) do.
+    // A node starts with the package lists of the image's build; make them
+    // look as old as they are, so tools that refresh "stale" lists (Ansible's
+    // cache_valid_time) do: through the host's cache that is a revalidation.
     remove(root, "var/lib/apt/periodic/update-success-stamp")?;
     let lists = in_root(root, "var/lib/apt/lists")?;
     if lists.is_dir() {

@@ -397,6 +397,8 @@ impl ImageStore {
             components: Vec::new(),
             packages: Vec::new(),
             post_install: Vec::new(),
+            full_files: false,
+            package_lists: false,
         };
         placeholder.validate()?;
         if builtin_image(name).is_some() {

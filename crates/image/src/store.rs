@@ -18,7 +18,7 @@ use crate::{build, customize, shift, ImageError, BASE_PACKAGES, UID_BASE};
 
 /// Bumped whenever the way an image is prepared changes, so old cache entries
 /// are not mistaken for new ones.
-const RECIPE_VERSION: u32 = 8;
+const RECIPE_VERSION: u32 = 9;
 
 /// A built, ready-to-use image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +141,7 @@ impl ImageStore {
             ));
             let state_dir = self.root.parent().unwrap_or(&self.root);
             build::mmdebstrap(spec, &rootfs, state_dir, progress)?;
+            build::sign_sources(spec, &rootfs)?;
             progress("preparing the image for container boot");
             customize::prepare(&rootfs)?;
             progress("shifting ownership to the node UID range");
@@ -419,5 +420,15 @@ mod tests {
         b.packages.push("nginx".into());
         assert_ne!(ImageStore::id_of(&a), ImageStore::id_of(&b));
         assert_eq!(ImageStore::id_of(&a), ImageStore::id_of(&a.clone()));
+        let full = ImageSpec {
+            full_files: true,
+            ..a.clone()
+        };
+        let no_lists = ImageSpec {
+            package_lists: false,
+            ..a.clone()
+        };
+        let ids = [&a, &full, &no_lists].map(ImageStore::id_of);
+        assert!(ids[0] != ids[1] && ids[0] != ids[2] && ids[1] != ids[2]);
     }
 }

@@ -19,6 +19,10 @@ pub const BUILTIN_IMAGES: &[&str] = &[
     "ubuntu-24.04",
 ];
 
+/// What makes a built-in image's name the name of its variant with every
+/// file kept (`debian-12-full`): see [`ImageSpec::full_files`].
+pub const FULL_FILES_SUFFIX: &str = "-full";
+
 /// The mirror used when a Debian image spec names none.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 
@@ -77,6 +81,30 @@ pub struct ImageSpec {
     /// Shell commands run in the image root after the packages are installed.
     #[serde(default)]
     pub post_install: Vec<String>,
+    /// Keep every file packages ship: documentation, man pages and locales are
+    /// unpacked (in the image and by installs in its nodes) and man-db keeps
+    /// its index up to date. Off by default: a disposable node installs
+    /// faster without them. `<built-in>-full` (e.g. `debian-12-full`) is a
+    /// built-in image with this on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full_files: bool,
+    /// Prepare `apt-get update` in nodes (the default): the package lists
+    /// fetched while building stay in the image, so a node revalidates them
+    /// through the host's package cache instead of downloading and unpacking
+    /// every index, and the distribution's own sources name its archive
+    /// keyring (`signed-by`), so release files are checked against that one
+    /// keyring. Off, nodes start without lists and trust every key of
+    /// `/etc/apt/trusted.gpg.d`, as in a stock image.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub package_lists: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(value: &bool) -> bool {
+    *value
 }
 
 fn debian() -> String {
@@ -86,9 +114,15 @@ fn debian() -> String {
 /// The spec of a built-in image, such as `debian-12`.
 ///
 /// Built-in images list no packages: the image builder adds the base set every
-/// node needs (systemd, networking tools) to every image.
+/// node needs (systemd, networking tools) to every image. A built-in name
+/// followed by `-full` (`debian-12-full`) is the same image with
+/// [`ImageSpec::full_files`] on.
 pub fn builtin_image(name: &str) -> Option<ImageSpec> {
-    let (distro, suite) = match name {
+    let (base, full_files) = match name.strip_suffix(FULL_FILES_SUFFIX) {
+        Some(base) => (base, true),
+        None => (name, false),
+    };
+    let (distro, suite) = match base {
         "debian-11" => ("debian", "bullseye"),
         "debian-12" => ("debian", "bookworm"),
         "debian-13" => ("debian", "trixie"),
@@ -104,6 +138,8 @@ pub fn builtin_image(name: &str) -> Option<ImageSpec> {
         components: Vec::new(),
         packages: Vec::new(),
         post_install: Vec::new(),
+        full_files,
+        package_lists: true,
     })
 }
 

@@ -72,6 +72,50 @@ fn builtin_images_exist_and_are_valid() {
 }
 
 #[test]
+fn a_builtin_name_with_full_appended_keeps_every_file() {
+    for name in BUILTIN_IMAGES {
+        let base = builtin_image(name).expect("built in");
+        assert!(!base.full_files && base.package_lists, "{name}");
+        let full = builtin_image(&format!("{name}-full")).expect("its full variant");
+        assert_eq!(full.name, format!("{name}-full"));
+        assert!(full.full_files && full.package_lists, "{name}-full");
+        full.validate().unwrap();
+        assert_eq!((full.distro, full.suite), (base.distro, base.suite));
+    }
+    assert_eq!(builtin_image("-full"), None);
+    assert_eq!(builtin_image("debian-12-full-full"), None);
+}
+
+#[test]
+fn package_install_settings_read_from_a_spec_file() {
+    let spec = ImageSpec::from_yaml(
+        "name: docs
+suite: bookworm
+",
+        "image.yaml",
+    )
+    .expect("valid");
+    assert!(!spec.full_files && spec.package_lists, "the defaults");
+    let spec = ImageSpec::from_yaml(
+        "name: docs
+suite: bookworm
+full_files: true
+package_lists: false
+",
+        "image.yaml",
+    )
+    .expect("valid");
+    assert!(spec.full_files && !spec.package_lists);
+    // The defaults are left out when written, so specs written before these
+    // settings existed keep their form.
+    let text = serde_json::to_string(&builtin_image("debian-12").unwrap()).unwrap();
+    assert!(
+        !text.contains("full_files") && !text.contains("package_lists"),
+        "{text}"
+    );
+}
+
+#[test]
 fn builtin_images_cover_the_supported_debian_and_ubuntu_releases() {
     let described: Vec<String> = BUILTIN_IMAGES
         .iter()
@@ -178,6 +222,8 @@ fn json_schema_describes_the_spec() {
         "mirror",
         "packages",
         "post_install",
+        "full_files",
+        "package_lists",
     ] {
         assert!(properties.contains_key(key), "{key} missing from {schema}");
     }
