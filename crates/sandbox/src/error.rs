@@ -67,12 +67,13 @@ pub enum SandboxError {
         stderr: String,
     },
     /// A filesystem or system call failed.
-    #[error("{action} {}: {source}", path.display())]
+    /// The I/O error is said in the message and not given again as a
+    /// source, so a chain of causes says it once.
+    #[error("{action} {}: {error}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The command ran longer than its timeout and was killed.
     #[error("command timed out after {secs:.1}s on {node} and was killed")]
@@ -116,12 +117,12 @@ impl SandboxError {
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,
-        source: std::io::Error,
+        error: std::io::Error,
     ) -> Self {
         SandboxError::Io {
             action,
             path: path.into(),
-            source,
+            error,
         }
     }
 
@@ -148,5 +149,29 @@ impl SandboxError {
             SandboxError::Refused(_) => "refused",
             SandboxError::CorruptState { .. } => "corrupt_state",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SandboxError;
+
+    #[test]
+    fn an_io_error_is_said_once_in_the_chain_of_causes() {
+        let e = SandboxError::io(
+            "reading",
+            "/var/lib/rehearse/clusters/c0ffee/cluster.json",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        let mut said = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            said += &format!(": {s}");
+            source = s.source();
+        }
+        assert_eq!(
+            said,
+            "reading /var/lib/rehearse/clusters/c0ffee/cluster.json: entity not found"
+        );
     }
 }
