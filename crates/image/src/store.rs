@@ -186,8 +186,15 @@ impl ImageStore {
             if name.starts_with('.') || name == "names" {
                 continue;
             }
-            if let Some(image) = self.load(&name)? {
-                images.push(image);
+            // An entry this build cannot read (written by a newer rehearse
+            // sharing the state directory, or damaged) is not this build's
+            // to use; it must not hide every other image.
+            match self.load(&name) {
+                Ok(Some(image)) => images.push(image),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(image = %name, error = %e, "skipping an image this build cannot read")
+                }
             }
         }
         images.sort_by(|a, b| a.name.cmp(&b.name).then(b.built_at.cmp(&a.built_at)));
@@ -380,6 +387,21 @@ mod tests {
             1,
             "the dead builder's staging folder goes"
         );
+    }
+
+    #[test]
+    fn an_image_this_build_cannot_read_hides_no_other() {
+        let home = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(home.path());
+        let unreadable = home.path().join("images/0123456789abcdef");
+        std::fs::create_dir_all(unreadable.join("rootfs")).unwrap();
+        std::fs::write(
+            unreadable.join("image.json"),
+            "{\"a_field\": \"from a newer build\"}",
+        )
+        .unwrap();
+        assert!(store.list().unwrap().is_empty());
+        assert!(store.find("0123").unwrap().is_none());
     }
 
     #[test]
