@@ -82,6 +82,7 @@ impl Api {
             Command::Extend(r) => Outcome::Extend(self.extend(r)?),
             Command::Destroy(r) => Outcome::Destroy(self.destroy(&r.cluster)?),
             Command::List(_) => Outcome::List(self.list()),
+            Command::HostCheck(_) => Outcome::HostCheck(HostReport::now()),
             Command::Cluster(r) => Outcome::Cluster(self.cluster(&r.cluster)?),
             Command::Fault(r) => Outcome::Fault(self.fault(r)?),
             Command::Heal(r) => Outcome::Heal(self.heal(r)?),
@@ -245,6 +246,8 @@ commands! {
         "Destroy a cluster and everything it holds (nodes, networks, files). Call it when done with a cluster. Returns destroyed: true.";
     List(ListRequest) -> ClusterList = "list", read_only = true,
         "List live clusters with their nodes, IPs and time left. Use it to find a cluster id you lost or to clean up.";
+    HostCheck(HostCheckRequest) -> HostReport = "host_check", read_only = true,
+        "Check the host rehearse runs on: every requirement (root, systemd-nspawn, kernel features, cgroups, package tools, VM support) with what was found and how to fix it, how many nodes fit now and which limit sets that (inotify, PIDs, memory, disk), and which network impairments its kernel supports. Use it when provision or a run fails with boot_failed, no_capacity or missing_tool, before retrying.";
     Cluster(ClusterRequest) -> ClusterInfo = "cluster", read_only = true,
         "Describe one cluster: its nodes (names, IPs, groups), networks and time left.";
     Fault(confidence::FaultRequest) -> confidence::FaultRecord = "fault", read_only = false,

@@ -512,6 +512,33 @@ pub struct ExtendRequest {
 #[serde(deny_unknown_fields)]
 pub struct ListRequest {}
 
+#[derive(Debug, Clone, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HostCheckRequest {}
+
+/// What this host can do: every requirement with what was found and the fix,
+/// and which link impairments its kernel supports.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    /// True when clusters can start here (every required check passed).
+    pub ok: bool,
+    pub checks: Vec<rehearse_sandbox::hostcheck::HostCheck>,
+    pub impairments: Vec<rehearse_sandbox::fault::Impairment>,
+}
+
+impl HostReport {
+    /// Checks this host now. Needs no root and no state directory: what is
+    /// missing for root is reported as a failed check.
+    pub fn now() -> HostReport {
+        let checks = rehearse_sandbox::hostcheck::run_checks();
+        HostReport {
+            ok: checks.iter().all(|c| c.ok || !c.required),
+            checks,
+            impairments: rehearse_sandbox::fault::impairment_support(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Destroyed {
     pub cluster: String,

@@ -19,16 +19,14 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     if args.packages {
         return packages(args.tests, json);
     }
-    let checks = doctor::run_checks();
-    let ok = checks.iter().all(|c| c.ok || !c.required);
+    // The command set's host_check, built without an engine: doctor must
+    // answer where clusters cannot run (no root, no state directory).
+    let report = rehearse_api::types::HostReport::now();
+    let ok = report.ok;
     if json {
-        print_json(&serde_json::json!({
-            "ok": ok,
-            "checks": checks,
-            "impairments": rehearse_sandbox::fault::impairment_support(),
-        }));
+        print_json(&report);
     } else {
-        print_checks(&checks);
+        print_checks(&report.checks);
         println!(
             "{}",
             if ok {

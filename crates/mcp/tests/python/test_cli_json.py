@@ -55,6 +55,14 @@ async def flow(s):
         from_cli = mine(cli("ls"))
         assert len(from_mcp) == 1 and from_cli == from_mcp, (from_cli, from_mcp)
 
+        # The host check: the same checks and impairments (what was measured,
+        # free memory or disk, moves between two calls).
+        _, host = await call(s, "host_check", {})
+        doctor = cli("doctor", expect_ok=host["ok"])
+        names = lambda doc: [c["name"] for c in doc["checks"]]
+        assert names(doctor) == names(host) and "capacity" in names(host), (doctor, host)
+        assert doctor["impairments"] == host["impairments"] and doctor["ok"] == host["ok"], (doctor, host)
+
         # Errors are the same document too: code, message, retryable, field.
         gone = await same(s, "snapshots", {"cluster": "nosuch"}, "snapshot", "ls", "nosuch")
         assert gone["error"]["code"] == "cluster_not_found", gone
