@@ -3,10 +3,20 @@ use std::sync::Arc;
 use rehearse_mcp::api::Api;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Keep the warm pool this state directory's `pool.yaml` sets (see
+    /// `rehearse pool set`) while serving, so `provision` takes clusters from
+    /// it; what still waits in it is destroyed when the session ends.
+    #[arg(long)]
+    pool: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<i32> {
-    rehearse_mcp::run_stdio(api()?).map_err(|e| anyhow::anyhow!("MCP server on stdio: {e}"))?;
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let keeper = super::pool::Keeper::start(args.pool);
+    let served =
+        rehearse_mcp::run_stdio(api()?).map_err(|e| anyhow::anyhow!("MCP server on stdio: {e}"));
+    keeper.stop();
+    served?;
     Ok(0)
 }
 

@@ -2,6 +2,7 @@
 //! converge, provision) of a plain N-node cluster returns in milliseconds.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use clap::Subcommand;
 use rehearse_sandbox::PoolConfig;
@@ -112,6 +113,40 @@ fn describe(config: &PoolConfig) -> String {
         .map(|e| format!("{} × {}", e.size, e.shape()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A keeper running beside a server (`serve --pool`, `mcp --pool`) on a
+/// thread of its own; stopping it drains the pool.
+pub struct Keeper {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Keeper {
+    /// Starts one when `wanted`; otherwise a keeper that does nothing.
+    pub fn start(wanted: bool) -> Keeper {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = wanted.then(|| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                super::engine()?.keep_pool(&stop, &|event| tracing::info!(event, "pool"))?;
+                Ok(())
+            })
+        });
+        Keeper { stop, thread }
+    }
+
+    /// Stops the keeper and waits until the pool is drained.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread {
+            match thread.join() {
+                Ok(Err(e)) => eprintln!("rehearse: the pool: {e:#}"),
+                Err(_) => eprintln!("rehearse: the pool's keeper panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);

@@ -34,25 +34,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         "rehearse: dashboard at http://{}/login?token={token}  (metrics at /metrics, same token)",
         args.listen
     );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let keeper = args.pool.then(|| {
-        let engine = super::engine();
-        let stop = std::sync::Arc::clone(&stop);
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            engine?.keep_pool(&stop, &|event| tracing::info!(event, "pool"))?;
-            Ok(())
-        })
-    });
+    let keeper = super::pool::Keeper::start(args.pool);
     let served = rehearse_web::run(api, args.listen, token)
         .map_err(|e| anyhow::anyhow!("the server on {}: {e}", args.listen));
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    if let Some(keeper) = keeper {
-        match keeper.join() {
-            Ok(Err(e)) => eprintln!("rehearse: the pool: {e:#}"),
-            Err(_) => eprintln!("rehearse: the pool's keeper panicked"),
-            Ok(Ok(())) => {}
-        }
-    }
+    keeper.stop();
     served?;
     Ok(0)
 }
