@@ -41,6 +41,15 @@ pub(crate) enum Done {
     IterationsSpent,
 }
 
+/// A run the platform spoiled (a node that did not boot, the package cache
+/// down, the host's disk full): what happens to the code it ran.
+enum Spoiled {
+    /// The same code runs again on a fresh cluster.
+    Rerun,
+    /// The platform failed too often: the loop ends.
+    GiveUp(Done),
+}
+
 /// What the loop has gathered so far.
 #[derive(Default)]
 pub(crate) struct Ledger {
@@ -174,38 +183,13 @@ impl Converger<'_> {
             engine: self.engine,
             id: run.kept.then(|| run.cluster.clone()).flatten(),
         };
-        if run.outcome != Outcome::Passed {
-            let host = platform::Host {
-                state_dir: self.engine.state_dir(),
-            };
-            if let Some((kind, cause, detail)) = platform::classify(&run, &host) {
-                kept.release();
-                ledger.platform_failures.push(platform::PlatformFailure {
-                    iteration: number,
-                    kind,
-                    cause: cause.clone(),
-                    detail: detail.clone(),
-                });
-                let spent = ledger.platform_failures.len() as u32;
-                if spent > platform::PLATFORM_RETRIES {
-                    self.say(&format!("platform failure: {cause}: giving up"));
-                    return Ok(State::Done(Done::Stopped(
-                        Verdict::PlatformError,
-                        format!(
-                            "the platform failed {spent} times, the code was never judged: {cause} ({})",
-                            detail.lines().next().unwrap_or_default()
-                        ),
-                    )));
-                }
-                self.say(&format!(
-                    "platform failure: {cause}: running iteration {number} again on a fresh cluster ({spent} of {} reruns; the iteration budget is not charged)",
-                    platform::PLATFORM_RETRIES
-                ));
-                return Ok(State::Run(attempt));
-            }
+        match self.spoiled(&run, &mut kept, number, ledger) {
+            Some(Spoiled::Rerun) => return Ok(State::Run(attempt)),
+            Some(Spoiled::GiveUp(done)) => return Ok(State::Done(done)),
+            None => {}
         }
         let Attempt { code, origin } = attempt;
-        let mut iteration = Iteration {
+        let iteration = Iteration {
             number,
             origin,
             code: self.redactor.redact(&code),
@@ -226,6 +210,62 @@ impl Converger<'_> {
             self.end_iteration(ledger, iteration, began);
             return Ok(State::Done(Done::Prove(Candidate::Passed(code))));
         }
+        Ok(self.after_failure(iteration, code, kept, ledger, began))
+    }
+
+    /// Whether the platform, not the code, spoiled a run that failed: then
+    /// the same code runs again on a fresh cluster without charging the
+    /// iteration budget, up to a bound.
+    fn spoiled(
+        &mut self,
+        run: &RunReport,
+        kept: &mut KeptCluster<'_>,
+        number: u32,
+        ledger: &mut Ledger,
+    ) -> Option<Spoiled> {
+        if run.outcome == Outcome::Passed {
+            return None;
+        }
+        let host = platform::Host {
+            state_dir: self.engine.state_dir(),
+        };
+        let (kind, cause, detail) = platform::classify(run, &host)?;
+        kept.release();
+        ledger.platform_failures.push(platform::PlatformFailure {
+            iteration: number,
+            kind,
+            cause: cause.clone(),
+            detail: detail.clone(),
+        });
+        let spent = ledger.platform_failures.len() as u32;
+        if spent > platform::PLATFORM_RETRIES {
+            self.say(&format!("platform failure: {cause}: giving up"));
+            return Some(Spoiled::GiveUp(Done::Stopped(
+                Verdict::PlatformError,
+                format!(
+                    "the platform failed {spent} times, the code was never judged: {cause} ({})",
+                    detail.lines().next().unwrap_or_default()
+                ),
+            )));
+        }
+        self.say(&format!(
+            "platform failure: {cause}: running iteration {number} again on a fresh cluster ({spent} of {} reruns; the iteration budget is not charged)",
+            platform::PLATFORM_RETRIES
+        ));
+        Some(Spoiled::Rerun)
+    }
+
+    /// The code of `iteration` failed: the rules doctor first, then (with a
+    /// model, and iterations left) a recovery by the model.
+    fn after_failure(
+        &mut self,
+        mut iteration: Iteration,
+        code: String,
+        mut kept: KeptCluster<'_>,
+        ledger: &mut Ledger,
+        began: Instant,
+    ) -> State {
+        let number = iteration.number;
         let mut failure = Failure::from_run(&iteration.run);
         if let Some(cluster) = &kept.id {
             failure.journal = self.unit_journals(cluster, &iteration.run, &failure);
@@ -266,20 +306,20 @@ impl Converger<'_> {
             iteration.fix = Some(fix);
             kept.release();
             self.end_iteration(ledger, iteration, began);
-            return Ok(State::Run(Attempt {
+            return State::Run(Attempt {
                 code: fixed,
                 origin: Origin::Rules,
-            }));
+            });
         }
         if self.model.is_none() {
             iteration.reason =
                 Some("no rule of the doctor matches this failure, and no LLM is configured".into());
             kept.release();
             self.end_iteration(ledger, iteration, began);
-            return Ok(State::Done(Done::Stopped(
+            return State::Done(Done::Stopped(
                 Verdict::NoRuleApplies,
                 format!("no rule of the doctor matches the failure of iteration {number} and no LLM is configured"),
-            )));
+            ));
         }
         if number == self.task.budgets.max_iterations {
             iteration.reason = Some(format!(
@@ -287,7 +327,7 @@ impl Converger<'_> {
             ));
             kept.release();
             self.end_iteration(ledger, iteration, began);
-            return Ok(State::Done(Done::IterationsSpent));
+            return State::Done(Done::IterationsSpent);
         }
 
         let (path, reason) =
@@ -308,7 +348,7 @@ impl Converger<'_> {
         iteration.llm_calls.extend(calls);
         kept.release();
         self.end_iteration(ledger, iteration, began);
-        Ok(match result {
+        match result {
             Ok(Recovered::Code(code)) => State::Run(Attempt {
                 code,
                 origin: Origin::ModelRetry,
@@ -317,7 +357,7 @@ impl Converger<'_> {
                 State::Done(Done::Prove(Candidate::Distilled(distilled)))
             }
             Err(e) => State::Done(Done::Stopped(Verdict::Error, self.ended_by(&e))),
-        })
+        }
     }
 
     /// The journal of each unit the failure names, from every node of the kept
