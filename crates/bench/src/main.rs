@@ -8,6 +8,7 @@ mod capacity;
 mod chaos;
 mod converge;
 mod eval;
+mod peer;
 mod platforms;
 mod pool;
 mod snapshot;
@@ -164,6 +165,18 @@ enum What {
         #[arg(long, default_value_t = 3)]
         matrix_runs: usize,
     },
+    /// The same deployment as a scenario done by a peer tool, alternating with
+    /// `rehearse run` of the scenario: `molecule` (podman driver, the role and
+    /// checks in crates/bench/peer/nginx-lb). Installs what it needs when missing.
+    Peer {
+        #[arg(value_enum)]
+        tool: peer::Tool,
+        /// The scenario rehearse runs.
+        #[arg(long, default_value = "examples/nginx-lb")]
+        scenario: std::path::PathBuf,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// One VM node `up` to ready and `down`, with the accelerator in use,
     /// against one container node in the same run.
     Vm {
@@ -209,6 +222,11 @@ fn main() -> anyhow::Result<()> {
             matrix,
             matrix_runs,
         } => platforms::bench(runs, nodes, &scenario, &matrix, matrix_runs, cli.json),
+        What::Peer {
+            tool,
+            scenario,
+            runs,
+        } => peer::bench(tool, &scenario, runs.max(1), cli.json),
         What::Vm { runs, systemd } => vm::bench(runs, systemd, cli.json),
         What::Chaos {
             path,
