@@ -12,10 +12,7 @@ use rehearse_spec::task::Task;
 use rehearse_store::RunStore;
 
 fn engine() -> Engine {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "converge tests boot real clusters and must run as root"
-    );
+    rehearse_testkit::require_root("converge tests");
     // Runs are recorded in a history of this test binary's own (under
     // target/), never the user's; clusters and images share the state
     // directory, so the image cache is reused.

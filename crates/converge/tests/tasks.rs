@@ -66,10 +66,7 @@ fn untouched(task: &Task) -> Scenario {
 
 #[test]
 fn no_check_of_any_task_passes_on_an_untouched_cluster() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test boots real clusters and must run as root"
-    );
+    rehearse_testkit::require_root("the task checks test");
     let engine = Engine::new(&rehearse_image::state_dir())
         .expect("engine")
         .with_history_dir(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("history/tasks"));

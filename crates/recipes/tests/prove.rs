@@ -22,10 +22,7 @@ const ALL_PLATFORMS_IN_CI: &str = "web-lb";
 
 #[test]
 fn every_shipped_recipe_proves_on_a_fresh_cluster() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "proofs boot real clusters and must run as root"
-    );
+    rehearse_testkit::require_root("recipe proofs");
     // Proofs and their runs are recorded in a history of this test's own
     // (under target/), never the user's; the image cache is shared.
     let engine = Engine::new(&rehearse_image::state_dir())

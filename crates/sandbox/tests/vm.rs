@@ -17,10 +17,7 @@ use rehearse_sandbox::{ClusterState, Engine, ExecRequest, UpRequest};
 use rehearse_spec::Topology;
 
 fn engine(init: GuestInit) -> Engine {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "VM tests boot real VMs and must run as root (they run in CI as root)"
-    );
+    rehearse_testkit::require_root("VM tests");
     let state = rehearse_image::state_dir();
     Engine::new(&state)
         .expect("engine")

@@ -28,10 +28,7 @@ impl Drop for TestCluster {
 /// with the tests running alongside, destroyed when the last one drops it.
 pub fn cluster(topology: fn() -> Topology) -> Arc<TestCluster> {
     static SHARED: Mutex<Weak<TestCluster>> = Mutex::new(Weak::new());
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "runner tests boot real clusters and must run as root"
-    );
+    rehearse_testkit::require_root("runner tests");
     let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(c) = shared.upgrade() {
         return c;
