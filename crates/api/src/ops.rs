@@ -191,22 +191,34 @@ impl Api {
         Ok(state)
     }
 
-    pub(crate) fn exec(&self, req: ExecRequest) -> Result<ExecResult, ApiError> {
-        self.live_node(&req.cluster, &req.node)?;
-        let timeout = timeout_of(req.timeout_s, Some(DEFAULT_EXEC_TIMEOUT))?;
-        let sreq = sandbox_request(&req.command, &req.env, &req.workdir, timeout);
+    /// Runs a command on a node with `stdin`, its whole output kept.
+    fn exec_buffered(
+        &self,
+        cluster: &str,
+        node: &str,
+        req: &rehearse_sandbox::ExecRequest,
+        stdin: Option<Vec<u8>>,
+    ) -> Result<(rehearse_sandbox::ExecOutcome, Vec<u8>, Vec<u8>), ApiError> {
         let mut out = Vec::new();
         let mut err = Vec::new();
         let outcome = self.engine.exec(
-            &req.cluster,
-            &req.node,
-            &sreq,
+            cluster,
+            node,
+            req,
             ExecIo {
-                stdin: None,
+                stdin: stdin.map(|b| Box::new(std::io::Cursor::new(b)) as Box<_>),
                 stdout: &mut out,
                 stderr: &mut err,
             },
         )?;
+        Ok((outcome, out, err))
+    }
+
+    pub(crate) fn exec(&self, req: ExecRequest) -> Result<ExecResult, ApiError> {
+        self.live_node(&req.cluster, &req.node)?;
+        let timeout = timeout_of(req.timeout_s, Some(DEFAULT_EXEC_TIMEOUT))?;
+        let sreq = sandbox_request(&req.command, &req.env, &req.workdir, timeout);
+        let (outcome, out, err) = self.exec_buffered(&req.cluster, &req.node, &sreq, None)?;
         let (stdout, t1) = cut(&out, OUTPUT_LIMIT);
         let (stderr, t2) = cut(&err, OUTPUT_LIMIT);
         let output_id = if t1 || t2 {
@@ -363,18 +375,7 @@ impl Api {
             ..Default::default()
         };
         let len = bytes.len() as u64;
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let outcome = self.engine.exec(
-            &req.cluster,
-            &req.node,
-            &sreq,
-            ExecIo {
-                stdin: Some(Box::new(std::io::Cursor::new(bytes))),
-                stdout: &mut out,
-                stderr: &mut err,
-            },
-        )?;
+        let (outcome, _, err) = self.exec_buffered(&req.cluster, &req.node, &sreq, Some(bytes))?;
         if outcome.exit_code != 0 {
             return Err(ApiError::new(
                 ErrorCode::WriteFailed,
@@ -408,18 +409,7 @@ impl Api {
             ],
             ..Default::default()
         };
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let outcome = self.engine.exec(
-            &req.cluster,
-            &req.node,
-            &sreq,
-            ExecIo {
-                stdin: None,
-                stdout: &mut out,
-                stderr: &mut err,
-            },
-        )?;
+        let (outcome, mut out, err) = self.exec_buffered(&req.cluster, &req.node, &sreq, None)?;
         if outcome.exit_code != 0 {
             return Err(ApiError::new(
                 ErrorCode::FileNotFound,
