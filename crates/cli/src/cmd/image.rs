@@ -18,7 +18,8 @@ enum Sub {
     /// Build an image (a built-in name, or a spec file) unless it is cached.
     Build {
         /// Built-in image name: debian-11, debian-12, debian-13, ubuntu-22.04,
-        /// ubuntu-24.04 (default debian-12).
+        /// ubuntu-24.04 (default debian-12); NAME-full (e.g. debian-12-full) keeps
+        /// docs, man pages and locales.
         #[arg(conflicts_with = "file")]
         name: Option<String>,
         /// An image spec file (YAML: name, distro, suite, packages, post_install).
