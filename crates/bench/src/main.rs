@@ -293,8 +293,7 @@ fn packages_install(packages: &str, runs: usize, json: bool) -> anyhow::Result<(
             None => Ok(times),
         }
     };
-    engine.package_cache().stop();
-    let _ = std::fs::remove_dir_all(engine.package_cache().cache_dir());
+    empty_package_cache(&engine)?;
     let cold = once()?;
     let mut warm: Vec<Vec<Duration>> = Vec::new();
     for _ in 0..runs {
@@ -333,9 +332,7 @@ fn scenario(path: &std::path::Path, runs: usize, cold: usize, json: bool) -> any
         scenario.name
     ));
     for _ in 0..cold {
-        let cache = engine.package_cache();
-        cache.stop();
-        let _ = std::fs::remove_dir_all(cache.cache_dir());
+        empty_package_cache(&engine)?;
         cold_rows.push(run_once()?);
     }
     let mut warm = Samples::new(&format!("{} end to end, warm package cache", scenario.name));
@@ -427,6 +424,23 @@ fn change_detection(path: &std::path::Path, runs: usize, json: bool) -> anyhow::
         own.push(Duration::from_millis(d));
     }
     stats::print(&[without, with, own_without, own], 0, json);
+    Ok(())
+}
+
+/// Stops the host's package cache and empties it, for a cold measurement.
+/// The cache is shared by every cluster on the host: refused while any is up.
+fn empty_package_cache(engine: &Engine) -> anyhow::Result<()> {
+    let leases = rehearse_sandbox::lease::Leases::host();
+    let live = leases.live(&leases.lock()?);
+    anyhow::ensure!(
+        live.is_empty(),
+        "{} cluster(s) on this host use the shared package cache ({}); a cold measurement would empty it under them: run it when no cluster is up, or measure warm only",
+        live.len(),
+        live.iter().map(|l| l.cluster.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    let cache = engine.package_cache();
+    cache.stop();
+    let _ = std::fs::remove_dir_all(cache.cache_dir());
     Ok(())
 }
 
