@@ -42,6 +42,10 @@ impl Home {
         Ok(Home { dir, bin })
     }
 
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.env("REHEARSE_HOME", &self.dir)

@@ -21,10 +21,11 @@ pub fn bench(runs: usize, nodes: usize, json: bool) -> anyhow::Result<()> {
         "pool set: {}",
         String::from_utf8_lossy(&set.stderr)
     );
+    let log = home.dir().join("keeper.log");
     let mut keeper = home
         .command(&["pool", "keep"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
         .spawn()
         .context("starting rehearse pool keep")?;
     let result = measure(&home, runs, &n, json);
@@ -47,11 +48,13 @@ fn measure(home: &Home, runs: usize, n: &str, json: bool) -> anyhow::Result<()> 
     // One pair more than asked: the first warms the page cache up and is
     // left out.
     for _ in 0..=runs {
+        // The cold boot first, while the pool is full and its keeper idle,
+        // so a refill never competes with it for the CPU.
         wait_ready(home)?;
-        let (t, id) = up(home, &["up", "-n", n])?;
-        down(home, &id)?;
         let (c, cid) = up(home, &["up", "-n", n, "--no-pool"])?;
         down(home, &cid)?;
+        let (t, id) = up(home, &["up", "-n", n])?;
+        down(home, &id)?;
         warm.push(t);
         cold.push(c);
     }
@@ -70,7 +73,11 @@ fn wait_ready(home: &Home) -> anyhow::Result<()> {
         if status["ready"].as_array().is_some_and(|r| !r.is_empty()) {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "the pool never filled: {status}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the pool never filled: {status}; the keeper said:\n{}",
+            std::fs::read_to_string(home.dir().join("keeper.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
