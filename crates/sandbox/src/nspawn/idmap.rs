@@ -56,11 +56,16 @@ impl MappingNs {
         let (done_r, done_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| err("creating a pipe for", e.into()))?;
         // SAFETY: the child only makes async-signal-safe system calls
-        // (unshare, write, read, _exit) on file descriptors opened before the
-        // fork, and never returns into Rust code.
+        // (close, unshare, write, read, _exit) on file descriptors opened
+        // before the fork, and never returns into Rust code.
         let child = match unsafe { nix::unistd::fork() } {
             // SAFETY: as above: raw system calls only, then _exit.
             Ok(nix::unistd::ForkResult::Child) => unsafe {
+                // The child keeps only its own ends: its read of `done` then
+                // ends when the parent closes its end or dies, so a parent
+                // killed half-way never leaves the child waiting forever.
+                libc::close(done_w.as_raw_fd());
+                libc::close(ready_r.as_raw_fd());
                 let ok: u8 = if libc::unshare(libc::CLONE_NEWUSER) == 0 {
                     1
                 } else {
