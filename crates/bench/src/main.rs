@@ -311,22 +311,33 @@ fn packages_install(packages: &str, runs: usize, json: bool) -> anyhow::Result<(
     Ok(())
 }
 
+/// One `rehearse run` of `scenario` with default options, timed; an error
+/// when it does not pass (a failed run measures nothing).
+fn timed_passing_run(
+    engine: &Engine,
+    scenario: &rehearse_spec::scenario::Scenario,
+) -> anyhow::Result<Duration> {
+    let t0 = Instant::now();
+    let report = rehearse_scenario::run(
+        engine,
+        scenario,
+        &rehearse_scenario::RunOptions::default(),
+        &|_| {},
+    );
+    let took = t0.elapsed();
+    anyhow::ensure!(
+        report.outcome == rehearse_scenario::Outcome::Passed,
+        "the scenario did not pass:\n{}",
+        rehearse_scenario::render_human(&report)
+    );
+    Ok(took)
+}
+
 fn scenario(path: &std::path::Path, runs: usize, cold: usize, json: bool) -> anyhow::Result<()> {
     let engine =
         Engine::new(&rehearse_image::state_dir()).context("opening the state directory")?;
     let scenario = rehearse_spec::scenario::Scenario::from_path(path)?;
-    let opts = rehearse_scenario::RunOptions::default();
-    let run_once = || -> anyhow::Result<Duration> {
-        let t0 = Instant::now();
-        let report = rehearse_scenario::run(&engine, &scenario, &opts, &|_| {});
-        let took = t0.elapsed();
-        anyhow::ensure!(
-            report.outcome == rehearse_scenario::Outcome::Passed,
-            "the scenario did not pass:\n{}",
-            rehearse_scenario::render_human(&report)
-        );
-        Ok(took)
-    };
+    let run_once = || timed_passing_run(&engine, &scenario);
     let mut cold_rows = Samples::new(&format!(
         "{} end to end, empty package cache",
         scenario.name
@@ -359,18 +370,7 @@ fn against_stock(path: &std::path::Path, runs: usize, json: bool) -> anyhow::Res
         engine.images().ensure(&spec, &|line| eprintln!("{line}"))?;
         node.image = spec.name;
     }
-    let opts = rehearse_scenario::RunOptions::default();
-    let run_once = |scenario: &rehearse_spec::scenario::Scenario| -> anyhow::Result<Duration> {
-        let t0 = Instant::now();
-        let report = rehearse_scenario::run(&engine, scenario, &opts, &|_| {});
-        let took = t0.elapsed();
-        anyhow::ensure!(
-            report.outcome == rehearse_scenario::Outcome::Passed,
-            "the scenario did not pass:\n{}",
-            rehearse_scenario::render_human(&report)
-        );
-        Ok(took)
-    };
+    let run_once = |scenario| timed_passing_run(&engine, scenario);
     // One run of each warms the package cache for both.
     run_once(&stock_scenario)?;
     run_once(&scenario)?;
