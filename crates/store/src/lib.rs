@@ -137,9 +137,20 @@ impl RunStore {
         }
         let conn = rusqlite::Connection::open(path).map_err(open)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open)?;
-        // WAL lets the dashboard read while a run writes.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open)?;
+        // WAL lets the dashboard read while a run writes. Switching a fresh
+        // file to WAL needs it alone, and SQLite answers "locked" at once
+        // instead of calling the busy handler when another process is
+        // creating it too: wait for that as for any other lock.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(open(e)),
+            }
+        }
         conn.pragma_update(None, "foreign_keys", true)
             .map_err(open)?;
         RunStore::with(Db::Sqlite(conn), location)
@@ -262,4 +273,11 @@ mod tests {
             "postgres://127.0.0.1/runs"
         );
     }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }

@@ -676,3 +676,26 @@ fn an_evaluation_holds_its_converge_runs_and_goes_with_them() {
         );
     }
 }
+
+#[test]
+fn a_fresh_sqlite_store_opened_by_many_at_once_takes_every_run() {
+    for round in 0..30 {
+        let dir = tempfile::tempdir().unwrap();
+        let opened: Vec<_> = (0..4)
+            .map(|i| {
+                let dir = dir.path().to_owned();
+                std::thread::spawn(move || {
+                    let store = RunStore::open_file(&dir.join(FILE_NAME))?;
+                    store.start_run(&start(&format!("r{i}"), "web"))
+                })
+            })
+            .collect();
+        for o in opened {
+            o.join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        let store = RunStore::open_file(&dir.path().join(FILE_NAME)).unwrap();
+        assert_eq!(store.runs(&RunFilter::default()).unwrap().len(), 4);
+    }
+}
