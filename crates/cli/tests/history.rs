@@ -57,7 +57,7 @@ fn a_run_logs_with_its_id_and_is_kept_listed_shown_and_removed() {
             .unwrap()
             .iter()
             .any(|r| r["id"] == id.as_str()),
-        "{list}"
+        "run {id} is not listed: {list}\nthe run's log:\n{stderr}"
     );
     let (code, shown) = common::run_json(&["runs", "show", &id]);
     assert_eq!(code, 0, "{shown}");
