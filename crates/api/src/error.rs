@@ -60,6 +60,8 @@ pub enum ErrorCode {
     NotRoot,
     /// The host's file system failed.
     Io,
+    /// The run store cannot be opened or reached (a PostgreSQL server down).
+    StoreUnavailable,
     /// A fault of rehearse itself.
     Internal,
 }
@@ -101,6 +103,7 @@ impl ErrorCode {
             HostCommandFailed => "host_command_failed",
             NotRoot => "not_root",
             Io => "io",
+            StoreUnavailable => "store_unavailable",
             Internal => "internal",
         }
     }

@@ -6,6 +6,7 @@
 pub mod confidence;
 mod converge;
 mod error;
+pub mod history;
 mod jobs;
 mod ops;
 mod outputs;
@@ -24,6 +25,8 @@ use rehearse_sandbox::Engine;
 pub use error::{ApiError, ErrorCode};
 pub use jobs::Progress;
 pub use ops::cluster_info;
+pub use rehearse_scenario::history::RETENTION_ENV;
+pub use rehearse_store::{now_ms, RunRow};
 use types::*;
 
 /// Output beyond this many bytes per stream is cut from tool results and kept
@@ -38,6 +41,8 @@ pub struct Api {
     engine: Engine,
     jobs: jobs::Jobs,
     outputs: outputs::Outputs,
+    /// The run store, opened on first use (see [`Api::store`]).
+    store: std::sync::Mutex<Option<Arc<rehearse_store::RunStore>>>,
 }
 
 impl Api {
@@ -50,6 +55,7 @@ impl Api {
             engine,
             jobs: jobs::Jobs::default(),
             outputs,
+            store: std::sync::Mutex::new(None),
         })
     }
 
@@ -94,6 +100,13 @@ impl Api {
             Command::Snapshots(r) => Outcome::Snapshots(self.snapshots(&r.cluster)?),
             Command::SnapshotRemove(r) => Outcome::SnapshotRemove(self.snapshot_remove(r)?),
             Command::SaveImage(r) => Outcome::SaveImage(self.save_image(r)?),
+            Command::Runs(r) => Outcome::Runs(self.runs(r)?),
+            Command::RunShow(r) => Outcome::RunShow(self.run_show(r)?),
+            Command::RunRemove(r) => Outcome::RunRemove(self.run_remove(r)?),
+            Command::RunsPrune(r) => Outcome::RunsPrune(self.runs_prune(r)?),
+            Command::Images(_) => Outcome::Images(self.images()?),
+            Command::ImageRemove(r) => Outcome::ImageRemove(self.image_remove(r)?),
+            Command::Gc(_) => Outcome::Gc(self.gc()?),
         })
     }
 
@@ -270,6 +283,20 @@ commands! {
         "Remove one snapshot of a cluster (snapshots also go away when the cluster is destroyed).";
     SaveImage(snapshots::SaveImageRequest) -> snapshots::SavedImage = "save_image", read_only = false,
         "Save one node's disk as it is now (its image plus every change made on it) as a new golden image under a new name, so later clusters and scenarios boot from it with `image: <name>` (e.g. provision with nodes [{name, image}]). The node keeps running. Returns the image's name, id, parent image id and size.";
+    Runs(history::RunsRequest) -> history::RunList = "runs", read_only = true,
+        "List recorded runs (scenario runs, converge runs, evaluations), newest first, from the run store every front end records into: id, kind, name, outcome, cluster, start and end, one-line summary. Filter by status (passed, failed, error, aborted, converged, ...), kind, part of the name, since (e.g. \"2h\"), limit. Use it to find a run to inspect with run_show.";
+    RunShow(history::RunRequest) -> history::RunShown = "run_show", read_only = true,
+        "Show one recorded run whole: its row, the full report, every step with its output, every check with expected vs actual per phase (after the steps, after the second pass), a converge run's iterations with their code, commands and recovery path, and the runs under it.";
+    RunRemove(history::RunRequest) -> history::RunsRemoved = "run_remove", read_only = false,
+        "Remove a run, the runs under it and their folders from the history. Refused while the run is still going, is part of a converge run, or its cluster is still up.";
+    RunsPrune(history::PruneRequest) -> history::RunsRemoved = "runs_prune", read_only = false,
+        "Apply the retention: remove finished runs older than `older_than` (default the host's retention, 30 days), sparing those still referenced. Returns the ids removed.";
+    Images(history::Nothing) -> history::ImageList = "images", read_only = true,
+        "List the node images cached on this host (built-in distributions, imported OCI images, images saved from nodes): name, distribution, release, id, size, when built, and where a saved or imported one came from. Any listed name can be a node's `image`.";
+    ImageRemove(history::ImageRequest) -> history::ImageRemoved = "image_remove", read_only = false,
+        "Remove a cached image by name or id; refused while a live cluster's node uses it.";
+    Gc(history::Nothing) -> history::GcDone = "gc", read_only = false,
+        "Clean up this host: remove clusters past their time to live or whose owning process died (each with the reason), finish restores that died half-way, remove unfinished image builds, and mark runs whose process died aborted. Never touches a live cluster that is still owned.";
 }
 
 fn parse_args<T: DeserializeOwned>(args: serde_json::Value) -> Result<T, ApiError> {

@@ -53,7 +53,8 @@ fn a_run_logs_with_its_id_and_is_kept_listed_shown_and_removed() {
     ]);
     assert_eq!(code, 0);
     assert!(
-        list.as_array()
+        list["runs"]
+            .as_array()
             .unwrap()
             .iter()
             .any(|r| r["id"] == id.as_str()),

@@ -69,15 +69,14 @@ pub fn router(state: AppState, token: String, loopback: bool) -> axum::Router {
 
 /// Serves on `listen` until Ctrl-C or SIGTERM.
 pub async fn serve(api: Arc<Api>, listen: SocketAddr, token: String) -> Result<(), WebError> {
-    let history_dir = api.engine().history_dir().to_path_buf();
-    let store = tokio::task::spawn_blocking(move || Store::open(&history_dir))
+    // The command set's own run store: one handle for every request.
+    let opening = Arc::clone(&api);
+    let store = tokio::task::spawn_blocking(move || opening.store())
         .await
-        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+        .map_err(|e| std::io::Error::other(e.message))?;
     tracing::info!(store = %store.location(), "run store");
-    let state = AppState {
-        api,
-        store: Arc::new(store),
-    };
+    let state = AppState { api, store };
     tokio::spawn(retention(state.clone()));
     let router = router(state, token, listen.ip().is_loopback());
     let listener = tokio::net::TcpListener::bind(listen).await?;

@@ -1,9 +1,13 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use serde_json::json;
 
+use rehearse_api::history::{ImageEntry, ImageRequest, Nothing};
+use rehearse_api::Command;
 use rehearse_image::ImageSpec;
+
+use super::answer;
+use super::mcp::api;
 
 use crate::output::{print_json, Spinner};
 
@@ -63,7 +67,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                 .context("building the image")?;
             spinner.finish();
             if json {
-                print_json(&image_json(&image));
+                print_json(&ImageEntry::from(&image));
             } else {
                 println!(
                     "image {} ({}) ready at {}",
@@ -79,7 +83,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             spinner.finish();
             let image = imported.with_context(|| format!("importing {source} as {name}"))?;
             if json {
-                print_json(&image_json(&image));
+                print_json(&ImageEntry::from(&image));
             } else {
                 println!(
                     "image {} ({}, {} {}) imported from {} in {:.1}s: use it with `image: {}` or `--platform {}`",
@@ -95,17 +99,17 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             }
         }
         Sub::Ls => {
-            let images = store.list()?;
+            let list = answer!(api()?.execute(Command::Images(Nothing {}), None)?, Images);
             if json {
-                print_json(&json!({"images": images.iter().map(image_json).collect::<Vec<_>>()}));
-            } else if images.is_empty() {
+                print_json(&list);
+            } else if list.images.is_empty() {
                 println!("no images (the first `rehearse up` builds debian-12)");
             } else {
                 println!(
                     "{:<16} {:<8} {:<9} {:<10} {:<18} {:>8}  BUILT",
                     "NAME", "DISTRO", "RELEASE", "SUITE", "ID", "SIZE"
                 );
-                for i in images {
+                for i in &list.images {
                     let saved = i
                         .origin
                         .as_deref()
@@ -116,16 +120,17 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                                 .map(|s| format!("  imported from {s}"))
                         })
                         .unwrap_or_default();
+                    let release = match (&i.release, &i.imported) {
+                        (Some(r), _) => r.as_str(),
+                        (None, Some(_)) => i.suite.as_str(),
+                        (None, None) => "-",
+                    };
                     println!(
                         "{:<16} {:<8} {:<9} {:<10} {:<18} {:>6}MB  {}s ago{saved}",
                         i.name,
-                        i.spec.distro,
-                        i.spec.release().unwrap_or(if i.imported.is_some() {
-                            i.spec.suite.as_str()
-                        } else {
-                            "-"
-                        }),
-                        i.spec.suite,
+                        i.distro,
+                        release,
+                        i.suite,
                         i.id,
                         i.size_bytes / 1_000_000,
                         rehearse_sandbox::host::now_secs().saturating_sub(i.built_at)
@@ -134,32 +139,16 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             }
         }
         Sub::Rm { image } => {
-            let found = store.find(&image)?.with_context(|| {
-                format!("no cached image \"{image}\" (see `rehearse image ls`)")
-            })?;
-            if engine
-                .list()
-                .iter()
-                .any(|c| c.nodes.iter().any(|n| n.image_id == found.id))
-            {
-                return Err(rehearse_image::ImageError::InUse(found.name.clone()).into());
-            }
-            store.remove(&found)?;
+            let removed = answer!(
+                api()?.execute(Command::ImageRemove(ImageRequest { image }), None)?,
+                ImageRemove
+            );
             if json {
-                print_json(&json!({"removed": found.id, "name": found.name}));
+                print_json(&removed);
             } else {
-                println!("removed image {} ({})", found.name, found.id);
+                println!("removed image {} ({})", removed.name, removed.removed);
             }
         }
     }
     Ok(0)
-}
-
-fn image_json(i: &rehearse_image::Image) -> serde_json::Value {
-    json!({
-        "name": i.name, "id": i.id, "distro": i.spec.distro, "release": i.spec.release(),
-        "suite": i.spec.suite, "packages": i.spec.packages,
-        "size_bytes": i.size_bytes, "built_at": i.built_at, "build_secs": i.build_secs,
-        "rootfs": i.rootfs(), "parent": i.parent, "origin": i.origin, "imported": i.imported,
-    })
 }

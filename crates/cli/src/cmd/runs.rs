@@ -3,10 +3,10 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::Context;
-use rehearse_scenario::history;
-use rehearse_store::{RunDetail, RunFilter, RunRow, Store};
+use rehearse_api::history::{PruneRequest, RunRequest, RunShown, RunsRequest};
+use rehearse_api::{Command, RunRow};
 
+use super::answer;
 use crate::output::print_json;
 
 #[derive(clap::Args)]
@@ -55,8 +55,6 @@ struct LsArgs {
     limit: u32,
 }
 
-use rehearse_store::now_ms;
-
 fn when(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t)
@@ -69,42 +67,107 @@ fn when(ms: i64) -> String {
 fn took(run: &RunRow) -> String {
     match run.duration_ms() {
         Some(ms) => format!("{:.1}s", ms as f64 / 1000.0),
-        None => format!("{:.0}s…", (now_ms() - run.started_at_ms) as f64 / 1000.0),
+        None => format!(
+            "{:.0}s…",
+            (rehearse_api::now_ms() - run.started_at_ms) as f64 / 1000.0
+        ),
     }
 }
 
-fn open() -> anyhow::Result<Store> {
-    let dir = rehearse_image::history_dir();
-    Store::open(&dir).context("opening the run store")
+fn span(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
+    let api = super::mcp::api()?;
     match args.command {
-        Sub::Ls(a) => ls(a, json),
-        Sub::Show { id } => show(&id, json),
-        Sub::Rm { ids } => rm(&ids, json),
-        Sub::Prune { older_than } => prune(older_than, json),
+        Sub::Ls(a) => {
+            let runs = answer!(
+                api.execute(
+                    Command::Runs(RunsRequest {
+                        status: a.status,
+                        kind: a.kind,
+                        name: a.name,
+                        since: a.since.map(span),
+                        all: a.all,
+                        limit: Some(a.limit),
+                    }),
+                    None,
+                )?,
+                Runs
+            );
+            if json {
+                print_json(&runs);
+            } else {
+                print_list(&runs.runs);
+            }
+            Ok(0)
+        }
+        Sub::Show { id } => {
+            let shown = answer!(
+                api.execute(Command::RunShow(RunRequest { run: id }), None)?,
+                RunShow
+            );
+            if json {
+                print_json(&shown);
+            } else {
+                print_detail(&shown);
+            }
+            Ok(0)
+        }
+        Sub::Rm { ids } => {
+            let mut removed = Vec::new();
+            let mut failed = 0;
+            for id in ids {
+                match api.execute(Command::RunRemove(RunRequest { run: id }), None) {
+                    Ok(outcome) => removed.extend(answer!(outcome, RunRemove).removed),
+                    Err(e) => {
+                        eprintln!("rehearse: {}", e.message);
+                        failed += 1;
+                    }
+                }
+            }
+            if json {
+                print_json(&serde_json::json!({ "removed": removed }));
+            } else {
+                for id in &removed {
+                    println!("removed {id}");
+                }
+            }
+            Ok(if failed > 0 { 1 } else { 0 })
+        }
+        Sub::Prune { older_than } => {
+            let pruned = answer!(
+                api.execute(
+                    Command::RunsPrune(PruneRequest {
+                        older_than: older_than.map(span),
+                    }),
+                    None,
+                )?,
+                RunsPrune
+            );
+            if json {
+                print_json(&pruned);
+            } else {
+                match &pruned.older_than {
+                    Some(age) => {
+                        println!("removed {} run(s) older than {age}", pruned.removed.len())
+                    }
+                    None => println!(
+                        "retention is off ({}): nothing removed",
+                        rehearse_api::RETENTION_ENV
+                    ),
+                }
+            }
+            Ok(0)
+        }
     }
 }
 
-fn ls(a: LsArgs, json: bool) -> anyhow::Result<i32> {
-    let store = open()?;
-    let runs = store.runs(&RunFilter {
-        kind: a.kind,
-        outcome: a.status,
-        name: a.name,
-        since_ms: a.since.map(|d| now_ms() - d.as_millis() as i64),
-        children: a.all,
-        limit: Some(a.limit),
-        ..RunFilter::default()
-    })?;
-    if json {
-        print_json(&runs);
-        return Ok(0);
-    }
+fn print_list(runs: &[RunRow]) {
     if runs.is_empty() {
         println!("no runs");
-        return Ok(0);
+        return;
     }
     println!(
         "{:<18} {:<9} {:<20} {:<17} {:<19} {:>8}  SUMMARY",
@@ -122,11 +185,10 @@ fn ls(a: LsArgs, json: bool) -> anyhow::Result<i32> {
             name,
             r.outcome,
             when(r.started_at_ms),
-            took(&r),
+            took(r),
             first_line(r.summary.as_deref().unwrap_or(""))
         );
     }
-    Ok(0)
 }
 
 /// A summary on one table row: its first line, marked when more follows.
@@ -140,27 +202,6 @@ fn first_line(summary: &str) -> String {
     }
 }
 
-fn show(id: &str, json: bool) -> anyhow::Result<i32> {
-    let store = open()?;
-    let Some(detail) = store.run(id)? else {
-        anyhow::bail!(
-            "no run {id} in the run store ({}): `rehearse runs ls` lists them",
-            store.location()
-        );
-    };
-    if json {
-        let mut value = serde_json::to_value(&detail)?;
-        // The report is JSON text in the store: show it as JSON.
-        if let Some(report) = detail.report.as_deref() {
-            value["report"] = serde_json::from_str(report).unwrap_or(serde_json::Value::Null);
-        }
-        print_json(&value);
-        return Ok(0);
-    }
-    print_detail(&detail);
-    Ok(0)
-}
-
 fn mark(status: &str) -> &'static str {
     match status {
         "passed" | "converged" => "✓",
@@ -171,7 +212,7 @@ fn mark(status: &str) -> &'static str {
     }
 }
 
-fn print_detail(d: &RunDetail) {
+fn print_detail(d: &RunShown) {
     let r = &d.run;
     println!("run {}  {} {}  ({})", r.id, r.kind, r.name, r.file);
     if let (Some(parent), Some(role)) = (&r.parent_id, &r.role) {
@@ -280,59 +321,6 @@ fn print_detail(d: &RunDetail) {
             );
         }
     }
-}
-
-fn rm(ids: &[String], json: bool) -> anyhow::Result<i32> {
-    let engine = super::engine()?;
-    let store = open()?;
-    let mut removed = Vec::new();
-    let mut failed = 0;
-    for id in ids {
-        match history::remove_run(&engine, &store, id) {
-            Ok(d) => removed.extend(d.ids),
-            Err(e) => {
-                eprintln!("rehearse: {e}");
-                failed += 1;
-            }
-        }
-    }
-    if json {
-        print_json(&serde_json::json!({ "removed": removed }));
-    } else {
-        for id in &removed {
-            println!("removed {id}");
-        }
-    }
-    Ok(if failed > 0 { 1 } else { 0 })
-}
-
-fn prune(older_than: Option<Duration>, json: bool) -> anyhow::Result<i32> {
-    let older_than = match older_than {
-        Some(d) => d,
-        None => match history::retention_from_env().map_err(anyhow::Error::msg)? {
-            Some(d) => d,
-            None => {
-                println!(
-                    "retention is off ({}): nothing removed",
-                    history::RETENTION_ENV
-                );
-                return Ok(0);
-            }
-        },
-    };
-    let engine = super::engine()?;
-    let store = open()?;
-    let deleted = history::prune(&engine, &store, older_than)?;
-    if json {
-        print_json(&serde_json::json!({ "removed": deleted.ids }));
-    } else {
-        println!(
-            "removed {} run(s) older than {}",
-            deleted.ids.len(),
-            humantime::format_duration(older_than)
-        );
-    }
-    Ok(0)
 }
 
 #[cfg(test)]

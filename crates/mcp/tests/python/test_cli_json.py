@@ -63,7 +63,19 @@ async def flow(s):
         assert names(doctor) == names(host) and "capacity" in names(host), (doctor, host)
         assert doctor["impairments"] == host["impairments"] and doctor["ok"] == host["ok"], (doctor, host)
 
+        # History and housekeeping: the cached images, the recorded runs.
+        images = await same(s, "images", {}, "image", "ls")
+        assert any(i["name"] == "debian-12" for i in images["images"]), images
+        # Other tests record runs between two calls: the finished runs both
+        # lists hold must be the same rows.
+        _, from_mcp = await call(s, "runs", {"status": "passed", "limit": 20})
+        from_cli = cli("runs", "ls", "--status", "passed", "--limit", "20")
+        by_id = {r["id"]: r for r in from_mcp["runs"]}
+        assert all(r == by_id[r["id"]] for r in from_cli["runs"] if r["id"] in by_id), (from_cli, from_mcp)
+
         # Errors are the same document too: code, message, retryable, field.
+        nosuch = await same(s, "run_show", {"run": "nosuch"}, "runs", "show", "nosuch")
+        assert nosuch["error"]["code"] == "run_not_found", nosuch
         gone = await same(s, "snapshots", {"cluster": "nosuch"}, "snapshot", "ls", "nosuch")
         assert gone["error"]["code"] == "cluster_not_found", gone
         missing = await same(s, "restore", {"cluster": cid, "name": "never"}, "restore", cid, "never")

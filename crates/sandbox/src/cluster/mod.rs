@@ -93,7 +93,7 @@ pub struct Removed {
 }
 
 /// What `gc` removed.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct GcReport {
     pub expired: Vec<String>,
     pub orphaned: Vec<String>,
