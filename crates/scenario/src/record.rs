@@ -72,6 +72,7 @@ pub fn cluster_row(cluster: &ClusterState, run_id: Option<&str>, boot_ms: u64) -
         boot_ms: cluster.boot_ms.unwrap_or(boot_ms),
         destroyed_at_ms: None,
         destroyed_reason: None,
+        host: None,
     }
 }
 

@@ -23,6 +23,10 @@ pub struct ClusterRow {
     /// expired); None when someone destroyed it.
     #[serde(default)]
     pub destroyed_reason: Option<String>,
+    /// The fleet host that holds it (None: not a fleet host). Recorded from
+    /// the store's own host when not given.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 fn cluster_from_row(row: &Row) -> Result<ClusterRow, StoreError> {
@@ -42,6 +46,7 @@ fn cluster_from_row(row: &Row) -> Result<ClusterRow, StoreError> {
         boot_ms: row.get(7)?,
         destroyed_at_ms: row.get(8)?,
         destroyed_reason: row.get(9)?,
+        host: row.get(10)?,
     })
 }
 
@@ -50,8 +55,8 @@ impl RunStore {
     pub fn record_cluster(&self, c: &ClusterRow) -> Result<(), StoreError> {
         self.db().execute(
             "INSERT INTO clusters (id, run_id, source, backend, nodes, addresses, created_at_ms,
-                 boot_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 boot_ms, host)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (id) DO NOTHING",
             params![
                 &c.id,
@@ -61,7 +66,8 @@ impl RunStore {
                 c.nodes,
                 c.addresses.join(","),
                 c.created_at_ms,
-                c.boot_ms
+                c.boot_ms,
+                c.host.as_deref().or(self.host.as_deref())
             ],
         )?;
         Ok(())
@@ -91,7 +97,7 @@ impl RunStore {
         self.db()
             .query(
                 "SELECT id, run_id, source, backend, nodes, addresses, created_at_ms, boot_ms,
-                     destroyed_at_ms, destroyed_reason
+                     destroyed_at_ms, destroyed_reason, host
                  FROM clusters ORDER BY created_at_ms DESC, id DESC LIMIT ?",
                 params![limit],
             )?

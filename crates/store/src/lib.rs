@@ -37,6 +37,11 @@ pub const FILE_NAME: &str = "rehearse.db";
 /// The environment variable that points the store at PostgreSQL.
 pub const DATABASE_URL_ENV: &str = "REHEARSE_DATABASE_URL";
 
+/// The environment variable naming the fleet host this process is
+/// (`rehearse serve --fleet` sets it): runs and clusters it records carry the
+/// name, so the whole fleet sees where each lives and what a gone host lost.
+pub const HOST_ENV: &str = "REHEARSE_FLEET_HOST";
+
 /// How long a SQLite writer waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -90,6 +95,9 @@ pub struct RunStore {
     location: String,
     /// Runs opening the store found dead, until [`RunStore::abort_dead_runs`] tells.
     aborted_at_open: Mutex<Vec<Aborted>>,
+    /// The fleet host this process is ([`HOST_ENV`]), written with every run
+    /// and cluster it records.
+    host: Option<String>,
 }
 
 /// The run store's earlier name, kept so that existing callers still compile.
@@ -162,6 +170,10 @@ impl RunStore {
             db: Mutex::new(db),
             location,
             aborted_at_open: Mutex::new(Vec::new()),
+            host: std::env::var(HOST_ENV)
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty()),
         };
         // Runs whose process died show as aborted wherever the store is read.
         let aborted = store.abort_dead_runs()?;
@@ -175,6 +187,11 @@ impl RunStore {
     /// Where the store is: a file path, or a PostgreSQL URL without its password.
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// The fleet host this process records its runs and clusters as.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
     }
 
     /// `sqlite` or `postgres`.
@@ -233,6 +250,13 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::StoreError;
@@ -273,11 +297,4 @@ mod tests {
             "postgres://127.0.0.1/runs"
         );
     }
-}
-
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
 }

@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "owners",
         sql: include_str!("../migrations/0002_owners.sql"),
     },
+    Migration {
+        version: 3,
+        name: "fleet",
+        sql: include_str!("../migrations/0003_fleet.sql"),
+    },
 ];
 
 /// PostgreSQL: one migrating process at a time, across every client.

@@ -57,6 +57,9 @@ pub struct RunRow {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: Option<f64>,
+    /// The fleet host that carries it out (None: not a fleet host).
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 impl RunRow {
@@ -108,7 +111,7 @@ pub struct Deleted {
 
 const RUN_COLUMNS: &str = "id, kind, name, file, parent_id, role, started_at_ms, updated_at_ms, \
      finished_at_ms, outcome, summary, cluster_id, report_path, input_tokens, output_tokens, \
-     cost_usd";
+     cost_usd, host";
 
 fn run_from_row(row: &Row) -> Result<RunRow, StoreError> {
     Ok(RunRow {
@@ -128,6 +131,7 @@ fn run_from_row(row: &Row) -> Result<RunRow, StoreError> {
         input_tokens: row.get(13)?,
         output_tokens: row.get(14)?,
         cost_usd: row.get(15)?,
+        host: row.get(16)?,
     })
 }
 
@@ -158,8 +162,8 @@ impl RunStore {
         let now = now_ms();
         self.db().execute(
             "INSERT INTO runs (id, kind, name, file, parent_id, role, started_at_ms,
-                 updated_at_ms, outcome, owner)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+                 updated_at_ms, outcome, owner, host)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
             params![
                 &run.id,
                 &run.kind,
@@ -169,7 +173,8 @@ impl RunStore {
                 run.role.as_deref(),
                 now,
                 now,
-                RunOwner::current().encode()
+                RunOwner::current().encode(),
+                self.host.as_deref()
             ],
         )?;
         Ok(())
@@ -179,7 +184,8 @@ impl RunStore {
     /// dead (killed, crashed, the host rebooted); returns them, and those
     /// opening the store marked. Cheap when there is none: one indexed read of
     /// the running runs. Runs of other hosts (a shared PostgreSQL) are left to
-    /// them.
+    /// them, and so are runs of fleet hosts: the fleet's heartbeat judges
+    /// those, and reports them lost with the host.
     pub fn abort_dead_runs(&self) -> Result<Vec<Aborted>, StoreError> {
         let mut aborted = std::mem::take(
             &mut *self
@@ -188,7 +194,8 @@ impl RunStore {
                 .unwrap_or_else(|e| e.into_inner()),
         );
         let running = self.db().query(
-            "SELECT id, owner FROM runs WHERE outcome = 'running' AND owner IS NOT NULL",
+            "SELECT id, owner FROM runs
+             WHERE outcome = 'running' AND owner IS NOT NULL AND host IS NULL",
             &[],
         )?;
         if running.is_empty() {

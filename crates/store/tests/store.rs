@@ -507,6 +507,7 @@ fn clusters_and_metrics_aggregate_across_runs() {
                     boot_ms: boot,
                     destroyed_at_ms: None,
                     destroyed_reason: None,
+                    host: None,
                 })
                 .unwrap();
         }

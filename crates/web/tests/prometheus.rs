@@ -62,6 +62,7 @@ fn fill(store: &Store) {
                 boot_ms,
                 destroyed_at_ms: None,
                 destroyed_reason: None,
+                host: None,
             })
             .unwrap();
     }

@@ -956,6 +956,7 @@ mod tests {
             input_tokens: 0,
             output_tokens: 0,
             cost_usd: None,
+            host: None,
         }
     }
 

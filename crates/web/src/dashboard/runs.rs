@@ -409,6 +409,7 @@ mod tests {
             input_tokens: 0,
             output_tokens: 0,
             cost_usd: None,
+            host: None,
         };
         let html = row(&run);
         assert!(!html.contains("<img"), "{html}");
