@@ -142,6 +142,10 @@ pub struct ApiError {
     pub retryable: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// What to call next, in the command set's own words (tool names); the
+    /// message itself says what went wrong in words every front end shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -159,6 +163,7 @@ impl ApiError {
             message: message.into(),
             retryable,
             field: None,
+            hint: None,
         }
     }
 
@@ -225,9 +230,17 @@ impl From<SandboxError> for ApiError {
                 false,
             ),
             SandboxError::Refused(_) => ("change the request as the message says", false),
+            SandboxError::MissingTool { .. } | SandboxError::NotRoot => (
+                "this is a problem of the host running rehearse, not of your input; host_check lists what the host lacks",
+                false,
+            ),
+            SandboxError::CorruptState { .. } => ("call gc, then provision a new cluster", false),
             _ => ("this is a problem of the host running rehearse, not of your input", false),
         };
-        ApiError::new(code, format!("{e}; {hint}"), retryable)
+        ApiError {
+            hint: Some(hint.to_string()),
+            ..ApiError::new(code, e.to_string(), retryable)
+        }
     }
 }
 

@@ -51,6 +51,9 @@ pub fn report_error(e: &anyhow::Error, json: bool) {
             print_json(&serde_json::json!({ "error": api }));
         }
         eprintln!("error: {}", api.message);
+        if let Some(hint) = hint_for(api.code.as_str()) {
+            eprintln!("hint: {hint}");
+        }
         return;
     }
     let code = e
@@ -67,6 +70,26 @@ pub fn report_error(e: &anyhow::Error, json: bool) {
         print_json(&serde_json::json!({ "error": { "code": code, "message": format!("{e:#}") } }));
     }
     eprintln!("error: {e:#}");
+    if let Some(hint) = hint_for(code) {
+        eprintln!("hint: {hint}");
+    }
+}
+
+/// What to type next after an error of this code: the terminal's words for
+/// what the command set says in tool names.
+fn hint_for(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "cluster_not_found" | "cluster_expired" => "`rehearse ls` lists the live clusters",
+        "node_down" => "if a fault crashed it, `rehearse heal CLUSTER` boots it again; otherwise `rehearse down CLUSTER` and start a new one",
+        "snapshot_not_found" => "`rehearse snapshot ls CLUSTER` lists its snapshots; `rehearse snapshot CLUSTER NAME` takes one",
+        "run_not_found" => "`rehearse runs ls` lists the recorded runs",
+        "pool_exhausted" | "uid_ranges_exhausted" | "no_capacity" => {
+            "`rehearse ls` shows what is up: `rehearse down ID` what you no longer need, `rehearse gc` what has expired"
+        }
+        "missing_tool" | "not_root" => "`rehearse doctor` checks everything rehearse needs on this host",
+        "corrupt_state" => "`rehearse gc` removes the cluster",
+        _ => return None,
+    })
 }
 
 /// A spinner on stderr when it is a terminal; silent otherwise (or with --json).

@@ -130,7 +130,10 @@ fn a_run_whose_cluster_is_kept_cannot_be_removed_until_it_is_down() {
     let refused = common::run(&["runs", "rm", &id]);
     assert!(!refused.status.success());
     let msg = String::from_utf8_lossy(&refused.stderr);
-    assert!(msg.contains(&format!("rehearse down {cluster}")), "{msg}");
+    assert!(
+        msg.contains(&format!("its cluster {cluster} is still up")),
+        "{msg}"
+    );
     assert!(common::run(&["down", &cluster]).status.success());
     assert!(common::run(&["runs", "rm", &id]).status.success());
 }

@@ -344,7 +344,7 @@ fn bad_snapshot_input_gets_clear_errors_and_leaves_nothing() {
     let e = error_of(&["restore", &c.id, "one"]);
     assert_eq!(e["code"], "refused", "{e}");
     assert!(
-        e["message"].as_str().unwrap().contains("rehearse heal"),
+        e["message"].as_str().unwrap().contains("heal them first"),
         "{e}"
     );
     ok_json(&["heal", &c.id]);

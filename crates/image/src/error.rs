@@ -35,9 +35,7 @@ pub enum ImageError {
     #[error(transparent)]
     Spec(#[from] rehearse_spec::SpecError),
     /// The image is used by running clusters.
-    #[error(
-        "image \"{0}\" is in use by a running cluster; destroy its clusters first (`rehearse ls`)"
-    )]
+    #[error("image \"{0}\" is in use by a running cluster; destroy its clusters first")]
     InUse(String),
     /// An import source that is not an image skopeo can read.
     #[error("cannot import {image}: {why}; give an OCI layout folder, an OCI archive, a docker archive (`docker save`, `podman save`) or a registry reference")]
@@ -63,7 +61,7 @@ pub enum ImageError {
         fix: String,
     },
     /// A node is saved under a name another image already has.
-    #[error("an image named \"{name}\" already exists ({id}); pick another name, or remove that image with `rehearse image rm {name}`")]
+    #[error("an image named \"{name}\" already exists ({id}); pick another name, or remove that image first")]
     NameTaken { name: String, id: String },
 }
 

@@ -121,9 +121,13 @@ impl RehearseServer {
 /// A tool error the model can act on: the code, what to do, whether to retry.
 fn error_result(e: &ApiError) -> CallToolResult {
     let mut result = CallToolResult::error(vec![ContentBlock::text(format!(
-        "error {}: {} (retryable: {}{})",
+        "error {}: {}{} (retryable: {}{})",
         e.code,
         e.message,
+        e.hint
+            .as_ref()
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default(),
         e.retryable,
         e.field
             .as_ref()

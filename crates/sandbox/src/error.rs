@@ -5,7 +5,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     /// No cluster with that id exists.
-    #[error("no cluster \"{0}\"; list clusters with `rehearse ls`")]
+    #[error("no cluster \"{0}\"")]
     ClusterNotFound(String),
     /// The cluster exists but has no node of that name.
     #[error("cluster {cluster} has no node \"{node}\" (nodes: {known})")]
@@ -15,7 +15,7 @@ pub enum SandboxError {
         known: String,
     },
     /// The node's container is not running.
-    #[error("node {node} of cluster {cluster} is not running; if a fault crashed it, `rehearse heal {cluster}` boots it again (MCP: heal), otherwise destroy the cluster with `rehearse down {cluster}` and start a new one")]
+    #[error("node {node} of cluster {cluster} is not running")]
     NodeDown { cluster: String, node: String },
     /// A node did not reach readiness.
     #[error(
@@ -35,7 +35,7 @@ pub enum SandboxError {
         other: String,
     },
     /// The subnet pool has no free /24 left.
-    #[error("no free /24 left in the subnet pool {pool}; destroy unused clusters (`rehearse gc`, `rehearse down --all`) or set REHEARSE_SUBNET_POOL to a larger range")]
+    #[error("no free /24 left in the subnet pool {pool}; destroy clusters no longer needed, or set REHEARSE_SUBNET_POOL to a larger range")]
     PoolExhausted { pool: String },
     /// The host cannot hold the requested nodes, not even once other
     /// clusters are gone, or did not free room for them in time.
@@ -49,14 +49,14 @@ pub enum SandboxError {
         why: String,
     },
     /// Every node UID range of the host is held by a cluster.
-    #[error("no free node UID range: {wanted} needed, {free} of {total} free; destroy unused clusters (`rehearse ls`, `rehearse down ID`)")]
+    #[error("no free node UID range: {wanted} needed, {free} of {total} free; destroy clusters no longer needed")]
     UidRangesExhausted {
         wanted: usize,
         free: usize,
         total: usize,
     },
     /// A host tool is missing.
-    #[error("`{tool}` is not installed: install the Debian package `{package}` (apt-get install {package}), or run `rehearse doctor`")]
+    #[error("`{tool}` is not installed: install the Debian package `{package}` (apt-get install {package})")]
     MissingTool { tool: String, package: String },
     /// A host command failed.
     #[error("{what} failed: `{command}` exited with {status}: {stderr}")]
@@ -99,7 +99,7 @@ pub enum SandboxError {
     #[error("{0}")]
     Refused(String),
     /// The cluster has no snapshot of that name.
-    #[error("cluster {cluster} has no snapshot \"{name}\" ({known}); take one with `rehearse snapshot {cluster} NAME`")]
+    #[error("cluster {cluster} has no snapshot \"{name}\" ({known})")]
     SnapshotNotFound {
         cluster: String,
         name: String,
@@ -109,7 +109,7 @@ pub enum SandboxError {
     #[error("{0}")]
     BadPath(String),
     /// The cluster state file could not be read.
-    #[error("cluster state {} is unreadable ({reason}); `rehearse gc` removes the cluster", path.display())]
+    #[error("cluster state {} is unreadable ({reason}); a gc removes the cluster", path.display())]
     CorruptState { path: PathBuf, reason: String },
 }
 

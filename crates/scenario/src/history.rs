@@ -47,7 +47,7 @@ pub fn remove_run(engine: &Engine, store: &RunStore, id: &str) -> Result<Deleted
         if let Some(cluster) = run.cluster_id.filter(|c| live.contains(c)) {
             return Err(StoreError::Referenced {
                 id: id.to_owned(),
-                why: format!("its cluster {cluster} is still up; `rehearse down {cluster}` first"),
+                why: format!("its cluster {cluster} is still up; destroy it first"),
             });
         }
     }

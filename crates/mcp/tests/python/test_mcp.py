@@ -112,7 +112,9 @@ async def bad_input(session):
     e = await err(session, "provision", {"nodes": [{"name": "Bad_Name"}]})
     assert e["code"] == "invalid_input" and "Bad_Name" in e["message"]
     e = await err(session, "exec", {"cluster": "ffffff", "node": "node1", "command": "true"})
-    assert e["code"] == "cluster_not_found" and "provision" in e["message"]
+    # The message says what went wrong; the hint, what to call next.
+    assert e["code"] == "cluster_not_found" and "ffffff" in e["message"] and "provision" in e["hint"]
+    assert "rehearse " not in e["message"] + e["hint"], e
     e = await err(session, "job_status", {"job_id": "job-nope"})
     assert e["code"] == "job_not_found"
 
@@ -121,7 +123,7 @@ async def bad_input(session):
     await asyncio.sleep(3)
     e = await err(session, "exec", {"cluster": short, "node": "node1", "command": "true"})
     assert e["code"] in ("cluster_expired", "cluster_not_found") and e["retryable"] is False
-    assert "provision" in e["message"]
+    assert "provision" in e["message"] + e.get("hint", "")
     assert short not in live_cluster_ids()
 
 

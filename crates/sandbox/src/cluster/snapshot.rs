@@ -203,7 +203,7 @@ impl Engine {
         let target = dir.join(name);
         if let Some(existing) = Snapshot::read(&target) {
             return Err(SandboxError::Refused(format!(
-                "cluster {id} already has a snapshot \"{name}\" (taken {}s ago); remove it with `rehearse snapshot rm {id} {name}` or pick another name",
+                "cluster {id} already has a snapshot \"{name}\" (taken {}s ago); remove it first or pick another name",
                 now_secs().saturating_sub(existing.created_at)
             )));
         }
@@ -352,7 +352,7 @@ impl Engine {
             .collect();
         if !active.is_empty() {
             return Err(SandboxError::Refused(format!(
-                "cluster {id} has active faults ({}); restoring would undo them behind their records: heal them first with `rehearse heal {id}`",
+                "cluster {id} has active faults ({}); restoring would undo them behind their records: heal them first",
                 active.join(", ")
             )));
         }

@@ -222,7 +222,7 @@ impl Engine {
                 };
                 if taken && (rate_kbit.is_some() || delay.is_some() && net::has_netem()) {
                     return Err(invalid(format!(
-                        "{node} already has a link fault that shapes its interfaces; heal it first (`rehearse heal {id}`)"
+                        "{node} already has a link fault that shapes its interfaces; heal it first"
                     )));
                 }
                 let (detail, undo) = net::impair(self, &state, fault_id, &link)?;
@@ -288,9 +288,11 @@ impl Engine {
         let mut faults = self.faults(id)?;
         if let Some(want) = fault {
             match faults.iter().find(|f| f.id == want) {
-                None => return Err(invalid(format!(
-                    "cluster {id} has no fault {want}; list them with `rehearse fault {id} list` (MCP: the `faults` tool)"
-                ))),
+                None => {
+                    return Err(invalid(format!(
+                        "cluster {id} has no fault {want}; the list of its faults names them"
+                    )))
+                }
                 Some(f) if f.status != FaultStatus::Active => {
                     return Err(invalid(format!(
                         "fault {want} of cluster {id} is not active"
