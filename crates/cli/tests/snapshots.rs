@@ -281,9 +281,12 @@ fn bad_snapshot_input_gets_clear_errors_and_leaves_nothing() {
     let e = error_of(&["restore", &c.id, "nope"]);
     assert_eq!(e["code"], "snapshot_not_found", "{e}");
     let m = e["message"].as_str().unwrap();
+    assert!(m.contains("\"nope\"") && m.contains("no snapshot"), "{m}");
+    let human = common::run(&["restore", &c.id, "nope"]);
+    let stderr = String::from_utf8_lossy(&human.stderr);
     assert!(
-        m.contains("\"nope\"") && m.contains("rehearse snapshot"),
-        "{m}"
+        stderr.contains("hint: `rehearse snapshot ls CLUSTER` lists its snapshots"),
+        "{stderr}"
     );
 
     for bad in ["a/b", "../up", ".hidden", "Caps"] {
