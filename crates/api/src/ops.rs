@@ -69,6 +69,7 @@ pub fn cluster_info(engine: &Engine, s: &ClusterState) -> ClusterInfo {
         boot_ms: s.boot_ms,
         created_at: s.created_at,
         source: s.source.clone(),
+        from_pool: s.from_pool,
         ssh_config: engine
             .cluster_dir(&s.id)
             .join("ssh/config")

@@ -79,6 +79,10 @@ pub struct ClusterInfo {
     pub created_at: u64,
     /// Where the topology came from.
     pub source: String,
+    /// Whether the cluster was claimed from the warm pool rather than booted
+    /// for this request.
+    #[serde(default)]
+    pub from_pool: bool,
     /// An ssh_config that reaches every node from the host: `ssh -F <it> node1`.
     pub ssh_config: String,
     /// Unix time at which the cluster is destroyed.

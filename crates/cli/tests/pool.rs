@@ -85,48 +85,75 @@ fn sh(home: &Home, cluster: &str, node: &str, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// What any check or script would see of a two-node cluster, with what
-/// differs between any two clusters (addresses, ids) kept apart.
+/// What any check or script would see of a cluster, with what differs
+/// between any two clusters (addresses, ids) kept apart.
 #[derive(Debug, PartialEq)]
 struct Seen {
     hostnames: Vec<String>,
     hosts_names: Vec<String>,
-    own_address_on_host0: Vec<bool>,
-    ssh_between: String,
+    /// Per node, per network: the network, the interface, and whether the
+    /// node has the address `up` gave it there.
+    addresses: Vec<Vec<(String, String, bool)>>,
+    /// The first node's `ssh <other> hostname` to every other node.
+    ssh_between: Vec<String>,
     pool_mentions: Vec<String>,
 }
 
-fn look(home: &Home, cluster: &str, info: &Value, machine_ids: &mut BTreeSet<String>) -> Seen {
+/// `shape`: the pool's name for the cluster's shape, which must appear
+/// nowhere inside.
+fn look(
+    home: &Home,
+    cluster: &str,
+    info: &Value,
+    shape: &str,
+    machine_ids: &mut BTreeSet<String>,
+) -> Seen {
+    let nodes = info["nodes"].as_array().unwrap();
+    let first = nodes[0]["name"].as_str().unwrap();
     let mut seen = Seen {
         hostnames: Vec::new(),
         hosts_names: Vec::new(),
-        own_address_on_host0: Vec::new(),
-        ssh_between: sh(
-            home,
-            cluster,
-            "node1",
-            "ssh -o BatchMode=yes node2 hostname",
-        ),
+        addresses: Vec::new(),
+        ssh_between: nodes[1..]
+            .iter()
+            .map(|other| {
+                let other = other["name"].as_str().unwrap();
+                sh(
+                    home,
+                    cluster,
+                    first,
+                    &format!("ssh -o BatchMode=yes {other} hostname"),
+                )
+            })
+            .collect(),
         pool_mentions: Vec::new(),
     };
-    for node in info["nodes"].as_array().unwrap() {
+    for node in nodes {
         let name = node["name"].as_str().unwrap();
-        let ip = node["ip"].as_str().unwrap();
         seen.hostnames.push(sh(home, cluster, name, "hostname"));
         let hosts = sh(home, cluster, name, "cat /etc/hosts");
-        // Every node of the cluster by its name and address.
-        for other in info["nodes"].as_array().unwrap() {
-            let (ip, name) = (
+        let in_hosts = |ip: &str, name: &str| {
+            hosts.lines().any(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                words.first() == Some(&ip) && words.contains(&name)
+            })
+        };
+        // Every node of the cluster by its name and first address, and by
+        // name.network on each of its networks.
+        for other in nodes {
+            let (ip, other_name) = (
                 other["ip"].as_str().unwrap(),
                 other["name"].as_str().unwrap(),
             );
-            assert!(
-                hosts.lines().any(|l| {
-                    let words: Vec<&str> = l.split_whitespace().collect();
-                    words.first() == Some(&ip) && words.contains(&name)
-                }),
-                "{ip} {name} in {hosts}"
-            );
+            assert!(in_hosts(ip, other_name), "{ip} {other_name} in {hosts}");
+            for addr in other["addresses"].as_array().unwrap() {
+                let (ip, net) = (
+                    addr["ip"].as_str().unwrap(),
+                    addr["network"].as_str().unwrap(),
+                );
+                let full = format!("{other_name}.{net}");
+                assert!(in_hosts(ip, &full), "{ip} {full} in {hosts}");
+            }
         }
         seen.hosts_names.push(
             hosts
@@ -136,18 +163,45 @@ fn look(home: &Home, cluster: &str, info: &Value, machine_ids: &mut BTreeSet<Str
                 .collect::<Vec<_>>()
                 .join(";"),
         );
-        seen.own_address_on_host0
-            .push(sh(home, cluster, name, "ip -4 -o addr show").contains(&format!("{ip}/")));
+        let ip_addr = sh(home, cluster, name, "ip -4 -o addr show");
+        seen.addresses.push(
+            node["addresses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|addr| {
+                    let (ip, iface) = (
+                        addr["ip"].as_str().unwrap(),
+                        addr["iface"].as_str().unwrap(),
+                    );
+                    let on_iface = ip_addr.lines().any(|l| {
+                        let words: Vec<&str> = l.split_whitespace().collect();
+                        words.get(1) == Some(&iface) && l.contains(&format!(" {ip}/"))
+                    });
+                    (
+                        addr["network"].as_str().unwrap().to_string(),
+                        iface.to_string(),
+                        on_iface,
+                    )
+                })
+                .collect(),
+        );
         assert!(
             machine_ids.insert(sh(home, cluster, name, "cat /etc/machine-id")),
             "machine-id of {name} in {cluster} seen before"
         );
-        // Nothing names the pool: not in /etc, not in the journal.
+        // Nothing names the pool or the shape: not in /etc (the image's own
+        // comments about adduser's UID pools aside), not in the journal.
         seen.pool_mentions.push(sh(
             home,
             cluster,
             name,
-            "{ grep -rIil pool /etc 2>/dev/null; journalctl -b --no-pager 2>/dev/null | grep -i 'pool' ; } | sort | head -20",
+            &format!(
+                "{{ grep -rIiw pool /etc 2>/dev/null | grep -v '^[^:]*:[[:space:]]*#'; \
+                 grep -rIlF -e '{shape}' /etc 2>/dev/null; \
+                 journalctl -b --no-pager 2>/dev/null | grep -iw -e pool -e pooled -e '{shape}'; }} \
+                 | sort | head -20"
+            ),
         ));
     }
     seen
@@ -188,13 +242,25 @@ fn a_cluster_from_the_pool_is_indistinguishable_from_a_fresh_one_and_the_pool_re
     assert!(claimed["ttl_left_s"].as_i64().unwrap() > 1700, "{claimed}");
 
     let mut machine_ids = BTreeSet::new();
-    let from_pool = look(&home, &claimed_id, &claimed, &mut machine_ids);
-    let booted = look(&home, &fresh_id, &fresh, &mut machine_ids);
+    let from_pool = look(
+        &home,
+        &claimed_id,
+        &claimed,
+        "2xdebian-12",
+        &mut machine_ids,
+    );
+    let booted = look(&home, &fresh_id, &fresh, "2xdebian-12", &mut machine_ids);
     assert_eq!(from_pool, booted);
     assert_eq!(from_pool.hostnames, ["node1", "node2"]);
-    assert_eq!(from_pool.ssh_between, "node2");
-    assert_eq!(from_pool.own_address_on_host0, [true, true]);
+    assert_eq!(from_pool.ssh_between, ["node2"]);
+    assert!(
+        from_pool.addresses.iter().flatten().all(|a| a.2),
+        "{from_pool:?}"
+    );
+    assert_eq!(from_pool.pool_mentions, ["", ""]);
     assert_eq!(machine_ids.len(), 4);
+    assert_eq!(claimed["from_pool"], true, "{claimed}");
+    assert_eq!(fresh["from_pool"], false, "{fresh}");
 
     // The pool refills with a new cluster.
     let refilled = ready(&home, 1);
@@ -216,6 +282,162 @@ fn a_cluster_from_the_pool_is_indistinguishable_from_a_fresh_one_and_the_pool_re
         let (code, out) = home.run_json(&["down", id]);
         assert_eq!(code, 0, "{out}");
         assert!(Leftovers::of_in(home.path(), id).is_empty());
+    }
+}
+
+/// A balancer on two networks in front of two web nodes on one of them.
+const NAMED: &str = "
+nodes:
+  - name: lb
+    groups: [balancer]
+    networks: [front, back]
+  - {name: web1, groups: [web], networks: [back]}
+  - {name: web2, groups: [web], networks: [back]}
+networks:
+  - name: front
+  - {name: back, egress: none}
+";
+
+/// A scenario on the same topology, written another way.
+const NAMED_SCENARIO: &str = "
+name: pooled-lb
+networks: [{egress: packages, name: front}, {name: back, egress: none}]
+nodes:
+  - {name: lb, networks: [front, back], groups: [balancer]}
+  - name: web1
+    networks: [back]
+    groups: [web]
+  - {name: web2, groups: [web], networks: [back]}
+ttl: 10m
+steps:
+  - name: a page on each web node
+    on: web
+    shell: |
+      hostname > /srv/page
+checks:
+  - command: cat /srv/page
+    on: web2
+    stdout: [web2]
+  - command: ssh -o BatchMode=yes web1 cat /srv/page
+    on: lb
+    stdout: [web1]
+";
+
+#[test]
+fn a_named_topology_is_served_from_the_pool_to_runs_and_up_and_only_when_equal() {
+    let home = common::home();
+    let dir = tempfile::tempdir().unwrap();
+    let topology = common::write(dir.path(), "lb.yaml", NAMED);
+    let scenario = common::write(dir.path(), "rehearse.yaml", NAMED_SCENARIO);
+    let (code, out) = home.run_json(&[
+        "pool",
+        "set",
+        "--from",
+        scenario.to_str().unwrap(),
+        "--size",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let shape = out["entries"][0]["shape"].as_str().unwrap().to_string();
+    assert!(shape.starts_with("lb,web1,web2@"), "{out}");
+    // The topology file describes the same cluster: the same entry.
+    let (code, out) = home.run_json(&[
+        "pool",
+        "set",
+        "--from",
+        topology.to_str().unwrap(),
+        "--size",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["entries"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(out["entries"][0]["shape"], shape.as_str(), "{out}");
+
+    let mut keeper = Keeper::start(&home);
+    let waiting = ready(&home, 1);
+
+    // A run of a scenario on that topology takes the waiting cluster.
+    let (code, run) = home.run_json(&["run", scenario.to_str().unwrap()]);
+    assert_eq!(code, 0, "{run}");
+    assert_eq!(run["outcome"], "passed", "{run}");
+    assert_eq!(run["from_pool"], true, "{run}");
+    let run_cluster = run["cluster"].as_str().unwrap();
+    assert!(
+        waiting.iter().any(|w| w == run_cluster),
+        "{run_cluster} from {waiting:?}"
+    );
+
+    // `up -f` of the topology takes the refilled one; side by side with a
+    // fresh boot of the same topology.
+    let waiting = ready(&home, 1);
+    let (code, claimed) = home.run_json(&["up", "-f", topology.to_str().unwrap()]);
+    assert_eq!(code, 0, "{claimed}");
+    let claimed_id = claimed["cluster"].as_str().unwrap().to_string();
+    assert!(
+        waiting.contains(&claimed_id),
+        "{claimed_id} from {waiting:?}"
+    );
+    assert_eq!(claimed["from_pool"], true, "{claimed}");
+    let (code, fresh) = home.run_json(&["up", "-f", topology.to_str().unwrap(), "--no-pool"]);
+    assert_eq!(code, 0, "{fresh}");
+    let fresh_id = fresh["cluster"].as_str().unwrap().to_string();
+    assert_eq!(fresh["from_pool"], false, "{fresh}");
+
+    let mut machine_ids = BTreeSet::new();
+    let from_pool = look(&home, &claimed_id, &claimed, &shape, &mut machine_ids);
+    let booted = look(&home, &fresh_id, &fresh, &shape, &mut machine_ids);
+    assert_eq!(from_pool, booted);
+    assert_eq!(from_pool.hostnames, ["lb", "web1", "web2"]);
+    assert_eq!(from_pool.ssh_between, ["web1", "web2"]);
+    let networks: Vec<Vec<&str>> = from_pool
+        .addresses
+        .iter()
+        .map(|n| n.iter().map(|a| a.0.as_str()).collect())
+        .collect();
+    assert_eq!(
+        networks,
+        [vec!["front", "back"], vec!["back"], vec!["back"]]
+    );
+    assert!(
+        from_pool.addresses.iter().flatten().all(|a| a.2),
+        "{from_pool:?}"
+    );
+    assert_eq!(from_pool.pool_mentions, ["", "", ""]);
+    assert_eq!(machine_ids.len(), 6);
+    for id in [&claimed_id, &fresh_id] {
+        let (code, out) = home.run_json(&["down", id]);
+        assert_eq!(code, 0, "{out}");
+        assert!(Leftovers::of_in(home.path(), id).is_empty());
+    }
+
+    // One field apart (a node's name, a limit, a group): booted fresh, and
+    // the waiting cluster stays in the pool.
+    let waiting = ready(&home, 1);
+    for (from, to) in [
+        ("name: web2", "name: web3"),
+        (
+            "{name: web1, groups: [web], networks: [back]}",
+            "{name: web1, groups: [web], networks: [back], memory: 768M}",
+        ),
+        ("groups: [balancer]", "groups: [balancer, edge]"),
+    ] {
+        let other = NAMED.replacen(from, to, 1);
+        assert_ne!(other, NAMED);
+        let file = common::write(dir.path(), "other.yaml", &other);
+        let (code, up) = home.run_json(&["up", "-f", file.to_str().unwrap()]);
+        assert_eq!(code, 0, "{up}");
+        let id = up["cluster"].as_str().unwrap().to_string();
+        let (code, out) = home.run_json(&["down", &id]);
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(up["from_pool"], false, "{to}: {up}");
+        assert!(!waiting.contains(&id), "{to}: {id}");
+        assert_eq!(ready(&home, 1), waiting, "{to}");
+    }
+    keeper.signal(nix::sys::signal::Signal::SIGTERM);
+    keeper.wait();
+    for id in &waiting {
+        let left = Leftovers::of_in(home.path(), id);
+        assert!(left.is_empty(), "{id}: {left:?}");
     }
 }
 

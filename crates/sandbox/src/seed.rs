@@ -256,6 +256,7 @@ mod tests {
             ],
             boot_ms: None,
             source: String::new(),
+            from_pool: false,
         }
     }
 

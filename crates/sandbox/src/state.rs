@@ -118,6 +118,10 @@ pub struct ClusterState {
     pub boot_ms: Option<u64>,
     /// Where the topology came from (a file path, or `--nodes N`).
     pub source: String,
+    /// Whether the cluster was claimed from the warm pool (booted ahead of
+    /// demand) rather than booted for its request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_pool: bool,
 }
 
 impl ClusterState {

@@ -132,6 +132,9 @@ pub struct RunReport {
     pub file: PathBuf,
     pub outcome: Outcome,
     pub cluster: Option<String>,
+    /// Whether the cluster was claimed from the warm pool rather than booted
+    /// for the run.
+    pub from_pool: bool,
     /// Whether the cluster was left up, and how to get in.
     pub kept: bool,
     pub how_to_get_in: Option<String>,
@@ -203,6 +206,7 @@ pub fn run(
         file: scenario.file.clone(),
         outcome: Outcome::Error,
         cluster: None,
+        from_pool: false,
         kept: false,
         how_to_get_in: None,
         nodes: Vec::new(),
@@ -268,6 +272,7 @@ fn run_recorded(
     };
     report.timings.boot_ms = t.elapsed().as_millis() as u64;
     report.cluster = Some(cluster.id.clone());
+    report.from_pool = cluster.from_pool;
     report.nodes = cluster
         .nodes
         .iter()

@@ -264,14 +264,10 @@ mod tests {
 
     #[test]
     fn the_pool_is_shown_per_shape_with_its_idle_cost() {
+        let mut config = rehearse_sandbox::PoolConfig::default();
+        config.set("debian-12", 4, 2).unwrap();
         let pool = rehearse_sandbox::PoolStatus {
-            config: rehearse_sandbox::PoolConfig {
-                entries: vec![rehearse_sandbox::PoolEntry {
-                    image: "debian-12".into(),
-                    nodes: 4,
-                    size: 2,
-                }],
-            },
+            config,
             keeper: Some(42),
             ready: vec![rehearse_sandbox::Pooled {
                 cluster: "abc123".into(),

@@ -1,12 +1,15 @@
 //! `rehearse pool`: clusters booted ahead of demand, so `up` (and run,
-//! converge, provision) of a plain N-node cluster returns in milliseconds.
+//! converge, provision) of a topology the pool keeps returns in milliseconds.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Subcommand;
 use rehearse_sandbox::PoolConfig;
-use rehearse_spec::DEFAULT_IMAGE;
+use rehearse_spec::scenario::Scenario;
+use rehearse_spec::{ErrorKind, Topology, DEFAULT_IMAGE};
 
 use crate::output::print_json;
 
@@ -18,12 +21,20 @@ pub struct Args {
 
 #[derive(Subcommand)]
 enum What {
-    /// Keep SIZE clusters of NODES nodes of IMAGE ready (SIZE 0 removes the shape).
-    /// Written to `<state dir>/pool.yaml`; a running keeper follows it at once.
+    /// Keep SIZE clusters of NODES nodes of IMAGE ready, or of the topology of
+    /// a file (SIZE 0 removes the shape). Written to `<state dir>/pool.yaml`;
+    /// a running keeper follows it at once.
     Set {
         /// Nodes per cluster (named node1..nodeN, as `up -n N` makes them).
-        #[arg(long, short = 'n', default_value_t = 1)]
+        #[arg(long, short = 'n', default_value_t = 1, conflicts_with_all = ["from", "shape"])]
         nodes: usize,
+        /// A topology or scenario file (or scenario folder): keep clusters of
+        /// exactly its nodes, images, groups, networks and limits (its ttl aside).
+        #[arg(long, short = 'f', conflicts_with_all = ["image", "shape"])]
+        from: Option<PathBuf>,
+        /// A shape the pool keeps already, as `pool status` names it.
+        #[arg(long, conflicts_with = "image")]
+        shape: Option<String>,
         /// Clusters of this shape to keep ready.
         #[arg(long)]
         size: usize,
@@ -40,9 +51,23 @@ enum What {
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     let engine = super::engine()?;
     match args.what {
-        What::Set { nodes, size, image } => {
+        What::Set {
+            nodes,
+            from,
+            shape,
+            size,
+            image,
+        } => {
             let mut config = PoolConfig::load(engine.state_dir())?;
-            config.set(&image, nodes, size)?;
+            match (from, shape) {
+                (Some(path), _) => {
+                    config.set_topology(&topology_of(&path)?, size)?;
+                }
+                (None, Some(shape)) => config.set_shape(&shape, size)?,
+                (None, None) => {
+                    config.set(&image, nodes, size)?;
+                }
+            }
             config.save(engine.state_dir())?;
             if json {
                 print_json(&config);
@@ -101,6 +126,22 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// The topology of a topology file, or of a scenario (file or folder).
+fn topology_of(path: &Path) -> anyhow::Result<Topology> {
+    if path.is_dir() {
+        return Ok(Scenario::from_path(path)?.topology);
+    }
+    match Topology::from_path(path) {
+        Ok(topology) => Ok(topology),
+        // Keys a topology file does not know: a scenario's, or a typo in
+        // either; the scenario's error names it.
+        Err(e) if e.kind() == ErrorKind::UnknownField => Scenario::from_path(path)
+            .map(|s| s.topology)
+            .with_context(|| format!("{} is neither a topology nor a scenario", path.display())),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn describe(config: &PoolConfig) -> String {

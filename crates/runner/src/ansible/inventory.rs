@@ -155,6 +155,7 @@ mod tests {
             ],
             boot_ms: None,
             source: "test".into(),
+            from_pool: false,
         }
     }
 

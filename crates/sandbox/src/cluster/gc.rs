@@ -362,6 +362,7 @@ mod tests {
             nodes: Vec::new(),
             boot_ms: Some(300),
             source: "test".into(),
+            from_pool: false,
         }
     }
 

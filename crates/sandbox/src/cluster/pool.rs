@@ -10,18 +10,21 @@
 //! booted with, all of them its own and never seen by anyone before, so
 //! nothing inside a claimed node tells it apart from a freshly booted one.
 //!
-//! Only topologies a pool can hold exactly are served from it: N nodes named
-//! node1..nodeN of one image on the default network, with default limits (what
-//! `up -n N`, `provision` with a count, and scenarios without a topology ask
-//! for). Anything else boots fresh.
+//! A pool entry is a whole topology — node names, images, groups, networks,
+//! limits, backends — and the keeper boots clusters of exactly that topology,
+//! so hostnames, `/etc/hosts` and addresses are those of a fresh boot and
+//! nothing is renamed inside a live node. A request is served when its
+//! topology, the time to live aside, is equal to an entry's: both are reduced
+//! to a canonical form and compared by a key of it (the entry's shape).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use rehearse_spec::Topology;
+use rehearse_spec::{NodeBackend, Topology};
 
 use super::{Engine, Ownership, UpRequest};
 use crate::host::now_secs;
@@ -44,28 +47,143 @@ const POOL_SOURCE: &str = "pool ";
 /// How long a pooled cluster may wait: the keeper's life bounds it anyway.
 const POOLED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// One shape the pool keeps ready: `size` clusters of `nodes` nodes of `image`.
+/// At most this much of the node names goes into a shape's name.
+const SHAPE_NAMES_MAX: usize = 40;
+
+/// One shape the pool keeps ready: `size` clusters of `topology`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "EntryFile", into = "EntryFile")]
 pub struct PoolEntry {
-    pub image: String,
-    pub nodes: usize,
+    /// The topology's canonical form (see [`canonical`]).
+    pub topology: Topology,
     pub size: usize,
+}
+
+/// An entry as `pool.yaml` holds it: `image` and `nodes` for the plain
+/// shape node1..nodeN (what `pool set --nodes N` writes), else the whole
+/// topology in its explicit form. `shape` is written for people reading the
+/// file; it is computed again from the topology when read.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shape: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nodes: Option<usize>,
+    size: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    topology: Option<serde_yaml::Value>,
+}
+
+impl TryFrom<EntryFile> for PoolEntry {
+    type Error = String;
+
+    fn try_from(file: EntryFile) -> Result<PoolEntry, String> {
+        let what = file
+            .shape
+            .as_deref()
+            .map(|s| format!("the entry {s}"))
+            .unwrap_or_else(|| "an entry".into());
+        let topology = match (file.image, file.nodes, file.topology) {
+            (image, Some(nodes), None) => Topology::with_nodes(
+                nodes,
+                image.as_deref().unwrap_or(rehearse_spec::DEFAULT_IMAGE),
+            )
+            .map_err(|e| format!("{what}: {e}"))?,
+            (None, None, Some(value)) => {
+                let text = serde_yaml::to_string(&value).map_err(|e| format!("{what}: {e}"))?;
+                Topology::from_yaml(&text, "pool.yaml").map_err(|e| format!("{what}: {e}"))?
+            }
+            _ => {
+                return Err(format!(
+                    "{what} needs either `nodes` (with `image`) or `topology`, not both"
+                ))
+            }
+        };
+        Ok(PoolEntry {
+            topology: canonical(&topology, NodeBackend::default()),
+            size: file.size,
+        })
+    }
+}
+
+impl From<PoolEntry> for EntryFile {
+    fn from(entry: PoolEntry) -> EntryFile {
+        let shape = Some(entry.shape());
+        match plain_shape(&entry.topology) {
+            Some((nodes, image)) => EntryFile {
+                shape,
+                image: Some(image.to_string()),
+                nodes: Some(nodes),
+                size: entry.size,
+                topology: None,
+            },
+            None => EntryFile {
+                shape,
+                image: None,
+                nodes: None,
+                size: entry.size,
+                topology: Some(
+                    serde_yaml::to_value(&entry.topology).expect("a topology serialises"),
+                ),
+            },
+        }
+    }
 }
 
 impl PoolEntry {
     /// The shape's name, also written in each pooled cluster's folder.
     pub fn shape(&self) -> String {
-        shape_of(self.nodes, &self.image)
+        shape_of(&self.topology)
     }
 
-    fn topology(&self) -> Result<Topology, SandboxError> {
-        Ok(Topology::with_nodes(self.nodes, &self.image)?)
+    /// `(nodes, image)` when the entry is the plain shape node1..nodeN.
+    pub fn plain(&self) -> Option<(usize, &str)> {
+        plain_shape(&self.topology)
     }
 }
 
-fn shape_of(nodes: usize, image: &str) -> String {
-    format!("{nodes}x{image}")
+/// What decides whether a cluster serves a request: the topology without
+/// its time to live, each node's backend resolved (`default` for nodes that
+/// leave it open).
+fn canonical(topology: &Topology, default: NodeBackend) -> Topology {
+    let mut t = topology.clone();
+    t.ttl = None;
+    t.set_default_backend(default);
+    t
+}
+
+/// `(nodes, image)` when a canonical topology is node1..nodeN of one image on
+/// the default network with default limits (`up -n N`).
+fn plain_shape(topology: &Topology) -> Option<(usize, &str)> {
+    let first = topology.nodes.first()?;
+    let plain = Topology::with_nodes(topology.nodes.len(), &first.image).ok()?;
+    (canonical(&plain, NodeBackend::default()) == *topology)
+        .then_some((topology.nodes.len(), first.image.as_str()))
+}
+
+/// The key of a canonical topology: `NxIMAGE` for the plain shape, else its
+/// node names and a digest of its explicit form (equal for any two files that
+/// describe the same cluster, whatever their key order or formatting).
+fn shape_of(topology: &Topology) -> String {
+    if let Some((nodes, image)) = plain_shape(topology) {
+        return format!("{nodes}x{image}");
+    }
+    let explicit = serde_json::to_vec(topology).expect("a topology serialises");
+    let digest = hex::encode(Sha256::digest(&explicit));
+    let mut names = topology
+        .nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    if names.len() > SHAPE_NAMES_MAX {
+        names.truncate(SHAPE_NAMES_MAX);
+        names.push_str("...");
+    }
+    format!("{names}@{}", &digest[..12])
 }
 
 /// What the pool keeps ready. Empty: no pool (the default).
@@ -110,18 +228,53 @@ impl PoolConfig {
         std::fs::rename(&tmp, &path).map_err(|e| SandboxError::io("writing", &path, e))
     }
 
-    /// Sets how many clusters of a shape to keep (0 removes the shape).
-    pub fn set(&mut self, image: &str, nodes: usize, size: usize) -> Result<(), SandboxError> {
-        Topology::with_nodes(nodes, image)?;
-        self.entries
-            .retain(|e| !(e.image == image && e.nodes == nodes));
-        if size > 0 {
-            self.entries.push(PoolEntry {
-                image: image.to_string(),
-                nodes,
-                size,
-            });
+    /// Sets how many clusters of N plain nodes to keep (0 removes the shape).
+    pub fn set(&mut self, image: &str, nodes: usize, size: usize) -> Result<String, SandboxError> {
+        self.set_topology(&Topology::with_nodes(nodes, image)?, size)
+    }
+
+    /// Sets how many clusters of `topology` to keep (0 removes the shape);
+    /// its time to live is left out. Returns the shape's name.
+    pub fn set_topology(
+        &mut self,
+        topology: &Topology,
+        size: usize,
+    ) -> Result<String, SandboxError> {
+        topology.validate()?;
+        if let Some(pinned) = topology.networks.iter().find(|n| n.cidr.is_some()) {
+            if size > 1 {
+                return Err(SandboxError::Refused(format!(
+                    "network {} pins its subnet ({}), so only one cluster of this topology \
+                     can exist at a time; keep it with --size 1, or remove its `cidr` to let \
+                     the engine allocate one per cluster",
+                    pinned.name,
+                    pinned.cidr.map(|c| c.to_string()).unwrap_or_default()
+                )));
+            }
         }
+        let entry = PoolEntry {
+            topology: canonical(topology, NodeBackend::default()),
+            size,
+        };
+        let shape = entry.shape();
+        match self.entries.iter_mut().find(|e| e.shape() == shape) {
+            Some(existing) => existing.size = size,
+            None => self.entries.push(entry),
+        }
+        self.entries.retain(|e| e.size > 0);
+        Ok(shape)
+    }
+
+    /// Sets how many clusters of an entry already there to keep, by its shape
+    /// (0 removes it).
+    pub fn set_shape(&mut self, shape: &str, size: usize) -> Result<(), SandboxError> {
+        let Some(entry) = self.entries.iter_mut().find(|e| e.shape() == shape) else {
+            return Err(SandboxError::Refused(format!(
+                "the pool keeps no shape {shape}; `rehearse pool status` lists the shapes it keeps"
+            )));
+        };
+        entry.size = size;
+        self.entries.retain(|e| e.size > 0);
         Ok(())
     }
 }
@@ -155,14 +308,6 @@ impl PoolStatus {
     }
 }
 
-/// The shape a topology has if a pool can hold it exactly.
-fn poolable_shape(topology: &Topology) -> Option<String> {
-    let first = topology.nodes.first()?;
-    let mut plain = Topology::with_nodes(topology.nodes.len(), &first.image).ok()?;
-    plain.ttl = topology.ttl;
-    (plain == *topology).then(|| shape_of(topology.nodes.len(), &first.image))
-}
-
 impl Engine {
     /// Takes a pooled cluster for `req` when one of its shape is ready; `None`
     /// when there is none (the caller boots a fresh one).
@@ -170,10 +315,12 @@ impl Engine {
         &self,
         req: &UpRequest,
     ) -> Result<Option<ClusterState>, SandboxError> {
-        let Some(shape) = poolable_shape(&req.topology) else {
-            return Ok(None);
-        };
         let t0 = Instant::now();
+        let default = match self.backend.name().parse::<NodeBackend>() {
+            Ok(backend) => backend,
+            Err(_) => return Ok(None),
+        };
+        let shape = shape_of(&canonical(&req.topology, default));
         let _lock = self.registry.lock()?;
         for id in self.registry.ids() {
             let marker = self.registry.dir(&id).join(POOL_FILE);
@@ -196,6 +343,7 @@ impl Engine {
             state.source = req.source.clone();
             state.created_at = now;
             state.boot_ms = Some(t0.elapsed().as_millis() as u64);
+            state.from_pool = true;
             self.registry.save(&state)?;
             std::fs::remove_file(&marker).map_err(|e| SandboxError::io("removing", &marker, e))?;
             tracing::debug!(cluster = %id, shape, "claimed from the pool");
@@ -386,7 +534,7 @@ impl Engine {
     fn boot_pooled(&self, entry: &PoolEntry) -> Result<String, SandboxError> {
         let state = self.up_fresh(
             UpRequest {
-                topology: entry.topology()?,
+                topology: entry.topology.clone(),
                 ttl: POOLED_TTL,
                 boot_timeout: Duration::from_secs(60),
                 source: format!("{POOL_SOURCE}{}", entry.shape()),
@@ -416,19 +564,78 @@ fn keeper_pid(state_dir: &Path) -> Option<u32> {
 mod tests {
     use super::*;
 
+    const LB: &str = "
+nodes:
+  - name: lb
+    groups: [balancer]
+    networks: [front, back]
+  - {name: web1, groups: [web], networks: [back], memory: 512M}
+  - {name: web2, groups: [web], networks: [back], memory: 512M}
+networks:
+  - name: front
+  - {name: back, egress: none}
+ttl: 10m
+";
+
+    fn shape(yaml: &str) -> String {
+        let t = Topology::from_yaml(yaml, "test").unwrap();
+        shape_of(&canonical(&t, NodeBackend::Nspawn))
+    }
+
     #[test]
-    fn only_plain_topologies_are_poolable() {
+    fn a_shape_is_the_topology_whatever_its_file_looks_like() {
+        let lb = shape(LB);
+        assert!(lb.starts_with("lb,web1,web2@"), "{lb}");
+        // Other key order, flow style, another time to live, the backend
+        // written out: the same cluster, so the same shape.
+        let same = "
+ttl: 2h
+networks: [{egress: packages, name: front}, {egress: none, name: back}]
+nodes:
+  - {networks: [front, back], groups: [balancer], name: lb, backend: nspawn}
+  - name: web1
+    memory: 512M
+    networks: [back]
+    groups: [web]
+  - {name: web2, groups: [web], networks: [back], memory: 512M}
+";
+        assert_eq!(shape(same), lb);
+        // One field apart: another shape.
+        for (from, to) in [
+            ("name: web2", "name: web3"),
+            (
+                "memory: 512M}\n  - {name: web2",
+                "memory: 1G}\n  - {name: web2",
+            ),
+            ("groups: [balancer]", "groups: [balancer, web]"),
+            ("{name: back, egress: none}", "{name: back, egress: nat}"),
+            ("networks: [front, back]", "networks: [back, front]"),
+            (
+                "groups: [balancer]",
+                "groups: [balancer]\n    image: ubuntu-24.04",
+            ),
+            ("groups: [balancer]", "groups: [balancer]\n    backend: vm"),
+        ] {
+            let other = LB.replacen(from, to, 1);
+            assert_ne!(other, LB, "{from}");
+            assert_ne!(shape(&other), lb, "{from} -> {to}");
+        }
+        // A default backend of vm makes nodes that leave it open VMs.
+        let t = Topology::from_yaml(LB, "test").unwrap();
+        assert_ne!(shape_of(&canonical(&t, NodeBackend::Vm)), lb);
+    }
+
+    #[test]
+    fn plain_topologies_keep_their_short_shape() {
         let plain = Topology::with_nodes(3, "debian-12").unwrap();
-        assert_eq!(poolable_shape(&plain).as_deref(), Some("3xdebian-12"));
+        assert_eq!(
+            shape_of(&canonical(&plain, NodeBackend::Nspawn)),
+            "3xdebian-12"
+        );
+        assert_eq!(shape("nodes: 3\nttl: 5m\n"), "3xdebian-12");
         let mut named = plain.clone();
         named.nodes[0].name = "web".into();
-        assert_eq!(poolable_shape(&named), None);
-        let mut grouped = plain.clone();
-        grouped.nodes[1].groups.push("db".into());
-        assert_eq!(poolable_shape(&grouped), None);
-        let mut timed = plain.clone();
-        timed.ttl = Some(Duration::from_secs(60));
-        assert_eq!(poolable_shape(&timed).as_deref(), Some("3xdebian-12"));
+        assert!(shape_of(&canonical(&named, NodeBackend::Nspawn)).starts_with("web,node2,node3@"));
     }
 
     #[test]
@@ -437,10 +644,64 @@ mod tests {
         c.set("debian-12", 4, 2).unwrap();
         c.set("debian-12", 4, 3).unwrap();
         c.set("debian-12", 1, 1).unwrap();
-        assert_eq!(c.entries.len(), 2);
-        assert_eq!(c.entries.iter().find(|e| e.nodes == 4).unwrap().size, 3);
+        let lb = c
+            .set_topology(&Topology::from_yaml(LB, "test").unwrap(), 1)
+            .unwrap();
+        assert_eq!(c.entries.len(), 3);
+        assert_eq!(
+            c.entries
+                .iter()
+                .find(|e| e.plain() == Some((4, "debian-12")))
+                .unwrap()
+                .size,
+            3
+        );
         c.set("debian-12", 1, 0).unwrap();
-        assert_eq!(c.entries.len(), 1);
+        assert_eq!(c.entries.len(), 2);
         assert!(c.set("debian-12", 0, 1).is_err());
+        let pinned = LB.replace(
+            "{name: back, egress: none}",
+            "{name: back, cidr: 10.213.77.0/24}",
+        );
+        let pinned = Topology::from_yaml(&pinned, "test").unwrap();
+        let e = c.set_topology(&pinned, 2).unwrap_err().to_string();
+        assert!(
+            e.contains("network back pins its subnet (10.213.77.0/24)"),
+            "{e}"
+        );
+        c.set_topology(&pinned, 1).unwrap();
+        c.set_topology(&pinned, 0).unwrap();
+        c.set_shape(&lb, 0).unwrap();
+        assert_eq!(c.entries.len(), 1);
+        assert!(c.set_shape(&lb, 1).is_err());
+    }
+
+    #[test]
+    fn pool_yaml_holds_plain_and_whole_topologies() {
+        let dir = tempfile::tempdir().unwrap();
+        // As `pool set --nodes` has always written it.
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "entries:\n- image: debian-12\n  nodes: 4\n  size: 2\n",
+        )
+        .unwrap();
+        let mut c = PoolConfig::load(dir.path()).unwrap();
+        assert_eq!(c.entries[0].shape(), "4xdebian-12");
+        let lb = c
+            .set_topology(&Topology::from_yaml(LB, "test").unwrap(), 1)
+            .unwrap();
+        c.save(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(CONFIG_FILE)).unwrap();
+        assert!(text.contains(&format!("shape: {lb}")), "{text}");
+        assert!(!text.contains("ttl"), "{text}");
+        assert_eq!(PoolConfig::load(dir.path()).unwrap(), c);
+
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "entries:\n- nodes: 2\n  size: 1\n  topology: {nodes: 2}\n",
+        )
+        .unwrap();
+        let e = PoolConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("pool.yaml") && e.contains("not both"), "{e}");
     }
 }

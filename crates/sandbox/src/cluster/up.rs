@@ -292,6 +292,7 @@ impl Engine {
             nodes,
             boot_ms: None,
             source: req.source.clone(),
+            from_pool: false,
         };
         leases.write(
             &Lease {

@@ -162,6 +162,7 @@ mod tests {
             nodes: vec![],
             boot_ms: None,
             source: String::new(),
+            from_pool: false,
         };
         let err = allocate_networks("bbbbbb", &t, &[other], &[], pool).unwrap_err();
         assert!(err.to_string().contains("cluster aaaaaa"), "{err}");
