@@ -62,6 +62,8 @@ pub enum ErrorCode {
     Io,
     /// The run store cannot be opened or reached (a PostgreSQL server down).
     StoreUnavailable,
+    /// Another host of the fleet holds what was asked for and did not answer.
+    HostUnreachable,
     /// A fault of rehearse itself.
     Internal,
 }
@@ -104,6 +106,7 @@ impl ErrorCode {
             NotRoot => "not_root",
             Io => "io",
             StoreUnavailable => "store_unavailable",
+            HostUnreachable => "host_unreachable",
             Internal => "internal",
         }
     }

@@ -6,8 +6,11 @@
 //! thread, and the result (or [`rehearse_api::ApiError`]) is rendered as a
 //! tool result with structured content.
 
+mod forward;
+
 use std::sync::Arc;
 
+pub use forward::{Forwarding, Holder, Holders, FORWARDED_HEADER};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
@@ -27,11 +30,46 @@ const INSTRUCTIONS: &str = "rehearse gives you disposable multi-node Debian 12 c
 #[derive(Clone)]
 pub struct RehearseServer {
     api: Arc<Api>,
+    /// On a fleet host: where calls on other hosts' clusters go.
+    forwarding: Option<Forwarding>,
 }
 
 impl RehearseServer {
     pub fn new(api: Arc<Api>) -> Self {
-        RehearseServer { api }
+        RehearseServer {
+            api,
+            forwarding: None,
+        }
+    }
+
+    /// Calls naming a cluster another host of the fleet holds are passed on
+    /// to that host.
+    pub fn forwarding(mut self, forwarding: Option<Forwarding>) -> Self {
+        self.forwarding = forwarding;
+        self
+    }
+
+    /// The host holding the cluster `args` name, when this host does not and
+    /// the call may travel (it has not already).
+    async fn holder_for(
+        &self,
+        args: &Value,
+        context: &RequestContext<RoleServer>,
+    ) -> Option<(Forwarding, Holder)> {
+        let forwarding = self.forwarding.clone()?;
+        let cluster = args.get("cluster")?.as_str()?.to_owned();
+        let already = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .is_some_and(|parts| parts.headers.contains_key(FORWARDED_HEADER));
+        if already {
+            return None;
+        }
+        let holders = Arc::clone(&forwarding.holders);
+        let holder = tokio::task::spawn_blocking(move || holders.holder_of(&cluster))
+            .await
+            .ok()??;
+        Some((forwarding, holder))
     }
 
     fn tools() -> Vec<Tool> {
@@ -54,7 +92,9 @@ impl RehearseServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> CallToolResult {
+        let passed_on = request.clone();
         let args = request.arguments.map(Value::Object).unwrap_or(Value::Null);
+        let named_args = args.clone();
         let command = match Command::parse(&request.name, args) {
             Ok(c) => c,
             Err(e) => return error_result(&e),
@@ -69,6 +109,24 @@ impl RehearseServer {
         let name = command.name();
         match tokio::task::spawn_blocking(move || api.execute(command, progress)).await {
             Ok(Ok(outcome)) => CallToolResult::structured(outcome.to_json()),
+            Ok(Err(e)) if e.code == rehearse_api::ErrorCode::ClusterNotFound => {
+                match self.holder_for(&named_args, &context).await {
+                    Some((forwarding, holder)) => {
+                        tracing::debug!(tool = name, host = %holder.name, "passing the call on to the host holding the cluster");
+                        forwarding
+                            .call(&holder, passed_on)
+                            .await
+                            .unwrap_or_else(|why| {
+                                error_result(&ApiError::new(
+                                    rehearse_api::ErrorCode::HostUnreachable,
+                                    format!("the cluster is held by fleet host {}, which did not answer: {why}", holder.name),
+                                    true,
+                                ))
+                            })
+                    }
+                    None => error_result(&e),
+                }
+            }
             Ok(Err(e)) => error_result(&e),
             Err(join) => {
                 tracing::error!(tool = name, error = %join, "tool panicked");
@@ -261,6 +319,16 @@ pub async fn serve_stdio(api: Arc<Api>) -> Result<(), Error> {
 /// names than localhost, which the transport must then accept. The caller
 /// puts authentication in front (the web server's bearer token).
 pub fn http_router(api: Arc<Api>, loopback: bool) -> axum::Router {
+    http_router_with(api, loopback, None)
+}
+
+/// [`http_router`] on a fleet host: calls on clusters other hosts hold are
+/// passed on to them.
+pub fn http_router_with(
+    api: Arc<Api>,
+    loopback: bool,
+    forwarding: Option<Forwarding>,
+) -> axum::Router {
     use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
     use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 
@@ -269,7 +337,7 @@ pub fn http_router(api: Arc<Api>, loopback: bool) -> axum::Router {
         config.allowed_hosts.clear();
     }
     let service = StreamableHttpService::new(
-        move || Ok(RehearseServer::new(Arc::clone(&api))),
+        move || Ok(RehearseServer::new(Arc::clone(&api)).forwarding(forwarding.clone())),
         Arc::new(LocalSessionManager::default()),
         config,
     );

@@ -28,6 +28,17 @@ pub enum WebError {
 pub struct AppState {
     pub api: Arc<Api>,
     pub store: Arc<Store>,
+    /// On a fleet host: the fleet's shared database, for the fleet page.
+    pub fleet: Option<Arc<rehearse_fleet::Fleet>>,
+}
+
+/// What a fleet host serves beyond a lone one.
+#[derive(Clone, Default)]
+pub struct FleetServing {
+    /// The fleet's shared database (the dashboard's fleet page).
+    pub fleet: Option<Arc<rehearse_fleet::Fleet>>,
+    /// Where MCP calls on other hosts' clusters go.
+    pub forwarding: Option<rehearse_mcp::Forwarding>,
 }
 
 impl AppState {
@@ -48,9 +59,14 @@ impl AppState {
 }
 
 /// The whole server's routes: everything but `/login` and `/healthz` needs `token`.
-pub fn router(state: AppState, token: String, loopback: bool) -> axum::Router {
+pub fn router(
+    state: AppState,
+    token: String,
+    loopback: bool,
+    forwarding: Option<rehearse_mcp::Forwarding>,
+) -> axum::Router {
     let token = Arc::new(token);
-    let mcp = rehearse_mcp::http_router(Arc::clone(&state.api), loopback);
+    let mcp = rehearse_mcp::http_router_with(Arc::clone(&state.api), loopback, forwarding);
     let protected = axum::Router::new()
         .merge(dashboard::routes())
         .route("/metrics", axum::routing::get(metrics::handler))
@@ -69,6 +85,17 @@ pub fn router(state: AppState, token: String, loopback: bool) -> axum::Router {
 
 /// Serves on `listen` until Ctrl-C or SIGTERM.
 pub async fn serve(api: Arc<Api>, listen: SocketAddr, token: String) -> Result<(), WebError> {
+    serve_in_fleet(api, listen, token, FleetServing::default()).await
+}
+
+/// [`serve`] on a host of a fleet: the fleet page, and MCP calls on clusters
+/// other hosts hold passed on to them.
+pub async fn serve_in_fleet(
+    api: Arc<Api>,
+    listen: SocketAddr,
+    token: String,
+    fleet: FleetServing,
+) -> Result<(), WebError> {
     // The command set's own run store: one handle for every request.
     let opening = Arc::clone(&api);
     let store = tokio::task::spawn_blocking(move || opening.store())
@@ -76,9 +103,13 @@ pub async fn serve(api: Arc<Api>, listen: SocketAddr, token: String) -> Result<(
         .map_err(|e| std::io::Error::other(e.to_string()))?
         .map_err(|e| std::io::Error::other(e.message))?;
     tracing::info!(store = %store.location(), "run store");
-    let state = AppState { api, store };
+    let state = AppState {
+        api,
+        store,
+        fleet: fleet.fleet,
+    };
     tokio::spawn(retention(state.clone()));
-    let router = router(state, token, listen.ip().is_loopback());
+    let router = router(state, token, listen.ip().is_loopback(), fleet.forwarding);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
@@ -120,6 +151,19 @@ pub fn run(api: Arc<Api>, listen: SocketAddr, token: String) -> Result<(), WebEr
         .enable_all()
         .build()?
         .block_on(serve(api, listen, token))
+}
+
+/// [`serve_in_fleet`] on a runtime of its own, for a synchronous caller.
+pub fn run_in_fleet(
+    api: Arc<Api>,
+    listen: SocketAddr,
+    token: String,
+    fleet: FleetServing,
+) -> Result<(), WebError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve_in_fleet(api, listen, token, fleet))
 }
 
 async fn shutdown_signal() {

@@ -182,8 +182,9 @@ fn prometheus_scrapes_metrics_with_the_token_and_answers_queries() {
     let state = rehearse_web::AppState {
         api,
         store: Arc::new(store),
+        fleet: None,
     };
-    let router = rehearse_web::router(state, token.clone(), true);
+    let router = rehearse_web::router(state, token.clone(), true, None);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();

@@ -39,6 +39,7 @@ pub fn url_component(text: &str) -> String {
 pub enum Section {
     Runs,
     Clusters,
+    Fleet,
 }
 
 /// A whole page: the navigation, `body`, the stylesheet and the script.
@@ -53,11 +54,12 @@ pub fn page(title: &str, section: Section, body: &str) -> Html<String> {
          <title>{title} · rehearse</title>\
          <link rel=\"stylesheet\" href=\"/assets/dashboard.css\">\
          <script src=\"/assets/dashboard.js\" defer></script></head>\
-         <body><header><span class=\"brand\">rehearse</span><nav>{runs}<a href=\"/evals\">Evals</a>{clusters}\
+         <body><header><span class=\"brand\">rehearse</span><nav>{runs}<a href=\"/evals\">Evals</a>{clusters}{fleet}\
          <a href=\"/metrics\">metrics</a></nav></header><main>{body}</main></body></html>\n",
         title = esc(title),
         runs = nav(Section::Runs, "/runs", "Runs"),
         clusters = nav(Section::Clusters, "/clusters", "Clusters"),
+        fleet = nav(Section::Fleet, "/fleet", "Fleet"),
     ))
 }
 
@@ -69,9 +71,14 @@ pub fn badge(status: &str) -> String {
         "running" => "live",
         _ => "neutral",
     };
+    toned(status, tone)
+}
+
+/// A badge reading `label` in a tone: good, bad, live or neutral.
+pub fn toned(label: &str, tone: &str) -> String {
     format!(
         "<span class=\"badge {tone}\" data-status=\"{s}\">{s}</span>",
-        s = esc(status)
+        s = esc(label)
     )
 }
 

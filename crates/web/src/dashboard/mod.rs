@@ -5,6 +5,7 @@
 
 mod clusters;
 mod diff;
+mod fleet;
 mod html;
 mod run;
 mod runs;
@@ -40,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/clusters", get(clusters::list))
         .route("/clusters/{id}/destroy", post(clusters::destroy))
         .route("/clusters/{id}/extend", post(clusters::extend))
+        .route("/fleet", get(fleet::page))
         .route(
             "/assets/dashboard.css",
             get(|| async {
