@@ -6,6 +6,8 @@
 //! one that runs without it fails at once saying so instead of failing later
 //! with a confusing error.
 
+pub mod pg;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

@@ -32,6 +32,30 @@ pub struct AppState {
     pub fleet: Option<Arc<rehearse_fleet::Fleet>>,
 }
 
+/// The fleet's answer to "which host holds this cluster": the live host the
+/// run store recorded it on, unless that is this host.
+pub struct FleetHolders {
+    pub fleet: Arc<rehearse_fleet::Fleet>,
+    /// This host's name in the fleet.
+    pub me: String,
+}
+
+impl rehearse_mcp::Holders for FleetHolders {
+    fn holder_of(&self, cluster: &str) -> Option<rehearse_mcp::Holder> {
+        match self.fleet.holder_of(cluster) {
+            Ok(Some(host)) if host.name != self.me => Some(rehearse_mcp::Holder {
+                url: host.url?,
+                name: host.name,
+            }),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(%cluster, error = %e, "looking up the fleet host holding a cluster");
+                None
+            }
+        }
+    }
+}
+
 /// What a fleet host serves beyond a lone one.
 #[derive(Clone, Default)]
 pub struct FleetServing {
