@@ -84,17 +84,12 @@ async fn render(
                  <th>created</th><th>boot</th><th>gone</th></tr></thead><tbody>",
             );
             for c in rows {
-                let run = c
-                    .run_id
-                    .as_deref()
-                    .map(|r| format!(" · <a href=\"/runs/{r}\">run</a>", r = esc(r)))
-                    .unwrap_or_default();
                 let _ = write!(
                     body,
-                    "<tr><td class=\"mono\">{id}</td><td>{source}{run}</td><td>{addresses}</td>\
+                    "<tr><td class=\"mono\">{id}</td><td>{source}</td><td>{addresses}</td>\
                      <td>{created}</td><td>{boot}</td><td>{gone}</td></tr>",
                     id = esc(&c.id),
-                    source = esc(&c.source),
+                    source = html::started_by(&c),
                     addresses = esc(&c.addresses.join(", ")),
                     created = html::date_time(c.created_at_ms),
                     boot = duration(c.boot_ms),

@@ -128,18 +128,13 @@ fn live_clusters(body: &mut String, hosts: &[HostRow], clusters: &[ClusterRow]) 
          <th>nodes</th><th>created</th></tr></thead><tbody>",
     );
     for c in live {
-        let run = c
-            .run_id
-            .as_deref()
-            .map(|r| format!(" · <a href=\"/runs/{r}\">run</a>", r = esc(r)))
-            .unwrap_or_default();
         let _ = write!(
             body,
             "<tr data-cluster=\"{id}\"><td class=\"mono\">{id}</td><td class=\"mono\">{host}</td>\
-             <td>{source}{run}</td><td>{addresses}</td><td>{created}</td></tr>",
+             <td>{source}</td><td>{addresses}</td><td>{created}</td></tr>",
             id = esc(&c.id),
             host = esc(c.host.as_deref().unwrap_or("")),
-            source = esc(&c.source),
+            source = html::started_by(c),
             addresses = esc(&c.addresses.join(", ")),
             created = html::date_time(c.created_at_ms),
         );

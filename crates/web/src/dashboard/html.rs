@@ -63,6 +63,16 @@ pub fn page(title: &str, section: Section, body: &str) -> Html<String> {
     ))
 }
 
+/// Who started a recorded cluster, linking to its run when a run did.
+pub fn started_by(c: &rehearse_store::ClusterRow) -> String {
+    let run = c
+        .run_id
+        .as_deref()
+        .map(|r| format!(" · <a href=\"/runs/{r}\">run</a>", r = esc(r)))
+        .unwrap_or_default();
+    format!("{}{run}", esc(&c.source))
+}
+
 /// A coloured badge for a run outcome or a check/step status.
 pub fn badge(status: &str) -> String {
     let tone = match status {
