@@ -16,11 +16,13 @@
 mod hosts;
 mod jobs;
 pub mod payload;
+mod worker;
 
 use std::sync::Mutex;
 
 pub use hosts::{HostRow, HostSpec, Reaped};
-pub use jobs::{Claimed, JobEnd, JobKind, JobRow, JobSpec, JobState};
+pub use jobs::{Claimed, JobEnd, JobKind, JobRow, JobSpec, JobState, DEFAULT_MAX_ATTEMPTS};
+pub use worker::{Worker, WorkerConfig};
 
 /// Errors of the fleet's shared database and queue.
 #[derive(Debug, thiserror::Error)]

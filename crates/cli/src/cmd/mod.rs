@@ -9,6 +9,7 @@ mod eval;
 mod exec;
 mod extend;
 mod fault;
+mod fleet;
 mod gc;
 mod heal;
 mod image;
@@ -98,6 +99,8 @@ enum Command {
     Mcp(mcp::Args),
     /// Serve the dashboard, /metrics and the MCP tools (at /mcp) over HTTP, behind one bearer token.
     Serve(serve::Args),
+    /// A fleet of hosts sharing one PostgreSQL: its hosts, its queue of work, cancel, retry, priorities.
+    Fleet(fleet::Args),
     /// Check that this host has everything rehearse needs.
     Doctor(doctor::Args),
     /// Search, show, scaffold, prove, use and verify recipes: proven, reusable infrastructure components.
@@ -175,6 +178,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Image(a) => image::run(a, json),
         Command::Mcp(a) => mcp::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Fleet(a) => fleet::run(a, json),
         Command::Doctor(a) => doctor::run(a, json),
         Command::Recipe(a) => recipe::run(a, json),
         Command::Reap(a) => reap::run(a),

@@ -43,12 +43,45 @@ pub struct Args {
     /// memory allows.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     jobs: Option<u64>,
+    /// Place the run on a fleet (the PostgreSQL its hosts' `serve --fleet`
+    /// share) instead of this host: the host with room runs it, this command
+    /// waits and prints the same report. A matrix is one job per platform.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["keep", "keep_on_failure", "junit"])]
+    fleet: Option<String>,
+    /// Who the fleet queues the run for (priorities are per submitter).
+    /// Default: REHEARSE_SUBMITTER, else user@host.
+    #[arg(long, requires = "fleet")]
+    submitter: Option<String>,
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     let mut scenario = Scenario::from_path(&args.path)?;
     if let Some(backend) = &args.backend {
         scenario.topology.set_default_backend(backend.parse()?);
+    }
+    if let Some(url) = &args.fleet {
+        let platforms = if args.platform.is_empty() {
+            scenario.platforms.clone()
+        } else {
+            Scenario::check_platforms(&args.platform).context("--platform")?;
+            args.platform.clone()
+        };
+        return super::fleet::run_scenario(
+            super::fleet::ScenarioOnFleet {
+                url,
+                path: &args.path,
+                scenario: &scenario,
+                platforms: &platforms,
+                reboot: args.reboot,
+                idempotence: !args.no_idempotence,
+                backend: args.backend.clone(),
+                submitter: args
+                    .submitter
+                    .clone()
+                    .unwrap_or_else(super::fleet::default_submitter),
+            },
+            json,
+        );
     }
     let engine = super::engine()?;
     let opts = RunOptions {

@@ -1,0 +1,545 @@
+//! A fleet on one machine: `rehearse serve --fleet` processes, each in a
+//! network namespace and a state directory of its own, sharing one fresh
+//! PostgreSQL database; work placed with `rehearse run --fleet`.
+
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rehearse_fleet::{Fleet, JobState};
+use rehearse_testkit::{rehearse_bin, require_root, Home};
+
+/// The admin URL of a PostgreSQL server the tests may create databases on.
+const PG_ENV: &str = "REHEARSE_TEST_DATABASE_URL";
+
+/// A PostgreSQL database of the test's own, dropped at the end.
+struct PgDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    fn create() -> Option<PgDatabase> {
+        let admin = match std::env::var(PG_ENV) {
+            Ok(a) if !a.is_empty() => a,
+            _ => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "{PG_ENV} must name a PostgreSQL server in CI (scripts/test.sh sets it)"
+                );
+                eprintln!("skipped: {PG_ENV} names no PostgreSQL server");
+                return None;
+            }
+        };
+        let name = format!("rehearse_fleet_{:016x}", rand::random::<u64>());
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("{PG_ENV}={admin}: {e}"));
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let (base, _) = admin.rsplit_once('/').expect("a URL ending in /database");
+        let url = format!("{base}/{name}");
+        Some(PgDatabase { admin, name, url })
+    }
+
+    fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let dropped = postgres::Client::connect(&self.admin, postgres::NoTls).and_then(|mut c| {
+            c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+        });
+        if let Err(e) = dropped {
+            eprintln!("dropping the test database {}: {e}", self.name);
+        }
+    }
+}
+
+/// A network namespace of the test's own with its loopback up, removed when dropped.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("rh-fleet-{tag}-{:06x}", rand::random::<u32>() & 0xff_ffff);
+        ip(&["netns", "add", &name]);
+        let ns = Netns { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn path(&self) -> PathBuf {
+        Path::new("/var/run/netns").join(&self.name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Forwards 127.0.0.1:5432 inside a namespace to the PostgreSQL server on
+/// the host's loopback, so a host in the namespace reaches the fleet's
+/// database by the same URL as everyone else. (The server's unix socket
+/// would do too, but it authenticates root as root, not as the fleet's role.)
+struct Forward {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Forward {
+    fn start(ns: &Netns, upstream: &str) -> Forward {
+        let path = ns.path();
+        // A socket belongs to the namespace it was made in: bind on a thread
+        // that entered the namespace, serve from this one.
+        let listener = std::thread::spawn(move || {
+            let target = std::fs::File::open(&path).unwrap();
+            nix::sched::setns(target.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            TcpListener::bind("127.0.0.1:5432").unwrap()
+        })
+        .join()
+        .unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let upstream = upstream.to_owned();
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((client, _)) => {
+                            client.set_nonblocking(false).unwrap();
+                            if let Ok(server) = TcpStream::connect(&upstream) {
+                                pipe(client, server);
+                            }
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                }
+            })
+        };
+        Forward {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+fn pipe(a: TcpStream, b: TcpStream) {
+    for (mut from, mut to) in [(a.try_clone().unwrap(), b.try_clone().unwrap()), (b, a)] {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Both);
+        });
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One fleet host: `rehearse serve --fleet` in a namespace and a state
+/// directory of its own, with one node slot (so two jobs never share it).
+struct FleetHost {
+    name: String,
+    child: Option<Child>,
+    // Dropped in this order: the forwarder, the namespace, the state directory.
+    _forward: Forward,
+    ns: Netns,
+    home: Home,
+}
+
+impl FleetHost {
+    fn start(name: &str, db: &PgDatabase) -> FleetHost {
+        let ns = Netns::new(name);
+        let forward = Forward::start(&ns, "127.0.0.1:5432");
+        let home = Home::new();
+        let log = std::fs::File::create(home.path().join("serve.log")).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", ns.path().display()))
+            .arg(rehearse_bin())
+            .args(["-v", "serve", "--token", "fleet-test", "--fleet", &db.url])
+            .args([
+                "--fleet-name",
+                name,
+                "--fleet-slots",
+                "1",
+                "--fleet-jobs",
+                "1",
+            ])
+            .args(["--fleet-timeout", "3s", "--fleet-heartbeat", "500ms"])
+            .env("REHEARSE_HOME", home.path())
+            .env_remove("REHEARSE_DATABASE_URL")
+            .env_remove("REHEARSE_FLEET")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("nsenter runs");
+        FleetHost {
+            name: name.to_owned(),
+            child: Some(child),
+            _forward: forward,
+            ns,
+            home,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// Stops the server as an operator would (SIGTERM): it leaves the fleet.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Processes still running over this host's state directory, once its
+    /// cluster reapers had their chance to finish.
+    fn leftovers(&self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = self.home.processes();
+            if left.is_empty() || Instant::now() > deadline {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `rehearse ARGS` in this host's namespace and state directory.
+    fn rehearse(&self, args: &[&str]) -> std::process::Output {
+        Command::new("nsenter")
+            .arg(format!("--net={}", self.ns.path().display()))
+            .arg(rehearse_bin())
+            .args(args)
+            .env("REHEARSE_HOME", self.home.path())
+            .env_remove("REHEARSE_DATABASE_URL")
+            .output()
+            .expect("nsenter runs")
+    }
+}
+
+impl Drop for FleetHost {
+    fn drop(&mut self) {
+        self.stop();
+        // Whatever a failed test left is removed by id, in the host's own namespace.
+        if let Ok(entries) = std::fs::read_dir(self.home.path().join("clusters")) {
+            for entry in entries.flatten() {
+                let id = entry.file_name().to_string_lossy().into_owned();
+                if !id.starts_with('.') {
+                    let _ = self.rehearse(&["down", &id]);
+                }
+            }
+        }
+    }
+}
+
+/// Waits for `what`, failing with `why` after a deadline far beyond what it
+/// should take: a guard against hanging, not a measurement.
+fn wait_for<T>(why: &str, mut what: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        if let Some(v) = what() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting: {why}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_up(fleet: &Fleet, hosts: &[&FleetHost]) {
+    for host in hosts {
+        let why = format!("{} to join the fleet", host.name);
+        wait_for(&why, || {
+            let up = fleet
+                .hosts()
+                .unwrap()
+                .iter()
+                .any(|h| h.name == host.name && h.state == "up");
+            assert!(
+                up || !host.log().contains("error:"),
+                "{} did not join: {}",
+                host.name,
+                host.log()
+            );
+            up.then_some(())
+        });
+    }
+}
+
+/// A one-node scenario whose steps take a few seconds, in a folder of its
+/// own. Its network has no egress: the host's package cache belongs to the
+/// machine's own network namespace, not to a fleet host's.
+fn scenario(sleep: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rehearse.yaml"),
+        format!(
+            "name: fleet-work\n\
+             nodes: 1\n\
+             networks:\n  - {{name: lan, egress: none}}\n\
+             steps:\n  \
+               - name: mark the node\n    shell: echo placed > /etc/fleet-mark\n  \
+               - name: take a while\n    shell: sleep {sleep}\n\
+             checks:\n  \
+               - file: /etc/fleet-mark\n    contains: [placed]\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn client(db: &PgDatabase, args: &[&str]) -> Command {
+    let mut cmd = Command::new(rehearse_bin());
+    cmd.arg("--json")
+        .args(args)
+        .args(["--fleet", &db.url])
+        .env_remove("REHEARSE_DATABASE_URL")
+        .env("REHEARSE_SUBMITTER", "fleet-test");
+    cmd
+}
+
+#[test]
+fn a_platform_matrix_is_spread_over_both_hosts() {
+    require_root("fleet tests");
+    let Some(db) = PgDatabase::create() else {
+        return;
+    };
+    let alpha = FleetHost::start("alpha", &db);
+    let beta = FleetHost::start("beta", &db);
+    let fleet = Fleet::connect(&db.url).unwrap();
+    wait_up(&fleet, &[&alpha, &beta]);
+
+    let work = scenario(2);
+    let out = client(
+        &db,
+        &[
+            "run",
+            work.path().to_str().unwrap(),
+            "--platform",
+            "debian-11,debian-12",
+        ],
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {text}\n{}\nalpha: {}\nbeta: {}",
+            String::from_utf8_lossy(&out.stderr),
+            alpha.log(),
+            beta.log()
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["outcome"], "passed", "{report}");
+    let platforms = report["platforms"].as_array().unwrap();
+    assert_eq!(platforms.len(), 2, "{report}");
+    let mut hosts: Vec<&str> = platforms
+        .iter()
+        .map(|p| p["host"].as_str().unwrap())
+        .collect();
+    hosts.sort();
+    assert_eq!(hosts, ["alpha", "beta"], "each host runs one platform");
+    for p in platforms {
+        assert_eq!(p["outcome"], "passed", "{p}");
+        assert_eq!(p["nodes"][0]["image"], p["platform"], "{p}");
+    }
+
+    // The shared store says where each run lived.
+    let mut c = db.client();
+    let mut ran: Vec<(String, String)> = c
+        .query(
+            "SELECT host, outcome FROM runs WHERE name = 'fleet-work' ORDER BY host",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    ran.sort();
+    assert_eq!(
+        ran,
+        [
+            ("alpha".to_string(), "passed".to_string()),
+            ("beta".to_string(), "passed".to_string())
+        ]
+    );
+    let jobs = fleet.jobs(10).unwrap();
+    assert!(
+        jobs.iter()
+            .all(|j| j.state == JobState::Done && j.attempt == 1),
+        "{jobs:?}"
+    );
+
+    // Stopped, the hosts leave the fleet and nothing of theirs keeps running.
+    let (mut alpha, mut beta) = (alpha, beta);
+    for host in [&mut alpha, &mut beta] {
+        host.stop();
+        assert_eq!(host.leftovers(), Vec::<String>::new(), "{}", host.name);
+    }
+    let hosts = fleet.hosts().unwrap();
+    assert!(
+        hosts
+            .iter()
+            .all(|h| h.state == "gone"
+                && h.gone_reason.as_deref() == Some("stopped: it left the fleet")),
+        "{hosts:?}"
+    );
+}
+
+#[test]
+fn a_host_killed_mid_run_is_given_up_on_and_its_run_finishes_elsewhere() {
+    require_root("fleet tests");
+    let Some(db) = PgDatabase::create() else {
+        return;
+    };
+    let mut hosts = vec![
+        FleetHost::start("gamma", &db),
+        FleetHost::start("delta", &db),
+    ];
+    let fleet = Fleet::connect(&db.url).unwrap();
+    wait_up(&fleet, &[&hosts[0], &hosts[1]]);
+
+    let work = scenario(5);
+    let run = client(&db, &["run", work.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Mid-run: the job runs on one host and that host recorded its run.
+    let mut c = db.client();
+    let (victim, run_id) = wait_for("the job's run to start on a host", || {
+        let job = fleet.jobs(1).unwrap().into_iter().next()?;
+        let host = job
+            .host
+            .clone()
+            .filter(|_| job.state == JobState::Running)?;
+        let row = c
+            .query_opt(
+                "SELECT id FROM runs WHERE host = $1 AND outcome = 'running'",
+                &[&host],
+            )
+            .unwrap()?;
+        Some((host, row.get::<_, String>(0)))
+    });
+    let (killed, other): (usize, usize) = if hosts[0].name == victim {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    hosts[killed].kill();
+
+    let out = run.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {text}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            hosts[other].log()
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["outcome"], "passed", "{report}");
+
+    // Requeued once, finished on the other host.
+    let job = fleet.jobs(1).unwrap().remove(0);
+    assert_eq!(job.state, JobState::Done, "{job:?}");
+    assert_eq!(job.attempt, 2, "{job:?}");
+    assert_eq!(job.host.as_deref(), Some(hosts[other].name.as_str()));
+    assert_eq!(job.run_id.as_deref(), report["run_id"].as_str());
+
+    // The killed host is gone and its run reported lost, naming it.
+    let gone = fleet
+        .hosts()
+        .unwrap()
+        .into_iter()
+        .find(|h| h.name == victim)
+        .unwrap();
+    assert_eq!(gone.state, "gone");
+    assert!(
+        gone.gone_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("stopped beating"),
+        "{gone:?}"
+    );
+    let (outcome, summary): (String, String) = {
+        let r = c
+            .query_one(
+                "SELECT outcome, summary FROM runs WHERE id = $1",
+                &[&run_id],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(outcome, "lost");
+    assert!(summary.contains(&format!("host {victim}")), "{summary}");
+
+    // Nothing left: the killed host's cluster went with its reaper; the
+    // other host stops cleanly; the namespaces go with them.
+    for host in hosts.iter_mut() {
+        host.stop();
+        assert_eq!(host.leftovers(), Vec::<String>::new(), "{}", host.name);
+    }
+    let names: Vec<String> = hosts.iter().map(|h| h.ns.name.clone()).collect();
+    drop(hosts);
+    let listed = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    for name in names {
+        assert!(!listed.contains(&name), "namespace {name} left: {listed}");
+    }
+}

@@ -1,0 +1,409 @@
+//! A fleet host's worker: joins, beats, gives up on silent hosts, and runs
+//! the jobs it claims while it has room, each on a thread of its own.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rehearse_api::types::{JobRequest, JobState as ApiJobState};
+use rehearse_api::{Api, Command, Outcome};
+use rehearse_scenario::{Cancel, Keep, RunOptions};
+use rehearse_spec::scenario::Scenario;
+
+use crate::payload::ScenarioPayload;
+use crate::{Claimed, Fleet, FleetError, HostSpec, JobEnd, JobKind, JobState};
+
+/// How a host takes part in the fleet.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The host's name in the fleet.
+    pub name: String,
+    /// Where the other hosts reach its HTTP API.
+    pub url: Option<String>,
+    /// Jobs it runs at once.
+    pub jobs: usize,
+    /// Nodes it takes in all (free slots are this less the running jobs' nodes).
+    pub slots: u32,
+    /// How often it beats.
+    pub heartbeat: Duration,
+    /// How long a host may stay silent before it is given up on.
+    pub timeout: Duration,
+    /// Where a job's files are written while it runs.
+    pub work_dir: PathBuf,
+}
+
+/// What the worker's threads share.
+struct Shared {
+    fleet: Fleet,
+    api: Arc<Api>,
+    config: WorkerConfig,
+    /// This start's id in `fleet_hosts` (a new one when the fleet gave up on it).
+    host_id: Mutex<String>,
+    /// Nodes the running jobs boot, by job id.
+    running: Mutex<Vec<(String, u32)>>,
+    stop: AtomicBool,
+}
+
+/// A running worker; [`Worker::stop`] leaves the fleet.
+pub struct Worker {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Joins the fleet at `url` and starts beating and taking work.
+    pub fn start(url: &str, api: Arc<Api>, config: WorkerConfig) -> Result<Worker, FleetError> {
+        let fleet = Fleet::connect(url)?;
+        let spec = host_spec(&api, &config, config.slots);
+        let (host, reaped) = fleet.register(&spec)?;
+        if !reaped.is_empty() {
+            tracing::info!(?reaped, "gave up on an earlier start of this host");
+        }
+        tracing::info!(host = %host.id, slots = config.slots, "joined the fleet");
+        let shared = Arc::new(Shared {
+            fleet,
+            api,
+            config,
+            host_id: Mutex::new(host.id),
+            running: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+        });
+        let beat = {
+            let shared = shared.clone();
+            std::thread::spawn(move || beat(&shared))
+        };
+        let claim = {
+            let shared = shared.clone();
+            std::thread::spawn(move || claim(&shared))
+        };
+        Ok(Worker {
+            shared,
+            threads: vec![beat, claim],
+        })
+    }
+
+    /// This start's id in the fleet.
+    pub fn host_id(&self) -> String {
+        self.shared.host_id()
+    }
+
+    /// Stops taking work, waits for the claim and beat loops, and leaves the
+    /// fleet: jobs still running go back to the queue.
+    pub fn stop(self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        match self.shared.fleet.leave(&self.shared.host_id()) {
+            Ok(reaped) => tracing::info!(?reaped, "left the fleet"),
+            Err(e) => tracing::warn!(error = %e, "leaving the fleet"),
+        }
+    }
+}
+
+impl Shared {
+    fn host_id(&self) -> String {
+        self.host_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn used_slots(&self) -> u32 {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn running_jobs(&self) -> usize {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn free_slots(&self) -> u32 {
+        self.config.slots.saturating_sub(self.used_slots())
+    }
+}
+
+fn host_spec(api: &Api, config: &WorkerConfig, free: u32) -> HostSpec {
+    let images = api
+        .engine()
+        .images()
+        .list()
+        .map(|list| list.into_iter().map(|i| i.name).collect())
+        .unwrap_or_default();
+    HostSpec {
+        name: config.name.clone(),
+        url: config.url.clone(),
+        cores: rehearse_sandbox::capacity::host_cpus(),
+        memory_bytes: rehearse_sandbox::capacity::host_memory(),
+        slots_total: config.slots,
+        slots_free: free,
+        images,
+        pool: None,
+    }
+}
+
+/// Beats, and gives up on hosts that stopped beating.
+fn beat(shared: &Shared) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        let id = shared.host_id();
+        match shared.fleet.heartbeat(&id, shared.free_slots()) {
+            Ok(true) => {}
+            Ok(false) => {
+                // Given up on (silent too long): join again as a new start;
+                // what this one still runs will not be recorded.
+                tracing::warn!(host = %id, "the fleet gave up on this host; joining again");
+                let spec = host_spec(&shared.api, &shared.config, shared.free_slots());
+                match shared.fleet.register(&spec) {
+                    Ok((host, _)) => {
+                        *shared.host_id.lock().unwrap_or_else(|e| e.into_inner()) = host.id
+                    }
+                    Err(e) => tracing::warn!(error = %e, "joining the fleet again"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "beating"),
+        }
+        match shared.fleet.reap(shared.config.timeout) {
+            Ok(reaped) if !reaped.is_empty() => {
+                tracing::warn!(?reaped, "gave up on silent hosts")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "looking for silent hosts"),
+        }
+        sleep_unless_stopped(shared, shared.config.heartbeat);
+    }
+}
+
+fn sleep_unless_stopped(shared: &Shared, total: Duration) {
+    let step = Duration::from_millis(50);
+    let mut slept = Duration::ZERO;
+    while slept < total && !shared.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(step);
+        slept += step;
+    }
+}
+
+/// Takes work while there is room; each job runs on a thread of its own.
+fn claim(shared: &Arc<Shared>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        let claimed = if shared.running_jobs() < shared.config.jobs {
+            match shared.fleet.claim(&shared.host_id(), shared.free_slots()) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming work");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let Some(job) = claimed else {
+            sleep_unless_stopped(shared, Duration::from_millis(200));
+            continue;
+        };
+        tracing::info!(job = %job.id, attempt = job.attempt, kind = job.kind.as_str(), "claimed");
+        shared
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((job.id.clone(), job.nodes));
+        let host_id = shared.host_id();
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            let end = run_job(&shared, &job);
+            match shared.fleet.finish(&job.id, &host_id, job.attempt, &end) {
+                Ok(true) => tracing::info!(job = %job.id, state = %end.state, "finished"),
+                Ok(false) => tracing::info!(
+                    job = %job.id,
+                    "finished, but the fleet had given this attempt up: the result is not recorded"
+                ),
+                Err(e) => tracing::warn!(job = %job.id, error = %e, "recording a job's end"),
+            }
+            shared
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(id, _)| id != &job.id);
+        });
+    }
+}
+
+fn failed(error: String) -> JobEnd {
+    JobEnd {
+        state: JobState::Failed,
+        run_id: None,
+        result: None,
+        exit_code: Some(2),
+        error: Some(error),
+    }
+}
+
+fn run_job(shared: &Shared, job: &Claimed) -> JobEnd {
+    match job.kind {
+        JobKind::Scenario | JobKind::MatrixLeg => run_scenario(shared, job),
+        JobKind::Converge | JobKind::RecipeProve => run_command(shared, job),
+    }
+}
+
+/// Watches the job's row while `work` runs, calling `stop` once when a cancel
+/// is asked or the attempt was given to another host.
+fn watching<T>(
+    shared: &Shared,
+    job: &Claimed,
+    stop: impl Fn() + Sync,
+    work: impl FnOnce() -> T,
+) -> (T, bool) {
+    let done = AtomicBool::new(false);
+    let stopped = AtomicBool::new(false);
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(250));
+                if stopped.load(Ordering::SeqCst) {
+                    continue;
+                }
+                if matches!(shared.fleet.should_stop(&job.id, job.attempt), Ok(true)) {
+                    tracing::info!(job = %job.id, "stopping: cancelled or given to another host");
+                    stopped.store(true, Ordering::SeqCst);
+                    stop();
+                }
+            }
+        });
+        let out = work();
+        done.store(true, Ordering::SeqCst);
+        out
+    });
+    (out, stopped.load(Ordering::SeqCst))
+}
+
+/// A scenario (or one platform of it), by the same code `rehearse run` uses,
+/// from the files the job carries.
+fn run_scenario(shared: &Shared, job: &Claimed) -> JobEnd {
+    let payload: ScenarioPayload = match serde_json::from_value(job.payload.clone()) {
+        Ok(p) => p,
+        Err(e) => return failed(format!("the job's payload is not a scenario: {e}")),
+    };
+    let dir = shared
+        .config
+        .work_dir
+        .join(format!("{}-{}", job.id, job.attempt));
+    let _ = std::fs::remove_dir_all(&dir);
+    let end = (|| {
+        payload
+            .folder
+            .write(&dir)
+            .map_err(|e| failed(e.to_string()))?;
+        let mut scenario =
+            Scenario::from_path(&dir.join(&payload.file)).map_err(|e| failed(format!("{e:#}")))?;
+        if let Some(backend) = &payload.backend {
+            let backend = backend
+                .parse()
+                .map_err(|e| failed(format!("backend \"{backend}\": {e}")))?;
+            scenario.topology.set_default_backend(backend);
+        }
+        if let Some(platform) = &payload.platform {
+            scenario = scenario.on_platform(platform);
+        }
+        let cancel = Cancel::new();
+        let opts = RunOptions {
+            reboot: payload.reboot,
+            idempotence: payload.idempotence,
+            keep: Keep::Never,
+            cancel: Some(cancel.clone()),
+            ..RunOptions::default()
+        };
+        let stop = || {
+            for cluster in cancel.cancel() {
+                let _ = shared.api.execute(
+                    Command::Destroy(rehearse_api::types::ClusterRequest { cluster }),
+                    None,
+                );
+            }
+        };
+        let (report, stopped) = watching(shared, job, stop, || {
+            rehearse_scenario::run(shared.api.engine(), &scenario, &opts, &|_| {})
+        });
+        let text = rehearse_scenario::render_human(&report);
+        let result = serde_json::json!({
+            "report": serde_json::to_value(&report).unwrap_or_default(),
+            "text": text,
+        });
+        Ok(JobEnd {
+            state: if stopped {
+                JobState::Cancelled
+            } else {
+                JobState::Done
+            },
+            run_id: Some(report.run_id.clone()),
+            result: Some(result),
+            exit_code: Some(report.exit_code()),
+            error: stopped.then(|| "stopped on request before it finished".to_owned()),
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    match end {
+        Ok(end) | Err(end) => end,
+    }
+}
+
+/// A converge task or a recipe proof, through the command set: the payload
+/// is the command's name and arguments; the result its final job status.
+fn run_command(shared: &Shared, job: &Claimed) -> JobEnd {
+    let name = job.payload["command"].as_str().unwrap_or_default();
+    let command = match Command::parse(name, job.payload["args"].clone()) {
+        Ok(c) => c,
+        Err(e) => return failed(e.message),
+    };
+    let started = match shared.api.execute(command, None) {
+        Ok(Outcome::Converge(s)) | Ok(Outcome::RecipeProve(s)) | Ok(Outcome::RunScenario(s)) => s,
+        Ok(other) => return failed(format!("{} does not run in the background", other.name())),
+        Err(e) => return failed(e.message),
+    };
+    let status = |id: &str| {
+        shared.api.execute(
+            Command::JobStatus(JobRequest {
+                job_id: id.to_owned(),
+            }),
+            None,
+        )
+    };
+    let stop = || {
+        let _ = shared.api.execute(
+            Command::JobKill(JobRequest {
+                job_id: started.job_id.clone(),
+            }),
+            None,
+        );
+    };
+    let (last, stopped) = watching(shared, job, stop, || loop {
+        match status(&started.job_id) {
+            Ok(Outcome::JobStatus(s)) if matches!(s.state, ApiJobState::Running) => {
+                std::thread::sleep(Duration::from_millis(250))
+            }
+            Ok(Outcome::JobStatus(s)) => break Ok(s),
+            Ok(_) => break Err("job_status answered something else".to_owned()),
+            Err(e) => break Err(e.message),
+        }
+    });
+    match last {
+        Ok(s) => JobEnd {
+            state: if stopped {
+                JobState::Cancelled
+            } else if matches!(s.state, ApiJobState::Failed) {
+                JobState::Failed
+            } else {
+                JobState::Done
+            },
+            run_id: s.run_id.clone(),
+            exit_code: s.exit_code,
+            error: s.error.as_ref().map(|e| e.message.clone()),
+            result: serde_json::to_value(&s).ok(),
+        },
+        Err(e) => failed(e),
+    }
+}
