@@ -23,7 +23,7 @@ pub struct FaultRequest {
     pub fault: FaultAction,
 }
 
-fn spec_schema<T: rehearse_spec::confidence::SpecSchema>() -> schemars::Schema {
+fn spec_schema<T: JsonSchema>() -> schemars::Schema {
     let mut value = rehearse_spec::confidence::inline_schema::<T>();
     if let Some(map) = value.as_object_mut() {
         map.remove("title");

@@ -21,6 +21,7 @@
 //!   - ports: {target: web1, from: client, open: [22, 80]}
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -79,31 +80,29 @@ impl<'de> Deserialize<'de> for Span {
 }
 
 impl JsonSchema for Span {
-    fn schema_name() -> String {
+    fn schema_name() -> Cow<'static, str> {
         "Span".into()
     }
 
-    fn json_schema(gen: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
-        let mut schema = <String as JsonSchema>::json_schema(gen).into_object();
-        schema.metadata().description =
-            Some("A duration with a unit, e.g. \"250ms\", \"5s\", \"2m\"".into());
-        schema.into()
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration with a unit, e.g. \"250ms\", \"5s\", \"2m\"",
+        })
     }
 }
 
-/// A type of these formats with a JSON Schema.
-pub trait SpecSchema: JsonSchema {}
-impl<T: JsonSchema> SpecSchema for T {}
-
 /// The JSON Schema of `T` with every subschema inlined, for embedding in
 /// another document (the MCP tools' input schemas).
-pub fn inline_schema<T: SpecSchema>() -> serde_json::Value {
-    let settings = schemars::gen::SchemaSettings::draft07().with(|s| {
+pub fn inline_schema<T: JsonSchema>() -> serde_json::Value {
+    let settings = crate::schema_settings().with(|s| {
         s.inline_subschemas = true;
         s.meta_schema = None;
     });
-    let schema = settings.into_generator().into_root_schema_for::<T>();
-    serde_json::to_value(schema).unwrap_or_default()
+    settings
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
 }
 
 /// What goes wrong. Nodes are named by node name; partition sides also take

@@ -199,8 +199,7 @@ impl ImageSpec {
 
     /// The JSON Schema of the YAML form, for editors and `rehearse schema`.
     pub fn json_schema() -> serde_json::Value {
-        // Serialising a schema cannot fail: it is plain maps, strings and numbers.
-        serde_json::to_value(schemars::schema_for!(ImageSpec)).unwrap_or_default()
+        crate::file_schema::<ImageSpec>()
     }
 
     fn validate_at(&self, source: &Source) -> Result<(), SpecError> {

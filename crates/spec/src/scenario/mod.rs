@@ -112,8 +112,7 @@ impl Scenario {
 
     /// The JSON Schema of the YAML form, for editors and `rehearse schema`.
     pub fn json_schema() -> serde_json::Value {
-        // Serialising a schema cannot fail: it is plain maps, strings and numbers.
-        serde_json::to_value(schemars::schema_for!(file::ScenarioFile)).unwrap_or_default()
+        crate::file_schema::<file::ScenarioFile>()
     }
 
     /// The scenario as it runs on one platform: every node that does not pin its

@@ -515,7 +515,7 @@ impl Task {
     /// and check keys taken from the scenario schema, so editors validate
     /// both halves.
     pub fn json_schema() -> serde_json::Value {
-        let mut task = serde_json::to_value(schemars::schema_for!(TaskFile)).unwrap_or_default();
+        let mut task = crate::file_schema::<TaskFile>();
         let scenario = Scenario::json_schema();
         for key in SCENARIO_KEYS {
             if let Some(property) = scenario["properties"].get(*key) {

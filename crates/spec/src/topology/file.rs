@@ -33,7 +33,7 @@ pub(crate) struct TopologyFile {
     pub(crate) networks: Option<Vec<NetworkFile>>,
     /// How long the cluster may live before it is reclaimed, e.g. `30m`, `2h`, `90s`.
     #[serde(default)]
-    #[schemars(example = "ttl_example")]
+    #[schemars(example = ttl_example())]
     pub(crate) ttl: Option<String>,
     /// Resource limits of every node that sets none of its own: `memory`,
     /// `cpus`, `pids`. Default: half the host's memory, no CPU cap, 4096 pids.

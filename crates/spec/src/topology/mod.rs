@@ -289,8 +289,7 @@ impl Topology {
 
     /// The JSON Schema of the YAML form, for editors and `rehearse schema`.
     pub fn json_schema() -> serde_json::Value {
-        // Serialising a schema cannot fail: it is plain maps, strings and numbers.
-        serde_json::to_value(schemars::schema_for!(file::TopologyFile)).unwrap_or_default()
+        crate::file_schema::<file::TopologyFile>()
     }
 
     /// Gives `backend` to every node whose topology left the choice open

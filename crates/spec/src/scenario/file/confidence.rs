@@ -2,6 +2,7 @@
 //! the keys every fault takes (`name`, `at`, `heal_after`, `expect`) and exactly
 //! one kind key (`crash:`, `partition:`, ...) holding the kind's fields.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -39,43 +40,46 @@ struct FaultCommon {
 }
 
 impl JsonSchema for FaultFile {
-    fn schema_name() -> String {
+    fn schema_name() -> Cow<'static, str> {
         "FaultFile".into()
     }
 
-    fn json_schema(gen: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
-        use schemars::schema::{Schema, SchemaObject};
-        let common = gen.subschema_for::<FaultCommon>();
-        let common = match common {
-            Schema::Object(SchemaObject {
-                reference: Some(r), ..
-            }) => gen
-                .definitions()
-                .get(r.trim_start_matches("#/definitions/"))
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // The common keys, from their definition when the generator made one.
+        let common = generator.subschema_for::<FaultCommon>();
+        let common = match common.get("$ref").and_then(serde_json::Value::as_str) {
+            Some(reference) => reference
+                .rsplit('/')
+                .next()
+                .and_then(|name| generator.definitions().get(name))
                 .cloned()
-                .unwrap_or(Schema::Bool(true)),
-            other => other,
-        };
-        let common_props = match &common {
-            Schema::Object(o) => o
-                .object
-                .as_ref()
-                .map(|o| o.properties.clone())
                 .unwrap_or_default(),
-            Schema::Bool(_) => Default::default(),
+            None => common.to_value(),
         };
-        let mut action = FaultAction::json_schema(gen).into_object();
-        if let Some(variants) = action.subschemas.as_mut().and_then(|s| s.one_of.as_mut()) {
-            for v in variants.iter_mut() {
-                if let Schema::Object(o) = v {
-                    o.object().properties.extend(common_props.clone());
+        let common = common
+            .get("properties")
+            .and_then(serde_json::Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let mut action = FaultAction::json_schema(generator);
+        if let Some(kinds) = action
+            .get_mut("oneOf")
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            for kind in kinds {
+                if let Some(properties) = kind
+                    .get_mut("properties")
+                    .and_then(serde_json::Value::as_object_mut)
+                {
+                    properties.extend(common.clone());
                 }
             }
         }
-        action.metadata().description = Some(
+        action.insert(
+            "description".into(),
             "A fault: exactly one kind key (crash, reboot, partition, link, disk_full, stop_service, kill_service) beside name, at, heal_after and expect.".into(),
         );
-        action.into()
+        action
     }
 }
 

@@ -7,7 +7,6 @@
 //! a mapping's kind, reads it into that form, and words serde's refusals for
 //! people: which key is wrong, which kind it belongs to, which keys fit here.
 
-use schemars::gen::SchemaGenerator;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
@@ -90,19 +89,18 @@ macro_rules! family {
         }
 
         impl schemars::JsonSchema for $family {
-            fn schema_name() -> String {
-                stringify!($family).to_owned()
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($family).into()
             }
 
-            fn json_schema(gen: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
-                let mut schema = schemars::schema::SchemaObject::default();
-                schema.metadata().description = Some(format!(
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                let description = format!(
                     "One {}: a mapping with exactly one kind key ({}).",
                     $what,
                     [$(<$form as $crate::scenario::file::keyed::Form>::KEY),+].join(", ")
-                ));
-                schema.subschemas().one_of = Some(vec![$(gen.subschema_for::<$form>()),+]);
-                schema.into()
+                );
+                let forms = [$(generator.subschema_for::<$form>()),+];
+                schemars::json_schema!({"description": description, "oneOf": forms})
             }
         }
     };
@@ -112,10 +110,10 @@ pub(super) use family;
 
 /// The keys of a form, as its JSON Schema lists them.
 pub(super) fn keys_of<T: JsonSchema>() -> Vec<String> {
-    let root = SchemaGenerator::default().into_root_schema_for::<T>();
-    root.schema
-        .object
-        .map(|object| object.properties.into_keys().collect())
+    let root = schemars::SchemaGenerator::default().into_root_schema_for::<T>();
+    root.get("properties")
+        .and_then(serde_json::Value::as_object)
+        .map(|properties| properties.keys().cloned().collect())
         .unwrap_or_default()
 }
 

@@ -11,15 +11,14 @@ mod confidence;
 mod keyed;
 mod steps;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::Path;
 use std::time::Duration;
 
-use schemars::gen::SchemaGenerator;
-use schemars::schema::{InstanceType, Schema, SchemaObject};
-use schemars::JsonSchema;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -54,7 +53,7 @@ pub(super) struct ScenarioFile {
     networks: Option<Vec<NetworkFile>>,
     /// How long the cluster may live before it is reclaimed, e.g. `30m`, `2h`.
     #[serde(default)]
-    #[schemars(example = "ttl_example")]
+    #[schemars(example = ttl_example())]
     ttl: Option<String>,
     /// Resource limits of every node that sets none of its own, as in a
     /// topology file: `memory`, `cpus`, `pids`.
@@ -196,16 +195,20 @@ impl<'de, T> Deserialize<'de> for Deferred<T> {
 }
 
 impl<T: JsonSchema> JsonSchema for Deferred<T> {
-    fn schema_name() -> String {
+    fn schema_name() -> Cow<'static, str> {
         T::schema_name()
     }
 
-    fn json_schema(gen: &mut SchemaGenerator) -> Schema {
-        T::json_schema(gen)
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
     }
 
-    fn is_referenceable() -> bool {
-        T::is_referenceable()
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+
+    fn inline_schema() -> bool {
+        T::inline_schema()
     }
 }
 
@@ -382,27 +385,16 @@ impl<'de> Deserialize<'de> for Text {
 }
 
 impl JsonSchema for Text {
-    fn schema_name() -> String {
-        "Text".to_owned()
+    fn schema_name() -> Cow<'static, str> {
+        "Text".into()
     }
 
-    fn is_referenceable() -> bool {
-        false
+    fn inline_schema() -> bool {
+        true
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        SchemaObject {
-            instance_type: Some(
-                vec![
-                    InstanceType::String,
-                    InstanceType::Integer,
-                    InstanceType::Boolean,
-                ]
-                .into(),
-            ),
-            ..Default::default()
-        }
-        .into()
+        json_schema!({"type": ["string", "integer", "boolean"]})
     }
 }
 
@@ -417,25 +409,22 @@ impl<'de> Deserialize<'de> for DurationText {
 }
 
 impl JsonSchema for DurationText {
-    fn schema_name() -> String {
-        "Duration".to_owned()
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        let mut schema = SchemaObject {
-            instance_type: Some(InstanceType::String.into()),
-            ..Default::default()
-        };
-        schema.metadata().description =
-            Some("A duration with a unit, e.g. \"90s\", \"5m\" or \"1h 30m\".".to_owned());
-        schema.metadata().examples = vec!["30s".into(), "5m".into()];
-        schema.into()
+        json_schema!({
+            "type": "string",
+            "description": "A duration with a unit, e.g. \"90s\", \"5m\" or \"1h 30m\".",
+            "examples": ["30s", "5m"],
+        })
     }
 }
 
 /// A mapping of names to text values, in file order: `env`, `extra_vars`.
 #[derive(Default, JsonSchema)]
-#[schemars(transparent)]
+#[schemars(transparent, inline)]
 pub(super) struct Vars(#[schemars(with = "BTreeMap<String, Text>")] pub Vec<(String, String)>);
 
 impl<'de> Deserialize<'de> for Vars {
@@ -499,18 +488,15 @@ impl<'de> Deserialize<'de> for Mode {
 }
 
 impl JsonSchema for Mode {
-    fn schema_name() -> String {
-        "Mode".to_owned()
+    fn schema_name() -> Cow<'static, str> {
+        "Mode".into()
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        let mut schema = SchemaObject {
-            instance_type: Some(InstanceType::String.into()),
-            ..Default::default()
-        };
-        schema.metadata().description =
-            Some("Octal file mode as a quoted string, e.g. \"0644\" or \"1777\".".to_owned());
-        schema.string().pattern = Some(super::rules::MODE_PATTERN.to_owned());
-        schema.into()
+        json_schema!({
+            "type": "string",
+            "description": "Octal file mode as a quoted string, e.g. \"0644\" or \"1777\".",
+            "pattern": super::rules::MODE_PATTERN,
+        })
     }
 }
