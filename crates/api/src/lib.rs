@@ -322,3 +322,37 @@ fn parse_args<T: DeserializeOwned>(args: serde_json::Value) -> Result<T, ApiErro
 fn schema_of<T: JsonSchema>() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input_schema(name: &str) -> serde_json::Value {
+        catalogue()
+            .into_iter()
+            .find(|tool| tool.name == name)
+            .map(|tool| tool.input_schema)
+            .unwrap_or_else(|| panic!("no tool {name}"))
+    }
+
+    /// Provision and check take the spec's own forms, so their input schemas
+    /// say what a topology's nodes and a check may hold.
+    #[test]
+    fn provision_and_check_schemas_are_the_spec_forms() {
+        let check = input_schema("check");
+        let defs = check["$defs"].as_object().expect("shared definitions");
+        for (form, key) in [("HttpCheck", "status"), ("ServiceCheck", "running")] {
+            assert!(
+                defs[form]["properties"].get(key).is_some(),
+                "{form} lacks {key}: {check:#}"
+            );
+        }
+        let provision = input_schema("provision").to_string();
+        for key in ["\"groups\"", "\"egress\"", "\"cidr\""] {
+            assert!(
+                provision.contains(key),
+                "provision schema lacks {key}: {provision}"
+            );
+        }
+    }
+}

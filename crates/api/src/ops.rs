@@ -148,17 +148,15 @@ impl Api {
             Some(t) => parse_ttl("ttl", t)?,
             None => DEFAULT_TTL,
         };
-        // The topology file format validates names, networks and images with
-        // the same messages as a file would get.
-        let mut doc =
-            serde_json::to_value(&req).map_err(|e| ApiError::invalid("nodes", e.to_string()))?;
-        if let Some(map) = doc.as_object_mut() {
-            map.remove("ttl");
-        }
-        let text =
-            serde_yaml::to_string(&doc).map_err(|e| ApiError::invalid("nodes", e.to_string()))?;
-        let topology =
-            Topology::from_yaml(&text, "provision").map_err(|e| ApiError::spec("nodes", &e))?;
+        // The topology format validates names, networks and images with the
+        // same messages as a file gets, naming the field (`nodes[1].name`).
+        let topology = Topology::from_input(req.nodes, req.networks).map_err(|e| {
+            let field = match e.field() {
+                Some(f) if f.starts_with("networks") => "networks",
+                _ => "nodes",
+            };
+            ApiError::spec(field, &e)
+        })?;
         let state = self.up(
             UpRequest {
                 topology,
@@ -447,20 +445,8 @@ impl Api {
     }
 
     pub(crate) fn check(&self, req: CheckRequest) -> Result<CheckReport, ApiError> {
-        let checks = match &req.checks {
-            serde_json::Value::String(text) => serde_yaml::from_str::<serde_json::Value>(text)
-                .map_err(|e| {
-                    ApiError::invalid("checks", format!("checks is not valid YAML: {e}"))
-                })?,
-            other => other.clone(),
-        };
-        let checks = match checks {
-            serde_json::Value::Array(a) if !a.is_empty() => serde_json::Value::Array(a),
-            serde_json::Value::Object(o) => serde_json::Value::Array(vec![serde_json::Value::Object(o)]),
-            _ => return Err(ApiError::invalid("checks", "checks must be a non-empty list of checks, e.g. [{\"service\": \"nginx\", \"on\": \"web1\"}]")),
-        };
         let state = self.live(&req.cluster)?;
-        let scenario = parse_checks(&state, checks)?;
+        let scenario = parse_checks(&state, req.checks)?;
         let results = rehearse_scenario::evaluate(&self.engine, &scenario, &state.id);
         let mut summary = CheckSummary::default();
         for r in &results {
@@ -605,15 +591,15 @@ impl Api {
 
 /// Parses checks written in the scenario syntax, against the cluster's nodes
 /// (so `on` may name its nodes and groups).
-pub fn parse_checks(state: &ClusterState, checks: serde_json::Value) -> Result<Scenario, ApiError> {
-    let nodes: Vec<serde_json::Value> = state
+pub fn parse_checks(
+    state: &ClusterState,
+    checks: rehearse_spec::scenario::ChecksInput,
+) -> Result<Scenario, ApiError> {
+    let nodes: Vec<(String, Vec<String>)> = state
         .nodes
         .iter()
-        .map(|n| serde_json::json!({"name": n.name, "groups": n.groups}))
+        .map(|n| (n.name.clone(), n.groups.clone()))
         .collect();
-    let doc = serde_json::json!({"name": "check", "nodes": nodes, "checks": checks});
-    let text =
-        serde_yaml::to_string(&doc).map_err(|e| ApiError::invalid("checks", e.to_string()))?;
-    let dir = std::env::temp_dir();
-    Scenario::from_yaml(&text, "checks", &dir).map_err(|e| ApiError::spec("checks", &e))
+    Scenario::of_checks(&nodes, checks, &std::env::temp_dir())
+        .map_err(|e| ApiError::spec("checks", &e))
 }

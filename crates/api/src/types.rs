@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use rehearse_spec::scenario::ChecksInput;
+use rehearse_spec::topology::{NetworksInput, NodesInput};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -11,63 +13,19 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProvisionRequest {
-    /// The nodes: a count (3 gives node1..node3 on one network) or a list of
-    /// nodes, each a name or {name, image, groups, networks}.
+    /// The nodes, as in a topology file: a count (3 gives node1..node3 on one
+    /// network) or a list of nodes, each a name or {name, image, groups,
+    /// networks, ...}.
     pub nodes: NodesInput,
-    /// Networks between the nodes. Default: one network `default` with
-    /// `packages` egress (nodes can apt-get install, nothing else).
+    /// Networks between the nodes, as in a topology file: each {name, cidr,
+    /// egress}. Default: one network `default` with `packages` egress (nodes
+    /// can apt-get install, nothing else).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub networks: Option<Vec<NetworkInput>>,
+    pub networks: Option<NetworksInput>,
     /// How long the cluster lives before it is destroyed, e.g. "30m", "2h".
     /// Default 30m. Extend it with `extend`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(untagged)]
-pub enum NodesInput {
-    /// node1..nodeN with the default image on the first network.
-    Count(u32),
-    List(Vec<NodeInput>),
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(untagged)]
-pub enum NodeInput {
-    /// A node with defaults for everything but its name.
-    Name(String),
-    Full(NodeSpecInput),
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NodeSpecInput {
-    /// Hostname: [a-z][a-z0-9-]*, unique in the cluster.
-    pub name: String,
-    /// Golden image. Default: debian-12.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// Free labels that address several nodes at once (checks' `on`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<String>,
-    /// Networks to attach, in interface order. Default: the first network.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub networks: Option<Vec<String>>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkInput {
-    /// Network name: [a-z][a-z0-9-]*.
-    pub name: String,
-    /// IPv4 subnet such as 10.213.40.0/24. Default: allocated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cidr: Option<String>,
-    /// What nodes may reach outside: "none", "packages" (distro packages via
-    /// the host's cache; the default) or "nat" (everything).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub egress: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -356,13 +314,13 @@ pub struct ReadFileResult {
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
     pub cluster: String,
-    /// Checks in the scenario check syntax, as a JSON list or a YAML string,
+    /// Checks in the scenario check syntax, as a JSON list (or one check) or a YAML string,
     /// e.g. [{"http": "http://web1/", "on": "client", "status": 200},
     /// {"service": "nginx", "on": "web1", "running": true},
     /// {"command": "cat /etc/x", "stdout": ["hello"]}, {"file": "/etc/x", "contains": ["a"]},
     /// {"port": "tcp:80", "listening": true}, {"package": "nginx"}].
     /// `on` is a node name or group (default: every node); `timeout` (e.g. "30s") is how long a failing check is retried.
-    pub checks: serde_json::Value,
+    pub checks: ChecksInput,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::Marker;
 
@@ -285,9 +286,43 @@ impl Source {
 
     /// Names `path` in `error` and places it in the file.
     pub(crate) fn at(&self, path: &FieldPath, error: SpecError) -> SpecError {
-        error
-            .with_location(self.location(self.map.locate(path)))
-            .with_field(path.to_string())
+        let error = error.with_location(self.location(self.map.locate(path)));
+        if path.0.is_empty() {
+            // The document itself: there is no field to name.
+            return error;
+        }
+        error.with_field(path.to_string())
+    }
+
+    /// Reads `T` from a spec given as an already parsed value (the JSON of a
+    /// request) rather than as text. serde's refusals name the field they
+    /// concern, classified and hinted like [`Source::yaml_error`] does for text.
+    pub(crate) fn deserialize<T: DeserializeOwned>(
+        &self,
+        value: serde_json::Value,
+    ) -> Result<T, SpecError> {
+        serde_path_to_error::deserialize(value).map_err(|error| {
+            let message = error.inner().to_string();
+            let mut path = FieldPath::default();
+            for segment in error.path().iter() {
+                path = match segment {
+                    serde_path_to_error::Segment::Seq { index } => path.at(*index),
+                    serde_path_to_error::Segment::Map { key } => path.field(key),
+                    serde_path_to_error::Segment::Enum { variant } => path.field(variant),
+                    serde_path_to_error::Segment::Unknown => path,
+                };
+            }
+            let Some(key) = backticked(&message, "unknown field `") else {
+                return self.value_error(&path, &message);
+            };
+            // Name the unknown key itself, once.
+            if path.0.last() == Some(&Segment::Key(key.to_owned())) {
+                path.0.pop();
+            }
+            let error = SpecError::new(ErrorKind::UnknownField, message.as_str())
+                .with_hint("remove this key or fix its spelling");
+            self.at_key(&path, key, error)
+        })
     }
 
     /// Names the key `key` of the mapping at `parent` in `error` and places it where

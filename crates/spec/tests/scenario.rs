@@ -1138,3 +1138,95 @@ fn a_step_declares_its_expected_churn_as_absolute_globs() {
     let error = refuse("steps:\n  - shell: deploy\n    idempotence: {allow: [/x]}\n");
     assert!(error.to_string().contains("allow"), "{error}");
 }
+
+/// The nodes of a live cluster, as `Scenario::of_checks` takes them.
+fn cluster_nodes() -> Vec<(String, Vec<String>)> {
+    vec![
+        ("web1".to_owned(), vec!["web".to_owned()]),
+        ("client".to_owned(), Vec::new()),
+    ]
+}
+
+fn refuse_checks(checks: serde_json::Value) -> SpecError {
+    let checks = rehearse_spec::scenario::ChecksInput(checks);
+    match Scenario::of_checks(&cluster_nodes(), checks, Path::new("/")) {
+        Ok(scenario) => panic!("should be refused, parsed as {scenario:?}"),
+        Err(error) => error,
+    }
+}
+
+#[test]
+fn checks_given_as_json_are_read_by_the_file_rules() {
+    let checks = serde_json::json!([
+        {"command": "true", "on": "web"},
+        {"http": "http://web1/", "on": "client", "status": 204, "timeout": "5s"},
+    ]);
+    let scenario = Scenario::of_checks(
+        &cluster_nodes(),
+        rehearse_spec::scenario::ChecksInput(checks),
+        Path::new("/"),
+    )
+    .expect("checks parse");
+    assert_eq!(scenario.checks.len(), 2);
+    assert_eq!(scenario.checks[1].on, vec!["client".to_owned()]);
+    assert_eq!(scenario.checks[1].timeout, Duration::from_secs(5));
+    // One check may be given without a list.
+    let one = serde_json::json!({"service": "nginx", "on": "web1"});
+    let scenario = Scenario::of_checks(
+        &cluster_nodes(),
+        rehearse_spec::scenario::ChecksInput(one),
+        Path::new("/"),
+    )
+    .expect("one check parses");
+    assert_eq!(scenario.checks.len(), 1);
+}
+
+#[test]
+fn refusals_of_checks_given_as_json_name_the_field() {
+    let error = refuse_checks(serde_json::json!([
+        {"command": "true"},
+        {"command": "true"},
+        {"http": "http://web1/", "on": "client", "statuss": 200},
+    ]));
+    assert_eq!(error.kind(), ErrorKind::UnknownField);
+    assert_eq!(error.field(), Some("checks[2].statuss"));
+    assert!(error.location().is_none(), "a value has no lines: {error}");
+    assert!(
+        error.to_string().contains("did you mean `status`"),
+        "{error}"
+    );
+
+    let error = refuse_checks(serde_json::json!([
+        {"http": "http://web1/", "on": "client", "status": "ok"},
+    ]));
+    assert_eq!(error.field(), Some("checks[0].status"), "{error}");
+    assert_eq!(error.kind(), ErrorKind::InvalidValue);
+
+    let error = refuse_checks(serde_json::json!([{"service": "nginx", "on": "nosuchnode"}]));
+    assert_eq!(error.field(), Some("checks[0].on[0]"), "{error}");
+    assert!(error.to_string().contains("nosuchnode"), "{error}");
+
+    let error = refuse_checks(serde_json::json!([{"bogus": "x", "on": "web1"}]));
+    assert_eq!(error.field(), Some("checks[0]"), "{error}");
+    assert!(error.to_string().contains("no kind key"), "{error}");
+
+    let error = refuse_checks(serde_json::json!([]));
+    assert_eq!(error.field(), Some("checks"), "{error}");
+}
+
+#[test]
+fn checks_given_as_yaml_text_are_placed_in_that_text() {
+    let error = refuse_checks(serde_json::json!("- command: hostname\n  on: [web1\n"));
+    assert_eq!(error.kind(), ErrorKind::Syntax, "{error}");
+    let location = error.location().expect("text errors have a line");
+    assert_eq!(
+        (location.file.as_str(), location.line > 1),
+        ("checks", true),
+        "{error}"
+    );
+
+    let error = refuse_checks(serde_json::json!(
+        "- command: hostname\n  on: web1\n  stdoutt: [x]\n"
+    ));
+    assert_eq!(error.field(), Some("checks[0].stdoutt"), "{error}");
+}

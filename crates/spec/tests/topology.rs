@@ -816,3 +816,54 @@ fn bad_limits_name_their_line_and_field() {
     assert_eq!(error.kind(), ErrorKind::UnknownField, "{error}");
     assert!(error.to_string().contains("memroy"), "{error}");
 }
+
+fn refuse_input(nodes: serde_json::Value, networks: Option<serde_json::Value>) -> SpecError {
+    use rehearse_spec::topology::{NetworksInput, NodesInput};
+    match Topology::from_input(NodesInput(nodes), networks.map(NetworksInput)) {
+        Ok(topology) => panic!("should be refused, parsed as {topology:?}"),
+        Err(error) => error,
+    }
+}
+
+#[test]
+fn nodes_and_networks_given_as_json_are_read_by_the_file_rules() {
+    use rehearse_spec::topology::{NetworksInput, NodesInput};
+    let topology = Topology::from_input(
+        NodesInput(
+            serde_json::json!(["lb", {"name": "web1", "groups": ["web"], "networks": ["back"]}]),
+        ),
+        Some(NetworksInput(
+            serde_json::json!([{"name": "front"}, {"name": "back", "egress": "none"}]),
+        )),
+    )
+    .expect("topology parses");
+    assert_eq!(topology.nodes[0].networks, vec!["front".to_owned()]);
+    assert_eq!(topology.nodes[1].groups, vec!["web".to_owned()]);
+    assert_eq!(topology.networks[1].egress, Egress::None);
+    let topology = Topology::from_input(NodesInput(serde_json::json!(3)), None).expect("a count");
+    assert_eq!(topology.nodes.len(), 3);
+}
+
+#[test]
+fn refusals_of_nodes_given_as_json_name_the_field() {
+    let error = refuse_input(serde_json::json!(["web1", {"name": "Bad_Name"}]), None);
+    assert_eq!(error.field(), Some("nodes[1].name"), "{error}");
+    assert!(error.location().is_none(), "a value has no lines: {error}");
+    assert!(error.to_string().contains("Bad_Name"), "{error}");
+
+    let error = refuse_input(
+        serde_json::json!([{"name": "web1", "imagee": "debian-12"}]),
+        None,
+    );
+    assert_eq!(error.kind(), ErrorKind::UnknownField, "{error}");
+    assert_eq!(error.field(), Some("nodes[0].imagee"), "{error}");
+
+    let error = refuse_input(
+        serde_json::json!(["web1"]),
+        Some(serde_json::json!([{"name": "front", "cidr": "nonsense"}])),
+    );
+    assert_eq!(error.field(), Some("networks[0].cidr"), "{error}");
+
+    let error = refuse_input(serde_json::json!("three"), None);
+    assert_eq!(error.field(), Some("nodes"), "{error}");
+}

@@ -98,6 +98,14 @@ async def bad_input(session):
         assert e["code"] == "invalid_input" and e["field"] == "checks"
         e = await err(session, "check", {"cluster": cid, "checks": [{"service": "nginx", "on": "nosuchnode"}]})
         assert e["code"] == "invalid_input"
+        # Refusals name the field the way a scenario file's do.
+        e = await err(session, "check", {"cluster": cid, "checks": [
+            {"command": "true", "on": "web1"},
+            {"http": "http://web1/", "on": "client", "statuss": 200}]})
+        assert e["code"] == "invalid_input" and "checks[1].statuss" in e["message"], e
+        assert "did you mean `status`" in e["message"], e
+        e = await err(session, "check", {"cluster": cid, "checks": "- command: hostname\n  on: [web1\n"})
+        assert e["code"] == "invalid_input" and "checks:" in e["message"], e
         e = await err(session, "exec", {"cluster": cid, "node": "web1", "command": "sleep 5", "timeout_s": 0.5})
         assert e["code"] == "timeout" and e["retryable"] is True
         e = await err(session, "read_file", {"cluster": cid, "node": "web1", "path": "/no/such/file"})
@@ -109,8 +117,8 @@ async def bad_input(session):
 
     e = await err(session, "provision", {"nodes": "three"})
     assert e["code"] == "invalid_input"
-    e = await err(session, "provision", {"nodes": [{"name": "Bad_Name"}]})
-    assert e["code"] == "invalid_input" and "Bad_Name" in e["message"]
+    e = await err(session, "provision", {"nodes": ["web1", {"name": "Bad_Name"}]})
+    assert e["code"] == "invalid_input" and "Bad_Name" in e["message"] and "nodes[1].name" in e["message"], e
     e = await err(session, "exec", {"cluster": "ffffff", "node": "node1", "command": "true"})
     # The message says what went wrong; the hint, what to call next.
     assert e["code"] == "cluster_not_found" and "ffffff" in e["message"] and "provision" in e["hint"]

@@ -13,9 +13,11 @@ mod file;
 mod matcher;
 mod rules;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Serialize};
 
 pub use check::{Check, CheckKind, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT};
 pub use matcher::{Matcher, Pattern};
@@ -110,6 +112,56 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// Reads a scenario given as an already parsed value (the JSON of a
+    /// request) rather than as text, by the same rules and with the same
+    /// messages as a file; errors name the field (`checks[2].status`) but no
+    /// line. Relative paths are read from `dir`.
+    pub fn from_value(
+        value: serde_json::Value,
+        origin: &str,
+        dir: &Path,
+    ) -> Result<Scenario, SpecError> {
+        let source = Source::detached();
+        let parsed: file::ScenarioFile = source.deserialize(value)?;
+        let scenario = parsed.into_scenario(&source, origin, dir)?;
+        scenario.validate_at(&source)?;
+        Ok(scenario)
+    }
+
+    /// `checks` as a scenario on a cluster whose nodes are `nodes` (each a
+    /// name and its groups), so that `on` may name them and their groups.
+    /// Relative paths are read from `dir`.
+    pub fn of_checks(
+        nodes: &[(String, Vec<String>)],
+        checks: ChecksInput,
+        dir: &Path,
+    ) -> Result<Scenario, SpecError> {
+        let checks = match checks.0 {
+            // YAML text written by hand: its errors are placed in it.
+            serde_json::Value::String(text) => serde_yaml::from_str(&text)
+                .map_err(|e| Source::file("checks", &text).yaml_error(&e))?,
+            other => other,
+        };
+        let checks = match checks {
+            serde_json::Value::Array(list) if !list.is_empty() => list,
+            serde_json::Value::Object(check) => vec![serde_json::Value::Object(check)],
+            _ => {
+                return Err(SpecError::new(
+                    ErrorKind::InvalidValue,
+                    "checks must be a non-empty list of checks",
+                )
+                .with_hint(r#"write a list of checks, e.g. [{"service": "nginx", "on": "web1"}]"#)
+                .with_field("checks"))
+            }
+        };
+        let nodes: Vec<serde_json::Value> = nodes
+            .iter()
+            .map(|(name, groups)| serde_json::json!({"name": name, "groups": groups}))
+            .collect();
+        let document = serde_json::json!({"name": "check", "nodes": nodes, "checks": checks});
+        Scenario::from_value(document, "checks", dir)
+    }
+
     /// The JSON Schema of the YAML form, for editors and `rehearse schema`.
     pub fn json_schema() -> serde_json::Value {
         crate::file_schema::<file::ScenarioFile>()
@@ -161,5 +213,31 @@ impl Scenario {
             })
             .map(|node| node.name.clone())
             .collect()
+    }
+}
+
+/// Checks as a request carries them, in the scenario check syntax: a list of
+/// checks, one check, or the YAML text of a list. Kept as given until
+/// [`Scenario::of_checks`] reads them against the cluster they run on, so that
+/// errors name the field (`checks[2].status`); the JSON Schema is that of
+/// `checks:` in a scenario file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChecksInput(pub serde_json::Value);
+
+impl JsonSchema for ChecksInput {
+    fn schema_name() -> Cow<'static, str> {
+        "ChecksInput".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let check = generator.subschema_for::<file::CheckFile>();
+        schemars::json_schema!({
+            "oneOf": [
+                {"type": "array", "items": check.clone(), "minItems": 1},
+                check,
+                {"type": "string", "description": "The YAML text of a list of checks."},
+            ]
+        })
     }
 }

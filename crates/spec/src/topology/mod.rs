@@ -12,13 +12,14 @@ mod rules;
 
 pub use limits::NodeLimits;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorKind, SpecError};
@@ -247,6 +248,28 @@ impl Topology {
         Topology::from_file(parsed, &source)
     }
 
+    /// Reads a topology given as an already parsed value (the JSON of a
+    /// request) rather than as text, by the same rules and with the same
+    /// messages as a file; errors name the field (`nodes[1].name`) but no line.
+    pub fn from_value(value: serde_json::Value) -> Result<Topology, SpecError> {
+        let source = Source::detached();
+        let parsed: file::TopologyFile = source.deserialize(value)?;
+        Topology::from_file(parsed, &source)
+    }
+
+    /// The topology of `nodes` and `networks` as a request gives them.
+    pub fn from_input(
+        nodes: NodesInput,
+        networks: Option<NetworksInput>,
+    ) -> Result<Topology, SpecError> {
+        let mut document = serde_json::Map::new();
+        document.insert("nodes".to_owned(), nodes.0);
+        if let Some(networks) = networks {
+            document.insert("networks".to_owned(), networks.0);
+        }
+        Topology::from_value(serde_json::Value::Object(document))
+    }
+
     /// The checked topology of a parsed file; `source` places errors in its text.
     /// Scenario files hold the same keys, so they share this.
     pub(crate) fn from_file(
@@ -341,5 +364,43 @@ mod ttl_text {
             Some(ttl) => serializer.collect_str(&humantime::format_duration(*ttl)),
             None => serializer.serialize_none(),
         }
+    }
+}
+
+/// The nodes of a topology as a request carries them, in the form of a
+/// topology file's `nodes:` (a count, or a list of names and mappings). Kept
+/// as given until [`Topology::from_input`] reads them, so that errors name the
+/// field; the JSON Schema is that of `nodes:`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodesInput(pub serde_json::Value);
+
+impl JsonSchema for NodesInput {
+    fn schema_name() -> Cow<'static, str> {
+        file::NodesField::schema_name()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        file::NodesField::schema_id()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        file::NodesField::json_schema(generator)
+    }
+}
+
+/// The networks of a topology as a request carries them, in the form of a
+/// topology file's `networks:`; read by [`Topology::from_input`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NetworksInput(pub serde_json::Value);
+
+impl JsonSchema for NetworksInput {
+    fn schema_name() -> Cow<'static, str> {
+        "NetworksInput".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        <Vec<file::NetworkFile>>::json_schema(generator)
     }
 }
