@@ -100,6 +100,12 @@ enum What {
         /// running (nothing shared with other clusters is stopped).
         #[arg(long, conflicts_with = "change_detection")]
         against_stock: bool,
+        /// Measure the warm pool instead: `rehearse run` with its cluster
+        /// claimed from a pool kept for the scenario's topology, alternating
+        /// with the same run booting its cluster (the baseline), both in state
+        /// directories of the benchmark's own.
+        #[arg(long, conflicts_with_all = ["change_detection", "against_stock"])]
+        pool: bool,
     },
     /// `snapshot` and `restore` of a cluster whose nodes carry changes, for
     /// 2 and 4 nodes, against booting the same cluster fresh in the same run.
@@ -193,6 +199,12 @@ fn main() -> anyhow::Result<()> {
     match cli.what {
         What::Clusters { runs } => clusters(runs, cli.json),
         What::Pool { runs, nodes } => pool::bench(runs, nodes, cli.json),
+        What::Scenario {
+            path,
+            runs,
+            pool: true,
+            ..
+        } => pool::scenario(&path, runs, cli.json),
         What::Scenario {
             path,
             runs,

@@ -245,8 +245,8 @@ impl PoolConfig {
             if size > 1 {
                 return Err(SandboxError::Refused(format!(
                     "network {} pins its subnet ({}), so only one cluster of this topology \
-                     can exist at a time; keep it with --size 1, or remove its `cidr` to let \
-                     the engine allocate one per cluster",
+                     can exist at a time: keep at most one, or leave out its `cidr` so that \
+                     each cluster gets a subnet of its own",
                     pinned.name,
                     pinned.cidr.map(|c| c.to_string()).unwrap_or_default()
                 )));
@@ -269,8 +269,14 @@ impl PoolConfig {
     /// (0 removes it).
     pub fn set_shape(&mut self, shape: &str, size: usize) -> Result<(), SandboxError> {
         let Some(entry) = self.entries.iter_mut().find(|e| e.shape() == shape) else {
+            let kept: Vec<String> = self.entries.iter().map(PoolEntry::shape).collect();
             return Err(SandboxError::Refused(format!(
-                "the pool keeps no shape {shape}; `rehearse pool status` lists the shapes it keeps"
+                "the pool keeps no shape {shape}; it keeps {}",
+                if kept.is_empty() {
+                    "none".to_string()
+                } else {
+                    kept.join(", ")
+                }
             )));
         };
         entry.size = size;
@@ -673,7 +679,11 @@ nodes:
         c.set_topology(&pinned, 0).unwrap();
         c.set_shape(&lb, 0).unwrap();
         assert_eq!(c.entries.len(), 1);
-        assert!(c.set_shape(&lb, 1).is_err());
+        let e = c.set_shape(&lb, 1).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("no shape {lb}; it keeps 4xdebian-12")),
+            "{e}"
+        );
     }
 
     #[test]
