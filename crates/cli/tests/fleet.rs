@@ -179,7 +179,11 @@ struct FleetHost {
 
 impl FleetHost {
     fn start(name: &str, db: &PgDatabase) -> FleetHost {
-        let ns = Netns::new(name);
+        FleetHost::start_with(name, db, Netns::new(name), &[])
+    }
+
+    /// A host in `ns`, its server started with `extra` arguments as well.
+    fn start_with(name: &str, db: &PgDatabase, ns: Netns, extra: &[&str]) -> FleetHost {
         let forward = Forward::start(&ns, "127.0.0.1:5432");
         let home = Home::new();
         let log = std::fs::File::create(home.path().join("serve.log")).unwrap();
@@ -196,6 +200,7 @@ impl FleetHost {
                 "1",
             ])
             .args(["--fleet-timeout", "3s", "--fleet-heartbeat", "500ms"])
+            .args(extra)
             .env("REHEARSE_HOME", home.path())
             .env_remove("REHEARSE_DATABASE_URL")
             .env_remove("REHEARSE_FLEET")
@@ -542,4 +547,147 @@ fn a_host_killed_mid_run_is_given_up_on_and_its_run_finishes_elsewhere() {
     for name in names {
         assert!(!listed.contains(&name), "namespace {name} left: {listed}");
     }
+}
+
+/// Runs `f` on a thread inside `ns`: every socket it opens (and every thread
+/// it starts) belongs to that namespace.
+fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = ns.path();
+    std::thread::spawn(move || {
+        let target = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(target.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// One MCP tool call to the server on this namespace's 127.0.0.1:8787, with
+/// the real MCP client: (is_error, structured content).
+fn mcp_call(tool: &str, args: serde_json::Value) -> (bool, serde_json::Value) {
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::ServiceExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let config = StreamableHttpClientTransportConfig::with_uri("http://127.0.0.1:8787/mcp")
+            .auth_header("fleet-test");
+        let client = ().serve(StreamableHttpClientTransport::from_config(config)).await.unwrap();
+        let serde_json::Value::Object(args) = args else {
+            panic!("arguments are an object")
+        };
+        let result = client
+            .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
+            .await
+            .unwrap();
+        let _ = client.cancel().await;
+        (
+            result.is_error.unwrap_or(false),
+            result.structured_content.unwrap_or_default(),
+        )
+    })
+}
+
+#[test]
+fn an_mcp_call_on_another_hosts_cluster_is_passed_on_and_every_dashboard_lists_it() {
+    require_root("fleet tests");
+    let Some(db) = PgDatabase::create() else {
+        return;
+    };
+    // Two hosts that reach each other over a link between their namespaces
+    // (an address range for benchmarks, seen by nothing outside them).
+    let (ns_a, ns_b) = (Netns::new("fwa"), Netns::new("fwb"));
+    let tag = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let (link_a, link_b) = (format!("rf{tag}a"), format!("rf{tag}b"));
+    ip(&[
+        "link", "add", &link_a, "netns", &ns_a.name, "type", "veth", "peer", "name", &link_b,
+        "netns", &ns_b.name,
+    ]);
+    for (ns, link, addr) in [
+        (&ns_a, &link_a, "198.18.7.1/30"),
+        (&ns_b, &link_b, "198.18.7.2/30"),
+    ] {
+        ip(&["-n", &ns.name, "addr", "add", addr, "dev", link]);
+        ip(&["-n", &ns.name, "link", "set", link, "up"]);
+    }
+    let listen = ["--listen", "0.0.0.0:8787", "--advertise"];
+    let alpha = FleetHost::start_with(
+        "epsilon",
+        &db,
+        ns_a,
+        &[&listen[..], &["http://198.18.7.1:8787"]].concat(),
+    );
+    let beta = FleetHost::start_with(
+        "zeta",
+        &db,
+        ns_b,
+        &[&listen[..], &["http://198.18.7.2:8787"]].concat(),
+    );
+    let fleet = Fleet::connect(&db.url).unwrap();
+    wait_up(&fleet, &[&alpha, &beta]);
+    for host in [&alpha, &beta] {
+        let why = format!("{} to listen", host.name);
+        wait_for(&why, || {
+            in_netns(&host.ns, || TcpStream::connect("127.0.0.1:8787").is_ok()).then_some(())
+        });
+    }
+
+    // A cluster on epsilon, provisioned over its own MCP endpoint.
+    let (failed, up) = in_netns(&alpha.ns, || {
+        mcp_call(
+            "provision",
+            // No egress: the host's package cache lives in the machine's own namespace.
+            serde_json::json!({"nodes": ["app"], "networks": [{"name": "lan", "egress": "none"}], "ttl": "10m"}),
+        )
+    });
+    assert!(!failed, "{up}\n{}", alpha.log());
+    let cluster = up["cluster"].as_str().unwrap().to_owned();
+
+    // Asked of zeta, carried out by epsilon on its node.
+    let asked = cluster.clone();
+    let (failed, ran) = in_netns(&beta.ns, move || {
+        mcp_call(
+            "exec",
+            serde_json::json!({"cluster": asked, "node": "app", "command": "hostname"}),
+        )
+    });
+    assert!(
+        !failed,
+        "{ran}\nzeta: {}\nepsilon: {}",
+        beta.log(),
+        alpha.log()
+    );
+    assert_eq!(ran["stdout"], "app\n", "{ran}");
+
+    // zeta's dashboard lists epsilon's cluster, with where it lives.
+    let page = in_netns(&beta.ns, || {
+        use std::io::{Read, Write};
+        let mut http = TcpStream::connect("127.0.0.1:8787").unwrap();
+        http.write_all(
+            b"GET /fleet HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer fleet-test\r\n\r\n",
+        )
+        .unwrap();
+        let mut page = String::new();
+        http.read_to_string(&mut page).unwrap();
+        page
+    });
+    let row = page
+        .split("<tr")
+        .find(|r| r.contains(&format!("data-cluster=\"{cluster}\"")))
+        .unwrap_or_else(|| panic!("zeta's fleet page does not list {cluster}: {page}"));
+    assert!(row.contains("epsilon"), "{row}");
+
+    // Destroyed through zeta: gone from epsilon.
+    let asked = cluster.clone();
+    let (failed, gone) = in_netns(&beta.ns, move || {
+        mcp_call("destroy", serde_json::json!({"cluster": asked}))
+    });
+    assert!(!failed, "{gone}");
+    let listed = alpha.rehearse(&["--json", "ls"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(!listed.contains(&cluster), "{listed}");
 }

@@ -80,6 +80,25 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         "rehearse: dashboard at http://{}/login?token={token}  (metrics at /metrics, same token)",
         args.listen
     );
+    let serving = match (&args.fleet, &fleet_name) {
+        (Some(url), Some(name)) => {
+            // The dashboard's fleet page, and MCP calls on clusters other
+            // hosts hold passed on to them (every host serves the same token).
+            let fleet = std::sync::Arc::new(rehearse_fleet::Fleet::connect(url)?);
+            rehearse_web::FleetServing {
+                fleet: Some(std::sync::Arc::clone(&fleet)),
+                forwarding: Some(rehearse_mcp::Forwarding {
+                    holders: std::sync::Arc::new(rehearse_web::FleetHolders {
+                        fleet,
+                        me: name.clone(),
+                    }),
+                    token: token.clone(),
+                    host: name.clone(),
+                }),
+            }
+        }
+        _ => rehearse_web::FleetServing::default(),
+    };
     let worker = match (&args.fleet, fleet_name) {
         (Some(url), Some(name)) => {
             let slots = args.fleet_slots.unwrap_or_else(|| {
@@ -109,7 +128,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         _ => None,
     };
     let keeper = super::pool::Keeper::start(args.pool);
-    let served = rehearse_web::run(api, args.listen, token)
+    let served = rehearse_web::run_in_fleet(api, args.listen, token, serving)
         .map_err(|e| anyhow::anyhow!("the server on {}: {e}", args.listen));
     keeper.stop();
     if let Some(worker) = worker {
