@@ -8,6 +8,7 @@ mod capacity;
 mod chaos;
 mod converge;
 mod eval;
+mod fleet;
 mod peer;
 mod platforms;
 mod pool;
@@ -183,6 +184,14 @@ enum What {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Runs of a small scenario queued through one `serve --fleet` host and
+    /// through two on this machine (same runs at once on both sides), sharing
+    /// a fresh database on the server REHEARSE_TEST_DATABASE_URL names: the
+    /// ratio of wall times, and submit → start latency (median, p90).
+    Fleet {
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
     /// One VM node `up` to ready and `down`, with the accelerator in use,
     /// against one container node in the same run.
     Vm {
@@ -239,6 +248,7 @@ fn main() -> anyhow::Result<()> {
             scenario,
             runs,
         } => peer::bench(tool, &scenario, runs.max(1), cli.json),
+        What::Fleet { runs } => fleet::bench(runs.max(1), cli.json),
         What::Vm { runs, systemd } => vm::bench(runs, systemd, cli.json),
         What::Chaos {
             path,
