@@ -13,56 +13,7 @@ use std::time::{Duration, Instant};
 use rehearse_fleet::{Fleet, JobState};
 use rehearse_testkit::{rehearse_bin, require_root, Home};
 
-/// The admin URL of a PostgreSQL server the tests may create databases on.
-const PG_ENV: &str = "REHEARSE_TEST_DATABASE_URL";
-
-/// A PostgreSQL database of the test's own, dropped at the end.
-struct PgDatabase {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    fn create() -> Option<PgDatabase> {
-        let admin = match std::env::var(PG_ENV) {
-            Ok(a) if !a.is_empty() => a,
-            _ => {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "{PG_ENV} must name a PostgreSQL server in CI (scripts/test.sh sets it)"
-                );
-                eprintln!("skipped: {PG_ENV} names no PostgreSQL server");
-                return None;
-            }
-        };
-        let name = format!("rehearse_fleet_{:016x}", rand::random::<u64>());
-        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("{PG_ENV}={admin}: {e}"));
-        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        let (base, _) = admin.rsplit_once('/').expect("a URL ending in /database");
-        let url = format!("{base}/{name}");
-        Some(PgDatabase { admin, name, url })
-    }
-
-    fn client(&self) -> postgres::Client {
-        postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let dropped = postgres::Client::connect(&self.admin, postgres::NoTls).and_then(|mut c| {
-            c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-        });
-        if let Err(e) = dropped {
-            eprintln!("dropping the test database {}: {e}", self.name);
-        }
-    }
-}
+use rehearse_testkit::pg::PgDatabase;
 
 /// A network namespace of the test's own with its loopback up, removed when dropped.
 struct Netns {

@@ -1,12 +1,10 @@
 //! The fleet's hosts and queue on a real PostgreSQL server, each test in a
 //! database of its own.
 
-mod common;
-
 use std::time::Duration;
 
-use common::PgDatabase;
 use rehearse_fleet::{Fleet, FleetError, HostSpec, JobEnd, JobKind, JobSpec, JobState};
+use rehearse_testkit::pg::PgDatabase;
 
 fn host(name: &str, slots: u32) -> HostSpec {
     HostSpec {

@@ -7,28 +7,7 @@ use rehearse_store::{
     RunFilter, RunFinish, RunStart, RunStore, StepRow, StoreError, FILE_NAME, MIGRATIONS,
 };
 
-/// The admin URL of a PostgreSQL server the tests may create databases on.
-const PG_ENV: &str = "REHEARSE_TEST_DATABASE_URL";
-
-/// A PostgreSQL database of the test's own, dropped at the end.
-struct PgDatabase {
-    admin: String,
-    name: String,
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let dropped = postgres::Client::connect(&self.admin, postgres::NoTls).and_then(|mut c| {
-            c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-        });
-        if let Err(e) = dropped {
-            eprintln!("dropping the test database {}: {e}", self.name);
-        }
-    }
-}
+use rehearse_testkit::pg::PgDatabase;
 
 enum Backend {
     /// The folder holding the database file, removed at the end.
@@ -45,24 +24,10 @@ fn stores() -> Vec<(RunStore, Backend)> {
         RunStore::open_file(&dir.path().join(FILE_NAME)).unwrap(),
         Backend::Sqlite { _dir: dir },
     )];
-    match std::env::var(PG_ENV) {
-        Ok(admin) => {
-            let name = format!("rehearse_test_{:016x}", rand::random::<u64>());
-            let mut c = postgres::Client::connect(&admin, postgres::NoTls)
-                .unwrap_or_else(|e| panic!("{PG_ENV}={admin}: {e}"));
-            c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-            let (base, _) = admin.rsplit_once('/').expect("a URL ending in /database");
-            let url = format!("{base}/{name}");
-            // Dropped even when the store fails to open.
-            let guard = PgDatabase { admin, name };
-            let store = RunStore::connect(&url).unwrap();
-            assert_eq!(store.backend(), "postgres");
-            out.push((store, Backend::Postgres(guard)));
-        }
-        Err(_) => assert!(
-            std::env::var_os("CI").is_none(),
-            "{PG_ENV} must name a PostgreSQL server in CI (scripts/test.sh sets it)"
-        ),
+    if let Some(db) = PgDatabase::create() {
+        let store = RunStore::connect(&db.url).unwrap();
+        assert_eq!(store.backend(), "postgres");
+        out.push((store, Backend::Postgres(db)));
     }
     out
 }
@@ -171,8 +136,7 @@ fn migrations_apply_once_and_reopening_changes_nothing() {
     // The same on PostgreSQL, with two clients migrating at once.
     for (store, backend) in stores() {
         if let Backend::Postgres(db) = &backend {
-            let (base, _) = db.admin.rsplit_once('/').unwrap();
-            let url = format!("{base}/{}", db.name);
+            let url = db.url.clone();
             let others: Vec<_> = (0..3)
                 .map(|_| {
                     let url = url.clone();
@@ -590,10 +554,7 @@ fn a_run_whose_process_died_reads_aborted_saying_why() {
     for (store, backend) in stores() {
         let url = match &backend {
             Backend::Sqlite { .. } => store.location().to_owned(),
-            Backend::Postgres(db) => {
-                let (base, _) = db.admin.rsplit_once('/').unwrap();
-                format!("{base}/{}", db.name)
-            }
+            Backend::Postgres(db) => db.url.clone(),
         };
         store.start_run(&start("still-going", "alive")).unwrap();
         let helper = std::process::Command::new(std::env::current_exe().unwrap())
