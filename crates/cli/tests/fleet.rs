@@ -513,34 +513,9 @@ fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'stati
     .unwrap()
 }
 
-/// One MCP tool call to the server on this namespace's 127.0.0.1:8787, with
-/// the real MCP client: (is_error, structured content).
+/// One MCP tool call to the server on this namespace's 127.0.0.1:8787.
 fn mcp_call(tool: &str, args: serde_json::Value) -> (bool, serde_json::Value) {
-    use rmcp::model::CallToolRequestParams;
-    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-    use rmcp::transport::StreamableHttpClientTransport;
-    use rmcp::ServiceExt;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let config = StreamableHttpClientTransportConfig::with_uri("http://127.0.0.1:8787/mcp")
-            .auth_header("fleet-test");
-        let client = ().serve(StreamableHttpClientTransport::from_config(config)).await.unwrap();
-        let serde_json::Value::Object(args) = args else {
-            panic!("arguments are an object")
-        };
-        let result = client
-            .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
-            .await
-            .unwrap();
-        let _ = client.cancel().await;
-        (
-            result.is_error.unwrap_or(false),
-            result.structured_content.unwrap_or_default(),
-        )
-    })
+    rehearse_testkit::mcp::call("http://127.0.0.1:8787", "fleet-test", tool, args)
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! one that runs without it fails at once saying so instead of failing later
 //! with a confusing error.
 
+pub mod mcp;
 pub mod pg;
 
 use std::path::{Path, PathBuf};

@@ -15,10 +15,6 @@ use rehearse_fleet::{Fleet, HostSpec, JobKind, JobSpec};
 use rehearse_store::{ClusterRow, RunStore};
 use rehearse_testkit::pg::PgDatabase;
 use rehearse_web::{AppState, FleetHolders};
-use rmcp::model::CallToolRequestParams;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::ServiceExt;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "fleet-test-token";
@@ -200,22 +196,8 @@ fn the_fleet_page_lists_every_host_the_clusters_each_holds_and_the_queue() {
     b.close();
 }
 
-async fn mcp_call(url: &str, tool: &str, args: Value) -> (bool, Value) {
-    let config =
-        StreamableHttpClientTransportConfig::with_uri(format!("{url}/mcp")).auth_header(TOKEN);
-    let client = ().serve(StreamableHttpClientTransport::from_config(config)).await.unwrap();
-    let Value::Object(args) = args else {
-        panic!("arguments are an object")
-    };
-    let result = client
-        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
-        .await
-        .unwrap();
-    let _ = client.cancel().await;
-    (
-        result.is_error.unwrap_or(false),
-        result.structured_content.unwrap_or(Value::Null),
-    )
+fn mcp_call(url: &str, tool: &str, args: Value) -> (bool, Value) {
+    rehearse_testkit::mcp::call(url, TOKEN, tool, args)
 }
 
 #[test]
@@ -251,12 +233,11 @@ fn an_mcp_call_on_a_cluster_another_host_holds_is_answered_by_that_host() {
     join(&fleet, "alpha", &alpha.url());
     join(&fleet, "beta", &beta.url());
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (failed, up) = rt.block_on(mcp_call(
+    let (failed, up) = mcp_call(
         &beta.url(),
         "provision",
         json!({"nodes": ["web"], "ttl": "10m"}),
-    ));
+    );
     assert!(!failed, "{up}");
     let cluster = up["cluster"].as_str().unwrap().to_owned();
     let _down = Down {
@@ -269,44 +250,40 @@ fn an_mcp_call_on_a_cluster_another_host_holds_is_answered_by_that_host() {
         .unwrap();
 
     // Asked of alpha, answered by beta's node.
-    let (failed, ran) = rt.block_on(mcp_call(
+    let (failed, ran) = mcp_call(
         &alpha.url(),
         "exec",
         json!({"cluster": cluster, "node": "web", "command": "hostname; cat /etc/machine-id"}),
-    ));
+    );
     assert!(!failed, "{ran}");
     assert!(
         ran["stdout"].as_str().unwrap().starts_with("web\n"),
         "{ran}"
     );
-    let (failed, _) = rt.block_on(mcp_call(
+    let (failed, _) = mcp_call(
         &alpha.url(),
         "write_file",
         json!({"cluster": cluster, "node": "web", "path": "/etc/placed-by", "content": "alpha"}),
-    ));
+    );
     assert!(!failed);
-    let (_, direct) = rt.block_on(mcp_call(
+    let (_, direct) = mcp_call(
         &beta.url(),
         "read_file",
         json!({"cluster": cluster, "node": "web", "path": "/etc/placed-by"}),
-    ));
+    );
     assert_eq!(direct["content"], "alpha", "{direct}");
 
     // A cluster nobody holds is not found, from either host.
-    let (failed, missing) = rt.block_on(mcp_call(
+    let (failed, missing) = mcp_call(
         &alpha.url(),
         "exec",
         json!({"cluster": "ffffff", "node": "web", "command": "true"}),
-    ));
+    );
     assert!(failed);
     assert_eq!(missing["error"]["code"], "cluster_not_found", "{missing}");
 
     // Destroyed through alpha: gone from beta.
-    let (failed, gone) = rt.block_on(mcp_call(
-        &alpha.url(),
-        "destroy",
-        json!({"cluster": cluster}),
-    ));
+    let (failed, gone) = mcp_call(&alpha.url(), "destroy", json!({"cluster": cluster}));
     assert!(!failed, "{gone}");
     assert!(
         beta_api.engine().list().iter().all(|c| c.id != cluster),
