@@ -88,6 +88,17 @@ impl PackageCache {
         {
             return Ok(());
         }
+        // A cache started from another network namespace (a fleet host in a
+        // namespace of its own on the same machine) serves that namespace's
+        // nodes: it is neither reachable from here nor ours to stop.
+        if let Some(owner) = self.running().filter(|o| !same_netns(o.pid)) {
+            return Err(SandboxError::Refused(format!(
+                "this machine's package cache (apt-cacher-ng, pid {}) runs in another network \
+                 namespace, so nodes started from this one cannot reach it: give their networks \
+                 `egress: none`, or run rehearse in the machine's own network namespace",
+                owner.pid
+            )));
+        }
         self.stop_daemon();
         if !net::link_exists(SERVICE_BRIDGE) {
             net::create_bridge(SERVICE_BRIDGE, &format!("{SERVICE_ADDR}/32"))?;
@@ -212,6 +223,9 @@ impl PackageCache {
 
     fn stop_locked(&self) {
         if let Some(owner) = self.running() {
+            if !same_netns(owner.pid) {
+                return;
+            }
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(owner.pid),
                 nix::sys::signal::Signal::SIGTERM,
@@ -259,5 +273,46 @@ impl PackageCache {
             }
         }
         walk(&self.dir.join("cache"))
+    }
+}
+
+/// Whether process `pid` lives in this process's network namespace.
+fn same_netns(pid: i32) -> bool {
+    let ours = std::fs::read_link("/proc/self/ns/net");
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net"));
+    match (ours, theirs) {
+        (Ok(a), Ok(b)) => a == b,
+        // Unreadable: treat it as ours, as before namespaces were considered.
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_netns;
+
+    #[test]
+    fn a_process_in_another_network_namespace_is_told_apart() {
+        assert!(same_netns(std::process::id() as i32));
+        if !nix::unistd::Uid::effective().is_root() {
+            return;
+        }
+        let mut other = std::process::Command::new("unshare")
+            .args(["--net", "sleep", "30"])
+            .spawn()
+            .expect("unshare runs");
+        let pid = other.id() as i32;
+        // unshare execs sleep once the namespace is made.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while same_netns(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let apart = !same_netns(pid);
+        let _ = other.kill();
+        let _ = other.wait();
+        assert!(
+            apart,
+            "a process under `unshare --net` has a namespace of its own"
+        );
     }
 }
