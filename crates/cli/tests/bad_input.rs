@@ -183,7 +183,11 @@ fn unknown_cluster_and_bad_paths_are_clear_errors() {
     assert!(v["error"]["message"]
         .as_str()
         .unwrap()
-        .contains("rehearse ls"));
+        .contains("\"ffffff\""));
+    // The terminal says what to type next.
+    let human = run(&["exec", "ffffff", "node1", "--", "true"]);
+    assert!(String::from_utf8_lossy(&human.stderr)
+        .contains("hint: `rehearse ls` lists the live clusters"));
     let out = run(&["cp", "ffffff", "a", "b"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("NODE:/absolute/path"));
 }
