@@ -326,6 +326,11 @@ impl Engine {
             Ok(backend) => backend,
             Err(_) => return Ok(None),
         };
+        // Without a live keeper nothing in the pool can be claimed: no lock
+        // taken and nothing read on every `up` of a host that keeps no pool.
+        if keeper_pid(self.state_dir()).is_none() {
+            return Ok(None);
+        }
         let shape = shape_of(&canonical(&req.topology, default));
         let _lock = self.registry.lock()?;
         for id in self.registry.ids() {
@@ -559,6 +564,9 @@ impl Engine {
 /// The pid of the keeper of a state directory, when one runs.
 fn keeper_pid(state_dir: &Path) -> Option<u32> {
     let path = state_dir.join(KEEPER_LOCK);
+    if !path.exists() {
+        return None;
+    }
     // Held: a keeper runs. Free: the file is what a dead one left.
     if crate::lock::try_exclusive(&path).ok()?.is_some() {
         return None;
