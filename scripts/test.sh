@@ -44,7 +44,10 @@ db = os.path.join(home, "rehearse.db")
 rows = 0
 if os.path.exists(db):
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    # History rows only: a newer rehearse bringing the schema up to date adds
+    # a row to schema_migrations, which records no run.
+    tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+              if t != "schema_migrations"]
     rows = sum(con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables)
 runs = len(os.listdir(os.path.join(home, "runs"))) if os.path.isdir(os.path.join(home, "runs")) else 0
 proofs_file = os.path.join(home, "recipes", "proofs.jsonl")
