@@ -134,29 +134,25 @@ fn through(
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Every job is the same one-node scenario, tried once.
+    let spec = JobSpec {
+        kind: JobKind::Scenario,
+        payload: serde_json::to_value(payload)?,
+        nodes: 1,
+        submitter: "bench".into(),
+        max_attempts: Some(1),
+    };
     let t0 = Instant::now();
     let mut ids = Vec::new();
     for _ in 0..runs {
-        let job = fleet.submit(&JobSpec {
-            kind: JobKind::Scenario,
-            payload: serde_json::to_value(payload)?,
-            nodes: 1,
-            submitter: "bench".into(),
-            max_attempts: Some(1),
-        })?;
+        let job = fleet.submit(&spec)?;
         ids.push(job.id);
     }
     let rows = wait_all(&fleet, &ids)?;
     let wall = t0.elapsed();
     let mut idle_ms = Vec::new();
     for _ in 0..IDLE_PROBES {
-        let job = fleet.submit(&JobSpec {
-            kind: JobKind::Scenario,
-            payload: serde_json::to_value(payload)?,
-            nodes: 1,
-            submitter: "bench".into(),
-            max_attempts: Some(1),
-        })?;
+        let job = fleet.submit(&spec)?;
         for j in wait_all(&fleet, &[job.id])? {
             if let Some(started) = j.started_at_ms {
                 idle_ms.push((started - j.submitted_at_ms) as f64);
