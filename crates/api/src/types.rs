@@ -233,7 +233,7 @@ pub struct JobStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_id: Option<String>,
     /// Progress lines of a scenario run.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
     /// Scenario run id, once known: its report is rehearse://runs/{run_id}.
     /// For converge, the converge run id.
@@ -413,7 +413,7 @@ pub struct ConvergeResult {
     pub rules_only: bool,
     pub iterations: Vec<ConvergeIteration>,
     /// Forceful or destructive patterns in the script, worth a human look.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub review: Vec<ReviewFinding>,
     pub tokens: TokenUse,
     #[serde(skip_serializing_if = "Option::is_none")]

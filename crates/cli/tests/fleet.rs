@@ -130,11 +130,13 @@ struct FleetHost {
 
 impl FleetHost {
     fn start(name: &str, db: &PgDatabase) -> FleetHost {
-        FleetHost::start_with(name, db, Netns::new(name), &[])
+        FleetHost::start_with(name, db, Netns::new(name), 1, &[])
     }
 
-    /// A host in `ns`, its server started with `extra` arguments as well.
-    fn start_with(name: &str, db: &PgDatabase, ns: Netns, extra: &[&str]) -> FleetHost {
+    /// A host in `ns` taking `slots` nodes, its server started with `extra`
+    /// arguments as well.
+    fn start_with(name: &str, db: &PgDatabase, ns: Netns, slots: u32, extra: &[&str]) -> FleetHost {
+        let slots = slots.to_string();
         let forward = Forward::start(&ns, "127.0.0.1:5432");
         let home = Home::new();
         let log = std::fs::File::create(home.path().join("serve.log")).unwrap();
@@ -146,7 +148,7 @@ impl FleetHost {
                 "--fleet-name",
                 name,
                 "--fleet-slots",
-                "1",
+                &slots,
                 "--fleet-jobs",
                 "1",
             ])
@@ -541,16 +543,19 @@ fn an_mcp_call_on_another_hosts_cluster_is_passed_on_and_every_dashboard_lists_i
         ip(&["-n", &ns.name, "link", "set", link, "up"]);
     }
     let listen = ["--listen", "0.0.0.0:8787", "--advertise"];
+    // epsilon takes one node; zeta none: work asked of zeta is placed on epsilon.
     let alpha = FleetHost::start_with(
         "epsilon",
         &db,
         ns_a,
+        1,
         &[&listen[..], &["http://198.18.7.1:8787"]].concat(),
     );
     let beta = FleetHost::start_with(
         "zeta",
         &db,
         ns_b,
+        0,
         &[&listen[..], &["http://198.18.7.2:8787"]].concat(),
     );
     let fleet = Fleet::connect(&db.url).unwrap();
@@ -562,16 +567,46 @@ fn an_mcp_call_on_another_hosts_cluster_is_passed_on_and_every_dashboard_lists_i
         });
     }
 
-    // A cluster on epsilon, provisioned over its own MCP endpoint.
-    let (failed, up) = in_netns(&alpha.ns, || {
+    // A cluster asked of zeta, which has no room: placed on epsilon.
+    let (failed, up) = in_netns(&beta.ns, || {
         mcp_call(
             "provision",
             // No egress: the host's package cache lives in the machine's own namespace.
             serde_json::json!({"nodes": ["app"], "networks": [{"name": "lan", "egress": "none"}], "ttl": "10m"}),
         )
     });
-    assert!(!failed, "{up}\n{}", alpha.log());
+    assert!(
+        !failed,
+        "{up}\nzeta: {}\nepsilon: {}",
+        beta.log(),
+        alpha.log()
+    );
     let cluster = up["cluster"].as_str().unwrap().to_owned();
+    let on_epsilon = alpha.rehearse(&["--json", "ls"]);
+    assert!(
+        String::from_utf8_lossy(&on_epsilon.stdout).contains(&cluster),
+        "epsilon holds {cluster}: {}",
+        String::from_utf8_lossy(&on_epsilon.stdout)
+    );
+    let on_zeta = beta.rehearse(&["--json", "ls"]);
+    assert!(!String::from_utf8_lossy(&on_zeta.stdout).contains(&cluster));
+    // A bad request is refused by the host asked, naming the field, before
+    // anything is queued.
+    let (failed, refused) = in_netns(&beta.ns, || {
+        mcp_call(
+            "provision",
+            serde_json::json!({"nodes": [{"name": "app", "imagee": "debian-12"}]}),
+        )
+    });
+    assert!(failed, "{refused}");
+    assert_eq!(refused["error"]["field"], "nodes", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("imagee"),
+        "{refused}"
+    );
 
     // Asked of zeta, carried out by epsilon on its node.
     let asked = cluster.clone();
@@ -607,6 +642,30 @@ fn an_mcp_call_on_another_hosts_cluster_is_passed_on_and_every_dashboard_lists_i
         .unwrap_or_else(|| panic!("zeta's fleet page does not list {cluster}: {page}"));
     assert!(row.contains("epsilon"), "{row}");
 
+    // A scenario asked of zeta waits while epsilon's one slot is held by
+    // the cluster above: the fleet has no room for it yet.
+    let work = scenario(0);
+    let path = work.path().to_string_lossy().into_owned();
+    let (failed, started) = in_netns(&beta.ns, move || {
+        mcp_call("run_scenario", serde_json::json!({"path": path}))
+    });
+    assert!(!failed, "{started}");
+    let job_id = started["job_id"].as_str().unwrap().to_owned();
+    let status = |id: &str| {
+        let id = id.to_owned();
+        in_netns(&beta.ns, move || {
+            mcp_call("job_status", serde_json::json!({"job_id": id}))
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let (failed, waiting) = status(&job_id);
+    assert!(!failed, "{waiting}");
+    assert_eq!(waiting["state"], "running", "{waiting}");
+    assert_eq!(
+        fleet.job(&job_id).unwrap().state,
+        JobState::Queued,
+        "a held cluster takes its host's slot: {waiting}"
+    );
     // Destroyed through zeta: gone from epsilon.
     let asked = cluster.clone();
     let (failed, gone) = in_netns(&beta.ns, move || {
@@ -616,4 +675,204 @@ fn an_mcp_call_on_another_hosts_cluster_is_passed_on_and_every_dashboard_lists_i
     let listed = alpha.rehearse(&["--json", "ls"]);
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(!listed.contains(&cluster), "{listed}");
+
+    // With the slot free, the scenario runs on epsilon; zeta answers its
+    // status as it answers its own jobs, report included.
+    let done = wait_for("the placed scenario to end", || {
+        let (failed, s) = status(&job_id);
+        assert!(!failed, "{s}");
+        (s["state"] != "running").then_some(s)
+    });
+    assert_eq!(done["state"], "exited", "{done}\nepsilon: {}", alpha.log());
+    assert_eq!(done["kind"], "scenario", "{done}");
+    assert_eq!(done["outcome"], "passed", "{done}");
+    assert_eq!(done["report"]["outcome"], "passed", "{done}");
+    assert!(
+        done["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.as_str().unwrap().contains("host epsilon")),
+        "{done}"
+    );
+    let job = fleet.job(&job_id).unwrap();
+    assert_eq!(job.host.as_deref(), Some("epsilon"));
+    assert_eq!(job.submitter, "mcp@zeta");
+    // Unknown to both the host and the fleet: the usual answer.
+    let (failed, unknown) = status("job-000000000000");
+    assert!(failed);
+    assert_eq!(unknown["error"]["code"], "job_not_found", "{unknown}");
+}
+
+/// A task whose starting code already passes, in a folder of its own: the
+/// rules doctor alone converges it (no model needed on the hosts).
+fn task() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("setup.sh"),
+        "#!/bin/sh\necho fleet > /etc/fleet-task\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("task.yaml"),
+        "goal: Write fleet to /etc/fleet-task.\n\
+         language: bash\n\
+         nodes: 1\n\
+         networks:\n  - {name: lan, egress: none}\n\
+         code_file: setup.sh\n\
+         checks:\n  - file: /etc/fleet-task\n    contains: [fleet]\n\
+         max_iterations: 2\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn converge_and_recipe_proofs_are_placed_on_the_fleet() {
+    require_root("fleet tests");
+    let Some(db) = PgDatabase::create() else {
+        return;
+    };
+    let alpha = FleetHost::start("eta", &db);
+    let beta = FleetHost::start("theta", &db);
+    let fleet = Fleet::connect(&db.url).unwrap();
+    wait_up(&fleet, &[&alpha, &beta]);
+    let logs = || format!("eta: {}\ntheta: {}", alpha.log(), beta.log());
+
+    // A converge task, with the file its code is read from.
+    let work = task();
+    let out = client(&db, &["converge", work.path().to_str().unwrap()])
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("REHEARSE_LLM_BASE_URL")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let result: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {text}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            logs()
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{result}\n{}", logs());
+    assert_eq!(result["verdict"], "converged", "{result}");
+    assert!(
+        result["script"]
+            .as_str()
+            .unwrap()
+            .contains("/etc/fleet-task"),
+        "{result}"
+    );
+    let host = result["host"].as_str().unwrap();
+    assert!(["eta", "theta"].contains(&host), "{result}");
+    let mut c = db.client();
+    let recorded: String = c
+        .query_one(
+            "SELECT host FROM runs WHERE id = $1",
+            &[&result["run_id"].as_str().unwrap()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, host, "the converge run is recorded with its host");
+
+    // A recipe from a catalogue only this machine's client holds, proven on
+    // two platforms: one job per platform, spread over both hosts.
+    let catalogue = tempfile::tempdir().unwrap();
+    let cat = catalogue.path().to_str().unwrap();
+    let made = Command::new(rehearse_bin())
+        .args(["recipe", "--catalogue", cat, "new", "fleet-greeting"])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let scenario_file = catalogue
+        .path()
+        .join("fleet-greeting")
+        .join("rehearse.yaml");
+    let text = std::fs::read_to_string(&scenario_file).unwrap();
+    std::fs::write(
+        &scenario_file,
+        text.replacen(
+            "nodes: 1\n",
+            "nodes: 1\nnetworks:\n  - {name: lan, egress: none}\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let out = client(
+        &db,
+        &[
+            "recipe",
+            "--catalogue",
+            cat,
+            "prove",
+            "fleet-greeting",
+            "--set",
+            "GREETING=placed",
+            "--platform",
+            "debian-11,debian-12",
+        ],
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let proved: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {text}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            logs()
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{proved}\n{}", logs());
+    assert_eq!(proved["passed"], true, "{proved}");
+    let proofs = proved["proofs"].as_array().unwrap();
+    assert_eq!(proofs.len(), 2, "{proved}");
+    let mut hosts: Vec<&str> = proofs.iter().map(|p| p["host"].as_str().unwrap()).collect();
+    hosts.sort();
+    assert_eq!(
+        hosts,
+        ["eta", "theta"],
+        "each host proves one platform: {proved}"
+    );
+    let mut platforms: Vec<&str> = proofs
+        .iter()
+        .map(|p| p["platforms"][0]["platform"].as_str().unwrap())
+        .collect();
+    platforms.sort();
+    assert_eq!(platforms, ["debian-11", "debian-12"], "{proved}");
+    for p in proofs {
+        assert_eq!(p["proof"]["outcome"], "passed", "{p}");
+        assert_eq!(p["recipe"], "fleet-greeting", "{p}");
+    }
+
+    // A variable the recipe does not have is refused before anything is queued.
+    let before = fleet.jobs(100).unwrap().len();
+    let out = client(
+        &db,
+        &[
+            "recipe",
+            "--catalogue",
+            cat,
+            "prove",
+            "fleet-greeting",
+            "--set",
+            "NOPE=1",
+        ],
+    )
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("no variable NOPE"), "{said}");
+    assert_eq!(fleet.jobs(100).unwrap().len(), before);
+
+    let (mut alpha, mut beta) = (alpha, beta);
+    for host in [&mut alpha, &mut beta] {
+        host.stop();
+        assert_eq!(host.leftovers(), Vec::<String>::new(), "{}", host.name);
+    }
 }

@@ -18,6 +18,8 @@ pub enum JobKind {
     Converge,
     /// A recipe proof.
     RecipeProve,
+    /// A cluster provisioned for an MCP client, kept on the host that booted it.
+    Provision,
 }
 
 impl JobKind {
@@ -27,6 +29,7 @@ impl JobKind {
             JobKind::MatrixLeg => "matrix_leg",
             JobKind::Converge => "converge",
             JobKind::RecipeProve => "recipe_prove",
+            JobKind::Provision => "provision",
         }
     }
 
@@ -36,6 +39,7 @@ impl JobKind {
             "matrix_leg" => JobKind::MatrixLeg,
             "converge" => JobKind::Converge,
             "recipe_prove" => JobKind::RecipeProve,
+            "provision" => JobKind::Provision,
             other => return Err(FleetError::Decode(format!("job kind \"{other}\""))),
         })
     }

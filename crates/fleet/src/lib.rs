@@ -16,6 +16,7 @@
 mod hosts;
 mod jobs;
 pub mod payload;
+pub mod place;
 mod worker;
 
 use std::sync::Mutex;

@@ -12,7 +12,7 @@ use rehearse_api::{Api, Command, Outcome};
 use rehearse_scenario::{Cancel, Keep, RunOptions};
 use rehearse_spec::scenario::Scenario;
 
-use crate::payload::ScenarioPayload;
+use crate::payload::{CommandPayload, RecipePayload, ScenarioPayload};
 use crate::{Claimed, Fleet, FleetError, HostSpec, JobEnd, JobKind, JobState};
 
 /// How a host takes part in the fleet.
@@ -43,6 +43,9 @@ struct Shared {
     host_id: Mutex<String>,
     /// Nodes the running jobs boot, by job id.
     running: Mutex<Vec<(String, u32)>>,
+    /// Clusters jobs left up on this host (provisioned, or kept after a
+    /// run), with their nodes: they take slots until they are gone.
+    held: Mutex<Vec<(String, u32)>>,
     stop: AtomicBool,
 }
 
@@ -68,6 +71,7 @@ impl Worker {
             config,
             host_id: Mutex::new(host.id),
             running: Mutex::new(Vec::new()),
+            held: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
         });
         let beat = {
@@ -112,12 +116,24 @@ impl Shared {
     }
 
     fn used_slots(&self) -> u32 {
-        self.running
+        let running: u32 = self
+            .running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .map(|(_, n)| n)
-            .sum()
+            .sum();
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.retain(|(cluster, _)| self.api.engine().get(cluster).is_ok());
+        running + held.iter().map(|(_, n)| n).sum::<u32>()
+    }
+
+    /// Counts `cluster` against this host's slots while it is up.
+    fn hold(&self, cluster: &str, nodes: u32) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((cluster.to_owned(), nodes));
     }
 
     fn running_jobs(&self) -> usize {
@@ -246,8 +262,21 @@ fn failed(error: String) -> JobEnd {
 fn run_job(shared: &Shared, job: &Claimed) -> JobEnd {
     match job.kind {
         JobKind::Scenario | JobKind::MatrixLeg => run_scenario(shared, job),
-        JobKind::Converge | JobKind::RecipeProve => run_command(shared, job),
+        JobKind::Converge => run_command(shared, job),
+        JobKind::RecipeProve => run_recipe(shared, job),
+        JobKind::Provision => run_provision(shared, job),
     }
+}
+
+/// The folder a job's files are written to while it runs (emptied first:
+/// an earlier attempt on this host may have left it).
+fn job_dir(shared: &Shared, job: &Claimed) -> PathBuf {
+    let dir = shared
+        .config
+        .work_dir
+        .join(format!("{}-{}", job.id, job.attempt));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 /// Watches the job's row while `work` runs, calling `stop` once when a cancel
@@ -288,11 +317,7 @@ fn run_scenario(shared: &Shared, job: &Claimed) -> JobEnd {
         Ok(p) => p,
         Err(e) => return failed(format!("the job's payload is not a scenario: {e}")),
     };
-    let dir = shared
-        .config
-        .work_dir
-        .join(format!("{}-{}", job.id, job.attempt));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = job_dir(shared, job);
     let end = (|| {
         payload
             .folder
@@ -309,11 +334,21 @@ fn run_scenario(shared: &Shared, job: &Claimed) -> JobEnd {
         if let Some(platform) = &payload.platform {
             scenario = scenario.on_platform(platform);
         }
+        let keep = match payload.keep.as_deref() {
+            None | Some("never") => Keep::Never,
+            Some("always") => Keep::Always,
+            Some("on_failure") => Keep::OnFailure,
+            Some(other) => {
+                return Err(failed(format!(
+                    "keep \"{other}\": say never, always or on_failure"
+                )))
+            }
+        };
         let cancel = Cancel::new();
         let opts = RunOptions {
             reboot: payload.reboot,
             idempotence: payload.idempotence,
-            keep: Keep::Never,
+            keep,
             cancel: Some(cancel.clone()),
             ..RunOptions::default()
         };
@@ -328,6 +363,11 @@ fn run_scenario(shared: &Shared, job: &Claimed) -> JobEnd {
         let (report, stopped) = watching(shared, job, stop, || {
             rehearse_scenario::run(shared.api.engine(), &scenario, &opts, &|_| {})
         });
+        if let Some(cluster) = report.cluster.as_deref() {
+            if shared.api.engine().get(cluster).is_ok() {
+                shared.hold(cluster, job.nodes);
+            }
+        }
         let text = rehearse_scenario::render_human(&report);
         let result = serde_json::json!({
             "report": serde_json::to_value(&report).unwrap_or_default(),
@@ -354,11 +394,24 @@ fn run_scenario(shared: &Shared, job: &Claimed) -> JobEnd {
 /// A converge task or a recipe proof, through the command set: the payload
 /// is the command's name and arguments; the result its final job status.
 fn run_command(shared: &Shared, job: &Claimed) -> JobEnd {
-    let name = job.payload["command"].as_str().unwrap_or_default();
-    let command = match Command::parse(name, job.payload["args"].clone()) {
-        Ok(c) => c,
-        Err(e) => return failed(e.message),
+    let payload: CommandPayload = match serde_json::from_value(job.payload.clone()) {
+        Ok(p) => p,
+        Err(e) => return failed(format!("the job's payload is not a command: {e}")),
     };
+    let dir = job_dir(shared, job);
+    let end = match payload.unpack(&dir) {
+        Ok(args) => match Command::parse(&payload.command, args) {
+            Ok(command) => run_background(shared, job, command),
+            Err(e) => failed(e.message),
+        },
+        Err(e) => failed(e.to_string()),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    end
+}
+
+/// Runs a background command of the command set and follows it to its end.
+fn run_background(shared: &Shared, job: &Claimed, command: Command) -> JobEnd {
     let started = match shared.api.execute(command, None) {
         Ok(Outcome::Converge(s)) | Ok(Outcome::RecipeProve(s)) | Ok(Outcome::RunScenario(s)) => s,
         Ok(other) => return failed(format!("{} does not run in the background", other.name())),
@@ -405,5 +458,79 @@ fn run_command(shared: &Shared, job: &Claimed) -> JobEnd {
             result: serde_json::to_value(&s).ok(),
         },
         Err(e) => failed(e),
+    }
+}
+
+/// A recipe proof from the recipe's own folder, on the platforms the job
+/// names (or the recipe's), by the same code `rehearse recipe prove` uses.
+fn run_recipe(shared: &Shared, job: &Claimed) -> JobEnd {
+    let payload: RecipePayload = match serde_json::from_value(job.payload.clone()) {
+        Ok(p) => p,
+        Err(e) => return failed(format!("the job's payload is not a recipe proof: {e}")),
+    };
+    let dir = job_dir(shared, job).join(&payload.name);
+    let end = (|| {
+        payload
+            .folder
+            .write(&dir)
+            .map_err(|e| failed(e.to_string()))?;
+        let recipe = rehearse_recipes::Recipe::load(&dir).map_err(|e| failed(e.to_string()))?;
+        let proof = rehearse_recipes::prove::prove_on(
+            shared.api.engine(),
+            &recipe,
+            &payload.set,
+            &payload.platforms,
+            &|_| {},
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        Ok(JobEnd {
+            state: JobState::Done,
+            run_id: Some(proof.record.run_id.clone()),
+            exit_code: Some(if proof.passed() { 0 } else { 1 }),
+            error: None,
+            result: Some(serde_json::json!({
+                "recipe": payload.name,
+                "proof": proof.record,
+                "platforms": proof.platforms,
+                "report": proof.report,
+            })),
+        })
+    })();
+    if let Some(parent) = dir.parent() {
+        let _ = std::fs::remove_dir_all(parent);
+    }
+    match end {
+        Ok(end) | Err(end) => end,
+    }
+}
+
+/// A cluster for an MCP client: provisioned here, and left up (it counts
+/// against this host's slots until it is destroyed or expires). A refusal
+/// keeps the command set's error, code and field, in the result.
+fn run_provision(shared: &Shared, job: &Claimed) -> JobEnd {
+    let refused = |e: rehearse_api::ApiError| JobEnd {
+        state: JobState::Failed,
+        run_id: None,
+        exit_code: Some(2),
+        error: Some(e.message.clone()),
+        result: Some(serde_json::json!({ "error": e })),
+    };
+    let command = match Command::parse("provision", job.payload.clone()) {
+        Ok(c) => c,
+        Err(e) => return refused(e),
+    };
+    match shared.api.execute(command, None) {
+        Ok(Outcome::Provision(info)) => {
+            shared.hold(&info.cluster, info.nodes.len() as u32);
+            JobEnd {
+                state: JobState::Done,
+                run_id: None,
+                exit_code: Some(0),
+                error: None,
+                result: Some(serde_json::json!({ "cluster": info })),
+            }
+        }
+        Ok(other) => failed(format!("provision answered {}", other.name())),
+        Err(e) => refused(e),
     }
 }

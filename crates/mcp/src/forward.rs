@@ -1,7 +1,9 @@
-//! Calls on clusters other hosts hold, passed on to them. On a fleet host a
-//! tool call naming a cluster this host does not have goes, unchanged, to the
-//! MCP endpoint of the host that holds it (over its authenticated HTTP API),
-//! and its answer comes back as the caller's answer.
+//! A fleet host's MCP server. Calls on clusters other hosts hold are passed
+//! on to them: a tool call naming a cluster this host does not have goes,
+//! unchanged, to the MCP endpoint of the host that holds it (over its
+//! authenticated HTTP API), and its answer comes back as the caller's
+//! answer. Work that boots clusters (`run_scenario`, `converge`,
+//! `provision`) is placed through the fleet's queue on the host with room.
 
 use std::sync::Arc;
 
@@ -21,6 +23,27 @@ pub trait Holders: Send + Sync {
     fn holder_of(&self, cluster: &str) -> Option<Holder>;
 }
 
+/// Where work that boots clusters goes on a fleet host.
+pub trait Placement: Send + Sync {
+    /// Places the tool call `command` with `args` on the host of the fleet
+    /// with room, answering what the tool answers (`job_id` for a long
+    /// command, the cluster for `provision`); None for tools that are not
+    /// placed.
+    fn place(
+        &self,
+        command: &str,
+        args: serde_json::Value,
+    ) -> Option<Result<serde_json::Value, rehearse_api::ApiError>>;
+
+    /// `job_status` (or `job_kill` when `kill`) of a job the fleet placed;
+    /// None when the fleet has no such job.
+    fn job(
+        &self,
+        job_id: &str,
+        kill: bool,
+    ) -> Option<Result<serde_json::Value, rehearse_api::ApiError>>;
+}
+
 /// Another host holding a cluster.
 #[derive(Clone, Debug)]
 pub struct Holder {
@@ -36,6 +59,8 @@ pub struct Forwarding {
     pub token: String,
     /// This host's name, sent along so the holder does not pass it on again.
     pub host: String,
+    /// Where work that boots clusters is placed (none: on this host).
+    pub placement: Option<Arc<dyn Placement>>,
 }
 
 impl Forwarding {

@@ -10,7 +10,7 @@ mod forward;
 
 use std::sync::Arc;
 
-pub use forward::{Forwarding, Holder, Holders, FORWARDED_HEADER};
+pub use forward::{Forwarding, Holder, Holders, Placement, FORWARDED_HEADER};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
@@ -72,6 +72,41 @@ impl RehearseServer {
         Some((forwarding, holder))
     }
 
+    /// Where work that boots clusters goes, when this host is one of a
+    /// fleet and the call did not already travel.
+    fn placement(&self, context: &RequestContext<RoleServer>) -> Option<Arc<dyn Placement>> {
+        let placement = self.forwarding.as_ref()?.placement.clone()?;
+        let already = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .is_some_and(|parts| parts.headers.contains_key(FORWARDED_HEADER));
+        (!already).then_some(placement)
+    }
+
+    /// A placed tool call, answered from the fleet; None when `name` is not placed.
+    async fn placed(
+        &self,
+        name: &str,
+        args: &Value,
+        context: &RequestContext<RoleServer>,
+    ) -> Option<CallToolResult> {
+        let placement = self.placement(context)?;
+        let (name, args) = (name.to_owned(), args.clone());
+        let answer = tokio::task::spawn_blocking(move || match name.as_str() {
+            "job_status" | "job_kill" => {
+                let id = args.get("job_id")?.as_str()?.to_owned();
+                placement.job(&id, name == "job_kill")
+            }
+            _ => placement.place(&name, args),
+        })
+        .await
+        .ok()??;
+        Some(match answer {
+            Ok(value) => CallToolResult::structured(value),
+            Err(e) => error_result(&e),
+        })
+    }
+
     fn tools() -> Vec<Tool> {
         catalogue()
             .into_iter()
@@ -99,6 +134,14 @@ impl RehearseServer {
             Ok(c) => c,
             Err(e) => return error_result(&e),
         };
+        if matches!(
+            command,
+            Command::RunScenario(_) | Command::Converge(_) | Command::Provision(_)
+        ) {
+            if let Some(answer) = self.placed(&request.name, &named_args, &context).await {
+                return answer;
+            }
+        }
         let progress = match (&command, context.meta.get_progress_token()) {
             (Command::RunScenario(_) | Command::Converge(_), Some(token)) => {
                 Some(progress_sink(token, context.peer.clone()))
@@ -109,6 +152,10 @@ impl RehearseServer {
         let name = command.name();
         match tokio::task::spawn_blocking(move || api.execute(command, progress)).await {
             Ok(Ok(outcome)) => CallToolResult::structured(outcome.to_json()),
+            Ok(Err(e)) if e.code == rehearse_api::ErrorCode::JobNotFound => self
+                .placed(&request.name, &named_args, &context)
+                .await
+                .unwrap_or_else(|| error_result(&e)),
             Ok(Err(e)) if e.code == rehearse_api::ErrorCode::ClusterNotFound => {
                 match self.holder_for(&named_args, &context).await {
                     Some((forwarding, holder)) => {

@@ -89,8 +89,8 @@ impl RunStore {
         self.db().transaction(|db| {
             db.execute(
                 "INSERT INTO runs (id, kind, name, file, parent_id, role, started_at_ms,
-                     updated_at_ms, outcome, owner)
-                 VALUES (?, 'converge', ?, ?, ?, ?, ?, ?, 'running', ?)",
+                     updated_at_ms, outcome, owner, host)
+                 VALUES (?, 'converge', ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
                 params![
                     &run.id,
                     &run.name,
@@ -99,7 +99,8 @@ impl RunStore {
                     run.role.as_deref(),
                     now,
                     now,
-                    crate::owner::RunOwner::current().encode()
+                    crate::owner::RunOwner::current().encode(),
+                    self.host.as_deref()
                 ],
             )?;
             db.execute(

@@ -56,6 +56,77 @@ impl rehearse_mcp::Holders for FleetHolders {
     }
 }
 
+/// Work that boots clusters, asked of this host over MCP, placed through
+/// the fleet's queue on the host with room (which may be this one).
+pub struct FleetPlacement {
+    pub fleet: Arc<rehearse_fleet::Fleet>,
+    /// Whom the fleet queues the work for (priorities are per submitter).
+    pub submitter: String,
+}
+
+impl rehearse_mcp::Placement for FleetPlacement {
+    fn place(
+        &self,
+        command: &str,
+        args: serde_json::Value,
+    ) -> Option<Result<serde_json::Value, rehearse_api::ApiError>> {
+        if !rehearse_fleet::place::PLACED.contains(&command) {
+            return None;
+        }
+        Some(if command == "provision" {
+            self.fleet
+                .provision(args, &self.submitter)
+                .map(|(info, job)| {
+                    tracing::info!(cluster = %info.cluster, host = ?job.host, job = %job.id, "provisioned on the fleet");
+                    serde_json::to_value(info).unwrap_or_default()
+                })
+        } else {
+            self.fleet.place(command, args, &self.submitter).map(|job| {
+                tracing::info!(job = %job.id, kind = job.kind.as_str(), "placed on the fleet");
+                serde_json::json!({ "job_id": job.id })
+            })
+        })
+    }
+
+    fn job(
+        &self,
+        job_id: &str,
+        kill: bool,
+    ) -> Option<Result<serde_json::Value, rehearse_api::ApiError>> {
+        use rehearse_api::{ApiError, ErrorCode};
+        let unavailable = |e: rehearse_fleet::FleetError| {
+            ApiError::new(ErrorCode::StoreUnavailable, e.to_string(), true)
+        };
+        let status = match self.fleet.job_status(job_id) {
+            Ok(Some(status)) => status,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(unavailable(e))),
+        };
+        if kill {
+            if let Err(e) = self.fleet.cancel(job_id) {
+                return Some(Err(match e {
+                    rehearse_fleet::FleetError::Conflict { .. } => {
+                        ApiError::new(ErrorCode::NotKillable, e.to_string(), false)
+                    }
+                    other => unavailable(other),
+                }));
+            }
+            // A queued job ends at once; a running one when its host sees the cancel.
+            let _ = status;
+            return Some(
+                self.fleet
+                    .wait_final(job_id, std::time::Duration::from_secs(30))
+                    .map(|job| {
+                        serde_json::to_value(rehearse_fleet::place::status_of(&job))
+                            .unwrap_or_default()
+                    })
+                    .map_err(unavailable),
+            );
+        }
+        Some(Ok(serde_json::to_value(status).unwrap_or_default()))
+    }
+}
+
 /// What a fleet host serves beyond a lone one.
 #[derive(Clone, Default)]
 pub struct FleetServing {

@@ -228,6 +228,7 @@ fn an_mcp_call_on_a_cluster_another_host_holds_is_answered_by_that_host() {
             }),
             token: TOKEN.into(),
             host: "alpha".into(),
+            placement: None,
         }),
     );
     join(&fleet, "alpha", &alpha.url());

@@ -22,6 +22,16 @@ pub struct Args {
     /// e.g. http://127.0.0.1:11434 for Ollama. Default: REHEARSE_LLM_BASE_URL.
     #[arg(long)]
     pub base_url: Option<String>,
+    /// Place the task on a fleet (the PostgreSQL its hosts' `serve --fleet`
+    /// share) instead of this host: the host with room converges it with the
+    /// model it is configured for (its keys stay on it), this command waits
+    /// and prints the result.
+    #[arg(long, value_name = "URL")]
+    pub fleet: Option<String>,
+    /// Who the fleet queues the task for (priorities are per submitter).
+    /// Default: REHEARSE_SUBMITTER, else user@host.
+    #[arg(long, requires = "fleet")]
+    pub submitter: Option<String>,
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
@@ -36,6 +46,25 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             );
         }
         task = task.on_platform(&first);
+    }
+    if let Some(url) = &args.fleet {
+        return super::fleet::converge(
+            super::fleet::TaskOnFleet {
+                url,
+                path: &args.task,
+                nodes: task.topology.nodes.len() as u32,
+                model: serde_json::json!({
+                    "provider": args.provider,
+                    "model": args.model,
+                    "base_url": args.base_url,
+                }),
+                submitter: args
+                    .submitter
+                    .clone()
+                    .unwrap_or_else(super::fleet::default_submitter),
+            },
+            json,
+        );
     }
     let mut settings = Settings::from_env();
     settings.provider = args.provider.or(settings.provider);

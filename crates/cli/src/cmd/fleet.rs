@@ -1,5 +1,6 @@
 //! `rehearse fleet`: the hosts and the queue of a fleet sharing one
-//! PostgreSQL; and placing work on it (`rehearse run --fleet`).
+//! PostgreSQL; and placing work on it (`rehearse run|converge|recipe prove
+//! --fleet`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Subcommand;
 
-use rehearse_fleet::payload::ScenarioPayload;
+use rehearse_fleet::payload::{CommandPayload, RecipePayload, ScenarioPayload};
 use rehearse_fleet::{Fleet, JobKind, JobRow, JobSpec, JobState};
 use rehearse_spec::scenario::Scenario;
 
@@ -348,4 +349,180 @@ fn wait(fleet: &Fleet, ids: &[String], json: bool) -> anyhow::Result<Vec<JobRow>
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// How `rehearse converge --fleet` places a task.
+pub struct TaskOnFleet<'a> {
+    pub url: &'a str,
+    pub path: &'a Path,
+    /// Nodes the task's cluster has.
+    pub nodes: u32,
+    /// provider, model and base_url as given (null: the host's own setting).
+    pub model: serde_json::Value,
+    pub submitter: String,
+}
+
+/// Queues a converge task with its folder, waits, and prints what a local
+/// converge prints: the summary, and the proven script on stdout.
+pub fn converge(req: TaskOnFleet<'_>, json: bool) -> anyhow::Result<i32> {
+    let fleet = connect(req.url)?;
+    let mut args = req.model.clone();
+    if let Some(map) = args.as_object_mut() {
+        map.retain(|_, v| !v.is_null());
+    }
+    let payload = CommandPayload::with_path("converge", args, req.path, "task.yaml")?;
+    let job = fleet
+        .submit(&JobSpec {
+            kind: JobKind::Converge,
+            payload: serde_json::to_value(&payload)?,
+            nodes: req.nodes,
+            submitter: req.submitter.clone(),
+            max_attempts: None,
+        })
+        .with_context(|| format!("queueing {}", req.path.display()))?;
+    if !json {
+        eprintln!("rehearse: {} queued on the fleet", job.id);
+    }
+    let job = wait(&fleet, std::slice::from_ref(&job.id), json)?.remove(0);
+    let status = rehearse_fleet::place::status_of(&job);
+    let Some(result) = &status.converge else {
+        let why = status
+            .error
+            .as_ref()
+            .map(|e| e.message.clone())
+            .unwrap_or_else(|| format!("it is {}", job.state));
+        if json {
+            print_json(&serde_json::json!({ "job": job.id, "host": job.host, "error": why }));
+        } else {
+            eprintln!(
+                "rehearse: fleet job {} did not converge the task: {why}",
+                job.id
+            );
+        }
+        return Ok(2);
+    };
+    let host = job.host.as_deref().unwrap_or("?");
+    if json {
+        let mut doc = serde_json::to_value(result)?;
+        if let Some(map) = doc.as_object_mut() {
+            map.insert("job".into(), job.id.clone().into());
+            map.insert("host".into(), host.into());
+        }
+        print_json(&doc);
+    } else {
+        eprintln!("{}", result.summary);
+        if let Some(script) = &result.script {
+            print!("{script}");
+        }
+        eprintln!(
+            "run {} on host {host} · report {} (on {host})",
+            result.run_id, result.report_path
+        );
+    }
+    Ok(if result.converged { 0 } else { 1 })
+}
+
+/// How `rehearse recipe prove --fleet` places proofs.
+pub struct RecipesOnFleet<'a> {
+    pub url: &'a str,
+    pub recipes: &'a [&'a rehearse_recipes::Recipe],
+    pub set: &'a [(String, String)],
+    /// The platforms asked for; none: each recipe's own.
+    pub platforms: &'a [String],
+    pub submitter: String,
+}
+
+/// Queues one proof per recipe and platform (so a recipe's platforms spread
+/// over the fleet too), waits, and prints what a local proof prints, with
+/// the host of each platform.
+pub fn prove_recipes(req: RecipesOnFleet<'_>, json: bool) -> anyhow::Result<i32> {
+    let fleet = connect(req.url)?;
+    let mut legs: Vec<(String, Option<String>, String)> = Vec::new();
+    for recipe in req.recipes {
+        let platforms: Vec<Option<String>> = if !req.platforms.is_empty() {
+            req.platforms.iter().cloned().map(Some).collect()
+        } else if recipe.meta.platforms.is_empty() {
+            vec![None]
+        } else {
+            recipe.meta.platforms.iter().cloned().map(Some).collect()
+        };
+        for platform in platforms {
+            let on: Vec<String> = platform.iter().cloned().collect();
+            let (payload, nodes) = RecipePayload::pack(recipe, req.set, &on)
+                .with_context(|| format!("packing {}", recipe.meta.name))?;
+            let job = fleet
+                .submit(&JobSpec {
+                    kind: JobKind::RecipeProve,
+                    payload: serde_json::to_value(&payload)?,
+                    nodes,
+                    submitter: req.submitter.clone(),
+                    max_attempts: None,
+                })
+                .with_context(|| format!("queueing the proof of {}", recipe.meta.name))?;
+            if !json {
+                eprintln!(
+                    "rehearse: {} queued on the fleet: {}{}",
+                    job.id,
+                    recipe.meta.name,
+                    platform
+                        .as_deref()
+                        .map(|p| format!(" on {p}"))
+                        .unwrap_or_default()
+                );
+            }
+            legs.push((recipe.meta.name.clone(), platform, job.id));
+        }
+    }
+    let ids: Vec<String> = legs.iter().map(|(_, _, id)| id.clone()).collect();
+    let jobs = wait(&fleet, &ids, json)?;
+    let mut all_passed = true;
+    let mut docs = Vec::new();
+    for ((name, platform, _), job) in legs.iter().zip(&jobs) {
+        let on = platform.as_deref().unwrap_or("its platforms");
+        let host = job.host.as_deref().unwrap_or("?");
+        match (&job.state, &job.result) {
+            (JobState::Done, Some(result)) => {
+                let passed = job.exit_code == Some(0);
+                all_passed &= passed;
+                if !json {
+                    let mark = if passed { "✔" } else { "✘" };
+                    println!(
+                        "{mark} {name} {} on {on} (host {host}): {} (run {})",
+                        result["proof"]["version"].as_str().unwrap_or("?"),
+                        result["proof"]["outcome"].as_str().unwrap_or("?"),
+                        result["proof"]["run_id"].as_str().unwrap_or("?"),
+                    );
+                    for p in result["platforms"].as_array().into_iter().flatten() {
+                        for f in p["failures"].as_array().into_iter().flatten() {
+                            println!("        {}", f.as_str().unwrap_or_default());
+                        }
+                    }
+                }
+                let mut doc = result.clone();
+                if let Some(map) = doc.as_object_mut() {
+                    map.insert("job".into(), job.id.clone().into());
+                    map.insert("host".into(), host.into());
+                }
+                docs.push(doc);
+            }
+            (state, _) => {
+                all_passed = false;
+                let why = job
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("it is {state}"));
+                if !json {
+                    println!("✘ {name} on {on}: fleet job {} {state}: {why}", job.id);
+                }
+                docs.push(serde_json::json!({
+                    "recipe": name, "platform": platform, "job": job.id,
+                    "host": job.host, "error": why,
+                }));
+            }
+        }
+    }
+    if json {
+        print_json(&serde_json::json!({ "proofs": docs, "passed": all_passed }));
+    }
+    Ok(if all_passed { 0 } else { 1 })
 }

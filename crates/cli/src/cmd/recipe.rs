@@ -53,6 +53,14 @@ enum Verb {
         /// the recipe's recipe.yaml lists.
         #[arg(long, value_delimiter = ',')]
         platform: Vec<String>,
+        /// Place the proofs on a fleet (the PostgreSQL its hosts' `serve
+        /// --fleet` share), one job per recipe and platform, with each
+        /// recipe's folder: hosts need not hold the same catalogue.
+        #[arg(long, value_name = "URL")]
+        fleet: Option<String>,
+        /// Who the fleet queues the proofs for. Default: REHEARSE_SUBMITTER, else user@host.
+        #[arg(long, requires = "fleet")]
+        submitter: Option<String>,
     },
     /// Copy a recipe into a project with its variables filled, and pin it in recipes.lock.
     Use {
@@ -163,9 +171,13 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             jobs,
             set,
             platform,
+            fleet,
+            submitter,
         } => {
-            for p in &platform {
-                engine_images_know(p)?;
+            if fleet.is_none() {
+                for p in &platform {
+                    engine_images_know(p)?;
+                }
             }
             let recipes: Vec<_> = if all {
                 catalogue.recipes.iter().collect()
@@ -177,6 +189,18 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                     .map(|n| catalogue.get(n))
                     .collect::<Result<_, _>>()?
             };
+            if let Some(url) = &fleet {
+                return super::fleet::prove_recipes(
+                    super::fleet::RecipesOnFleet {
+                        url,
+                        recipes: &recipes,
+                        set: &set,
+                        platforms: &platform,
+                        submitter: submitter.unwrap_or_else(super::fleet::default_submitter),
+                    },
+                    json,
+                );
+            }
             let engine = super::engine()?;
             let spinner = Spinner::new(json);
             let next = AtomicUsize::new(0);

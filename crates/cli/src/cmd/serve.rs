@@ -89,11 +89,15 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 fleet: Some(std::sync::Arc::clone(&fleet)),
                 forwarding: Some(rehearse_mcp::Forwarding {
                     holders: std::sync::Arc::new(rehearse_web::FleetHolders {
-                        fleet,
+                        fleet: std::sync::Arc::clone(&fleet),
                         me: name.clone(),
                     }),
                     token: token.clone(),
                     host: name.clone(),
+                    placement: Some(std::sync::Arc::new(rehearse_web::FleetPlacement {
+                        fleet,
+                        submitter: format!("mcp@{name}"),
+                    })),
                 }),
             }
         }

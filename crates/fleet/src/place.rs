@@ -1,0 +1,426 @@
+//! Work asked of any fleet host, placed through the queue on the host with
+//! room: the command set's long commands (`run_scenario`, `converge`) and
+//! `provision`, as an MCP client asks for them, and their status read back
+//! in the command set's own shapes.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rehearse_api::types::{ClusterInfo, JobState as ApiJobState, JobStatus};
+use rehearse_api::{ApiError, Command, ErrorCode};
+use rehearse_spec::scenario::Scenario;
+use rehearse_spec::task::Task;
+use rehearse_spec::topology::Topology;
+
+use crate::payload::{CommandPayload, ScenarioPayload};
+use crate::{Fleet, FleetError, JobKind, JobRow, JobSpec, JobState};
+
+/// The commands [`Fleet::place`] places; every other one runs where it is asked.
+pub const PLACED: [&str; 3] = ["run_scenario", "converge", "provision"];
+
+/// How long a placed `provision` may wait for a host with room.
+pub const PROVISION_WAIT: Duration = Duration::from_secs(300);
+
+fn fleet_error(e: FleetError) -> ApiError {
+    match e {
+        FleetError::Payload(m) => ApiError::invalid("path", m),
+        FleetError::TooBig(m) => ApiError::new(ErrorCode::NoCapacity, m, false),
+        FleetError::NoJob(_) => ApiError::not_found(ErrorCode::JobNotFound, e.to_string()),
+        other => ApiError::new(ErrorCode::StoreUnavailable, other.to_string(), true),
+    }
+}
+
+fn spec_error(field: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError {
+        code: ErrorCode::InvalidSpec,
+        ..ApiError::invalid(field, format!("{field}: {e}"))
+    }
+}
+
+/// The file or YAML text a long command names, checked here (so a mistake is
+/// answered at once, not by a host later) and packed to travel.
+fn scenario_payload(
+    path: Option<&str>,
+    yaml: Option<&str>,
+    base_dir: Option<&str>,
+) -> Result<(ScenarioPayload, Scenario), ApiError> {
+    match (path, yaml) {
+        (Some(path), None) => {
+            let scenario =
+                Scenario::from_path(Path::new(path)).map_err(|e| spec_error("path", e))?;
+            let payload = ScenarioPayload::pack(Path::new(path)).map_err(fleet_error)?;
+            Ok((payload, scenario))
+        }
+        (None, Some(yaml)) => {
+            let base = base_dir.map(Path::new);
+            let dir = base.unwrap_or(Path::new("."));
+            let scenario =
+                Scenario::from_yaml(yaml, "yaml", dir).map_err(|e| spec_error("yaml", e))?;
+            let payload = ScenarioPayload::inline(yaml, base)
+                .map_err(|e| ApiError::invalid("base_dir", e.to_string()))?;
+            Ok((payload, scenario))
+        }
+        _ => Err(ApiError::invalid(
+            "path",
+            "give either path (a file on the server's host) or yaml (the text)",
+        )),
+    }
+}
+
+impl Fleet {
+    /// Queues the command set's `command` with `args` for the host of the
+    /// fleet with room. Input is checked here first, with the command set's
+    /// own errors. Answers the queued job.
+    pub fn place(
+        &self,
+        command: &str,
+        args: serde_json::Value,
+        submitter: &str,
+    ) -> Result<JobRow, ApiError> {
+        let (kind, payload, nodes) = match Command::parse(command, args.clone())? {
+            Command::RunScenario(req) => {
+                let (mut payload, scenario) = scenario_payload(
+                    req.path.as_deref(),
+                    req.yaml.as_deref(),
+                    req.base_dir.as_deref(),
+                )?;
+                payload.reboot = req.reboot;
+                payload.idempotence = req.idempotence.unwrap_or(true);
+                payload.keep = req.keep.clone();
+                let value = serde_json::to_value(&payload)
+                    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string(), false))?;
+                (JobKind::Scenario, value, scenario.topology.nodes.len())
+            }
+            Command::Converge(req) => {
+                let (payload, task) = match (req.path.as_deref(), req.yaml.as_deref()) {
+                    (Some(path), None) => {
+                        let task =
+                            Task::from_path(Path::new(path)).map_err(|e| spec_error("path", e))?;
+                        let payload = CommandPayload::with_path(
+                            "converge",
+                            args,
+                            Path::new(path),
+                            "task.yaml",
+                        )
+                        .map_err(fleet_error)?;
+                        (payload, task)
+                    }
+                    (None, Some(yaml)) => {
+                        let base = req.base_dir.as_deref().map(Path::new);
+                        let task = Task::from_yaml(yaml, "yaml", base.unwrap_or(Path::new(".")))
+                            .map_err(|e| spec_error("yaml", e))?;
+                        let payload = CommandPayload::with_base_dir("converge", args, base)
+                            .map_err(|e| ApiError::invalid("base_dir", e.to_string()))?;
+                        (payload, task)
+                    }
+                    _ => return Err(ApiError::invalid(
+                        "path",
+                        "give either path (a task file on the server's host) or yaml (the text)",
+                    )),
+                };
+                let value = serde_json::to_value(&payload)
+                    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string(), false))?;
+                (JobKind::Converge, value, task.topology.nodes.len())
+            }
+            Command::Provision(req) => {
+                let topology = Topology::from_input(req.nodes, req.networks).map_err(|e| {
+                    let field = match e.field() {
+                        Some(f) if f.starts_with("networks") => "networks",
+                        _ => "nodes",
+                    };
+                    spec_error(field, e)
+                })?;
+                (JobKind::Provision, args, topology.nodes.len())
+            }
+            other => {
+                return Err(ApiError::new(
+                    ErrorCode::Refused,
+                    format!(
+                        "{} runs on the host asked; it is not placed on the fleet",
+                        other.name()
+                    ),
+                    false,
+                ))
+            }
+        };
+        self.submit(&JobSpec {
+            kind,
+            payload,
+            nodes: nodes as u32,
+            submitter: submitter.to_owned(),
+            max_attempts: None,
+        })
+        .map_err(fleet_error)
+    }
+
+    /// Waits until the job is final (or `limit` passed: then the job as it is).
+    pub fn wait_final(&self, job_id: &str, limit: Duration) -> Result<JobRow, FleetError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let job = self.job(job_id)?;
+            if job.state.is_final() || Instant::now() >= deadline {
+                return Ok(job);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A placed `provision`: queued, waited for, answered as the command set
+    /// answers it on the host that booted the cluster.
+    pub fn provision(
+        &self,
+        args: serde_json::Value,
+        submitter: &str,
+    ) -> Result<(ClusterInfo, JobRow), ApiError> {
+        let job = self.place("provision", args, submitter)?;
+        let job = self
+            .wait_final(&job.id, PROVISION_WAIT)
+            .map_err(fleet_error)?;
+        if !job.state.is_final() {
+            let _ = self.cancel(&job.id);
+            return Err(ApiError::new(
+                ErrorCode::NoCapacity,
+                format!(
+                    "no host of the fleet had room for the cluster within {} s (job {}, cancelled): destroy clusters you no longer need, or add a host",
+                    PROVISION_WAIT.as_secs(),
+                    job.id
+                ),
+                true,
+            ));
+        }
+        let result = job.result.clone().unwrap_or_default();
+        if job.state == JobState::Done {
+            let info: ClusterInfo =
+                serde_json::from_value(result["cluster"].clone()).map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::Internal,
+                        format!(
+                            "job {} answered a cluster this host cannot read: {e}",
+                            job.id
+                        ),
+                        false,
+                    )
+                })?;
+            return Ok((info, job));
+        }
+        Err(serde_json::from_value::<ApiError>(result["error"].clone())
+            .unwrap_or_else(|_| job_error(&job)))
+    }
+
+    /// A placed job's status in the command set's shape (`job_status`), or
+    /// None when the fleet has no such job.
+    pub fn job_status(&self, job_id: &str) -> Result<Option<JobStatus>, FleetError> {
+        match self.job(job_id) {
+            Ok(job) => Ok(Some(status_of(&job))),
+            Err(FleetError::NoJob(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Why a job ended without a result, as the command set says errors.
+fn job_error(job: &JobRow) -> ApiError {
+    let why = job
+        .error
+        .clone()
+        .unwrap_or_else(|| format!("the job is {}", job.state));
+    match job.state {
+        JobState::Lost => ApiError::new(
+            ErrorCode::HostUnreachable,
+            format!(
+                "{why} (job {} was lost with its host after {} attempt(s))",
+                job.id, job.attempt
+            ),
+            true,
+        ),
+        JobState::Cancelled => ApiError::new(
+            ErrorCode::Refused,
+            format!("job {} was cancelled: {why}", job.id),
+            false,
+        ),
+        _ => ApiError::new(ErrorCode::Internal, why, false),
+    }
+}
+
+/// A fleet job as `job_status` shows a background job: where it is in the
+/// queue and on which host, and once done the same report, converge result
+/// or error a job on this host would give.
+pub fn status_of(job: &JobRow) -> JobStatus {
+    let mut events = vec![format!("queued on the fleet by {}", job.submitter)];
+    if let Some(host) = &job.host {
+        events.push(format!(
+            "placed on host {host} (attempt {} of {})",
+            job.attempt, job.max_attempts
+        ));
+    }
+    let elapsed_ms = job
+        .finished_at_ms
+        .unwrap_or_else(crate::now_ms)
+        .saturating_sub(job.submitted_at_ms)
+        .max(0) as u64;
+    let mut status = JobStatus {
+        job_id: job.id.clone(),
+        kind: match job.kind {
+            JobKind::Scenario | JobKind::MatrixLeg => "scenario",
+            other => other.as_str(),
+        }
+        .to_owned(),
+        state: ApiJobState::Running,
+        exit_code: job.exit_code,
+        stdout: String::new(),
+        stderr: String::new(),
+        truncated: false,
+        output_id: None,
+        events,
+        run_id: job.run_id.clone(),
+        outcome: None,
+        report: None,
+        converge: None,
+        error: None,
+        elapsed_ms,
+    };
+    if !job.state.is_final() {
+        return status;
+    }
+    let result = job.result.clone().unwrap_or_default();
+    match (job.state, job.kind) {
+        (JobState::Done, JobKind::Converge) => {
+            // The worker kept the command set's own final status.
+            if let Ok(inner) = serde_json::from_value::<JobStatus>(result) {
+                status.events.extend(inner.events);
+                status.state = inner.state;
+                status.outcome = inner.outcome;
+                status.converge = inner.converge;
+                status.error = inner.error;
+                status.stdout = inner.stdout;
+                status.stderr = inner.stderr;
+                status.run_id = inner.run_id.or(status.run_id);
+            } else {
+                status.state = ApiJobState::Exited;
+            }
+        }
+        (JobState::Done, _) => {
+            status.state = ApiJobState::Exited;
+            let report = if result.get("report").is_some() {
+                result["report"].clone()
+            } else {
+                result.clone()
+            };
+            status.outcome = report["outcome"].as_str().map(str::to_owned);
+            status.report = Some(report);
+        }
+        _ => {
+            status.state = ApiJobState::Failed;
+            status.error = Some(
+                serde_json::from_value::<ApiError>(result["error"].clone())
+                    .unwrap_or_else(|_| job_error(job)),
+            );
+        }
+    }
+    if let Some(host) = &job.host {
+        status.events.push(format!("{} on host {host}", job.state));
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rehearse_api::types::{ConvergeResult, TokenUse};
+
+    fn job(kind: JobKind, state: JobState, result: Option<serde_json::Value>) -> JobRow {
+        JobRow {
+            id: "job-000000000001".into(),
+            kind,
+            nodes: 1,
+            submitter: "mcp@alpha".into(),
+            priority: 0,
+            state,
+            host_id: Some("h1".into()),
+            host: Some("beta".into()),
+            attempt: 1,
+            max_attempts: 2,
+            cancel_requested: false,
+            run_id: Some("r1".into()),
+            exit_code: Some(0),
+            error: None,
+            submitted_at_ms: 1_000,
+            started_at_ms: Some(1_100),
+            finished_at_ms: Some(3_000),
+            result,
+        }
+    }
+
+    #[test]
+    fn a_converge_job_reads_back_as_the_command_sets_status() {
+        // What a host's worker keeps: the command set's own final status, with
+        // no progress lines and no review findings (fields left out when empty).
+        let inner = JobStatus {
+            job_id: "local-job".into(),
+            kind: "converge".into(),
+            state: ApiJobState::Exited,
+            exit_code: Some(0),
+            stdout: String::new(),
+            stderr: String::new(),
+            truncated: false,
+            output_id: None,
+            events: Vec::new(),
+            run_id: Some("c1".into()),
+            outcome: Some("converged".into()),
+            report: None,
+            converge: Some(ConvergeResult {
+                converged: true,
+                verdict: "converged".into(),
+                summary: "done".into(),
+                script: Some("echo ok\n".into()),
+                run_id: "c1".into(),
+                report_path: "/r".into(),
+                model: None,
+                rules_only: true,
+                iterations: Vec::new(),
+                review: Vec::new(),
+                tokens: TokenUse::default(),
+                cost_usd: None,
+                wall_ms: 5,
+            }),
+            error: None,
+            elapsed_ms: 5,
+        };
+        let stored = serde_json::to_value(&inner).unwrap();
+        let status = status_of(&job(JobKind::Converge, JobState::Done, Some(stored)));
+        assert_eq!(status.job_id, "job-000000000001");
+        assert_eq!(status.state, ApiJobState::Exited);
+        let converge = status
+            .converge
+            .expect("the converge result survives the queue");
+        assert_eq!(converge.script.as_deref(), Some("echo ok\n"));
+        assert_eq!(status.run_id.as_deref(), Some("c1"));
+        assert!(status.events.iter().any(|e| e.contains("host beta")));
+    }
+
+    #[test]
+    fn a_scenario_job_shows_its_report_and_a_lost_one_why() {
+        let report = serde_json::json!({"outcome": "passed", "run_id": "r1"});
+        let done = status_of(&job(
+            JobKind::Scenario,
+            JobState::Done,
+            Some(serde_json::json!({"report": report, "text": "…"})),
+        ));
+        assert_eq!(done.state, ApiJobState::Exited);
+        assert_eq!(done.outcome.as_deref(), Some("passed"));
+        assert_eq!(done.report, Some(report));
+
+        let mut gone = job(JobKind::Scenario, JobState::Lost, None);
+        gone.error = Some("host beta stopped beating".into());
+        let lost = status_of(&gone);
+        assert_eq!(lost.state, ApiJobState::Failed);
+        let error = lost.error.unwrap();
+        assert_eq!(error.code, ErrorCode::HostUnreachable);
+        assert!(error.message.contains("stopped beating"), "{error}");
+        assert!(error.retryable);
+
+        let queued = status_of(&job(JobKind::Provision, JobState::Queued, None));
+        assert_eq!(queued.state, ApiJobState::Running);
+        assert_eq!(queued.kind, "provision");
+    }
+}
