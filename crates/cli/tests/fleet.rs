@@ -876,3 +876,71 @@ fn converge_and_recipe_proofs_are_placed_on_the_fleet() {
         assert_eq!(host.leftovers(), Vec::<String>::new(), "{}", host.name);
     }
 }
+
+#[test]
+fn interrupting_a_placed_run_cancels_its_job_and_its_host_stops_it() {
+    require_root("fleet tests");
+    let Some(db) = PgDatabase::create() else {
+        return;
+    };
+    let mut host = FleetHost::start("iota", &db);
+    let fleet = Fleet::connect(&db.url).unwrap();
+    wait_up(&fleet, &[&host]);
+
+    let work = scenario(120);
+    let run = client(&db, &["run", work.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut c = db.client();
+    let job = wait_for("the job's run to start on iota", || {
+        let job = fleet.jobs(1).unwrap().into_iter().next()?;
+        let running = c
+            .query_opt(
+                "SELECT id FROM runs WHERE host = 'iota' AND outcome = 'running'",
+                &[],
+            )
+            .unwrap();
+        (job.state == JobState::Running && running.is_some()).then_some(job)
+    });
+    let clusters = || {
+        let listed = host.rehearse(&["--json", "ls"]);
+        let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+        listed["clusters"].as_array().map_or(0, Vec::len)
+    };
+    wait_for("the run's cluster to be up on iota", || {
+        (clusters() == 1).then_some(())
+    });
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = run.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{said}");
+    assert!(
+        said.contains(&job.id),
+        "the user is told what was cancelled: {said}"
+    );
+
+    // The host stops the run long before its two-minute step ends, and
+    // takes its cluster down.
+    let ended = wait_for("iota to stop the cancelled run", || {
+        let job = fleet.job(&job.id).unwrap();
+        job.state.is_final().then_some(job)
+    });
+    assert_eq!(
+        ended.state,
+        JobState::Cancelled,
+        "{ended:?}\n{}",
+        host.log()
+    );
+    wait_for("the run's cluster to go", || {
+        (clusters() == 0).then_some(())
+    });
+    host.stop();
+    assert_eq!(host.leftovers(), Vec::<String>::new());
+}

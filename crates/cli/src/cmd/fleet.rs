@@ -313,11 +313,31 @@ fn finished_result(job: &JobRow) -> anyhow::Result<serde_json::Value> {
     }
 }
 
-/// Waits until every job is final, saying on stderr where each goes.
+/// Waits until every job is final, saying on stderr where each goes. Ctrl-C
+/// (or SIGTERM) cancels the jobs not yet final, which their hosts stop, and
+/// ends the command with 130.
 fn wait(fleet: &Fleet, ids: &[String], json: bool) -> anyhow::Result<Vec<JobRow>> {
+    let interrupted = super::pool::stop_on_signal();
     let mut last: Vec<Option<(JobState, Option<String>, u32)>> = vec![None; ids.len()];
     let mut rows: Vec<Option<JobRow>> = vec![None; ids.len()];
     loop {
+        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            let mut cancelled = Vec::new();
+            for (id, row) in ids.iter().zip(&rows) {
+                if !row.as_ref().is_some_and(|r| r.state.is_final()) && fleet.cancel(id).is_ok() {
+                    cancelled.push(id.as_str());
+                }
+            }
+            eprintln!(
+                "rehearse: interrupted: cancelled {} on the fleet; the hosts running them stop them",
+                if cancelled.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    cancelled.join(", ")
+                }
+            );
+            std::process::exit(130);
+        }
         let mut pending = false;
         for (i, id) in ids.iter().enumerate() {
             if rows[i].as_ref().is_some_and(|r| r.state.is_final()) {
