@@ -46,6 +46,16 @@ fn a_default_node_installs_a_working_package_without_docs_and_with_prepared_list
     // look old, so tools that refresh stale lists (Ansible) still do.
     assert_eq!(c.ok(node, LISTS), "3");
     assert_eq!(c.ok(node, "stat -c %Y /var/lib/apt/lists"), "0");
+    // apt's binary caches were built from those lists and the final sources:
+    // an apt command without an update opens them instead of parsing the lists.
+    let opened = c.ok(
+        node,
+        "apt-cache -o Debug::pkgCacheGen=true policy 2>&1 >/dev/null",
+    );
+    assert!(
+        opened.contains("Opened cache with hash") && !opened.contains("NOT valid"),
+        "the image's apt caches are missing or stale:\n{opened}"
+    );
 
     // `apt-get update` revalidates every source through the host's cache.
     let update = c.ok(node, INSTALL);

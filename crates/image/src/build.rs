@@ -152,6 +152,39 @@ pub(crate) fn sign_sources(spec: &ImageSpec, root: &Path) -> Result<(), ImageErr
     std::fs::write(&path, signed.join("\n") + "\n").map_err(|e| ImageError::io("writing", &path, e))
 }
 
+/// Builds apt's binary caches (`/var/cache/apt/pkgcache.bin`,
+/// `srcpkgcache.bin`) from the package lists kept in the image, once the
+/// sources are final (apt ties the caches to them). Without them every node's
+/// first apt command parses the 50 MB of lists again (half a second on
+/// Debian 12): `apt-get install` without an update, and each revalidating
+/// `apt-get update`, which keeps the caches when the lists did not change.
+/// Only with `package_lists`; a failure leaves the node to build them as
+/// stock apt does, and is said on the progress lines.
+pub(crate) fn apt_caches(spec: &ImageSpec, root: &Path, progress: &dyn Fn(&str)) {
+    if !spec.package_lists || !root.join("usr/bin/apt-cache").exists() {
+        return;
+    }
+    let out = Command::new("chroot")
+        .arg(root)
+        .args(["/usr/bin/apt-cache", "gencaches"])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => progress(&format!(
+            "apt's caches were not built into the image (nodes build them on first use): apt-cache gencaches exited with {}: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => progress(&format!(
+            "apt's caches were not built into the image (nodes build them on first use): chroot: {e}"
+        )),
+    }
+}
+
 /// The line of apt's output that says the archive could not be reached, if any:
 /// then the cause is the network or the mirror, not the spec.
 fn unreachable_archive(line: &str) -> Option<&str> {

@@ -18,7 +18,7 @@ use crate::{build, customize, shift, ImageError, BASE_PACKAGES, UID_BASE};
 
 /// Bumped whenever the way an image is prepared changes, so old cache entries
 /// are not mistaken for new ones.
-const RECIPE_VERSION: u32 = 9;
+const RECIPE_VERSION: u32 = 10;
 
 /// A built, ready-to-use image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,6 +142,7 @@ impl ImageStore {
             let state_dir = self.root.parent().unwrap_or(&self.root);
             build::mmdebstrap(spec, &rootfs, state_dir, progress)?;
             build::sign_sources(spec, &rootfs)?;
+            build::apt_caches(spec, &rootfs, progress);
             progress("preparing the image for container boot");
             customize::prepare(&rootfs)?;
             progress("shifting ownership to the node UID range");
