@@ -173,6 +173,7 @@ impl Api {
                     &task,
                     model.as_deref(),
                     &note,
+                    api.recording_store(),
                     Some(cancel),
                 );
                 match result {

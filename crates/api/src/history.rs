@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use rehearse_scenario::history;
 use rehearse_store::{
-    now_ms, Aborted, CheckRow, ConvergeDetail, RunFilter, RunRow, RunStore, StepRow, StoreError,
+    now_ms, Aborted, CheckRow, ConvergeDetail, RunFilter, RunRow, RunStore, SharedStore, StepRow,
+    StoreError,
 };
 
 use crate::{Api, ApiError, ErrorCode};
@@ -182,16 +183,15 @@ fn span(field: &str, text: &str) -> Result<Duration, ApiError> {
 }
 
 impl Api {
-    /// The run store of this host (`REHEARSE_DATABASE_URL`, else the SQLite
-    /// file of the history directory), opened on first use and kept.
+    /// The run store the command set was given, opened on first use and kept.
     pub fn store(&self) -> Result<Arc<RunStore>, ApiError> {
-        let mut slot = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(store) = slot.as_ref() {
-            return Ok(Arc::clone(store));
-        }
-        let store = Arc::new(RunStore::open(self.engine.history_dir())?);
-        *slot = Some(Arc::clone(&store));
-        Ok(store)
+        Ok(self.store.get()?)
+    }
+
+    /// The run store for a run to record in, or `None` (said in the log)
+    /// when it cannot be opened: a run goes on unrecorded rather than not at all.
+    pub fn recording_store(&self) -> Option<Arc<RunStore>> {
+        recording_store(&self.store)
     }
 
     pub(crate) fn runs(&self, req: RunsRequest) -> Result<RunList, ApiError> {
@@ -306,4 +306,13 @@ impl Api {
 
 fn image_error(e: rehearse_image::ImageError) -> ApiError {
     ApiError::from(rehearse_sandbox::SandboxError::from(e))
+}
+
+/// `store` opened for a run to record in, or `None` (said in the log) when
+/// it cannot be: the run goes on unrecorded rather than not at all.
+pub fn recording_store(store: &SharedStore) -> Option<Arc<RunStore>> {
+    store
+        .get()
+        .map_err(|e| tracing::warn!(error = %e, "the run will not be in the run store"))
+        .ok()
 }

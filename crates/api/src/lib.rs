@@ -26,7 +26,7 @@ pub use error::{ApiError, ErrorCode};
 pub use jobs::Progress;
 pub use ops::cluster_info;
 pub use rehearse_scenario::history::RETENTION_ENV;
-pub use rehearse_store::{now_ms, RunRow};
+pub use rehearse_store::{now_ms, RunRow, SharedStore};
 use types::*;
 
 /// Output beyond this many bytes per stream is cut from tool results and kept
@@ -41,21 +41,29 @@ pub struct Api {
     engine: Engine,
     jobs: jobs::Jobs,
     outputs: outputs::Outputs,
-    /// The run store, opened on first use (see [`Api::store`]).
-    store: std::sync::Mutex<Option<Arc<rehearse_store::RunStore>>>,
+    /// The process's run store, opened on first use (see [`Api::store`]).
+    store: Arc<SharedStore>,
 }
 
 impl Api {
-    /// The command set over `engine`; an engine with a reaper gives every
+    /// The command set over `engine`, recording in the SQLite run store of
+    /// the engine's history directory; an engine with a reaper gives every
     /// cluster a provision or a job starts one (see `Engine::with_reaper`).
     pub fn new(engine: Engine) -> Arc<Api> {
-        let engine = recording_removals(engine);
+        let store = Arc::new(SharedStore::new(engine.history_dir(), None));
+        Api::with_store(engine, store)
+    }
+
+    /// [`Api::new`] recording in `store`: the process's one handle, which
+    /// the process may use for its own records too.
+    pub fn with_store(engine: Engine, store: Arc<SharedStore>) -> Arc<Api> {
+        let engine = recording_removals(engine, Arc::clone(&store));
         let outputs = outputs::Outputs::new(engine.state_dir().join("outputs"));
         Arc::new(Api {
             engine,
             jobs: jobs::Jobs::default(),
             outputs,
-            store: std::sync::Mutex::new(None),
+            store,
         })
     }
 
@@ -149,10 +157,18 @@ impl Api {
 /// command set's engine always records; processes that run the engine without
 /// the command set (the reaper, `gc`) take it from here so nothing else writes
 /// a cluster's end.
-pub fn recording_removals(engine: Engine) -> Engine {
-    let history = engine.history_dir().to_path_buf();
+pub fn recording_removals(engine: Engine, store: Arc<SharedStore>) -> Engine {
     engine.on_removed(Arc::new(move |removed: &rehearse_sandbox::Removed| {
-        rehearse_scenario::record_cluster_removed(&history, &removed.cluster, &removed.reason)
+        match store.get() {
+            Ok(store) => rehearse_scenario::record_cluster_removed(
+                &store,
+                &removed.cluster,
+                &removed.reason,
+            ),
+            Err(e) => {
+                tracing::warn!(cluster = %removed.cluster, error = %e, "the cluster's end will not be in the run store")
+            }
+        }
     }))
 }
 

@@ -186,7 +186,9 @@ impl Api {
         } else {
             self.engine.up_fresh(req, progress)?
         };
-        rehearse_scenario::record_cluster(self.engine.history_dir(), &state);
+        if let Some(store) = self.recording_store() {
+            rehearse_scenario::record_cluster(&store, &state);
+        }
         Ok(state)
     }
 
@@ -511,6 +513,7 @@ impl Api {
             idempotence: req.idempotence.unwrap_or(true),
             keep,
             cancel: Some(cancel.clone()),
+            store: self.recording_store(),
             ..RunOptions::default()
         };
         Ok(self.spawn_job(
@@ -563,7 +566,9 @@ impl Api {
     pub(crate) fn destroy(&self, id: &str) -> Result<Destroyed, ApiError> {
         self.engine.get(id)?;
         self.engine.down(id)?;
-        rehearse_scenario::record_cluster_destroyed(self.engine.history_dir(), id);
+        if let Some(store) = self.recording_store() {
+            rehearse_scenario::record_cluster_destroyed(&store, id);
+        }
         Ok(Destroyed {
             cluster: id.to_string(),
             destroyed: true,

@@ -134,7 +134,7 @@ impl Api {
                         note(format!("{}: {p}", recipe.name()))
                     }
                 };
-                match prove::prove(&api.engine, &recipe, &set, &events) {
+                match prove::prove(&api.engine, api.recording_store(), &recipe, &set, &events) {
                     Ok(proof) => {
                         note(format!(
                             "{} {} {} (run {})",

@@ -77,6 +77,7 @@ pub fn bench(runs: usize, json: bool) -> anyhow::Result<()> {
         idempotence: false,
         reboot: false,
         keep: Keep::Never,
+        store: crate::run_store(&engine),
         ..RunOptions::default()
     };
 
@@ -102,8 +103,13 @@ pub fn bench(runs: usize, json: bool) -> anyhow::Result<()> {
             RetryPolicy::default(),
         )?;
         let t0 = Instant::now();
-        let report =
-            rehearse_converge::converge(&engine, &task, Some(&model as &dyn Provider), &|_| {})?;
+        let report = rehearse_converge::converge(
+            &engine,
+            &task,
+            Some(&model as &dyn Provider),
+            &|_| {},
+            options.store.clone(),
+        )?;
         let wall = t0.elapsed();
         anyhow::ensure!(
             report.verdict == Verdict::Converged && report.iterations.len() == 1,

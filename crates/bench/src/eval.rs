@@ -67,6 +67,7 @@ pub fn bench(runs: usize, k: usize, json: bool) -> anyhow::Result<()> {
     let tmp = std::env::temp_dir().join(format!("rehearse-bench-eval-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let files = write_tasks(&tmp, k)?;
+    let store = crate::run_store(&engine);
 
     let direct_once = || -> anyhow::Result<Duration> {
         let (_server, model) = model(k)?;
@@ -78,6 +79,7 @@ pub fn bench(runs: usize, k: usize, json: bool) -> anyhow::Result<()> {
                 &task,
                 Some(&model as &dyn Provider),
                 &|_| {},
+                store.clone(),
             )?;
             anyhow::ensure!(
                 report.verdict == Verdict::Converged,
@@ -97,6 +99,7 @@ pub fn bench(runs: usize, k: usize, json: bool) -> anyhow::Result<()> {
             jobs: 1,
             min_pass_rate: 1.0,
             source: tmp.display().to_string(),
+            store: store.clone(),
             ..EvalOptions::default()
         };
         let report = eval::evaluate(

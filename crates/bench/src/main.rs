@@ -333,6 +333,17 @@ fn packages_install(packages: &str, runs: usize, json: bool) -> anyhow::Result<(
     Ok(())
 }
 
+/// The run store of the engine's history directory (or the database
+/// `REHEARSE_DATABASE_URL` names), for the measured runs to record in as
+/// `rehearse run` does; `None` when it cannot be opened.
+fn run_store(engine: &Engine) -> Option<std::sync::Arc<rehearse_store::RunStore>> {
+    let url = std::env::var(rehearse_store::DATABASE_URL_ENV).ok();
+    rehearse_store::RunStore::open_at(engine.history_dir(), url.as_deref())
+        .map_err(|e| eprintln!("the runs will not be in the run store: {e}"))
+        .ok()
+        .map(std::sync::Arc::new)
+}
+
 /// One `rehearse run` of `scenario` with default options, timed; an error
 /// when it does not pass (a failed run measures nothing).
 fn timed_passing_run(
@@ -340,12 +351,11 @@ fn timed_passing_run(
     scenario: &rehearse_spec::scenario::Scenario,
 ) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
-    let report = rehearse_scenario::run(
-        engine,
-        scenario,
-        &rehearse_scenario::RunOptions::default(),
-        &|_| {},
-    );
+    let opts = rehearse_scenario::RunOptions {
+        store: run_store(engine),
+        ..Default::default()
+    };
+    let report = rehearse_scenario::run(engine, scenario, &opts, &|_| {});
     let took = t0.elapsed();
     anyhow::ensure!(
         report.outcome == rehearse_scenario::Outcome::Passed,
@@ -416,9 +426,11 @@ fn change_detection(path: &std::path::Path, runs: usize, json: bool) -> anyhow::
     let engine =
         Engine::new(&rehearse_image::state_dir()).context("opening the state directory")?;
     let scenario = rehearse_spec::scenario::Scenario::from_path(path)?;
+    let store = run_store(&engine);
     let run_once = |detect: bool| -> anyhow::Result<(Duration, u64)> {
         let opts = rehearse_scenario::RunOptions {
             change_detection: detect,
+            store: store.clone(),
             ..Default::default()
         };
         let t0 = Instant::now();

@@ -63,7 +63,10 @@ pub fn bench(
         return Ok(());
     }
     let scenario = Scenario::from_path(scenario)?;
-    let opts = RunOptions::default();
+    let opts = RunOptions {
+        store: crate::run_store(&engine),
+        ..RunOptions::default()
+    };
     let single = |platform: &str| -> anyhow::Result<Duration> {
         let t0 = Instant::now();
         let report =

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -38,6 +38,8 @@ pub struct EvalOptions {
     pub min_pass_rate: f64,
     /// What the evaluation was asked to run, for its record (the command line's paths).
     pub source: String,
+    /// Where the evaluation and its attempts are recorded; `None` records nothing.
+    pub store: Option<Arc<RunStore>>,
 }
 
 impl Default for EvalOptions {
@@ -48,6 +50,7 @@ impl Default for EvalOptions {
             platforms: None,
             min_pass_rate: 1.0,
             source: String::new(),
+            store: None,
         }
     }
 }
@@ -322,30 +325,11 @@ pub fn evaluate(
     }
     let jobs = options.jobs.clamp(1, work.len().max(1));
     let model_name = model.map(|m| format!("{}/{}", m.name(), m.model()));
-    // The attempts' rows point at the evaluation's: without it they could not
-    // be recorded either, so a store busy being created by another process
-    // is waited for a little.
-    let mut store = None;
-    for attempt in 1..=3 {
-        match RunStore::open(engine.history_dir()) {
-            Ok(s) => {
-                store = Some(s);
-                break;
-            }
-            Err(e) if attempt == 3 => {
-                tracing::warn!(error = %e, "the evaluation will not be in the run store");
-                progress(
-                    "eval",
-                    &format!("the evaluation will not be in the run store: {e}"),
-                );
-            }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(200)),
-        }
-    }
+    let store = options.store.as_deref();
     // Whether the evaluation has its row: its attempts are recorded under it,
     // else on their own.
     let mut recorded = false;
-    if let Some(store) = &store {
+    if let Some(store) = store {
         let start = RunStart {
             id: run_id.clone(),
             kind: "eval".into(),
@@ -395,27 +379,34 @@ pub fn evaluate(
                     run_id: run_id.clone(),
                     role: format!("{} on {platform}, attempt {n}", task.name),
                 });
-                let attempt =
-                    match crate::converge_in(engine, &on_platform, model, &say, None, parent) {
-                        Ok(report) => attempt_of(&report, &task.name, platform, *n),
-                        Err(e) => Attempt {
-                            task: task.name.clone(),
-                            platform: platform.clone(),
-                            attempt: *n,
-                            run_id: None,
-                            verdict: "error".into(),
-                            converged: false,
-                            iterations: 0,
-                            recovery: Vec::new(),
-                            platform_failures: 0,
-                            reasks: 0,
-                            wall_ms: 0,
-                            usage: Usage::default(),
-                            cost_usd: None,
-                            summary: crate::chain(&e),
-                            report_path: None,
-                        },
-                    };
+                let attempt = match crate::converge_in(
+                    engine,
+                    &on_platform,
+                    model,
+                    &say,
+                    options.store.clone(),
+                    None,
+                    parent,
+                ) {
+                    Ok(report) => attempt_of(&report, &task.name, platform, *n),
+                    Err(e) => Attempt {
+                        task: task.name.clone(),
+                        platform: platform.clone(),
+                        attempt: *n,
+                        run_id: None,
+                        verdict: "error".into(),
+                        converged: false,
+                        iterations: 0,
+                        recovery: Vec::new(),
+                        platform_failures: 0,
+                        reasks: 0,
+                        wall_ms: 0,
+                        usage: Usage::default(),
+                        cost_usd: None,
+                        summary: crate::chain(&e),
+                        report_path: None,
+                    },
+                };
                 let verdict = &attempt.verdict;
                 if attempt.summary.starts_with(verdict.as_str()) {
                     progress(&label, &attempt.summary);
@@ -461,7 +452,7 @@ pub fn evaluate(
         total,
         attempts: attempts_done,
     };
-    if let Some(store) = store.as_ref().filter(|_| recorded) {
+    if let Some(store) = store.filter(|_| recorded) {
         let finish = RunFinish {
             outcome: if report.passed { "passed" } else { "failed" }.into(),
             summary: summary(&report),

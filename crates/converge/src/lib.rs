@@ -29,12 +29,14 @@ mod scenario;
 mod session;
 
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rehearse_llm::{LlmError, Provider, Usage};
 use rehearse_sandbox::Engine;
 use rehearse_scenario::Cancel;
 use rehearse_spec::task::{SecretError, Task};
+use rehearse_store::RunStore;
 
 use redact::Redactor;
 
@@ -102,13 +104,16 @@ fn new_run_id() -> String {
 }
 
 /// Runs the loop for `task`. `model` is `None` for rules-only mode.
+/// The run, its iterations and scenario runs are recorded in `store` as it
+/// goes (nothing is recorded without one).
 pub fn converge(
     engine: &Engine,
     task: &Task,
     model: Option<&dyn Provider>,
     progress: Progress<'_>,
+    store: Option<Arc<RunStore>>,
 ) -> Result<ConvergeReport, ConvergeError> {
-    converge_with(engine, task, model, progress, None)
+    converge_with(engine, task, model, progress, store, None)
 }
 
 /// [`converge`] that another thread can stop through `cancel`: the loop ends
@@ -119,9 +124,10 @@ pub fn converge_with(
     task: &Task,
     model: Option<&dyn Provider>,
     progress: Progress<'_>,
+    store: Option<Arc<RunStore>>,
     cancel: Option<Cancel>,
 ) -> Result<ConvergeReport, ConvergeError> {
-    converge_in(engine, task, model, progress, cancel, None)
+    converge_in(engine, task, model, progress, store, cancel, None)
 }
 
 /// [`converge_with`] as a part of a larger run (an evaluation's attempt): the
@@ -131,6 +137,7 @@ pub fn converge_in(
     task: &Task,
     model: Option<&dyn Provider>,
     progress: Progress<'_>,
+    store: Option<Arc<RunStore>>,
     cancel: Option<Cancel>,
     parent: Option<rehearse_scenario::ParentRun>,
 ) -> Result<ConvergeReport, ConvergeError> {
@@ -145,7 +152,7 @@ pub fn converge_in(
     let redactor = Redactor::new(secret_env.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let run_id = new_run_id();
     let recorder = record::Recorder::start(
-        engine.history_dir(),
+        store,
         rehearse_store::RunStart {
             id: run_id.clone(),
             kind: "converge".into(),

@@ -3,7 +3,7 @@
 //! when it ends, the outcome at the end. The store is a record, not a
 //! dependency: a failure to write is logged and the run carries on.
 
-use std::path::Path as FsPath;
+use std::sync::Arc;
 
 use rehearse_store::{
     CheckRow, CommandRow, ConvergeEnd, ConvergeStart, IterationRecord, LlmCallRecord, RunFinish,
@@ -15,26 +15,25 @@ use rehearse_scenario::name_of;
 use crate::{ConvergeReport, Iteration};
 
 pub(crate) struct Recorder {
-    store: Option<RunStore>,
+    store: Option<Arc<RunStore>>,
     run_id: String,
 }
 
 impl Recorder {
-    /// Opens the store under `state_dir` and records the run's start.
-    pub fn start(state_dir: &FsPath, run: RunStart, converge: ConvergeStart) -> Recorder {
+    /// Records the run's start in `store`; without a store nothing of the
+    /// run is recorded.
+    pub fn start(store: Option<Arc<RunStore>>, run: RunStart, converge: ConvergeStart) -> Recorder {
         let run_id = run.id.clone();
-        let store = match RunStore::open(state_dir) {
-            Ok(store) => Some(store),
-            Err(e) => {
-                tracing::warn!(run = %run_id, error = %e, "the run will not be in the run store");
-                None
-            }
-        };
         let mut recorder = Recorder { store, run_id };
         recorder.write("recording the run's start", |store, _| {
             store.start_converge(&run, &converge)
         });
         recorder
+    }
+
+    /// The store the run records in, for its scenario runs to record in too.
+    pub fn store(&self) -> Option<Arc<RunStore>> {
+        self.store.clone()
     }
 
     fn write(

@@ -87,6 +87,7 @@ impl Converger<'_> {
                 role,
             }),
             cancel: self.cancel.clone(),
+            store: self.recorder.store(),
             redact: Some(rehearse_scenario::Redact(std::sync::Arc::new(
                 move |text| redactor.redact(text),
             ))),

@@ -23,6 +23,14 @@ fn engine() -> Engine {
         )
 }
 
+/// The run store of the test's history, handed to the runs as the CLI hands
+/// them its own.
+fn store(engine: &Engine) -> Option<std::sync::Arc<RunStore>> {
+    Some(std::sync::Arc::new(
+        RunStore::open(engine.history_dir()).expect("the run store opens"),
+    ))
+}
+
 /// `origin` names the task in the sources of the clusters it starts, so each
 /// test can tell its own clusters from those of the tests running beside it.
 fn task(yaml: &str, origin: &str) -> Task {
@@ -82,6 +90,7 @@ fn converges_by_retry_when_the_first_answer_is_broken() {
         &task(MARKER_TASK, "retry-task.yaml"),
         Some(&model as &dyn Provider),
         &|m| eprintln!("{m}"),
+        store(&engine),
     )
     .expect("the loop runs");
     assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);
@@ -163,9 +172,13 @@ fn a_model_that_never_gets_it_right_exhausts_the_budget_and_says_so() {
         &MARKER_TASK.replace("max_iterations: 3", "max_iterations: 2"),
         "budget-task.yaml",
     );
-    let report = converge(&engine, &task, Some(&model as &dyn Provider), &|m| {
-        eprintln!("{m}")
-    })
+    let report = converge(
+        &engine,
+        &task,
+        Some(&model as &dyn Provider),
+        &|m| eprintln!("{m}"),
+        store(&engine),
+    )
     .expect("the loop runs");
     assert_eq!(
         report.verdict,
@@ -232,6 +245,7 @@ fn converges_by_troubleshooting_then_distills_and_proves() {
         &task(MARKER_TASK, "troubleshoot-task.yaml"),
         Some(&model as &dyn Provider),
         &|m| eprintln!("{m}"),
+        store(&engine),
     )
     .expect("the loop runs");
     assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);
@@ -322,6 +336,7 @@ fn a_failed_units_journal_reaches_the_model() {
         &task(MARKER_TASK, "journal-task.yaml"),
         Some(&model as &dyn Provider),
         &|m| eprintln!("{m}"),
+        store(&engine),
     )
     .expect("the loop runs");
     let first = &report.iterations[0];
@@ -366,7 +381,8 @@ max_iterations: 3
 ",
         "rules-task.yaml",
     );
-    let report = converge(&engine, &task, None, &|m| eprintln!("{m}")).expect("the loop runs");
+    let report = converge(&engine, &task, None, &|m| eprintln!("{m}"), store(&engine))
+        .expect("the loop runs");
     assert!(report.rules_only);
     assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);
     assert_eq!(report.iterations[0].path, Some(Recovery::Rules));
@@ -402,6 +418,7 @@ fn garbage_is_asked_again_and_a_good_answer_then_converges() {
         &task(MARKER_TASK, "reask-task.yaml"),
         Some(&model as &dyn Provider),
         &|m| eprintln!("{m}"),
+        store(&engine),
     )
     .expect("the loop runs");
     assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);
@@ -445,6 +462,7 @@ fn garbage_after_every_reask_ends_the_run_with_a_report_and_a_record() {
         &task(MARKER_TASK, "garbage-task.yaml"),
         Some(&model as &dyn Provider),
         &|m| eprintln!("{m}"),
+        store(&engine),
     )
     .expect("the run ends with a report");
     assert_eq!(report.verdict, Verdict::Error, "{}", report.summary);
@@ -477,6 +495,7 @@ fn a_model_that_cannot_be_reached_ends_the_run_with_a_report_and_no_empty_folder
         &task(MARKER_TASK, "unreachable-task.yaml"),
         Some(&model as &dyn Provider),
         &|_| {},
+        store(&engine),
     )
     .expect("the run ends with a report");
     assert_eq!(report.verdict, Verdict::Error, "{}", report.summary);
@@ -504,6 +523,7 @@ fn no_model_and_no_code_says_so() {
         &task(MARKER_TASK, "nomodel-task.yaml"),
         None,
         &|_| {},
+        store(&engine),
     )
     .unwrap_err();
     assert!(
@@ -547,6 +567,7 @@ fn ansible_playbook_with_a_bad_module_argument_is_rewritten() {
         &task(ANSIBLE_TASK, "ansible-task.yaml"),
         Some(&model as &dyn Provider),
         &|m| eprintln!("{m}"),
+        store(&engine),
     )
     .expect("the loop runs");
     assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);
@@ -633,10 +654,16 @@ max_iterations: 3
     ]);
     let model = model(&server);
     let lines = std::sync::Mutex::new(Vec::<String>::new());
-    let report = converge(&engine, &task, Some(&model as &dyn Provider), &|m| {
-        eprintln!("{m}");
-        lines.lock().unwrap().push(m.to_owned());
-    })
+    let report = converge(
+        &engine,
+        &task,
+        Some(&model as &dyn Provider),
+        &|m| {
+            eprintln!("{m}");
+            lines.lock().unwrap().push(m.to_owned());
+        },
+        store(&engine),
+    )
     .expect("the loop runs");
     assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);
     assert_eq!(report.iterations.len(), 2);
@@ -782,6 +809,7 @@ fn a_node_that_does_not_boot_is_never_charged_to_the_code() {
         &task(&task_yaml, "noboot-task.yaml"),
         Some(&provider as &dyn Provider),
         &|m| eprintln!("{m}"),
+        store(&engine),
     )
     .expect("the loop runs");
     assert_eq!(report.verdict, Verdict::PlatformError, "{}", report.summary);
@@ -801,8 +829,11 @@ fn a_node_that_does_not_boot_is_never_charged_to_the_code() {
         1,
         "the model is never told its code failed"
     );
-    let store = RunStore::open(engine.history_dir()).unwrap();
-    let stored = store.run(&report.run_id).unwrap().unwrap();
+    let stored = RunStore::open(engine.history_dir())
+        .unwrap()
+        .run(&report.run_id)
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.run.outcome, "platform_error");
     nothing_left(&engine, "noboot-task.yaml");
 
@@ -823,6 +854,7 @@ fn a_node_that_does_not_boot_is_never_charged_to_the_code() {
                 image.set_broken(false);
             }
         },
+        store(&engine),
     )
     .expect("the loop runs");
     assert_eq!(report.verdict, Verdict::Converged, "{}", report.summary);

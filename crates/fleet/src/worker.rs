@@ -350,6 +350,7 @@ fn run_scenario(shared: &Shared, job: &Claimed) -> JobEnd {
             idempotence: payload.idempotence,
             keep,
             cancel: Some(cancel.clone()),
+            store: shared.api.recording_store(),
             ..RunOptions::default()
         };
         let stop = || {
@@ -477,6 +478,7 @@ fn run_recipe(shared: &Shared, job: &Claimed) -> JobEnd {
         let recipe = rehearse_recipes::Recipe::load(&dir).map_err(|e| failed(e.to_string()))?;
         let proof = rehearse_recipes::prove::prove_on(
             shared.api.engine(),
+            shared.api.recording_store(),
             &recipe,
             &payload.set,
             &payload.platforms,

@@ -4,11 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use rehearse_sandbox::Engine;
 use rehearse_scenario::Event;
+use rehearse_store::RunStore;
 
 use crate::prove::{self, ProofRecord};
 use crate::{content_hash, render, Catalogue, Recipe, RecipeError};
@@ -174,10 +176,11 @@ impl PinReport {
 }
 
 /// Checks every pin of `project` against the catalogue and its copy; with
-/// `reprove`, runs each copy's proof on a fresh cluster. `each` sees every
+/// `engine`, runs each copy's proof on a fresh cluster (recorded in `store`). `each` sees every
 /// report as it is done.
 pub fn verify(
     engine: Option<&Engine>,
+    store: Option<Arc<RunStore>>,
     catalogue: &Catalogue,
     project: &Path,
     events: &(dyn Fn(Event<'_>) + Sync),
@@ -234,7 +237,7 @@ pub fn verify(
                 let mut recipe = Recipe::load_copy(&copy)?;
                 recipe.meta.version = pin.version.clone();
                 recipe.hash = pin.hash.clone();
-                let proof = prove::prove_copy(engine, &recipe, &copy, events)?;
+                let proof = prove::prove_copy(engine, store.clone(), &recipe, &copy, events)?;
                 if !proof.passed() {
                     report.drift.push(Drift::ProofFailed {
                         run_id: proof.record.run_id.clone(),

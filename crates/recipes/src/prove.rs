@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ use rehearse_checks::Status;
 use rehearse_sandbox::Engine;
 use rehearse_scenario::{Event, Outcome, RunOptions, RunReport};
 use rehearse_spec::scenario::Scenario;
+use rehearse_store::RunStore;
 
 use crate::{render, Recipe, RecipeError};
 
@@ -161,18 +163,21 @@ impl Drop for TempDir {
 
 /// Proves a catalogue recipe with its defaults (overridden by `set`): renders
 /// it, runs its scenario on a fresh cluster, records the proof.
+/// The proof's scenario runs are recorded in `store` (nothing without one).
 pub fn prove(
     engine: &Engine,
+    store: Option<Arc<RunStore>>,
     recipe: &Recipe,
     set: &[(String, String)],
     events: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Proof, RecipeError> {
-    prove_on(engine, recipe, set, &recipe.meta.platforms, events)
+    prove_on(engine, store, recipe, set, &recipe.meta.platforms, events)
 }
 
 /// Like [`prove`], on `platforms` (images) instead of the ones the recipe lists.
 pub fn prove_on(
     engine: &Engine,
+    store: Option<Arc<RunStore>>,
     recipe: &Recipe,
     set: &[(String, String)],
     platforms: &[String],
@@ -190,21 +195,31 @@ pub fn prove_on(
         ));
     let _cleanup = TempDir(work.clone());
     render::render_into(&recipe.dir, &work, &values)?;
-    run_proof(engine, recipe, &work, &recipe.dir, platforms, events)
+    run_proof(engine, store, recipe, &work, &recipe.dir, platforms, events)
 }
 
 /// Proves a rendered copy of `recipe` in `dir` (a project's copy) as it is.
 pub fn prove_copy(
     engine: &Engine,
+    store: Option<Arc<RunStore>>,
     recipe: &Recipe,
     dir: &Path,
     events: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Proof, RecipeError> {
-    run_proof(engine, recipe, dir, dir, &recipe.meta.platforms, events)
+    run_proof(
+        engine,
+        store,
+        recipe,
+        dir,
+        dir,
+        &recipe.meta.platforms,
+        events,
+    )
 }
 
 fn run_proof(
     engine: &Engine,
+    store: Option<Arc<RunStore>>,
     recipe: &Recipe,
     run_dir: &Path,
     source: &Path,
@@ -225,6 +240,7 @@ fn run_proof(
         })?;
     let opts = RunOptions {
         reboot: recipe.meta.prove.reboot,
+        store,
         ..RunOptions::default()
     };
     let record_of = |outcome: Outcome, run_id: &str, platform: Option<&str>| ProofRecord {

@@ -323,7 +323,7 @@ fn verify_reports_version_content_and_copy_drift() {
         )
         .unwrap();
     }
-    let reports = pin::verify(None, &cat, project.path(), &none, &|_| {}).unwrap();
+    let reports = pin::verify(None, None, &cat, project.path(), &none, &|_| {}).unwrap();
     assert!(reports.iter().all(|r| r.ok()), "{reports:?}");
 
     // The catalogue changes ssh-hardening without a new version, and time-sync with one.
@@ -347,7 +347,7 @@ fn verify_reports_version_content_and_copy_drift() {
     std::fs::write(&copy, format!("{text}\n# local change\n")).unwrap();
 
     let cat = Catalogue::load(tmp.path()).unwrap();
-    let reports = pin::verify(None, &cat, project.path(), &none, &|_| {}).unwrap();
+    let reports = pin::verify(None, None, &cat, project.path(), &none, &|_| {}).unwrap();
     let ssh = reports.iter().find(|r| r.name == "ssh-hardening").unwrap();
     assert!(
         matches!(ssh.drift.as_slice(), [Drift::ContentChanged { .. }]),
@@ -368,7 +368,7 @@ fn verify_reports_version_content_and_copy_drift() {
     std::fs::remove_dir_all(tmp.path().join("time-sync")).unwrap();
     std::fs::remove_dir_all(project.path().join("ssh-hardening")).unwrap();
     let cat = Catalogue::load(tmp.path()).unwrap();
-    let reports = pin::verify(None, &cat, project.path(), &none, &|_| {}).unwrap();
+    let reports = pin::verify(None, None, &cat, project.path(), &none, &|_| {}).unwrap();
     assert!(reports[0]
         .drift
         .iter()
@@ -377,7 +377,7 @@ fn verify_reports_version_content_and_copy_drift() {
 
     // A project without pins is told so.
     let empty = tempfile::tempdir().unwrap();
-    let e = pin::verify(None, &cat, empty.path(), &none, &|_| {})
+    let e = pin::verify(None, None, &cat, empty.path(), &none, &|_| {})
         .err()
         .unwrap()
         .to_string();

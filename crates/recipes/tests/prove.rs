@@ -48,6 +48,10 @@ fn every_shipped_recipe_proves_on_a_fresh_cluster() {
         );
     }
     let all_platforms = std::env::var("REHEARSE_PROVE_ALL_PLATFORMS").is_ok_and(|v| v == "1");
+    // The proofs' runs are recorded as `rehearse recipe prove` records them.
+    let store = rehearse_store::RunStore::open(engine.history_dir())
+        .ok()
+        .map(std::sync::Arc::new);
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -60,7 +64,8 @@ fn every_shipped_recipe_proves_on_a_fresh_cluster() {
                 } else {
                     recipe.meta.platforms[..1].to_vec()
                 };
-                let proof = prove::prove_on(&engine, recipe, &[], &platforms, &|_| {});
+                let proof =
+                    prove::prove_on(&engine, store.clone(), recipe, &[], &platforms, &|_| {});
                 eprintln!(
                     "{}: {}",
                     recipe.name(),

@@ -12,6 +12,7 @@ mod record;
 mod report;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -20,6 +21,7 @@ use rehearse_checks::{CheckResult, NodeChecks, Status};
 use rehearse_runner::{Pass, RunContext, StepReport};
 use rehearse_sandbox::{ClusterState, Engine, Ownership, SandboxError, UpRequest};
 use rehearse_spec::scenario::Scenario;
+use rehearse_store::RunStore;
 
 pub use cancel::{Cancel, STOPPED};
 pub use confidence::{Confidence, FaultOutcome};
@@ -60,6 +62,9 @@ pub struct RunOptions {
     pub parent: Option<ParentRun>,
     /// Applied to every text the run store receives.
     pub redact: Option<Redact>,
+    /// Where the run is recorded as it goes; `None` records nothing. The
+    /// caller owns the handle (one per process), the run only writes to it.
+    pub store: Option<Arc<RunStore>>,
     /// Lets another thread stop the run between phases.
     pub cancel: Option<Cancel>,
     /// Compare the nodes' files by content (idempotence and hygiene). Off, the
@@ -79,6 +84,7 @@ impl Default for RunOptions {
             boot_timeout: Duration::from_secs(60),
             parent: None,
             redact: None,
+            store: None,
             cancel: None,
             change_detection: true,
         }
@@ -225,7 +231,7 @@ pub fn run(
     let _entered = span.enter();
     tracing::info!(file = %scenario.file.display(), "scenario run started");
     let recorder = record::Recorder::start(
-        engine.history_dir(),
+        opts.store.clone(),
         &report,
         opts.parent.as_ref(),
         opts.redact.clone(),

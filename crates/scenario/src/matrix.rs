@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use rehearse_sandbox::Engine;
 use rehearse_spec::scenario::Scenario;
-use rehearse_store::{RunFinish, RunStart, RunStore};
+use rehearse_store::{RunFinish, RunStart};
 
 use crate::report::{junit_document, junit_suite};
 use crate::{new_run_id, Event, Outcome, ParentRun, RunOptions, RunReport};
@@ -131,10 +131,8 @@ pub fn run_matrix(
     let jobs = jobs
         .unwrap_or_else(|| host_slots(scenario.topology.nodes.len()))
         .clamp(1, platforms.len().max(1));
-    let store = RunStore::open(engine.history_dir())
-        .map_err(|e| tracing::warn!(error = %e, "the matrix run will not be in the run store"))
-        .ok();
-    if let Some(store) = &store {
+    let store = opts.store.as_deref();
+    if let Some(store) = store {
         let start = RunStart {
             id: run_id.clone(),
             kind: "scenario".into(),
@@ -202,7 +200,7 @@ pub fn run_matrix(
         total_ms: started.elapsed().as_millis() as u64,
         platforms: reports,
     };
-    if let Some(store) = &store {
+    if let Some(store) = store {
         let finish = RunFinish {
             outcome: crate::name_of(matrix.outcome),
             summary: matrix_summary(&matrix),

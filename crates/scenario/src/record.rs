@@ -3,7 +3,6 @@
 //! phase, the outcome and the whole report at the end. The store is a record,
 //! not a dependency: a failure to write is logged and the run carries on.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -34,7 +33,7 @@ impl std::fmt::Debug for Redact {
 }
 
 pub(crate) struct Recorder {
-    store: Option<RunStore>,
+    store: Option<Arc<RunStore>>,
     run_id: String,
     redact: Option<Redact>,
 }
@@ -76,53 +75,36 @@ pub fn cluster_row(cluster: &ClusterState, run_id: Option<&str>, boot_ms: u64) -
     }
 }
 
-/// Records a cluster in the store under `state_dir`, for `up` outside a run.
-pub fn record_cluster(state_dir: &Path, cluster: &ClusterState) {
-    match RunStore::open(state_dir) {
-        Ok(store) => {
-            if let Err(e) = store.record_cluster(&cluster_row(cluster, None, 0)) {
-                tracing::warn!(cluster = %cluster.id, error = %e, "recording the cluster in the run store");
-            }
-        }
-        Err(e) => {
-            tracing::warn!(cluster = %cluster.id, error = %e, "the cluster will not be in the run store")
-        }
+/// Records a cluster in `store`, for `up` outside a run.
+pub fn record_cluster(store: &RunStore, cluster: &ClusterState) {
+    if let Err(e) = store.record_cluster(&cluster_row(cluster, None, 0)) {
+        tracing::warn!(cluster = %cluster.id, error = %e, "recording the cluster in the run store");
     }
 }
 
-/// Records in the store under `state_dir` that a cluster is gone.
-pub fn record_cluster_destroyed(state_dir: &Path, cluster_id: &str) {
-    if let Ok(store) = RunStore::open(state_dir) {
-        if let Err(e) = store.cluster_destroyed(cluster_id) {
-            tracing::warn!(cluster = %cluster_id, error = %e, "recording the cluster's end in the run store");
-        }
+/// Records in `store` that a cluster is gone.
+pub fn record_cluster_destroyed(store: &RunStore, cluster_id: &str) {
+    if let Err(e) = store.cluster_destroyed(cluster_id) {
+        tracing::warn!(cluster = %cluster_id, error = %e, "recording the cluster's end in the run store");
     }
 }
 
-/// Records in the store under `state_dir` that `gc` or a reaper removed a
-/// cluster, and why.
-pub fn record_cluster_removed(state_dir: &Path, cluster_id: &str, reason: &str) {
-    if let Ok(store) = RunStore::open(state_dir) {
-        if let Err(e) = store.cluster_removed(cluster_id, reason) {
-            tracing::warn!(cluster = %cluster_id, error = %e, "recording the cluster's end in the run store");
-        }
+/// Records in `store` that `gc` or a reaper removed a cluster, and why.
+pub fn record_cluster_removed(store: &RunStore, cluster_id: &str, reason: &str) {
+    if let Err(e) = store.cluster_removed(cluster_id, reason) {
+        tracing::warn!(cluster = %cluster_id, error = %e, "recording the cluster's end in the run store");
     }
 }
 
 impl Recorder {
+    /// Records the run's start in `store`; without a store nothing of the
+    /// run is recorded.
     pub fn start(
-        state_dir: &Path,
+        store: Option<Arc<RunStore>>,
         report: &RunReport,
         parent: Option<&ParentRun>,
         redact: Option<Redact>,
     ) -> Recorder {
-        let store = match RunStore::open(state_dir) {
-            Ok(store) => Some(store),
-            Err(e) => {
-                tracing::warn!(run = %report.run_id, error = %e, "the run will not be in the run store");
-                None
-            }
-        };
         let recorder = Recorder {
             store,
             run_id: report.run_id.clone(),

@@ -103,12 +103,60 @@ pub struct RunStore {
 /// The run store's earlier name, kept so that existing callers still compile.
 pub type Store = RunStore;
 
+impl std::fmt::Debug for RunStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The run store of a process, opened on first use and then shared: one
+/// connection for everything the process records, whoever records it.
+#[derive(Debug)]
+pub struct SharedStore {
+    state_dir: PathBuf,
+    url: Option<String>,
+    opened: Mutex<Option<std::sync::Arc<RunStore>>>,
+}
+
+impl SharedStore {
+    /// The store `url` names, else the SQLite file under `state_dir` (see
+    /// [`RunStore::open_at`]); nothing is opened yet.
+    pub fn new(state_dir: &Path, url: Option<String>) -> SharedStore {
+        SharedStore {
+            state_dir: state_dir.to_path_buf(),
+            url,
+            opened: Mutex::new(None),
+        }
+    }
+
+    /// The store, opened now if it is not yet. A failed open is tried again
+    /// by the next call.
+    pub fn get(&self) -> Result<std::sync::Arc<RunStore>, StoreError> {
+        let mut slot = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(store) = slot.as_ref() {
+            return Ok(std::sync::Arc::clone(store));
+        }
+        let store = std::sync::Arc::new(RunStore::open_at(&self.state_dir, self.url.as_deref())?);
+        *slot = Some(std::sync::Arc::clone(&store));
+        Ok(store)
+    }
+}
+
 impl RunStore {
-    /// Opens the store the environment names: PostgreSQL when
-    /// `REHEARSE_DATABASE_URL` is set, else `<state_dir>/rehearse.db`.
+    /// Opens the SQLite file under `state_dir` (`<state_dir>/rehearse.db`).
     pub fn open(state_dir: &Path) -> Result<RunStore, StoreError> {
-        match std::env::var(DATABASE_URL_ENV) {
-            Ok(url) if !url.trim().is_empty() => RunStore::connect(url.trim()),
+        RunStore::open_at(state_dir, None)
+    }
+
+    /// Opens the store `url` names (see [`RunStore::connect`]) when it is
+    /// given and not blank, else the SQLite file under `state_dir`. Which
+    /// store a process uses is the process's to say (the CLI reads
+    /// [`DATABASE_URL_ENV`]); libraries are handed the store they record in.
+    pub fn open_at(state_dir: &Path, url: Option<&str>) -> Result<RunStore, StoreError> {
+        match url.map(str::trim) {
+            Some(url) if !url.is_empty() => RunStore::connect(url),
             _ => RunStore::open_file(&state_dir.join(FILE_NAME)),
         }
     }

@@ -527,8 +527,7 @@ fn clusters_and_metrics_aggregate_across_runs() {
 #[test]
 fn a_bad_url_says_which_server_and_what_to_check() {
     let err = RunStore::connect("postgresql://rehearse:hunter2@127.0.0.1:1/none")
-        .err()
-        .expect("nothing listens on port 1");
+        .expect_err("nothing listens on port 1");
     let msg = err.to_string();
     assert!(msg.contains("127.0.0.1:1"), "{msg}");
     assert!(!msg.contains("hunter2"), "the password stays out: {msg}");

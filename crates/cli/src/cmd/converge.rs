@@ -80,7 +80,13 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             eprintln!("· {message}");
         }
     };
-    let report = rehearse_converge::converge(&engine, &task, model.as_deref(), &progress)?;
+    let report = rehearse_converge::converge(
+        &engine,
+        &task,
+        model.as_deref(),
+        &progress,
+        super::recording_store(),
+    )?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

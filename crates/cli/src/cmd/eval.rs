@@ -84,6 +84,23 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         eprintln!("no LLM is configured (set ANTHROPIC_API_KEY, OPENAI_API_KEY or REHEARSE_LLM_BASE_URL): each task runs its starting code with the rules doctor only");
     }
     let engine = super::engine()?;
+    let progress = |label: &str, message: &str| {
+        if !json {
+            eprintln!("· {label}: {message}");
+        }
+    };
+    // The attempts' rows point at the evaluation's: without it none is recorded.
+    let store = match super::store().get() {
+        Ok(store) => Some(store),
+        Err(e) => {
+            tracing::warn!(error = %e, "the evaluation will not be in the run store");
+            progress(
+                "eval",
+                &format!("the evaluation will not be in the run store: {e}"),
+            );
+            None
+        }
+    };
     let options = EvalOptions {
         attempts: args.attempts,
         jobs: args.jobs as usize,
@@ -95,11 +112,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(" "),
-    };
-    let progress = |label: &str, message: &str| {
-        if !json {
-            eprintln!("· {label}: {message}");
-        }
+        store,
     };
     let report = match eval::evaluate(&engine, &tasks, model.as_deref(), &options, &progress) {
         Ok(report) => report,

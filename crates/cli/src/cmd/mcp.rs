@@ -25,5 +25,5 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 /// every cluster it starts gets a reaper, so a provisioned one dies at expiry
 /// and a job's one with the server, even if nobody calls `rehearse` again.
 pub fn api() -> anyhow::Result<Arc<Api>> {
-    Ok(Api::new(super::engine()?))
+    Ok(Api::with_store(super::engine()?, super::store()))
 }

@@ -30,12 +30,13 @@ mod snapshot;
 mod ssh;
 mod up;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use rehearse_api::SharedStore;
 use rehearse_sandbox::Engine;
 
 #[derive(Parser)]
@@ -233,7 +234,25 @@ pub fn engine_without_reaper() -> anyhow::Result<Engine> {
     let dir = rehearse_image::state_dir();
     let engine = Engine::new(&dir)
         .with_context(|| format!("opening the state directory {}", dir.display()))?;
-    Ok(rehearse_api::recording_removals(engine))
+    Ok(rehearse_api::recording_removals(engine, store()))
+}
+
+/// The run store of this process, for every record it makes: the database
+/// `REHEARSE_DATABASE_URL` names, else the SQLite file of the history
+/// directory. One handle, opened on first use.
+pub fn store() -> Arc<SharedStore> {
+    static STORE: OnceLock<Arc<SharedStore>> = OnceLock::new();
+    Arc::clone(STORE.get_or_init(|| {
+        let history = rehearse_image::history_dir_for(&rehearse_image::state_dir());
+        let url = std::env::var(rehearse_store::DATABASE_URL_ENV).ok();
+        Arc::new(SharedStore::new(&history, url))
+    }))
+}
+
+/// [`store`] for a run to record in, or `None` (said in the log) when it
+/// cannot be opened: the run goes on unrecorded.
+pub fn recording_store() -> Option<Arc<rehearse_store::RunStore>> {
+    rehearse_api::history::recording_store(&store())
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

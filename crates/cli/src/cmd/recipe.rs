@@ -216,8 +216,15 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                                 spinner.set(format!("{name}: {p}"))
                             }
                         };
-                        let r = prove::prove_on(&engine, recipe, &set, &platform, &events)
-                            .with_context(|| format!("proving {name}"));
+                        let r = prove::prove_on(
+                            &engine,
+                            super::recording_store(),
+                            recipe,
+                            &set,
+                            &platform,
+                            &events,
+                        )
+                        .with_context(|| format!("proving {name}"));
                         if let Ok(p) = &r {
                             for pp in &p.platforms {
                                 let mark = if pp.outcome == "passed" { "✔" } else { "✘" };
@@ -316,7 +323,9 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                 let mark = if r.ok() { "✔" } else { "✘" };
                 spinner.line(format!("{mark} {} {}", r.name, r.pinned_version));
             };
-            let reports = pin::verify(engine.as_ref(), &catalogue, &project, &events, &each)?;
+            let store = engine.as_ref().and_then(|_| super::recording_store());
+            let reports =
+                pin::verify(engine.as_ref(), store, &catalogue, &project, &events, &each)?;
             spinner.finish();
             let ok = reports.iter().all(PinReport::ok);
             if json {

@@ -95,6 +95,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             Keep::Never
         },
         ttl: args.ttl,
+        store: super::recording_store(),
         ..RunOptions::default()
     };
     let platforms = if args.platform.is_empty() {

@@ -52,11 +52,14 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     if let Some(backend) = &args.backend {
         topology.set_default_backend(backend.parse()?);
     }
-    let api = rehearse_api::Api::new(if args.no_reaper {
-        super::engine_without_reaper()?
-    } else {
-        super::engine()?
-    });
+    let api = rehearse_api::Api::with_store(
+        if args.no_reaper {
+            super::engine_without_reaper()?
+        } else {
+            super::engine()?
+        },
+        super::store(),
+    );
     let engine = api.engine();
     let spinner = Spinner::new(json);
     spinner.set("starting");
