@@ -3,7 +3,6 @@
 //! server, the CLI) parse their input into a [`Command`] and render the result;
 //! what a command does is decided here only.
 
-pub mod confidence;
 mod converge;
 mod error;
 pub mod history;
@@ -12,6 +11,7 @@ mod ops;
 mod outputs;
 pub mod recipes;
 pub mod snapshots;
+pub mod trials;
 pub mod types;
 
 use std::path::PathBuf;
@@ -279,15 +279,15 @@ commands! {
         "Check the host rehearse runs on: every requirement (root, systemd-nspawn, kernel features, cgroups, package tools, VM support) with what was found and how to fix it, how many nodes fit now and which limit sets that (inotify, PIDs, memory, disk), and which network impairments its kernel supports. Use it when provision or a run fails with boot_failed, no_capacity or missing_tool, before retrying.";
     Cluster(ClusterRequest) -> ClusterInfo = "cluster", read_only = true,
         "Describe one cluster: its nodes (names, IPs, groups), networks and time left.";
-    Fault(confidence::FaultRequest) -> confidence::FaultRecord = "fault", read_only = false,
+    Fault(trials::FaultRequest) -> trials::FaultRecord = "fault", read_only = false,
         "Inject a fault into a live cluster to see how the system copes: crash a node (kill its PID 1; heal boots it again), reboot a node, partition the network between groups of nodes, impair what a node sends (loss %, delay/jitter, bandwidth cap), fill a disk under a path (writes there get ENOSPC), stop or SIGKILL a service. The fault is recorded and stays until `heal`; destroying the cluster undoes it too. Returns the fault's id, what was done and how it will be undone.";
-    Heal(confidence::HealRequest) -> confidence::Healed = "heal", read_only = false,
+    Heal(trials::HealRequest) -> trials::Healed = "heal", read_only = false,
         "Undo a fault injected with `fault` (by id), or every active fault of the cluster: restart crashed nodes, remove network rules and shaping, unmount disk fillers, start stopped services. Returns the healed faults.";
-    Faults(ClusterRequest) -> confidence::FaultList = "faults", read_only = true,
+    Faults(ClusterRequest) -> trials::FaultList = "faults", read_only = true,
         "List every fault injected into a cluster, active or healed, with when and how.";
-    Load(confidence::LoadRequest) -> confidence::LoadReport = "load", read_only = false,
+    Load(trials::LoadRequest) -> trials::LoadReport = "load", read_only = false,
         "Drive HTTP GET load from one node of a cluster against a URL (bounded: duration and/or request count, concurrency), measuring on that node. Returns requests, failures by kind, error_rate (%), p50/p90/p99/max latency in ms, requests per second, a per-second timeline of successes and failures, and one check per expectation (error_rate, p50, p99, min_ok). Combine with `fault` to see how the system copes.";
-    Probe(confidence::ProbeRequest) -> confidence::ProbeReport = "probe", read_only = true,
+    Probe(trials::ProbeRequest) -> trials::ProbeReport = "probe", read_only = true,
         "Run an attack probe on a cluster and get its findings as checks: `ports` (scan every TCP port of a node from another; only the declared ones may be open), `ssh_password` (sshd must refuse password login), `internal` (a port must be unreachable from nodes outside its network), `files` (no world-writable file or setuid binary added since the image), `tls` (certificate validity days, hostname, no TLS 1.0/1.1).";
     Snapshot(snapshots::SnapshotRequest) -> snapshots::Snapshot = "snapshot", read_only = false,
         "Take a named snapshot of a whole cluster: every node is frozen at the same instant, its disk changes copied, then thawed (running processes carry on). Use it before trying something risky, then restore to go back. Returns the snapshot: nodes with the size of their captured changes, how long the nodes were frozen, and whether the copy was copy-on-write.";

@@ -208,7 +208,7 @@ impl Molecule {
 /// ownership is what a node sees (the image's UID shift undone), with systemd
 /// as the command.
 fn import_image(molecule: &Molecule) -> anyhow::Result<()> {
-    let images = rehearse_image::ImageStore::new(&rehearse_image::state_dir());
+    let images = rehearse_image::ImageCache::new(&rehearse_image::state_dir());
     let spec = images.spec_for(DEFAULT_IMAGE)?;
     let image = images.ensure(&spec, &|m| eprintln!("image: {m}"))?;
     eprintln!("importing {} ({}) into podman", image.name, image.id);

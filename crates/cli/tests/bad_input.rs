@@ -129,7 +129,7 @@ fn a_node_that_fails_to_boot_fails_up_with_its_log_and_leaves_nothing() {
     // An image whose root is not an OS tree: systemd-nspawn refuses to boot it.
     let spec =
         rehearse_image::ImageSpec::from_yaml("name: not-an-os\nsuite: bookworm\n", "test").unwrap();
-    let id = rehearse_image::ImageStore::id_of(&spec);
+    let id = rehearse_image::ImageCache::id_of(&spec);
     let dir = state_dir().join("images").join(&id);
     std::fs::create_dir_all(dir.join("rootfs/etc")).unwrap();
     let meta = serde_json::json!({

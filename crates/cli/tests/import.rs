@@ -168,7 +168,7 @@ fn base() -> &'static Base {
     })
 }
 
-/// What the image store under `home` holds besides its lock files.
+/// What the image cache under `home` holds besides its lock files.
 fn store_contents(home: &Path) -> Vec<String> {
     let mut left: Vec<String> = std::fs::read_dir(home.join("images"))
         .map(|entries| {

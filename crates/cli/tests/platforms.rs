@@ -211,7 +211,7 @@ fn an_unreachable_archive_is_named_and_nothing_is_left_half_built() {
                 .collect()
         })
         .unwrap_or_default();
-    assert!(left.is_empty(), "left in the image store: {left:?}");
+    assert!(left.is_empty(), "left in the image cache: {left:?}");
 }
 
 /// Whether `host` serves an Ubuntu `Release` file for noble over plain HTTP.

@@ -306,7 +306,7 @@ pub fn evaluate(
     progress: &(dyn Fn(&str, &str) + Sync),
 ) -> Result<EvalReport, EvalError> {
     if let Some(platforms) = &options.platforms {
-        rehearse_spec::scenario::Scenario::check_platforms(platforms)
+        rehearse_spec::scenario::Scenario::validate_platforms(platforms)
             .map_err(EvalError::Platform)?;
     }
     let started = Instant::now();

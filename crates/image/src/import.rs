@@ -5,7 +5,7 @@
 //! digest on the way), `umoci unpack` applies its layers (whiteouts, owners,
 //! modes and xattrs kept), and the root filesystem then goes through what a
 //! built image goes through after mmdebstrap: the requirement check, the node
-//! preparation and the shift to the node UID range. Nothing reaches the store
+//! preparation and the shift to the node UID range. Nothing reaches the cache
 //! before all of it succeeded.
 
 use std::fs;
@@ -17,9 +17,9 @@ use sha2::{Digest, Sha256};
 
 use rehearse_spec::{builtin_image, ImageSpec};
 
+use crate::cache::{du, now, remove_tree, write_json};
 use crate::customize::{in_root, prepare};
-use crate::store::{du, now, remove_tree, write_json};
-use crate::{shift, Image, ImageError, ImageStore, UID_BASE};
+use crate::{shift, Image, ImageCache, ImageError, UID_BASE};
 
 /// Transports skopeo understands that a user may name explicitly.
 const TRANSPORTS: &[&str] = &[
@@ -283,7 +283,7 @@ fn exists(root: &Path, rel: &str) -> bool {
 
 /// Checks that the image at `root` has what a node needs; refuses naming what
 /// is missing and the Containerfile line that adds it.
-pub(crate) fn check_node_requirements(root: &Path, source: &str) -> Result<Family, ImageError> {
+pub(crate) fn validate_node_requirements(root: &Path, source: &str) -> Result<Family, ImageError> {
     let family = family(root);
     let missing: Vec<&Requirement> = REQUIREMENTS
         .iter()
@@ -378,9 +378,9 @@ fn run_tool(
     })
 }
 
-impl ImageStore {
+impl ImageCache {
     /// Imports the image at `source` (see [`skopeo_source`]) as `name`. The
-    /// name must be new. On any failure nothing is left in the store.
+    /// name must be new. On any failure nothing is left in the cache.
     pub fn import(
         &self,
         source: &str,
@@ -408,7 +408,7 @@ impl ImageStore {
             });
         }
         fs::create_dir_all(&self.root).map_err(|e| ImageError::io("creating", &self.root, e))?;
-        // One import at a time per store: the name check below holds until
+        // One import at a time per cache: the name check below holds until
         // the name is written.
         let _import_lock = self.lock("import")?;
         if let Some(existing) = self.by_name(name)? {
@@ -473,7 +473,7 @@ impl ImageStore {
             remove_tree(&bundle)?;
             remove_tree(&layout)?;
             progress("checking what a node needs (systemd, sshd, iproute2, python3)");
-            check_node_requirements(&rootfs, source)?;
+            validate_node_requirements(&rootfs, source)?;
             progress("preparing the image for container boot");
             prepare(&rootfs)?;
             progress("shifting ownership to the node UID range");
@@ -545,7 +545,7 @@ mod tests {
             "ID=rocky\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\n",
         );
         assert_eq!(
-            check_node_requirements(dir.path(), "x").unwrap(),
+            validate_node_requirements(dir.path(), "x").unwrap(),
             Family::Dnf
         );
         assert_eq!(
@@ -580,7 +580,7 @@ mod tests {
                 _ => "usr/lib/systemd/systemd",
             };
             fs::remove_file(dir.path().join(rel)).unwrap();
-            let error = check_node_requirements(dir.path(), "img.tar")
+            let error = validate_node_requirements(dir.path(), "img.tar")
                 .unwrap_err()
                 .to_string();
             let what = if remove == "ip" { "iproute2" } else { remove };
@@ -601,7 +601,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         touch(dir.path(), "sbin/apk");
         assert_eq!(family(dir.path()), Family::Apk);
-        let error = check_node_requirements(dir.path(), "alpine")
+        let error = validate_node_requirements(dir.path(), "alpine")
             .unwrap_err()
             .to_string();
         assert!(
@@ -619,10 +619,10 @@ mod tests {
         complete(dir.path(), "ID=debian\n");
         fs::remove_file(dir.path().join("usr/sbin/sshd")).unwrap();
         symlink("/usr/sbin/sshd-real", dir.path().join("usr/sbin/sshd")).unwrap();
-        let error = check_node_requirements(dir.path(), "x").unwrap_err();
+        let error = validate_node_requirements(dir.path(), "x").unwrap_err();
         assert!(error.to_string().contains("sshd"), "{error}");
         touch(dir.path(), "usr/sbin/sshd-real");
-        check_node_requirements(dir.path(), "x").unwrap();
+        validate_node_requirements(dir.path(), "x").unwrap();
     }
 
     #[test]

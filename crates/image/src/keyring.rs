@@ -2,7 +2,7 @@
 //!
 //! A Debian host has Debian's keys (`debian-archive-keyring`). Ubuntu's keys come
 //! from the host's `ubuntu-keyring` package when installed, else from that
-//! same package in Debian's archive, fetched once into the image store and
+//! same package in Debian's archive, fetched once into the image cache and
 //! checked against the digest pinned here, so a mirror cannot slip in other keys.
 
 use std::fs;

@@ -3,18 +3,18 @@
 //! content-addressed cache so that every node of every cluster shares one copy.
 
 mod build;
+mod cache;
 mod customize;
 mod error;
 mod import;
 mod keyring;
 mod saved;
 mod shift;
-mod store;
 
+pub use cache::{Image, ImageCache};
 pub use error::ImageError;
 pub use rehearse_spec::ImageSpec;
 pub use shift::{shift_tree, UID_BASE, UID_RANGE};
-pub use store::{Image, ImageStore};
 
 use std::path::PathBuf;
 

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use rehearse_spec::{builtin_image, ImageSpec};
 
-use crate::store::{du, now, remove_tree, write_json};
-use crate::{Image, ImageError, ImageStore};
+use crate::cache::{du, now, remove_tree, write_json};
+use crate::{Image, ImageCache, ImageError};
 
 /// Files every node gets at creation (its own keys, its cluster's client key):
 /// they must not travel with an image into other clusters.
@@ -25,7 +25,7 @@ const NODE_IDENTITY: &[&str] = &[
     "root/.ssh/id_ed25519.pub",
 ];
 
-impl ImageStore {
+impl ImageCache {
     /// Adds an image named `name` whose root filesystem `fill` writes into the
     /// (not yet existing) folder it is given. `parent` is the image the node
     /// booted; `origin` says which node it was. The name must be new.
@@ -122,10 +122,10 @@ fn forget_node_identity(root: &Path) -> Result<(), ImageError> {
 mod tests {
     use super::*;
 
-    fn parent(store_home: &Path) -> Image {
+    fn parent(cache_home: &Path) -> Image {
         let spec = ImageSpec::from_yaml("name: base\nsuite: bookworm\n", "test").unwrap();
-        let id = ImageStore::id_of(&spec);
-        let dir = store_home.join("images").join(&id);
+        let id = ImageCache::id_of(&spec);
+        let dir = cache_home.join("images").join(&id);
         fs::create_dir_all(dir.join("rootfs/etc")).unwrap();
         let image = Image {
             id,
@@ -147,9 +147,9 @@ mod tests {
     #[test]
     fn a_saved_image_is_found_by_name_never_rebuilt_and_keeps_no_node_keys() {
         let home = tempfile::tempdir().unwrap();
-        let store = ImageStore::new(home.path());
+        let cache = ImageCache::new(home.path());
         let base = parent(home.path());
-        let saved = store
+        let saved = cache
             .add_saved("web-ready", &base, "node1 of cluster abc123", |rootfs| {
                 fs::create_dir_all(rootfs.join("etc/ssh")).unwrap();
                 fs::write(rootfs.join("etc/ssh/ssh_host_ed25519_key"), "secret").unwrap();
@@ -169,30 +169,30 @@ mod tests {
         assert_eq!(fs::read_to_string(root.join("etc/machine-id")).unwrap(), "");
 
         // What `up` does with `image: web-ready`: the saved image, not a build.
-        let spec = store.spec_for("web-ready").unwrap();
-        let ensured = store
+        let spec = cache.spec_for("web-ready").unwrap();
+        let ensured = cache
             .ensure(&spec, &|_| panic!("nothing to build"))
             .unwrap();
         assert_eq!(ensured.id, saved.id);
-        assert_eq!(store.list().unwrap().len(), 2);
+        assert_eq!(cache.list().unwrap().len(), 2);
 
-        let taken = store
+        let taken = cache
             .add_saved("web-ready", &base, "again", |_| Ok::<(), ImageError>(()))
             .unwrap_err();
         assert!(matches!(taken, ImageError::NameTaken { .. }), "{taken}");
-        let builtin = store
+        let builtin = cache
             .add_saved("debian-12", &base, "x", |_| Ok::<(), ImageError>(()))
             .unwrap_err();
         assert!(builtin.to_string().contains("another name"), "{builtin}");
-        let bad = store
+        let bad = cache
             .add_saved("Bad/Name", &base, "x", |_| Ok::<(), ImageError>(()))
             .unwrap_err();
         assert!(bad.to_string().contains("Bad/Name"), "{bad}");
 
         // A failed fill leaves nothing behind.
-        let failed = store.add_saved("broken", &base, "x", |_| Err(ImageError::NoMmdebstrap));
+        let failed = cache.add_saved("broken", &base, "x", |_| Err(ImageError::NoMmdebstrap));
         assert!(failed.is_err());
-        assert!(store.by_name("broken").unwrap().is_none());
+        assert!(cache.by_name("broken").unwrap().is_none());
         let leftovers: Vec<_> = fs::read_dir(home.path().join("images"))
             .unwrap()
             .flatten()
@@ -200,8 +200,8 @@ mod tests {
             .collect();
         assert!(leftovers.is_empty());
 
-        store.remove(&saved).unwrap();
-        assert!(store.by_name("web-ready").unwrap().is_none());
+        cache.remove(&saved).unwrap();
+        assert!(cache.by_name("web-ready").unwrap().is_none());
         assert!(!saved.dir.exists());
     }
 }

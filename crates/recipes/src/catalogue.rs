@@ -40,7 +40,7 @@ impl Recipe {
         })?;
         let files = render::files(dir)?;
         for file in &files {
-            render::check_placeholders(&meta, dir, file)?;
+            render::validate_placeholders(&meta, dir, file)?;
         }
         let hash = render::content_hash(dir)?;
         Ok(Recipe {

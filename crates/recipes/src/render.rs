@@ -76,7 +76,7 @@ fn placeholders(text: &str) -> Vec<(usize, &str)> {
 }
 
 /// Refuses a `{{NAME}}` in `file` that the recipe does not declare.
-pub(crate) fn check_placeholders(
+pub(crate) fn validate_placeholders(
     meta: &Metadata,
     dir: &Path,
     file: &Path,

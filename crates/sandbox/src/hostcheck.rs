@@ -19,9 +19,6 @@ pub struct HostCheck {
     pub required: bool,
 }
 
-/// The earlier name of [`HostCheck`], kept so that existing callers compile.
-pub type Check = HostCheck;
-
 fn which(tool: &str) -> Option<String> {
     host::which(tool).map(|p| p.display().to_string())
 }

@@ -34,8 +34,6 @@ pub use cluster::{
 };
 pub use error::SandboxError;
 pub use fault::{FaultRecord, FaultStatus};
-/// The host check's earlier name, kept so that existing callers compile.
-pub use hostcheck as doctor;
 pub use node_exec::{Captured, NodeExec};
 pub use pkgcache::{PackageCache, CACHE_PORT, SERVICE_BRIDGE};
 pub use snapshot::{CopyMode, Snapshot, SnapshotNode};

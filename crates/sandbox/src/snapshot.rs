@@ -84,7 +84,7 @@ impl Snapshot {
 }
 
 /// Snapshot names become folder names: the rule of image names.
-pub fn check_name(what: &str, name: &str) -> Result<(), SandboxError> {
+pub fn validate_name(what: &str, name: &str) -> Result<(), SandboxError> {
     let ok_first = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     let ok_rest = |c: char| ok_first(c) || matches!(c, '.' | '_' | '-');
     let mut chars = name.chars();
@@ -208,11 +208,11 @@ mod tests {
             "with space",
             &"x".repeat(65),
         ] {
-            let e = check_name("snapshot name", bad).unwrap_err().to_string();
+            let e = validate_name("snapshot name", bad).unwrap_err().to_string();
             assert!(e.contains("[a-z0-9]"), "{bad}: {e}");
         }
         for good in ["before-upgrade", "v1.2", "0", "a_b"] {
-            check_name("snapshot name", good).unwrap();
+            validate_name("snapshot name", good).unwrap();
         }
     }
 

@@ -163,7 +163,7 @@ impl ClusterRegistry {
         self.root.join(id)
     }
 
-    /// Takes the store-wide lock: held while allocating ids and subnets and while
+    /// Takes the registry-wide lock: held while allocating ids and subnets and while
     /// `gc` decides what is orphaned.
     pub fn lock(&self) -> Result<Flock<fs::File>, SandboxError> {
         crate::lock::exclusive_in(&self.root)

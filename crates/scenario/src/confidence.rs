@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use rehearse_checks::{CheckResult, NodeChecks, Status};
-use rehearse_confidence::{LoadReport, ProbeReport};
+use rehearse_probes::{LoadReport, ProbeReport};
 use rehearse_sandbox::Engine;
-use rehearse_spec::confidence::FaultAction;
 use rehearse_spec::scenario::Scenario;
+use rehearse_spec::trials::FaultAction;
 
 /// One fault of the run: when it was injected and healed (ms into the phase),
 /// what was done, and the checks of its expected outcome.
@@ -26,7 +26,7 @@ pub struct FaultOutcome {
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
-pub struct Confidence {
+pub struct ConfidenceReport {
     pub faults: Vec<FaultOutcome>,
     pub loads: Vec<LoadReport>,
     pub probes: Vec<ProbeReport>,
@@ -34,7 +34,7 @@ pub struct Confidence {
     pub errors: Vec<String>,
 }
 
-impl Confidence {
+impl ConfidenceReport {
     /// Every check of the phase.
     pub fn checks(&self) -> impl Iterator<Item = &CheckResult> {
         self.faults
@@ -85,8 +85,8 @@ pub(crate) fn run(
     scenario: &Scenario,
     cluster: &str,
     phase: &(dyn Fn(&str) + Sync),
-) -> Confidence {
-    let mut report = Confidence::default();
+) -> ConfidenceReport {
+    let mut report = ConfidenceReport::default();
     let t0 = Instant::now();
     let ms = |t: Instant| t.duration_since(t0).as_millis() as u64;
     let loads: Vec<Result<LoadReport, String>> = std::thread::scope(|s| {
@@ -96,7 +96,7 @@ pub(crate) fn run(
             .map(|l| {
                 phase(&format!("load: {}", l.display_name()));
                 s.spawn(move || {
-                    rehearse_confidence::run_load(engine, cluster, l)
+                    rehearse_probes::run_load(engine, cluster, l)
                         .map_err(|e| format!("{}: {e}", l.display_name()))
                 })
             })
@@ -154,7 +154,7 @@ pub(crate) fn run(
     }
     for p in &scenario.probes {
         phase(&format!("probe: {}", p.describe()));
-        match rehearse_confidence::run_probe(engine, cluster, p) {
+        match rehearse_probes::run_probe(engine, cluster, p) {
             Ok(r) => report.probes.push(r),
             Err(e) => report.errors.push(format!("probe {}: {e}", p.describe())),
         }
@@ -163,7 +163,7 @@ pub(crate) fn run(
 }
 
 /// The faults, loads and probes of a run, for the human report.
-pub fn render(c: &Confidence) -> String {
+pub fn render(c: &ConfidenceReport) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let line = |r: &CheckResult| format!("      {}", rehearse_checks::render_line(r));

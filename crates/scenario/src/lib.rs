@@ -24,7 +24,7 @@ use rehearse_spec::scenario::Scenario;
 use rehearse_store::RunStore;
 
 pub use cancel::{Cancel, STOPPED};
-pub use confidence::{Confidence, FaultOutcome};
+pub use confidence::{ConfidenceReport, FaultOutcome};
 pub use hygiene::{Finding, FindingKind};
 pub use idempotence::{FailedRun, Idempotence, StepChanges};
 pub use matrix::{
@@ -150,7 +150,7 @@ pub struct RunReport {
     pub idempotence: Option<Idempotence>,
     pub reboot_checks: Option<Vec<CheckResult>>,
     /// Faults, loads and attack probes, when the scenario has any.
-    pub confidence: Option<Confidence>,
+    pub confidence: Option<ConfidenceReport>,
     pub hygiene: Vec<Finding>,
     pub error: Option<String>,
     pub timings: Timings,

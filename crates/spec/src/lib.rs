@@ -6,11 +6,11 @@
 //! wrong and how to fix it. The engine then works only with the explicit,
 //! validated [`Topology`], [`ImageSpec`] and [`scenario::Scenario`].
 
-pub mod confidence;
 pub mod image;
 pub mod scenario;
 pub mod task;
 pub mod topology;
+pub mod trials;
 
 mod error;
 mod names;

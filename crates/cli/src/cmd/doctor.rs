@@ -1,4 +1,4 @@
-use rehearse_sandbox::doctor::{self, Check};
+use rehearse_sandbox::hostcheck::{self, HostCheck};
 use rehearse_sandbox::packages::Need;
 
 use crate::output::print_json;
@@ -40,7 +40,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
 }
 
 fn packages(tests: bool, json: bool) -> anyhow::Result<i32> {
-    let checks = doctor::package_checks(|need| tests || need != Need::Test);
+    let checks = hostcheck::package_checks(|need| tests || need != Need::Test);
     let missing: Vec<&str> = checks
         .iter()
         .filter(|c| !c.ok)
@@ -63,7 +63,7 @@ fn packages(tests: bool, json: bool) -> anyhow::Result<i32> {
     Ok(if missing.is_empty() { 0 } else { 1 })
 }
 
-fn print_checks(checks: &[Check]) {
+fn print_checks(checks: &[HostCheck]) {
     for c in checks {
         let mark = if c.ok {
             "ok  "

@@ -3,11 +3,11 @@
 
 use clap::Subcommand;
 
-use rehearse_api::confidence::FaultRequest;
+use rehearse_api::trials::FaultRequest;
 use rehearse_api::types::ClusterRequest;
 use rehearse_api::Command;
 use rehearse_sandbox::{FaultRecord, FaultStatus};
-use rehearse_spec::confidence::{FaultAction, Span};
+use rehearse_spec::trials::{FaultAction, Span};
 
 use crate::output::print_json;
 

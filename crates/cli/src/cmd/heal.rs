@@ -1,6 +1,6 @@
 //! `rehearse heal CLUSTER [FAULT]`: undo one fault or every active one.
 
-use rehearse_api::confidence::HealRequest;
+use rehearse_api::trials::HealRequest;
 use rehearse_api::Command;
 
 use crate::output::print_json;

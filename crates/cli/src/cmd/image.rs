@@ -53,16 +53,16 @@ enum Sub {
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     let engine = super::engine()?;
-    let store = engine.images();
+    let cache = engine.images();
     match args.command {
         Sub::Build { name, file } => {
             let spec = match (file, name) {
                 (Some(path), _) => ImageSpec::from_path(&path)?,
-                (None, Some(name)) => store.spec_for(&name)?,
-                (None, None) => store.spec_for(rehearse_spec::DEFAULT_IMAGE)?,
+                (None, Some(name)) => cache.spec_for(&name)?,
+                (None, None) => cache.spec_for(rehearse_spec::DEFAULT_IMAGE)?,
             };
             let spinner = Spinner::new(json);
-            let image = store
+            let image = cache
                 .ensure(&spec, &|msg| spinner.set(msg.to_string()))
                 .context("building the image")?;
             spinner.finish();
@@ -79,7 +79,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         }
         Sub::Import { source, name } => {
             let spinner = Spinner::new(json);
-            let imported = store.import(&source, &name, &|msg| spinner.set(msg.to_string()));
+            let imported = cache.import(&source, &name, &|msg| spinner.set(msg.to_string()));
             spinner.finish();
             let image = imported.with_context(|| format!("importing {source} as {name}"))?;
             if json {

@@ -2,10 +2,10 @@
 //! live cluster, bounded in time and count. Exit 0 when every stated
 //! expectation held, 1 otherwise, 2 when the load could not be run.
 
-use rehearse_api::confidence::LoadRequest;
+use rehearse_api::trials::LoadRequest;
 use rehearse_api::Command;
 use rehearse_checks::CheckResult;
-use rehearse_spec::confidence::{LoadExpect, LoadSpec, Span};
+use rehearse_spec::trials::{LoadExpect, LoadSpec, Span};
 
 use crate::output::print_json;
 

@@ -4,10 +4,10 @@
 
 use clap::Subcommand;
 
-use rehearse_api::confidence::ProbeRequest;
+use rehearse_api::trials::ProbeRequest;
 use rehearse_api::Command;
 use rehearse_checks::CheckResult;
-use rehearse_spec::confidence::ProbeSpec;
+use rehearse_spec::trials::ProbeSpec;
 
 use crate::output::print_json;
 

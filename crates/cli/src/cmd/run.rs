@@ -63,7 +63,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         let platforms = if args.platform.is_empty() {
             scenario.platforms.clone()
         } else {
-            Scenario::check_platforms(&args.platform).context("--platform")?;
+            Scenario::validate_platforms(&args.platform).context("--platform")?;
             args.platform.clone()
         };
         return super::fleet::run_scenario(
@@ -101,7 +101,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     let platforms = if args.platform.is_empty() {
         scenario.platforms.clone()
     } else {
-        Scenario::check_platforms(&args.platform).context("--platform")?;
+        Scenario::validate_platforms(&args.platform).context("--platform")?;
         args.platform.clone()
     };
     if !platforms.is_empty() {

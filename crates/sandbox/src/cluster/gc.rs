@@ -5,7 +5,7 @@
 //! the process it was made for (a run) is alive. It goes once that process is
 //! dead, once it expires (a user's cluster), or when it was made before the
 //! host rebooted. A cluster to remove is first claimed — marked destroying by
-//! this process under the store lock — so that of several `gc`s, reapers and
+//! this process under the registry lock — so that of several `gc`s, reapers and
 //! `down`s exactly one removes it; the others wait or pass.
 
 use std::collections::BTreeSet;
@@ -104,7 +104,7 @@ fn verdict(state: &ClusterState, now: u64, boot_id: &str) -> Verdict {
     }
 }
 
-/// The outcome of looking at one cluster under the store lock.
+/// The outcome of looking at one cluster under the registry lock.
 enum Claim {
     Gone,
     Kept,
@@ -219,7 +219,7 @@ impl Engine {
         Ok(report)
     }
 
-    /// Looks at one cluster, holding the store lock: claims it when it is to
+    /// Looks at one cluster, holding the registry lock: claims it when it is to
     /// be removed, makes it ready again after an interrupted restore.
     fn claim_locked(&self, id: &str) -> Result<Claim, SandboxError> {
         let mut state = match self.registry.load(id) {

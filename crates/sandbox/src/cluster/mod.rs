@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use rehearse_image::ImageStore;
+use rehearse_image::ImageCache;
 use rehearse_spec::Topology;
 
 use crate::backend::Backend;
@@ -118,7 +118,7 @@ pub struct Engine {
     /// Where runs are recorded (run store, run folders, proofs).
     history_dir: PathBuf,
     registry: ClusterRegistry,
-    images: ImageStore,
+    images: ImageCache,
     cgroups: Cgroups,
     cache: PackageCache,
     /// The backend of nodes whose topology leaves the choice open.
@@ -159,7 +159,7 @@ impl Engine {
             state_dir: state_dir.to_path_buf(),
             history_dir: rehearse_image::history_dir_for(state_dir),
             registry: ClusterRegistry::new(state_dir),
-            images: ImageStore::new(state_dir),
+            images: ImageCache::new(state_dir),
             cgroups: Cgroups::discover()?,
             cache: PackageCache::host(state_dir),
             backend,
@@ -223,7 +223,7 @@ impl Engine {
         self
     }
 
-    pub fn images(&self) -> &ImageStore {
+    pub fn images(&self) -> &ImageCache {
         &self.images
     }
 

@@ -368,7 +368,7 @@ impl Engine {
     fn images_current(&self, state: &ClusterState) -> bool {
         state.nodes.iter().all(|n| {
             let current = match rehearse_spec::builtin_image(&n.image) {
-                Some(spec) => Some(rehearse_image::ImageStore::id_of(&spec)),
+                Some(spec) => Some(rehearse_image::ImageCache::id_of(&spec)),
                 None => self.images.by_name(&n.image).ok().flatten().map(|im| im.id),
             };
             current.as_deref() == Some(n.image_id.as_str())

@@ -59,13 +59,13 @@ struct Booting<'a> {
 
 impl Drop for Booting<'_> {
     fn drop(&mut self) {
-        let store = &self.engine.registry;
-        let _lock = store.lock();
-        if let Ok(mut state) = store.load(&self.id) {
+        let registry = &self.engine.registry;
+        let _lock = registry.lock();
+        if let Ok(mut state) = registry.load(&self.id) {
             if state.status == ClusterStatus::Booting {
                 state.status = ClusterStatus::Ready;
                 state.owner = self.owner;
-                if let Err(e) = store.save(&state) {
+                if let Err(e) = registry.save(&state) {
                     tracing::error!(cluster = self.id, error = %e, "marking the cluster ready");
                 }
             }
@@ -195,7 +195,7 @@ impl Engine {
     /// layers copied (cloned where the filesystem can), then thawed.
     pub fn snapshot(&self, id: &str, name: &str) -> Result<Snapshot, SandboxError> {
         let t0 = Instant::now();
-        snapshot::check_name("snapshot name", name)?;
+        snapshot::validate_name("snapshot name", name)?;
         let state = self.registry.load(id)?;
         layered(&state, &state.nodes.iter().collect::<Vec<_>>())?;
         let _lock = self.snapshot_lock(id)?;
@@ -316,7 +316,7 @@ impl Engine {
 
     /// Removes one snapshot of a cluster.
     pub fn remove_snapshot(&self, id: &str, name: &str) -> Result<Snapshot, SandboxError> {
-        snapshot::check_name("snapshot name", name)?;
+        snapshot::validate_name("snapshot name", name)?;
         self.registry.load(id)?;
         let _lock = self.snapshot_lock(id)?;
         let dir = self.snapshots_dir(id).join(name);
@@ -338,7 +338,7 @@ impl Engine {
         boot_timeout: Duration,
     ) -> Result<Restored, SandboxError> {
         let t0 = Instant::now();
-        snapshot::check_name("snapshot name", name)?;
+        snapshot::validate_name("snapshot name", name)?;
         let state = self.registry.load(id)?;
         layered(&state, &state.nodes.iter().collect::<Vec<_>>())?;
         let _lock = self.snapshot_lock(id)?;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use rehearse_spec::confidence::FaultAction;
+use rehearse_spec::trials::FaultAction;
 
 use crate::cluster::Engine;
 use crate::host::ProcessId;

@@ -62,7 +62,7 @@ impl Matcher {
                 "write a pattern between the slashes; to look for the text \"//\", write /\\/\\//",
             )),
             Some(regex) => {
-                check_regex(regex)?;
+                validate_regex(regex)?;
                 Pattern::Regex(regex.to_owned())
             }
             None => Pattern::Substring(body.to_owned()),
@@ -85,7 +85,7 @@ impl fmt::Display for Matcher {
 
 /// Refuses a regex that Python's `re` would not compile, or would read otherwise
 /// than it looks, as far as the Rust parser can tell.
-fn check_regex(regex: &str) -> Result<(), SpecError> {
+fn validate_regex(regex: &str) -> Result<(), SpecError> {
     let ast = match ast::parse::Parser::new().parse(regex) {
         Ok(ast) => ast,
         Err(error) if python_only(regex, &error) => return Ok(()),
@@ -209,7 +209,7 @@ impl PythonCompat {
         self.problem.get_or_insert((offset, what, hint));
     }
 
-    fn check_flags(&mut self, flags: &ast::Flags) {
+    fn validate_flags(&mut self, flags: &ast::Flags) {
         for item in &flags.items {
             if let FlagsItemKind::Flag(Flag::SwapGreed | Flag::CRLF) = item.kind {
                 self.found(
@@ -221,7 +221,7 @@ impl PythonCompat {
         }
     }
 
-    fn check_class_item(&mut self, item: &ClassSetItem) {
+    fn validate_class_item(&mut self, item: &ClassSetItem) {
         match item {
             ClassSetItem::Unicode(class) => self.found(
                 class.span.start.offset,
@@ -233,16 +233,16 @@ impl PythonCompat {
                 "a POSIX class like [:alpha:]",
                 "write the range instead, e.g. [a-zA-Z] for [[:alpha:]]",
             ),
-            ClassSetItem::Literal(literal) => self.check_literal(literal),
+            ClassSetItem::Literal(literal) => self.validate_literal(literal),
             ClassSetItem::Range(range) => {
-                self.check_literal(&range.start);
-                self.check_literal(&range.end);
+                self.validate_literal(&range.start);
+                self.validate_literal(&range.end);
             }
             _ => {}
         }
     }
 
-    fn check_literal(&mut self, literal: &ast::Literal) {
+    fn validate_literal(&mut self, literal: &ast::Literal) {
         if let ast::LiteralKind::HexBrace(_) = literal.kind {
             self.found(
                 literal.span.start.offset,
@@ -268,7 +268,7 @@ impl ast::Visitor for PythonCompat {
                 "a Unicode class like \\pL",
                 "list the characters or use \\w, \\d, \\s",
             ),
-            Ast::Literal(literal) => self.check_literal(literal),
+            Ast::Literal(literal) => self.validate_literal(literal),
             Ast::Assertion(assertion) => match assertion.kind {
                 AssertionKind::StartLine
                 | AssertionKind::EndLine
@@ -287,7 +287,7 @@ impl ast::Visitor for PythonCompat {
                 ),
             },
             Ast::Flags(set) => {
-                self.check_flags(&set.flags);
+                self.validate_flags(&set.flags);
                 if self.groups > 0 {
                     self.found(
                         set.span.start.offset,
@@ -317,7 +317,7 @@ impl ast::Visitor for PythonCompat {
                             "name the group with letters, digits and _, not starting with a digit",
                         )
                     }
-                    GroupKind::NonCapturing(flags) => self.check_flags(flags),
+                    GroupKind::NonCapturing(flags) => self.validate_flags(flags),
                     _ => {}
                 }
             }
@@ -366,7 +366,7 @@ impl ast::Visitor for PythonCompat {
                 "write one class: [abc]",
             );
         }
-        self.check_class_item(item);
+        self.validate_class_item(item);
         Ok(())
     }
 

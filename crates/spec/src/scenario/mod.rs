@@ -50,11 +50,11 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     pub checks: Vec<Check>,
     /// Faults injected after the checks, in order of `at`.
-    pub faults: Vec<crate::confidence::ScenarioFault>,
+    pub faults: Vec<crate::trials::ScenarioFault>,
     /// Loads run while the faults happen.
-    pub loads: Vec<crate::confidence::LoadSpec>,
+    pub loads: Vec<crate::trials::LoadSpec>,
     /// Attack probes run last.
-    pub probes: Vec<crate::confidence::ProbeSpec>,
+    pub probes: Vec<crate::trials::ProbeSpec>,
     /// The folder relative paths in the scenario are resolved against.
     pub dir: PathBuf,
     /// The file the scenario was read from (the `origin` of [`Scenario::from_yaml`]).
@@ -182,7 +182,7 @@ impl Scenario {
 
     /// Checks a list of platforms (from `platforms:` or the command line):
     /// image names, each once.
-    pub fn check_platforms(platforms: &[String]) -> Result<(), SpecError> {
+    pub fn validate_platforms(platforms: &[String]) -> Result<(), SpecError> {
         for (i, platform) in platforms.iter().enumerate() {
             crate::names::IMAGE.validate(platform).map_err(|e| {
                 e.with_hint("name an image, such as debian-12, debian-13 or ubuntu-24.04")

@@ -27,23 +27,23 @@ impl Scenario {
             .with_hint("add `steps` that set the nodes up, `checks` that verify them, or both");
             return Err(source.at(&FieldPath::key("steps"), error));
         }
-        self.check_group_names(source)?;
+        self.validate_group_names(source)?;
         for (i, _) in self.platforms.iter().enumerate() {
-            if let Err(error) = Scenario::check_platforms(&self.platforms[..=i]) {
+            if let Err(error) = Scenario::validate_platforms(&self.platforms[..=i]) {
                 return Err(source.at(&FieldPath::key("platforms").at(i), error));
             }
         }
         for (i, step) in self.steps.iter().enumerate() {
-            self.check_step(step, &FieldPath::key("steps").at(i), source)?;
+            self.validate_step(step, &FieldPath::key("steps").at(i), source)?;
         }
         for (i, check) in self.checks.iter().enumerate() {
-            self.check_check(check, &FieldPath::key("checks").at(i), source)?;
+            self.validate_check(check, &FieldPath::key("checks").at(i), source)?;
         }
         Ok(())
     }
 
     /// `on: web` could not tell a node named web from a group named web.
-    fn check_group_names(&self, source: &Source) -> Result<(), SpecError> {
+    fn validate_group_names(&self, source: &Source) -> Result<(), SpecError> {
         for (i, node) in self.topology.nodes.iter().enumerate() {
             for (g, group) in node.groups.iter().enumerate() {
                 if self.topology.node(group).is_some() {
@@ -60,7 +60,7 @@ impl Scenario {
         Ok(())
     }
 
-    fn check_targets(
+    fn validate_targets(
         &self,
         on: &[String],
         path: &FieldPath,
@@ -111,8 +111,13 @@ impl Scenario {
         }
     }
 
-    fn check_step(&self, step: &Step, path: &FieldPath, source: &Source) -> Result<(), SpecError> {
-        self.check_targets(&step.on, path, source)?;
+    fn validate_step(
+        &self,
+        step: &Step,
+        path: &FieldPath,
+        source: &Source,
+    ) -> Result<(), SpecError> {
+        self.validate_targets(&step.on, path, source)?;
         positive_timeout(step.timeout, path, source)?;
         let env_path = path.field("env");
         for (name, _) in &step.env {
@@ -180,13 +185,13 @@ impl Scenario {
         Ok(())
     }
 
-    fn check_check(
+    fn validate_check(
         &self,
         check: &Check,
         path: &FieldPath,
         source: &Source,
     ) -> Result<(), SpecError> {
-        self.check_targets(&check.on, path, source)?;
+        self.validate_targets(&check.on, path, source)?;
         positive_timeout(check.timeout, path, source)?;
         let subject = path.field(check.kind.key());
         if check.kind.subject().trim().is_empty() {

@@ -109,10 +109,10 @@ pub fn parse_memory(text: &str) -> Result<u64, SpecError> {
         return Err(bad("too large"));
     }
     let bytes = bytes.round() as u64;
-    check_memory(bytes).map(|()| bytes)
+    validate_memory(bytes).map(|()| bytes)
 }
 
-pub(crate) fn check_memory(bytes: u64) -> Result<(), SpecError> {
+pub(crate) fn validate_memory(bytes: u64) -> Result<(), SpecError> {
     if bytes < MIN_MEMORY {
         return Err(SpecError::new(
             ErrorKind::Limit,
@@ -141,7 +141,7 @@ pub fn parse_cpus(cpus: f64) -> Result<u32, SpecError> {
     Ok(milli as u32)
 }
 
-pub(crate) fn check_pids(pids: u64) -> Result<u32, SpecError> {
+pub(crate) fn validate_pids(pids: u64) -> Result<u32, SpecError> {
     match u32::try_from(pids) {
         Ok(p) if (MIN_PIDS..=4_194_304).contains(&p) => Ok(p),
         _ => Err(
@@ -293,7 +293,7 @@ impl LimitsFile {
         let memory = match self.memory {
             None => None,
             Some(MemoryField::Bytes(b)) => Some(
-                check_memory(b)
+                validate_memory(b)
                     .map(|()| b)
                     .map_err(|e| (Field::Memory, e))?,
             ),
@@ -306,7 +306,7 @@ impl LimitsFile {
             .map_err(|e| (Field::Cpus, e))?;
         let pids = self
             .pids
-            .map(check_pids)
+            .map(validate_pids)
             .transpose()
             .map_err(|e| (Field::Pids, e))?;
         Ok(NodeLimits {
@@ -320,13 +320,13 @@ impl LimitsFile {
 /// Checks limits built in code (the file form is checked as it is read).
 pub(crate) fn validate(limits: &NodeLimits) -> Result<(), (Field, SpecError)> {
     if let Some(m) = limits.memory {
-        check_memory(m).map_err(|e| (Field::Memory, e))?;
+        validate_memory(m).map_err(|e| (Field::Memory, e))?;
     }
     if let Some(c) = limits.millicpus {
         parse_cpus(f64::from(c) / 1000.0).map_err(|e| (Field::Cpus, e))?;
     }
     if let Some(p) = limits.pids {
-        check_pids(u64::from(p)).map_err(|e| (Field::Pids, e))?;
+        validate_pids(u64::from(p)).map_err(|e| (Field::Pids, e))?;
     }
     Ok(())
 }
@@ -358,9 +358,9 @@ mod tests {
         assert!(parse_cpus(0.0).is_err());
         assert!(parse_cpus(-1.0).is_err());
         assert!(parse_cpus(f64::NAN).is_err());
-        assert_eq!(check_pids(2048).unwrap(), 2048);
-        assert!(check_pids(10).is_err());
-        assert!(check_pids(u64::MAX).is_err());
+        assert_eq!(validate_pids(2048).unwrap(), 2048);
+        assert!(validate_pids(10).is_err());
+        assert!(validate_pids(u64::MAX).is_err());
     }
 
     #[test]

@@ -102,14 +102,14 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 
 impl Topology {
     pub(super) fn validate_at(&self, source: &Source) -> Result<(), SpecError> {
-        self.check_counts(source)?;
-        self.check_networks(source)?;
-        self.check_nodes(source)?;
-        self.check_capacity(source)?;
-        self.check_ttl(source)
+        self.validate_counts(source)?;
+        self.validate_networks(source)?;
+        self.validate_nodes(source)?;
+        self.validate_capacity(source)?;
+        self.validate_ttl(source)
     }
 
-    fn check_counts(&self, source: &Source) -> Result<(), SpecError> {
+    fn validate_counts(&self, source: &Source) -> Result<(), SpecError> {
         if self.nodes.is_empty() {
             return Err(source.at(&nodes_path(), no_nodes()));
         }
@@ -138,7 +138,7 @@ impl Topology {
         Ok(())
     }
 
-    fn check_networks(&self, source: &Source) -> Result<(), SpecError> {
+    fn validate_networks(&self, source: &Source) -> Result<(), SpecError> {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, network) in self.networks.iter().enumerate() {
             let path = networks_path().at(i);
@@ -161,7 +161,7 @@ impl Topology {
 
             let Some(cidr) = network.cidr else { continue };
             let cidr_path = path.field("cidr");
-            check_cidr(&cidr).map_err(|e| source.at(&cidr_path, e))?;
+            validate_cidr(&cidr).map_err(|e| source.at(&cidr_path, e))?;
             for (j, other) in self.networks[..i].iter().enumerate() {
                 let Some(other_cidr) = other.cidr else {
                     continue;
@@ -190,7 +190,7 @@ impl Topology {
         Ok(())
     }
 
-    fn check_nodes(&self, source: &Source) -> Result<(), SpecError> {
+    fn validate_nodes(&self, source: &Source) -> Result<(), SpecError> {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, node) in self.nodes.iter().enumerate() {
             let path = nodes_path().at(i);
@@ -232,12 +232,12 @@ impl Topology {
                 .with_hint("remove `pids` from this node (a VM's processes live in its own kernel), or run it as a container (`backend: nspawn`)");
                 return Err(source.at(&path.field("pids"), error));
             }
-            self.check_node_networks(i, source)?;
+            self.validate_node_networks(i, source)?;
         }
         Ok(())
     }
 
-    fn check_node_networks(&self, i: usize, source: &Source) -> Result<(), SpecError> {
+    fn validate_node_networks(&self, i: usize, source: &Source) -> Result<(), SpecError> {
         let node = &self.nodes[i];
         let path = nodes_path().at(i).field("networks");
         if node.networks.is_empty() {
@@ -280,7 +280,7 @@ impl Topology {
         Ok(())
     }
 
-    fn check_capacity(&self, source: &Source) -> Result<(), SpecError> {
+    fn validate_capacity(&self, source: &Source) -> Result<(), SpecError> {
         for (i, network) in self.networks.iter().enumerate() {
             let (Some(cidr), Some(capacity)) = (network.cidr, network.capacity()) else {
                 continue;
@@ -305,7 +305,7 @@ impl Topology {
         Ok(())
     }
 
-    fn check_ttl(&self, source: &Source) -> Result<(), SpecError> {
+    fn validate_ttl(&self, source: &Source) -> Result<(), SpecError> {
         if self.ttl.is_some_and(|ttl| ttl.is_zero()) {
             let error = SpecError::new(ErrorKind::InvalidTtl, "ttl must be longer than zero")
                 .with_hint(TTL_HINT);
@@ -316,7 +316,7 @@ impl Topology {
 }
 
 /// The rules a CIDR must follow on its own (overlaps involve the whole topology).
-fn check_cidr(cidr: &Ipv4Net) -> Result<(), SpecError> {
+fn validate_cidr(cidr: &Ipv4Net) -> Result<(), SpecError> {
     let invalid = |message: String, hint: String| {
         Err(SpecError::new(ErrorKind::InvalidCidr, message).with_hint(hint))
     };
@@ -369,12 +369,12 @@ mod tests {
     #[test]
     fn cidr_rules() {
         let net = |s: &str| s.parse::<Ipv4Net>().expect("test CIDR parses");
-        assert!(check_cidr(&net("10.0.0.0/24")).is_ok());
-        assert!(check_cidr(&net("10.0.0.0/29")).is_ok());
-        assert!(check_cidr(&net("10.0.0.0/30")).is_err());
-        assert!(check_cidr(&net("127.1.0.0/24")).is_err());
-        assert!(check_cidr(&net("0.0.0.0/0")).is_err());
-        let error = check_cidr(&net("10.0.0.5/24")).expect_err("host bits refused");
+        assert!(validate_cidr(&net("10.0.0.0/24")).is_ok());
+        assert!(validate_cidr(&net("10.0.0.0/29")).is_ok());
+        assert!(validate_cidr(&net("10.0.0.0/30")).is_err());
+        assert!(validate_cidr(&net("127.1.0.0/24")).is_err());
+        assert!(validate_cidr(&net("0.0.0.0/0")).is_err());
+        let error = validate_cidr(&net("10.0.0.5/24")).expect_err("host bits refused");
         assert_eq!(error.hint(), Some("write the network address: 10.0.0.0/24"));
     }
 }

@@ -7,9 +7,9 @@
 //! through [`Source`] by field path.
 
 mod checks;
-mod confidence;
 mod keyed;
 mod steps;
+mod trials;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -74,14 +74,14 @@ pub(super) struct ScenarioFile {
     /// Faults injected after the checks (crash, partition, link, disk_full,
     /// stop_service, ...), each with the checks that must hold meanwhile.
     #[serde(default)]
-    faults: Vec<Deferred<confidence::FaultFile>>,
+    faults: Vec<Deferred<trials::FaultFile>>,
     /// HTTP load run from a node while the faults happen; its bounds are checks.
     #[serde(default)]
-    load: Vec<Deferred<crate::confidence::LoadSpec>>,
+    load: Vec<Deferred<crate::trials::LoadSpec>>,
     /// Attack probes: open ports, SSH password login, internal services, risky
     /// files, TLS endpoints.
     #[serde(default)]
-    probes: Vec<Deferred<crate::confidence::ProbeSpec>>,
+    probes: Vec<Deferred<crate::trials::ProbeSpec>>,
 }
 
 /// What reading a step or check needs besides its own text.
@@ -128,19 +128,19 @@ impl ScenarioFile {
             .faults
             .into_iter()
             .enumerate()
-            .map(|(i, f)| confidence::read_fault(f.value, &FieldPath::key("faults").at(i), &cx))
+            .map(|(i, f)| trials::read_fault(f.value, &FieldPath::key("faults").at(i), &cx))
             .collect::<Result<_, _>>()?;
         let loads = self
             .load
             .into_iter()
             .enumerate()
-            .map(|(i, l)| confidence::read_load(l.value, &FieldPath::key("load").at(i), &cx))
+            .map(|(i, l)| trials::read_load(l.value, &FieldPath::key("load").at(i), &cx))
             .collect::<Result<_, _>>()?;
         let probes = self
             .probes
             .into_iter()
             .enumerate()
-            .map(|(i, p)| confidence::read_probe(p.value, &FieldPath::key("probes").at(i), &cx))
+            .map(|(i, p)| trials::read_probe(p.value, &FieldPath::key("probes").at(i), &cx))
             .collect::<Result<_, _>>()?;
         let scenario = Scenario {
             faults,
@@ -156,7 +156,7 @@ impl ScenarioFile {
             dir: dir.to_path_buf(),
             file: origin.into(),
         };
-        confidence::check_names(&scenario, &cx)?;
+        trials::validate_names(&scenario, &cx)?;
         Ok(scenario)
     }
 }

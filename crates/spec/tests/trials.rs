@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rehearse_spec::confidence::{FaultAction, ProbeSpec, Span};
 use rehearse_spec::scenario::Scenario;
+use rehearse_spec::trials::{FaultAction, ProbeSpec, Span};
 use rehearse_spec::ErrorKind;
 
 const NODES: &str = "\

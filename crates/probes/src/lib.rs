@@ -1,4 +1,4 @@
-//! Confidence on a live cluster beyond checks: HTTP load driven from a node
+//! Probes of a live cluster beyond checks: HTTP load driven from a node
 //! (latencies measured where the load runs) and attack probes run from
 //! another node. Both end in [`CheckResult`]s, so reports, JUnit and the run
 //! store show them like any other check.

@@ -51,13 +51,13 @@ impl Image {
 
 /// The image cache.
 #[derive(Debug, Clone)]
-pub struct ImageStore {
+pub struct ImageCache {
     pub(crate) root: PathBuf,
 }
 
-impl ImageStore {
+impl ImageCache {
     pub fn new(state_dir: &Path) -> Self {
-        ImageStore {
+        ImageCache {
             root: state_dir.join("images"),
         }
     }
@@ -365,9 +365,9 @@ mod tests {
     #[test]
     fn a_half_built_image_is_never_used() {
         let home = tempfile::tempdir().unwrap();
-        let store = ImageStore::new(home.path());
+        let cache = ImageCache::new(home.path());
         let s = spec("half");
-        let id = ImageStore::id_of(&s);
+        let id = ImageCache::id_of(&s);
         // A build killed after the rename but before the metadata was written,
         // and one killed while still staging.
         std::fs::create_dir_all(home.path().join("images").join(&id).join("rootfs")).unwrap();
@@ -380,11 +380,11 @@ mod tests {
         .unwrap();
         std::fs::create_dir_all(home.path().join("images/names")).unwrap();
         std::fs::write(home.path().join("images/names/half"), &id).unwrap();
-        assert!(store.list().unwrap().is_empty());
-        assert!(store.by_name("half").unwrap().is_none());
-        assert!(store.find(&id).unwrap().is_none());
+        assert!(cache.list().unwrap().is_empty());
+        assert!(cache.by_name("half").unwrap().is_none());
+        assert!(cache.find(&id).unwrap().is_none());
         assert_eq!(
-            store.remove_stale_builds().unwrap(),
+            cache.remove_stale_builds().unwrap(),
             1,
             "the dead builder's staging folder goes"
         );
@@ -393,7 +393,7 @@ mod tests {
     #[test]
     fn an_image_this_build_cannot_read_hides_no_other() {
         let home = tempfile::tempdir().unwrap();
-        let store = ImageStore::new(home.path());
+        let cache = ImageCache::new(home.path());
         let unreadable = home.path().join("images/0123456789abcdef");
         std::fs::create_dir_all(unreadable.join("rootfs")).unwrap();
         std::fs::write(
@@ -401,16 +401,16 @@ mod tests {
             "{\"a_field\": \"from a newer build\"}",
         )
         .unwrap();
-        assert!(store.list().unwrap().is_empty());
-        assert!(store.find("0123").unwrap().is_none());
+        assert!(cache.list().unwrap().is_empty());
+        assert!(cache.find("0123").unwrap().is_none());
     }
 
     #[test]
     fn a_complete_image_is_found_by_name_and_id_prefix() {
         let home = tempfile::tempdir().unwrap();
-        let store = ImageStore::new(home.path());
+        let cache = ImageCache::new(home.path());
         let s = spec("done");
-        let id = ImageStore::id_of(&s);
+        let id = ImageCache::id_of(&s);
         let dir = home.path().join("images").join(&id);
         std::fs::create_dir_all(dir.join("rootfs")).unwrap();
         let image = Image {
@@ -427,12 +427,12 @@ mod tests {
             dir: dir.clone(),
         };
         write_json(&dir.join("image.json"), &image).unwrap();
-        store.set_name("done", &id).unwrap();
-        assert_eq!(store.by_name("done").unwrap().unwrap().id, id);
-        assert_eq!(store.find(&id[..6]).unwrap().unwrap().name, "done");
-        assert_eq!(store.spec_for("done").unwrap(), s);
-        store.remove(&image).unwrap();
-        assert!(store.list().unwrap().is_empty());
+        cache.set_name("done", &id).unwrap();
+        assert_eq!(cache.by_name("done").unwrap().unwrap().id, id);
+        assert_eq!(cache.find(&id[..6]).unwrap().unwrap().name, "done");
+        assert_eq!(cache.spec_for("done").unwrap(), s);
+        cache.remove(&image).unwrap();
+        assert!(cache.list().unwrap().is_empty());
         assert!(!dir.exists());
     }
 
@@ -441,8 +441,8 @@ mod tests {
         let a = spec("a");
         let mut b = a.clone();
         b.packages.push("nginx".into());
-        assert_ne!(ImageStore::id_of(&a), ImageStore::id_of(&b));
-        assert_eq!(ImageStore::id_of(&a), ImageStore::id_of(&a.clone()));
+        assert_ne!(ImageCache::id_of(&a), ImageCache::id_of(&b));
+        assert_eq!(ImageCache::id_of(&a), ImageCache::id_of(&a.clone()));
         let full = ImageSpec {
             full_files: true,
             ..a.clone()
@@ -451,7 +451,7 @@ mod tests {
             package_lists: false,
             ..a.clone()
         };
-        let ids = [&a, &full, &no_lists].map(ImageStore::id_of);
+        let ids = [&a, &full, &no_lists].map(ImageCache::id_of);
         assert!(ids[0] != ids[1] && ids[0] != ids[2] && ids[1] != ids[2]);
     }
 }

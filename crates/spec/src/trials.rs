@@ -1,6 +1,7 @@
-//! What rehearse does to a replica to build confidence in it: faults it injects,
-//! load it drives and attack probes it runs. The same types serve the scenario
-//! file (`faults:`, `load:`, `probes:`), the CLI and the MCP tools.
+//! The trials a live cluster is put through: faults rehearse injects, load it
+//! drives and attack probes it runs. A scenario runs them in its confidence
+//! phase (`faults:`, `load:`, `probes:`); the CLI and the MCP tools run them one
+//! at a time. The same types serve all three.
 //!
 //! ```yaml
 //! faults:

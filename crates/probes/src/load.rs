@@ -7,7 +7,7 @@ use serde_json::json;
 
 use rehearse_checks::CheckResult;
 use rehearse_sandbox::{Engine, SandboxError};
-use rehearse_spec::confidence::LoadSpec;
+use rehearse_spec::trials::LoadSpec;
 
 const LOAD: &str = include_str!("../agent/load.py");
 

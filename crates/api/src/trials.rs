@@ -1,12 +1,12 @@
-//! Confidence on a live cluster: faults and healing, snapshots, load and
-//! attack probes, as commands of the shared set.
+//! Trials on a live cluster: faults and healing, load and attack probes, as
+//! commands of the shared set.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use rehearse_confidence::{LoadReport, ProbeReport};
+pub use rehearse_probes::{LoadReport, ProbeReport};
 pub use rehearse_sandbox::FaultRecord;
-use rehearse_spec::confidence::{FaultAction, LoadSpec, ProbeSpec};
+use rehearse_spec::trials::{FaultAction, LoadSpec, ProbeSpec};
 
 use crate::{Api, ApiError};
 
@@ -24,7 +24,7 @@ pub struct FaultRequest {
 }
 
 fn spec_schema<T: JsonSchema>() -> schemars::Schema {
-    let mut value = rehearse_spec::confidence::inline_schema::<T>();
+    let mut value = rehearse_spec::trials::inline_schema::<T>();
     if let Some(map) = value.as_object_mut() {
         map.remove("title");
     }
@@ -119,7 +119,7 @@ impl Api {
             .validate()
             .map_err(|m| ApiError::invalid("load", m))?;
         self.live_node(&req.cluster, &req.load.from)?;
-        Ok(rehearse_confidence::run_load(
+        Ok(rehearse_probes::run_load(
             &self.engine,
             &req.cluster,
             &req.load,
@@ -128,7 +128,7 @@ impl Api {
 
     pub(crate) fn probe(&self, req: ProbeRequest) -> Result<ProbeReport, ApiError> {
         self.live(&req.cluster)?;
-        Ok(rehearse_confidence::run_probe(
+        Ok(rehearse_probes::run_probe(
             &self.engine,
             &req.cluster,
             &req.probe,

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use rehearse_checks::CheckResult;
 use rehearse_sandbox::{ClusterState, Engine, SandboxError};
-use rehearse_spec::confidence::ProbeSpec;
+use rehearse_spec::trials::ProbeSpec;
 
 const PROBE: &str = include_str!("../../agent/probe.py");
 

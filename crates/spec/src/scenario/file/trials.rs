@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use super::{checks, CheckFile, Context, Deferred};
-use crate::confidence::{FaultAction, LoadSpec, ProbeSpec, ScenarioFault, Span};
 use crate::error::{ErrorKind, SpecError};
 use crate::source::FieldPath;
+use crate::trials::{FaultAction, LoadSpec, ProbeSpec, ScenarioFault, Span};
 
 /// The keys every fault takes, besides its one kind key.
 const COMMON: [&str; 4] = ["name", "at", "heal_after", "expect"];
@@ -217,7 +217,7 @@ fn plain<T: DeserializeOwned>(
 }
 
 /// Every node, group and network a fault, load or probe names must exist.
-pub(super) fn check_names(
+pub(super) fn validate_names(
     scenario: &crate::scenario::Scenario,
     cx: &Context,
 ) -> Result<(), SpecError> {
