@@ -293,6 +293,26 @@ fn scenario(sleep: u32) -> tempfile::TempDir {
     dir
 }
 
+/// Builds (or finds) the images the test's hosts boot, from the machine's own
+/// network namespace: hosts in namespaces of their own cannot reach the
+/// distribution archive an image is built from. Images are shared by every
+/// state directory.
+fn images(names: &[&str]) {
+    let home = Home::new();
+    for name in names {
+        let out = Command::new(rehearse_bin())
+            .args(["image", "build", name])
+            .env("REHEARSE_HOME", home.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "building {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn client(db: &PgDatabase, args: &[&str]) -> Command {
     let mut cmd = Command::new(rehearse_bin());
     cmd.arg("--json")
@@ -309,6 +329,7 @@ fn a_platform_matrix_is_spread_over_both_hosts() {
     let Some(db) = PgDatabase::create() else {
         return;
     };
+    images(&["debian-11", "debian-12"]);
     let alpha = FleetHost::start("alpha", &db);
     let beta = FleetHost::start("beta", &db);
     let fleet = Fleet::connect(&db.url).unwrap();
@@ -733,6 +754,7 @@ fn converge_and_recipe_proofs_are_placed_on_the_fleet() {
     let Some(db) = PgDatabase::create() else {
         return;
     };
+    images(&["debian-11", "debian-12"]);
     let alpha = FleetHost::start("eta", &db);
     let beta = FleetHost::start("theta", &db);
     let fleet = Fleet::connect(&db.url).unwrap();
