@@ -141,6 +141,7 @@ fn through(
         nodes: 1,
         submitter: "bench".into(),
         max_attempts: Some(1),
+        images: vec!["debian-12".into()],
     };
     let t0 = Instant::now();
     let mut ids = Vec::new();

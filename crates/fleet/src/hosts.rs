@@ -179,13 +179,20 @@ impl Fleet {
         Ok((host, reaped))
     }
 
-    /// Says the host is alive and how many node slots it has free. False
+    /// Says the host is alive, how many node slots it has free and which
+    /// images it holds now. False
     /// when the fleet gave up on it meanwhile (it should join again).
-    pub fn heartbeat(&self, host_id: &str, slots_free: u32) -> Result<bool, FleetError> {
+    pub fn heartbeat(
+        &self,
+        host_id: &str,
+        slots_free: u32,
+        images: &[String],
+    ) -> Result<bool, FleetError> {
+        let images = serde_json::to_string(images).unwrap_or_else(|_| "[]".into());
         let n = self.db().execute(
-            "UPDATE fleet_hosts SET heartbeat_at_ms = $1, slots_free = $2
+            "UPDATE fleet_hosts SET heartbeat_at_ms = $1, slots_free = $2, images = $4
              WHERE id = $3 AND state = 'up'",
-            &[&now_ms(), &(slots_free as i32), &host_id],
+            &[&now_ms(), &(slots_free as i32), &host_id, &images],
         )?;
         Ok(n > 0)
     }

@@ -106,6 +106,20 @@ pub struct JobSpec {
     pub submitter: String,
     /// How many hosts may try it before it is `lost` (default 2).
     pub max_attempts: Option<u32>,
+    /// The images its nodes boot (empty: not known). A host lacking one
+    /// leaves the job to an up host that holds them all and has room.
+    pub images: Vec<String>,
+}
+
+/// The images a topology's nodes boot, each once, in order.
+pub fn images_of(topology: &rehearse_spec::topology::Topology) -> Vec<String> {
+    let mut images: Vec<String> = Vec::new();
+    for node in &topology.nodes {
+        if !images.contains(&node.image) {
+            images.push(node.image.clone());
+        }
+    }
+    images
 }
 
 /// A job as lists show it (without its payload).
@@ -216,8 +230,8 @@ impl Fleet {
         let max_attempts = spec.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS).max(1);
         self.db().execute(
             "INSERT INTO fleet_jobs (id, kind, payload, nodes, submitter, state, max_attempts,
-                 submitted_at_ms, updated_at_ms)
-             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $7)",
+                 submitted_at_ms, updated_at_ms, images)
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $7, $8)",
             &[
                 &id,
                 &spec.kind.as_str(),
@@ -226,6 +240,8 @@ impl Fleet {
                 &spec.submitter,
                 &(max_attempts as i32),
                 &now,
+                &(!spec.images.is_empty())
+                    .then(|| serde_json::to_string(&spec.images).unwrap_or_default()),
             ],
         )?;
         self.job(&id)
@@ -233,8 +249,10 @@ impl Fleet {
 
     /// Takes the next job this host has room for: highest submitter
     /// priority first, then the oldest; jobs other hosts are taking at this
-    /// instant are skipped, not waited for. None when nothing fits (or the
-    /// fleet gave up on this host).
+    /// instant are skipped, not waited for. A job whose images this host
+    /// lacks is left to an up host that holds them all and has room for it
+    /// (by its last beat); with none, this host takes it (and builds what it
+    /// can). None when nothing fits (or the fleet gave up on this host).
     pub fn claim(&self, host_id: &str, free_slots: u32) -> Result<Option<Claimed>, FleetError> {
         let now = now_ms();
         let row = self.db().query_opt(
@@ -246,6 +264,13 @@ impl Fleet {
                  SELECT j.id FROM fleet_jobs j
                  LEFT JOIN fleet_submitters s ON s.submitter = j.submitter
                  WHERE j.state = 'queued' AND j.nodes <= $2
+                   AND (j.images IS NULL
+                        OR j.images::jsonb <@ (SELECT me.images::jsonb FROM fleet_hosts me
+                                               WHERE me.id = $1)
+                        OR NOT EXISTS (
+                            SELECT 1 FROM fleet_hosts o
+                            WHERE o.state = 'up' AND o.id <> $1 AND o.slots_free >= j.nodes
+                              AND j.images::jsonb <@ o.images::jsonb))
                  ORDER BY COALESCE(s.priority, 0) DESC, j.submitted_at_ms, j.id
                  LIMIT 1
                  FOR UPDATE OF j SKIP LOCKED)

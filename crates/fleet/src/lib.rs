@@ -22,7 +22,9 @@ mod worker;
 use std::sync::Mutex;
 
 pub use hosts::{HostRow, HostSpec, Reaped};
-pub use jobs::{Claimed, JobEnd, JobKind, JobRow, JobSpec, JobState, DEFAULT_MAX_ATTEMPTS};
+pub use jobs::{
+    images_of, Claimed, JobEnd, JobKind, JobRow, JobSpec, JobState, DEFAULT_MAX_ATTEMPTS,
+};
 pub use worker::{Worker, WorkerConfig};
 
 /// Errors of the fleet's shared database and queue.

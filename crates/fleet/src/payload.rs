@@ -305,7 +305,7 @@ impl RecipePayload {
         recipe: &rehearse_recipes::Recipe,
         set: &[(String, String)],
         platforms: &[String],
-    ) -> Result<(RecipePayload, u32), FleetError> {
+    ) -> Result<(RecipePayload, u32, Vec<String>), FleetError> {
         let values = rehearse_recipes::prove::values(recipe, set)
             .map_err(|e| FleetError::Payload(e.to_string()))?;
         let rendered = std::env::temp_dir().join(format!(
@@ -313,16 +313,26 @@ impl RecipePayload {
             recipe.meta.name,
             rand::random::<u32>()
         ));
-        let nodes = (|| {
+        let counted = (|| {
             rehearse_recipes::render_into(&recipe.dir, &rendered, &values)
                 .map_err(|e| FleetError::Payload(e.to_string()))?;
             let scenario = rehearse_spec::scenario::Scenario::from_path(
                 &rendered.join(&recipe.meta.prove.scenario),
             )
             .map_err(|e| FleetError::Payload(format!("{}: {e}", recipe.meta.name)))?;
-            Ok::<_, FleetError>(scenario.topology.nodes.len() as u32)
+            let scenario = match platforms {
+                [one] => scenario.on_platform(one),
+                _ => scenario,
+            };
+            let mut images = crate::images_of(&scenario.topology);
+            // Several platforms in one job: it needs each of them.
+            if platforms.len() > 1 {
+                images = platforms.to_vec();
+            }
+            Ok::<_, FleetError>((scenario.topology.nodes.len() as u32, images))
         })();
         let _ = std::fs::remove_dir_all(&rendered);
+        let (nodes, images) = counted?;
         Ok((
             RecipePayload {
                 folder: Folder::read(&recipe.dir)?,
@@ -330,7 +340,8 @@ impl RecipePayload {
                 set: set.to_vec(),
                 platforms: platforms.to_vec(),
             },
-            nodes?,
+            nodes,
+            images,
         ))
     }
 }

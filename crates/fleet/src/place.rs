@@ -77,7 +77,7 @@ impl Fleet {
         args: serde_json::Value,
         submitter: &str,
     ) -> Result<JobRow, ApiError> {
-        let (kind, payload, nodes) = match Command::parse(command, args.clone())? {
+        let (kind, payload, shape) = match Command::parse(command, args.clone())? {
             Command::RunScenario(req) => {
                 let (mut payload, scenario) = scenario_payload(
                     req.path.as_deref(),
@@ -89,7 +89,7 @@ impl Fleet {
                 payload.keep = req.keep.clone();
                 let value = serde_json::to_value(&payload)
                     .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string(), false))?;
-                (JobKind::Scenario, value, scenario.topology.nodes.len())
+                (JobKind::Scenario, value, scenario.topology)
             }
             Command::Converge(req) => {
                 let (payload, task) = match (req.path.as_deref(), req.yaml.as_deref()) {
@@ -120,7 +120,7 @@ impl Fleet {
                 };
                 let value = serde_json::to_value(&payload)
                     .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string(), false))?;
-                (JobKind::Converge, value, task.topology.nodes.len())
+                (JobKind::Converge, value, task.topology)
             }
             Command::Provision(req) => {
                 let topology = Topology::from_input(req.nodes, req.networks).map_err(|e| {
@@ -130,7 +130,7 @@ impl Fleet {
                     };
                     spec_error(field, e)
                 })?;
-                (JobKind::Provision, args, topology.nodes.len())
+                (JobKind::Provision, args, topology)
             }
             other => {
                 return Err(ApiError::new(
@@ -146,9 +146,10 @@ impl Fleet {
         self.submit(&JobSpec {
             kind,
             payload,
-            nodes: nodes as u32,
+            nodes: shape.nodes.len() as u32,
             submitter: submitter.to_owned(),
             max_attempts: None,
+            images: crate::images_of(&shape),
         })
         .map_err(fleet_error)
     }

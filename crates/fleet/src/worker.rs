@@ -168,7 +168,8 @@ fn host_spec(api: &Api, config: &WorkerConfig, free: u32) -> HostSpec {
 fn beat(shared: &Shared) {
     while !shared.stop.load(Ordering::SeqCst) {
         let id = shared.host_id();
-        match shared.fleet.heartbeat(&id, shared.free_slots()) {
+        let images = host_spec(&shared.api, &shared.config, 0).images;
+        match shared.fleet.heartbeat(&id, shared.free_slots(), &images) {
             Ok(true) => {}
             Ok(false) => {
                 // Given up on (silent too long): join again as a new start;

@@ -26,6 +26,7 @@ fn job(submitter: &str, nodes: u32) -> JobSpec {
         nodes,
         submitter: submitter.into(),
         max_attempts: None,
+        images: Vec::new(),
     }
 }
 
@@ -202,7 +203,7 @@ fn a_silent_host_is_given_up_on_its_work_requeued_once_and_its_runs_and_clusters
     );
 
     // The gone host can neither beat nor claim.
-    assert!(!fleet.heartbeat(&a.id, 4).unwrap());
+    assert!(!fleet.heartbeat(&a.id, 4, &[]).unwrap());
     assert!(fleet.claim(&a.id, 4).unwrap().is_none());
 
     // The other host takes it as attempt 2; the gone host's late answer is ignored.
@@ -325,4 +326,50 @@ fn a_host_that_restarts_under_its_name_gives_its_earlier_work_back() {
     let left = fleet.leave(&second.id).unwrap();
     assert_eq!(left.hosts[0].1, "stopped: it left the fleet");
     assert_eq!(fleet.job(&submitted.id).unwrap().state, JobState::Lost);
+}
+
+#[test]
+fn a_job_is_left_to_a_host_holding_its_images_while_that_host_has_room() {
+    let Some(db) = PgDatabase::create() else {
+        return;
+    };
+    let fleet = Fleet::connect(&db.url).unwrap();
+    let (a, _) = fleet.register(&host("alpha", 2)).unwrap();
+    let both = vec!["debian-12".to_string(), "rocky-9".to_string()];
+    let (b, _) = fleet
+        .register(&HostSpec {
+            images: both.clone(),
+            ..host("beta", 2)
+        })
+        .unwrap();
+    let needs = |images: &[&str]| JobSpec {
+        images: images.iter().map(|i| i.to_string()).collect(),
+        ..job("ci", 1)
+    };
+    let rocky = fleet.submit(&needs(&["rocky-9"])).unwrap();
+    let plain = fleet.submit(&needs(&["debian-12"])).unwrap();
+
+    // alpha lacks rocky-9 and beta, which holds it, has room: alpha takes
+    // the younger job it can boot at once.
+    assert_eq!(fleet.claim(&a.id, 2).unwrap().unwrap().id, plain.id);
+    assert!(fleet.claim(&a.id, 1).unwrap().is_none());
+    assert_eq!(fleet.claim(&b.id, 2).unwrap().unwrap().id, rocky.id);
+
+    // With beta full (by its beat), nobody holding rocky-9 has room: alpha
+    // takes the job and builds or fails it as it can.
+    let next = fleet.submit(&needs(&["rocky-9"])).unwrap();
+    assert!(fleet.heartbeat(&b.id, 0, &both).unwrap());
+    assert_eq!(fleet.claim(&a.id, 1).unwrap().unwrap().id, next.id);
+
+    // A beat says what a host holds now: once alpha has rocky-9 it takes
+    // such jobs while beta has room again.
+    assert!(fleet.heartbeat(&b.id, 2, &both).unwrap());
+    assert!(fleet.heartbeat(&a.id, 1, &both).unwrap());
+    let last = fleet.submit(&needs(&["rocky-9", "debian-12"])).unwrap();
+    assert_eq!(fleet.claim(&a.id, 1).unwrap().unwrap().id, last.id);
+
+    // Jobs that name no images go to whoever has room.
+    let any = fleet.submit(&job("ci", 1)).unwrap();
+    assert!(fleet.heartbeat(&a.id, 1, &[]).unwrap());
+    assert_eq!(fleet.claim(&a.id, 1).unwrap().unwrap().id, any.id);
 }

@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "fleet",
         sql: include_str!("../migrations/0003_fleet.sql"),
     },
+    Migration {
+        version: 4,
+        name: "fleet_images",
+        sql: include_str!("../migrations/0004_fleet_images.sql"),
+    },
 ];
 
 /// PostgreSQL: one migrating process at a time, across every client.

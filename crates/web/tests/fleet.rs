@@ -127,6 +127,7 @@ fn the_fleet_page_lists_every_host_the_clusters_each_holds_and_the_queue() {
             nodes: 2,
             submitter: "ci@example".into(),
             max_attempts: None,
+            images: Vec::new(),
         })
         .unwrap();
 

@@ -53,6 +53,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                 url,
                 path: &args.task,
                 nodes: task.topology.nodes.len() as u32,
+                images: rehearse_fleet::images_of(&task.topology),
                 model: serde_json::json!({
                     "provider": args.provider,
                     "model": args.model,

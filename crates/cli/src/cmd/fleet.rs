@@ -231,6 +231,13 @@ pub fn run_scenario(req: ScenarioOnFleet<'_>, json: bool) -> anyhow::Result<i32>
                 nodes,
                 submitter: req.submitter.clone(),
                 max_attempts: None,
+                images: rehearse_fleet::images_of(
+                    &match platform {
+                        Some(p) => req.scenario.on_platform(p),
+                        None => req.scenario.clone(),
+                    }
+                    .topology,
+                ),
             })
             .with_context(|| format!("queueing {}", req.path.display()))?;
         if !json {
@@ -377,6 +384,8 @@ pub struct TaskOnFleet<'a> {
     pub path: &'a Path,
     /// Nodes the task's cluster has.
     pub nodes: u32,
+    /// The images they boot.
+    pub images: Vec<String>,
     /// provider, model and base_url as given (null: the host's own setting).
     pub model: serde_json::Value,
     pub submitter: String,
@@ -398,6 +407,7 @@ pub fn converge(req: TaskOnFleet<'_>, json: bool) -> anyhow::Result<i32> {
             nodes: req.nodes,
             submitter: req.submitter.clone(),
             max_attempts: None,
+            images: req.images.clone(),
         })
         .with_context(|| format!("queueing {}", req.path.display()))?;
     if !json {
@@ -468,7 +478,7 @@ pub fn prove_recipes(req: RecipesOnFleet<'_>, json: bool) -> anyhow::Result<i32>
         };
         for platform in platforms {
             let on: Vec<String> = platform.iter().cloned().collect();
-            let (payload, nodes) = RecipePayload::pack(recipe, req.set, &on)
+            let (payload, nodes, images) = RecipePayload::pack(recipe, req.set, &on)
                 .with_context(|| format!("packing {}", recipe.meta.name))?;
             let job = fleet
                 .submit(&JobSpec {
@@ -477,6 +487,7 @@ pub fn prove_recipes(req: RecipesOnFleet<'_>, json: bool) -> anyhow::Result<i32>
                     nodes,
                     submitter: req.submitter.clone(),
                     max_attempts: None,
+                    images,
                 })
                 .with_context(|| format!("queueing the proof of {}", recipe.meta.name))?;
             if !json {
