@@ -313,6 +313,34 @@ fn images(names: &[&str]) {
     }
 }
 
+/// Two hosts named `a` and `b` that joined the fleet, with the images the
+/// test's work boots built first.
+fn two_hosts(db: &PgDatabase, a: &str, b: &str) -> (FleetHost, FleetHost, Fleet) {
+    images(&["debian-11", "debian-12"]);
+    let first = FleetHost::start(a, db);
+    let second = FleetHost::start(b, db);
+    let fleet = Fleet::connect(&db.url).unwrap();
+    wait_up(&fleet, &[&first, &second]);
+    (first, second, fleet)
+}
+
+/// The JSON document a `--json` command printed; on anything else, a panic
+/// with what it said and the hosts' logs.
+fn json_of(out: &std::process::Output, hosts: &[&FleetHost]) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&text).unwrap_or_else(|e| {
+        let logs: Vec<String> = hosts
+            .iter()
+            .map(|h| format!("{}: {}", h.name, h.log()))
+            .collect();
+        panic!(
+            "{e}: {text}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            logs.join("\n")
+        )
+    })
+}
+
 fn client(db: &PgDatabase, args: &[&str]) -> Command {
     let mut cmd = Command::new(rehearse_bin());
     cmd.arg("--json")
@@ -329,11 +357,7 @@ fn a_platform_matrix_is_spread_over_both_hosts() {
     let Some(db) = PgDatabase::create() else {
         return;
     };
-    images(&["debian-11", "debian-12"]);
-    let alpha = FleetHost::start("alpha", &db);
-    let beta = FleetHost::start("beta", &db);
-    let fleet = Fleet::connect(&db.url).unwrap();
-    wait_up(&fleet, &[&alpha, &beta]);
+    let (alpha, beta, fleet) = two_hosts(&db, "alpha", "beta");
 
     let work = scenario(2);
     let out = client(
@@ -347,15 +371,7 @@ fn a_platform_matrix_is_spread_over_both_hosts() {
     )
     .output()
     .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let report: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {text}\n{}\nalpha: {}\nbeta: {}",
-            String::from_utf8_lossy(&out.stderr),
-            alpha.log(),
-            beta.log()
-        )
-    });
+    let report = json_of(&out, &[&alpha, &beta]);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert_eq!(report["outcome"], "passed", "{report}");
     let platforms = report["platforms"].as_array().unwrap();
@@ -457,14 +473,7 @@ fn a_host_killed_mid_run_is_given_up_on_and_its_run_finishes_elsewhere() {
     hosts[killed].kill();
 
     let out = run.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let report: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {text}\n{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            hosts[other].log()
-        )
-    });
+    let report = json_of(&out, &[&hosts[other]]);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert_eq!(report["outcome"], "passed", "{report}");
 
@@ -754,11 +763,7 @@ fn converge_and_recipe_proofs_are_placed_on_the_fleet() {
     let Some(db) = PgDatabase::create() else {
         return;
     };
-    images(&["debian-11", "debian-12"]);
-    let alpha = FleetHost::start("eta", &db);
-    let beta = FleetHost::start("theta", &db);
-    let fleet = Fleet::connect(&db.url).unwrap();
-    wait_up(&fleet, &[&alpha, &beta]);
+    let (alpha, beta, fleet) = two_hosts(&db, "eta", "theta");
     let logs = || format!("eta: {}\ntheta: {}", alpha.log(), beta.log());
 
     // A converge task, with the file its code is read from.
@@ -769,14 +774,7 @@ fn converge_and_recipe_proofs_are_placed_on_the_fleet() {
         .env_remove("REHEARSE_LLM_BASE_URL")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let result: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {text}\n{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            logs()
-        )
-    });
+    let result = json_of(&out, &[&alpha, &beta]);
     assert_eq!(out.status.code(), Some(0), "{result}\n{}", logs());
     assert_eq!(result["verdict"], "converged", "{result}");
     assert!(
@@ -841,14 +839,7 @@ fn converge_and_recipe_proofs_are_placed_on_the_fleet() {
     )
     .output()
     .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let proved: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {text}\n{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            logs()
-        )
-    });
+    let proved = json_of(&out, &[&alpha, &beta]);
     assert_eq!(out.status.code(), Some(0), "{proved}\n{}", logs());
     assert_eq!(proved["passed"], true, "{proved}");
     let proofs = proved["proofs"].as_array().unwrap();
