@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use rehearse_llm::{Provider, Usage};
 use rehearse_sandbox::Engine;
@@ -56,7 +56,7 @@ impl Default for EvalOptions {
 }
 
 /// One attempt: one converge run of one task on one platform.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Attempt {
     pub task: String,
     pub platform: String,
@@ -83,7 +83,7 @@ pub struct Attempt {
 }
 
 /// The sums over a set of attempts.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Tally {
     pub attempts: usize,
     pub converged: usize,
@@ -155,7 +155,7 @@ impl Tally {
 }
 
 /// One task on one platform, over its attempts.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskResult {
     pub task: String,
     pub file: PathBuf,
@@ -165,7 +165,7 @@ pub struct TaskResult {
 }
 
 /// A whole evaluation.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalReport {
     pub run_id: String,
     /// `provider/model`, or null in rules-only mode.

@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use rehearse_sandbox::{ClusterState, Engine};
 use rehearse_spec::scenario::{Step, StepAction};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use ansible::{AnsibleReport, Diff, HostRecap, TaskResult, TaskStatus, UnfinishedTask};
 pub use changes::{Change, ChangeKind, Detector, Scope, Snapshot};
@@ -57,7 +57,7 @@ pub struct RunContext<'a> {
 }
 
 /// Which run of a step this is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pass {
     First,

@@ -4,17 +4,17 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use rehearse_spec::scenario::{Step, StepAction};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ansible::{AnsibleReport, TaskStatus};
 use crate::Pass;
 
 /// The outcome of one step run.
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct StepReport {
     pub name: String,
     /// `shell`, `ansible` or `copy`.
-    pub kind: &'static str,
+    pub kind: String,
     pub pass: Pass,
     pub ok: bool,
     pub duration_ms: u64,
@@ -32,7 +32,7 @@ pub struct StepReport {
 }
 
 /// What a shell or copy step did on one node.
-#[derive(Serialize, Clone, Debug, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct NodeOutput {
     pub node: String,
     /// `None` when the command was killed by the timeout or never ran.
@@ -67,7 +67,7 @@ impl NodeOutput {
 }
 
 /// What a node was doing when a step hung on it.
-#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct HangState {
     pub node: String,
     /// `ps -ef --forest`.
@@ -82,7 +82,7 @@ impl StepReport {
     pub(crate) fn new(step: &Step, pass: Pass) -> Self {
         StepReport {
             name: step.name.clone(),
-            kind: kind(&step.action),
+            kind: kind(&step.action).to_owned(),
             pass,
             ok: true,
             duration_ms: 0,

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use rehearse_checks::{CheckResult, NodeChecks, Status};
 use rehearse_probes::{LoadReport, ProbeReport};
@@ -14,7 +14,7 @@ use rehearse_spec::trials::FaultAction;
 
 /// One fault of the run: when it was injected and healed (ms into the phase),
 /// what was done, and the checks of its expected outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FaultOutcome {
     pub name: String,
     pub action: FaultAction,
@@ -25,7 +25,7 @@ pub struct FaultOutcome {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct ConfidenceReport {
     pub faults: Vec<FaultOutcome>,
     pub loads: Vec<LoadReport>,

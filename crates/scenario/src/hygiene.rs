@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use rehearse_runner::changes::{compare, ChangeKind, Detector, Scope, Snapshot};
 use rehearse_sandbox::{ClusterState, Engine, ExecRequest};
@@ -20,7 +20,7 @@ use rehearse_spec::scenario::{Scenario, StepAction};
 /// were written by the steps.
 pub const MARKER: &str = "/run/rehearse/run-started";
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     LeftoverFile,
@@ -29,7 +29,7 @@ pub enum FindingKind {
     ForcefulCommand,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finding {
     pub kind: FindingKind,
     /// The node, or empty for findings in the scenario's code.

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use rehearse_checks::{CheckResult, Status};
 use rehearse_runner::{Change, Detector, Pass, RunContext, Scope, Snapshot, StepReport};
@@ -20,7 +20,7 @@ use rehearse_spec::scenario::{Scenario, StepAction};
 use crate::Event;
 
 /// What the second pass showed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Idempotence {
     /// The steps' second run.
     pub steps: Vec<StepReport>,
@@ -43,7 +43,7 @@ pub struct Idempotence {
 }
 
 /// One step's second run that exited non-zero (or could not run, or timed out).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailedRun {
     pub step: String,
     pub node: String,
@@ -55,7 +55,7 @@ pub struct FailedRun {
     pub stderr_tail: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepChanges {
     pub step: String,
     pub changes: Vec<Change>,

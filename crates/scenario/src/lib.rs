@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use rehearse_checks::{CheckResult, NodeChecks, Status};
 use rehearse_runner::{Pass, RunContext, StepReport};
@@ -33,12 +33,12 @@ pub use matrix::{
 };
 pub use record::{
     cluster_row, name_of, record_cluster, record_cluster_destroyed, record_cluster_removed,
-    summary, ParentRun, Redact,
+    summary, ParentRun, Redact, StepDetail,
 };
 pub use report::{junit, render_human};
 
 /// When to leave the cluster up after the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Keep {
     Never,
@@ -106,7 +106,7 @@ pub enum Event<'a> {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Every step applied and every check passed.
@@ -117,7 +117,7 @@ pub enum Outcome {
     Error,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Timings {
     pub boot_ms: u64,
     pub steps_ms: u64,
@@ -131,7 +131,7 @@ pub struct Timings {
     pub total_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub run_id: String,
     pub scenario: String,
@@ -157,7 +157,7 @@ pub struct RunReport {
     pub work_dir: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub name: String,
     /// The image the node booted.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use rehearse_sandbox::Engine;
 use rehearse_spec::scenario::Scenario;
@@ -23,7 +23,7 @@ use crate::{new_run_id, Event, Outcome, ParentRun, RunOptions, RunReport};
 const PLANNED_NODE_BYTES: u64 = 384 << 20;
 
 /// One platform's run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlatformReport {
     /// The image every node that pins none booted.
     pub platform: String,
@@ -32,7 +32,7 @@ pub struct PlatformReport {
 }
 
 /// A whole matrix: one result per platform, in the order they were listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MatrixReport {
     pub run_id: String,
     pub scenario: String,
@@ -56,7 +56,7 @@ impl MatrixReport {
 }
 
 /// One row of the matrix, as the terminal table and the dashboard show it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MatrixRow {
     pub platform: String,
     pub outcome: Outcome,

@@ -3,12 +3,13 @@
 //! phase, the outcome and the whole report at the end. The store is a record,
 //! not a dependency: a failure to write is logged and the run carries on.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use rehearse_checks::CheckResult;
-use rehearse_runner::StepReport;
+use rehearse_runner::{AnsibleReport, HangState, NodeOutput, StepReport};
 use rehearse_sandbox::ClusterState;
 use rehearse_store::{CheckRow, ClusterRow, RunFinish, RunStart, RunStore, StepRow};
 
@@ -30,6 +31,17 @@ impl std::fmt::Debug for Redact {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Redact(..)")
     }
+}
+
+/// What the run store keeps of a step beyond its row (its `detail`): each
+/// node's output, Ansible's report, and what hung nodes were doing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StepDetail {
+    pub nodes: Vec<NodeOutput>,
+    pub ansible: Option<AnsibleReport>,
+    pub hang_state: Vec<HangState>,
+    pub log_dir: Option<PathBuf>,
 }
 
 pub(crate) struct Recorder {
@@ -153,12 +165,12 @@ impl Recorder {
     }
 
     pub fn step(&self, step: &StepReport) {
-        let detail = serde_json::json!({
-            "nodes": step.nodes,
-            "ansible": step.ansible,
-            "hang_state": step.hang_state,
-            "log_dir": step.log_dir,
-        });
+        let detail = StepDetail {
+            nodes: step.nodes.clone(),
+            ansible: step.ansible.clone(),
+            hang_state: step.hang_state.clone(),
+            log_dir: step.log_dir.clone(),
+        };
         let mut nodes: Vec<String> = step.nodes.iter().map(|n| n.node.clone()).collect();
         for task in step.ansible.iter().flat_map(|a| &a.tasks) {
             if !nodes.contains(&task.host) {
@@ -173,7 +185,7 @@ impl Recorder {
             nodes,
             error: step.error.as_deref().map(|e| self.clean(e)),
             duration_ms: step.duration_ms,
-            detail: self.clean(&detail.to_string()),
+            detail: self.clean(&serde_json::to_string(&detail).unwrap_or_default()),
         };
         self.write("recording a step", |store, id| store.record_step(id, &row));
     }

@@ -85,7 +85,7 @@ pub struct HostRecap {
 }
 
 /// A task that had started on a host and not ended when the run stopped.
-#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct UnfinishedTask {
     pub host: String,
     pub task: String,

@@ -14,7 +14,7 @@ mod inventory;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use events::{Diff, HostRecap, TaskResult, TaskStatus, UnfinishedTask};
 
@@ -39,7 +39,7 @@ pub(crate) struct Request<'a> {
 }
 
 /// What an Ansible step did.
-#[derive(Serialize, Clone, Debug, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct AnsibleReport {
     pub playbook: PathBuf,
     /// The node `ansible-playbook` ran on; `None` for the host.

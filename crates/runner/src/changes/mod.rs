@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use rehearse_sandbox::{ClusterState, Engine};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use walk::TEXT_CAP;
 
@@ -236,7 +236,7 @@ impl Snapshot {
 }
 
 /// What changed.
-#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     Added,
@@ -253,7 +253,7 @@ pub enum ChangeKind {
 }
 
 /// One real change on one node.
-#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     pub node: String,
     pub path: String,
