@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::ErrorCode;
 use crate::outputs::tail;
 use crate::types::{JobState, JobStatus};
 use crate::{ApiError, OUTPUT_LIMIT};
+use rehearse_sandbox::SandboxError;
 
 /// One progress report of a long command.
 #[derive(Debug, Clone)]
@@ -223,5 +224,53 @@ impl crate::Api {
             work(&api, &job, &notes);
         });
         crate::types::JobStarted { job_id: id }
+    }
+
+    pub(crate) fn job_kill(&self, id: &str) -> Result<JobStatus, ApiError> {
+        let job = self.jobs.get(id)?;
+        let running = job.with(|end| end.state.is_none());
+        if let (true, Some((cluster, node, pidfile))) = (running, &job.target) {
+            // dash's kill builtin takes no negative pids; procps' pkill does sessions.
+            let script =
+                format!("p=$(cat {pidfile} 2>/dev/null) && pkill -KILL -s \"$p\"; rm -f {pidfile}");
+            let req = rehearse_sandbox::ExecRequest::shell(&script);
+            let _ = self.engine.exec_capture(cluster, node, &req);
+            // The job's thread sees its command end; wait for it briefly so
+            // the status returned is final.
+            for _ in 0..50 {
+                if job.with(|end| end.state.is_some()) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        } else if let (true, Some(cancel)) = (running, &job.cancel) {
+            // The run stops at its next phase; destroying its clusters ends
+            // the step it may be in the middle of.
+            for cluster in cancel.cancel() {
+                match self.engine.down(&cluster) {
+                    Ok(()) | Err(SandboxError::ClusterNotFound(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(cluster, error = %e, "destroying a stopped job's cluster")
+                    }
+                }
+            }
+            // A model call in flight finishes first: wait for the run to see the stop.
+            for _ in 0..600 {
+                if job.with(|end| end.state.is_some()) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        } else if running {
+            return Err(ApiError::new(
+                ErrorCode::NotKillable,
+                format!(
+                    "a {} job cannot be stopped midway; wait for it (job_status)",
+                    job.kind
+                ),
+                false,
+            ));
+        }
+        Ok(job.status())
     }
 }

@@ -3,13 +3,16 @@
 //! server, the CLI) parse their input into a [`Command`] and render the result;
 //! what a command does is decided here only.
 
+mod checks;
+mod clusters;
 mod converge;
 mod error;
+mod exec;
 pub mod history;
 mod jobs;
-mod ops;
 mod outputs;
 pub mod recipes;
+mod scenario;
 pub mod snapshots;
 pub mod trials;
 pub mod types;
@@ -22,9 +25,9 @@ use serde::de::DeserializeOwned;
 
 use rehearse_sandbox::Engine;
 
+pub use clusters::cluster_info;
 pub use error::{ApiError, ErrorCode};
 pub use jobs::Progress;
-pub use ops::cluster_info;
 pub use rehearse_scenario::history::RETENTION_ENV;
 pub use rehearse_store::{now_ms, RunRow, SharedStore};
 use types::*;
