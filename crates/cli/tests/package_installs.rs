@@ -42,6 +42,18 @@ fn a_default_node_installs_a_working_package_without_docs_and_with_prepared_list
             .any(|l| l.starts_with("Acquire::Languages") && l.contains("\"none\"")),
         "translations are fetched:\n{apt}"
     );
+    // The node's layer is never synced to disk: what a run installs is
+    // dropped with the cluster instead of being flushed first.
+    let root = c.dir().join("nodes").join(node).join("root");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(root.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{} is not mounted:\n{mountinfo}", root.display()));
+    assert!(
+        line.contains("volatile"),
+        "the node's overlay is synced: {line}"
+    );
     // Lists from the image's build are there (main, updates, security), and
     // look old, so tools that refresh stale lists (Ansible) still do.
     assert_eq!(c.ok(node, LISTS), "3");

@@ -42,13 +42,19 @@ impl Engine {
                 first_error.get_or_insert(e);
             }
         };
+        let t0 = std::time::Instant::now();
+        let ms = || t0.elapsed().as_millis() as u64;
         end_reaper(&dir);
+        tracing::debug!(ms = ms(), "reaper ended");
         keep(self.cgroups.kill_cluster(id, Duration::from_secs(10)));
+        tracing::debug!(ms = ms(), "processes killed");
         for backend in &self.backends {
             keep(backend.teardown(id, &dir));
         }
+        tracing::debug!(ms = ms(), "nodes torn down");
         keep(net::delete_cluster_links(id));
         keep(Firewall::remove(id));
+        tracing::debug!(ms = ms(), "links and firewall removed");
         keep(self.cgroups.remove_cluster(id));
         keep(match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -58,8 +64,10 @@ impl Engine {
         });
         // Last: the cluster's subnets and UID ranges are free once nothing of it is left.
         keep(crate::lease::Leases::host().release(id, &self.state_dir));
+        tracing::debug!(ms = ms(), "files removed, leases released");
         self.cache
             .stop_if_unused(|| !self.registry.ids().is_empty());
+        tracing::debug!(ms = ms(), "torn down");
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),

@@ -76,13 +76,34 @@ pub fn mount_overlay(
         upper.display(),
         work.display()
     );
-    mount(
+    // A disposable node's layer is never synced to disk: with `volatile`,
+    // overlayfs skips every sync of the upper layer, so what a node wrote and
+    // its cluster then deletes (packages installed by a run, then `down`) is
+    // dropped from memory instead of flushed on unmount first. overlayfs
+    // marks such a layer (`work/work/incompat/volatile`) and refuses to mount
+    // it again while the mark is there, since after a host crash the layer
+    // may be torn; a layer is only mounted again within the host boot that
+    // wrote it (a node reboot, a restore: clusters do not outlive the host),
+    // so the mark is cleared first. Kernels without `volatile` (before 5.10)
+    // mount as before.
+    let _ = fs::remove_dir(node_dir.join("work/work/incompat/volatile"));
+    let mounted = mount(
         Some("overlay"),
         &root,
         Some("overlay"),
         MsFlags::empty(),
-        Some(options.as_str()),
-    )
+        Some(format!("{options},volatile").as_str()),
+    );
+    match mounted {
+        Err(nix::errno::Errno::EINVAL) => mount(
+            Some("overlay"),
+            &root,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        ),
+        other => other,
+    }
     .map_err(|e| SandboxError::io("mounting the overlay root at", &root, e.into()))?;
     Ok(root)
 }
