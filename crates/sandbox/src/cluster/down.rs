@@ -56,6 +56,7 @@ impl Engine {
         keep(Firewall::remove(id));
         tracing::debug!(ms = ms(), "links and firewall removed");
         keep(self.cgroups.remove_cluster(id));
+        remove_node_layers(&dir);
         keep(match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(SandboxError::io("removing", &dir, e))
@@ -73,6 +74,24 @@ impl Engine {
             None => Ok(()),
         }
     }
+}
+
+/// Removes the nodes' folders (their layers hold what each node wrote:
+/// tens of thousands of files after a few package installs) side by side,
+/// one thread per node; what fails is left to the removal of the whole
+/// cluster folder, which reports it.
+fn remove_node_layers(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir.join("nodes")) else {
+        return;
+    };
+    let nodes: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    std::thread::scope(|s| {
+        for node in &nodes {
+            s.spawn(move || {
+                let _ = std::fs::remove_dir_all(node);
+            });
+        }
+    });
 }
 
 /// Ends the reaper watching the cluster in `dir`, unless it is this process
