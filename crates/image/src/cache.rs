@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -303,14 +303,7 @@ impl ImageCache {
     pub(crate) fn lock(&self, id: &str) -> Result<Flock<fs::File>, ImageError> {
         fs::create_dir_all(&self.root).map_err(|e| ImageError::io("creating", &self.root, e))?;
         let path = self.root.join(format!(".lock-{id}"));
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| ImageError::io("opening", &path, e))?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| ImageError::io("locking", &path, e.into()))
+        crate::lock::exclusive(&path).map_err(|e| ImageError::io(e.action, &path, e.source))
     }
 }
 

@@ -8,6 +8,7 @@ mod customize;
 mod error;
 mod import;
 mod keyring;
+pub mod lock;
 mod saved;
 mod shift;
 

@@ -1,18 +1,21 @@
-//! Exclusive advisory locks between rehearse processes: one file per thing
-//! guarded, locked with flock for as long as the returned guard lives.
+//! The engine's locks: [`rehearse_image::lock`]'s, with the engine's errors.
 
 use std::fs;
 use std::path::Path;
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
+use rehearse_image::lock::LockError;
 
 use crate::SandboxError;
+
+fn error(path: &Path) -> impl FnOnce(LockError) -> SandboxError + '_ {
+    move |e| SandboxError::io(e.action, path, e.source)
+}
 
 /// Locks `path` exclusively, creating the file (not its folder) if needed.
 /// Blocks until no other holder is left; the lock goes with the guard.
 pub(crate) fn exclusive(path: &Path) -> Result<Flock<fs::File>, SandboxError> {
-    Flock::lock(open(path)?, FlockArg::LockExclusive)
-        .map_err(|(_, e)| SandboxError::io("locking", path, e.into()))
+    rehearse_image::lock::exclusive(path).map_err(error(path))
 }
 
 /// Locks the folder `dir` (created if needed) through its `.lock` file.
@@ -24,19 +27,5 @@ pub(crate) fn exclusive_in(dir: &Path) -> Result<Flock<fs::File>, SandboxError> 
 /// Like [`exclusive`], but returns `None` at once when another process holds
 /// the lock.
 pub(crate) fn try_exclusive(path: &Path) -> Result<Option<Flock<fs::File>>, SandboxError> {
-    match Flock::lock(open(path)?, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(Some(lock)),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, e)) => Err(SandboxError::io("locking", path, e.into())),
-    }
-}
-
-/// The lock file, created if needed (its folder must exist).
-fn open(path: &Path) -> Result<fs::File, SandboxError> {
-    fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| SandboxError::io("opening", path, e))
+    rehearse_image::lock::try_exclusive(path).map_err(error(path))
 }
