@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use rehearse_sandbox::ExecIo;
+use rehearse_sandbox::{CapturedBytes, ExecIo, NodeExec};
 
 use crate::error::ErrorCode;
 use crate::jobs::{new_id, Job};
@@ -43,34 +43,17 @@ fn timeout_of(secs: Option<f64>, default: Option<Duration>) -> Result<Option<Dur
 }
 
 impl Api {
-    /// Runs a command on a node with `stdin`, its whole output kept.
-    fn exec_buffered(
-        &self,
-        cluster: &str,
-        node: &str,
-        req: &rehearse_sandbox::ExecRequest,
-        stdin: Option<Vec<u8>>,
-    ) -> Result<(rehearse_sandbox::ExecOutcome, Vec<u8>, Vec<u8>), ApiError> {
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let outcome = self.engine.exec(
-            cluster,
-            node,
-            req,
-            ExecIo {
-                stdin: stdin.map(|b| Box::new(std::io::Cursor::new(b)) as Box<_>),
-                stdout: &mut out,
-                stderr: &mut err,
-            },
-        )?;
-        Ok((outcome, out, err))
-    }
-
     pub(crate) fn exec(&self, req: ExecRequest) -> Result<ExecResult, ApiError> {
         self.live_node(&req.cluster, &req.node)?;
         let timeout = timeout_of(req.timeout_s, Some(DEFAULT_EXEC_TIMEOUT))?;
         let sreq = sandbox_request(&req.command, &req.env, &req.workdir, timeout);
-        let (outcome, out, err) = self.exec_buffered(&req.cluster, &req.node, &sreq, None)?;
+        let CapturedBytes {
+            outcome,
+            stdout: out,
+            stderr: err,
+        } = self
+            .engine
+            .capture_bytes(&req.cluster, &req.node, &sreq, None)?;
         let (stdout, t1) = cut(&out, OUTPUT_LIMIT);
         let (stderr, t2) = cut(&err, OUTPUT_LIMIT);
         let output_id = if t1 || t2 {
@@ -179,7 +162,16 @@ impl Api {
             ..Default::default()
         };
         let len = bytes.len() as u64;
-        let (outcome, _, err) = self.exec_buffered(&req.cluster, &req.node, &sreq, Some(bytes))?;
+        let CapturedBytes {
+            outcome,
+            stderr: err,
+            ..
+        } = self.engine.capture_bytes(
+            &req.cluster,
+            &req.node,
+            &sreq,
+            Some(Box::new(std::io::Cursor::new(bytes))),
+        )?;
         if outcome.exit_code != 0 {
             return Err(ApiError::new(
                 ErrorCode::WriteFailed,
@@ -213,7 +205,13 @@ impl Api {
             ],
             ..Default::default()
         };
-        let (outcome, mut out, err) = self.exec_buffered(&req.cluster, &req.node, &sreq, None)?;
+        let CapturedBytes {
+            outcome,
+            stdout: mut out,
+            stderr: err,
+        } = self
+            .engine
+            .capture_bytes(&req.cluster, &req.node, &sreq, None)?;
         if outcome.exit_code != 0 {
             return Err(ApiError::new(
                 ErrorCode::FileNotFound,

@@ -34,7 +34,7 @@ pub use cluster::{
 };
 pub use error::SandboxError;
 pub use fault::{FaultRecord, FaultStatus};
-pub use node_exec::{Captured, NodeExec};
+pub use node_exec::{Captured, CapturedBytes, NodeExec};
 pub use pkgcache::{PackageCache, CACHE_PORT, SERVICE_BRIDGE};
 pub use snapshot::{CopyMode, Snapshot, SnapshotNode};
 pub use state::{ClusterState, ClusterStatus, NetworkState, Nic, NodeState};

@@ -29,7 +29,35 @@ pub trait NodeExec: Sync {
         dest: &str,
     ) -> Result<(), SandboxError>;
 
-    /// Runs a command, feeding it `stdin` when given, and collects its output.
+    /// Runs a command, feeding it `stdin` when given, and collects its
+    /// output as the bytes it wrote.
+    fn capture_bytes(
+        &self,
+        cluster: &str,
+        node: &str,
+        req: &ExecRequest,
+        stdin: Option<Box<dyn Read + Send + '_>>,
+    ) -> Result<CapturedBytes, SandboxError> {
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let outcome = self.exec(
+            cluster,
+            node,
+            req,
+            ExecIo {
+                stdin,
+                stdout: &mut stdout,
+                stderr: &mut stderr,
+            },
+        )?;
+        Ok(CapturedBytes {
+            outcome,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// [`NodeExec::capture_bytes`], the output lossily decoded as UTF-8.
     fn capture(
         &self,
         cluster: &str,
@@ -37,24 +65,21 @@ pub trait NodeExec: Sync {
         req: &ExecRequest,
         stdin: Option<Box<dyn Read + Send + '_>>,
     ) -> Result<Captured, SandboxError> {
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let outcome = self.exec(
-            cluster,
-            node,
-            req,
-            ExecIo {
-                stdin,
-                stdout: &mut out,
-                stderr: &mut err,
-            },
-        )?;
+        let c = self.capture_bytes(cluster, node, req, stdin)?;
         Ok(Captured {
-            outcome,
-            stdout: String::from_utf8_lossy(&out).into_owned(),
-            stderr: String::from_utf8_lossy(&err).into_owned(),
+            outcome: c.outcome,
+            stdout: String::from_utf8_lossy(&c.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&c.stderr).into_owned(),
         })
     }
+}
+
+/// A finished command with its whole output, as written.
+#[derive(Debug, Clone)]
+pub struct CapturedBytes {
+    pub outcome: ExecOutcome,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
 }
 
 /// A finished command with its whole output (lossily decoded as UTF-8).
