@@ -1,7 +1,9 @@
 //! The run store: every scenario and converge run, its steps, check results,
 //! iterations, model calls and troubleshooting commands, and every cluster
 //! started — in one SQLite file under the state directory by default, or in
-//! PostgreSQL when `REHEARSE_DATABASE_URL` names a server.
+//! PostgreSQL when the process names a server (the CLI: `REHEARSE_DATABASE_URL`).
+//! This crate reads no environment to choose: the process opens one
+//! [`SharedStore`] and hands it to whatever records.
 //!
 //! Both databases get the very same migrations (`migrations/`, plain SQL both
 //! accept) and the very same statements. Texts are stored as the engine hands
