@@ -295,4 +295,37 @@ fn below_the_required_pass_rate_the_evaluation_fails_and_bad_tasks_are_refused()
         1,
         "nothing ran for the invalid task"
     );
+
+    // A platform this host has no image for, asked or listed by a task:
+    // refused before any attempt, naming it and where it came from.
+    let (code, report, _) = eval(
+        &[
+            tasks.join("a-solved").to_str().unwrap(),
+            "--platform",
+            "debian-12,nosuch-9",
+        ],
+        &server,
+    );
+    assert_eq!(code, 2, "{report}");
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("--platform") && message.contains("nosuch-9"),
+        "{message}"
+    );
+    let listed = tmp.path().join("listed");
+    std::fs::create_dir_all(&listed).unwrap();
+    write(
+        &listed,
+        "task.yaml",
+        "goal: x\nlanguage: bash\nnodes: 1\nplatforms: [debian-12, nosuch-9]\n\
+         checks:\n  - file: /etc/x\n    exists: true\n",
+    );
+    let (code, report, _) = eval(&[listed.to_str().unwrap()], &server);
+    assert_eq!(code, 2, "{report}");
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("task.yaml") && message.contains("nosuch-9"),
+        "{message}"
+    );
+    assert_eq!(server.requests().len(), 1, "no attempt ran");
 }

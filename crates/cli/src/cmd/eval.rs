@@ -84,6 +84,24 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         eprintln!("no LLM is configured (set ANTHROPIC_API_KEY, OPENAI_API_KEY or REHEARSE_LLM_BASE_URL): each task runs its starting code with the rules doctor only");
     }
     let engine = super::engine()?;
+    // Every platform is an image this host has or can build, or nothing
+    // starts: an unknown name would fail each of its attempts.
+    let asked = args.platform.iter().map(|p| (p, "--platform".to_owned()));
+    let listed = tasks
+        .iter()
+        .filter(|_| args.platform.is_empty())
+        .flat_map(|t| {
+            t.platforms
+                .iter()
+                .map(move |p| (p, format!("{} (platforms)", t.file.display())))
+        });
+    for (platform, from) in asked.chain(listed) {
+        if let Err(e) = engine.images().spec_for(platform) {
+            let e = anyhow::Error::new(e).context(format!("{from}: platform \"{platform}\""));
+            crate::output::report_error(&e, json);
+            return Ok(2);
+        }
+    }
     let progress = |label: &str, message: &str| {
         if !json {
             eprintln!("· {label}: {message}");
