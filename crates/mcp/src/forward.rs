@@ -51,6 +51,9 @@ pub struct Holder {
     pub url: String,
 }
 
+/// An MCP session with another host, kept for the calls that follow.
+type Session = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+
 /// Passing calls on: whom to ask, and the fleet's shared bearer token.
 #[derive(Clone)]
 pub struct Forwarding {
@@ -61,22 +64,74 @@ pub struct Forwarding {
     pub host: String,
     /// Where work that boots clusters is placed (none: on this host).
     pub placement: Option<Arc<dyn Placement>>,
+    /// One open session per holder's endpoint, so a passed-on call does not
+    /// pay for a new session's handshake each time.
+    pub sessions: Arc<tokio::sync::Mutex<std::collections::HashMap<String, Session>>>,
 }
 
 impl Forwarding {
-    /// Passes `request` on to `holder` and returns its answer.
+    /// Forwarding to the fleet's other hosts, with no session open yet.
+    pub fn new(
+        holders: Arc<dyn Holders>,
+        token: String,
+        host: String,
+        placement: Option<Arc<dyn Placement>>,
+    ) -> Forwarding {
+        Forwarding {
+            holders,
+            token,
+            host,
+            placement,
+            sessions: Arc::default(),
+        }
+    }
+
+    /// Passes `request` on to `holder` and returns its answer. A kept session
+    /// that no longer answers (the holder restarted) is dropped and the call
+    /// made once more on a new one.
     pub(crate) async fn call(
         &self,
         holder: &Holder,
         request: CallToolRequestParams,
     ) -> Result<CallToolResult, String> {
         let endpoint = format!("{}/mcp", holder.url.trim_end_matches('/'));
+        let mut last = String::new();
+        for _ in 0..2 {
+            let peer = match self.session(&endpoint, holder).await {
+                Ok(peer) => peer,
+                Err(why) => return Err(why),
+            };
+            match peer.call_tool(request.clone()).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) => {
+                    last = format!("calling {} at {endpoint}: {e}", holder.name);
+                    if let Some(stale) = self.sessions.lock().await.remove(&endpoint) {
+                        let _ = stale.cancel().await;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// The kept session with `endpoint`, opened when there is none (or it closed).
+    async fn session(
+        &self,
+        endpoint: &str,
+        holder: &Holder,
+    ) -> Result<rmcp::Peer<rmcp::RoleClient>, String> {
+        let mut sessions = self.sessions.lock().await;
+        if let Some(open) = sessions.get(endpoint) {
+            if !open.is_closed() {
+                return Ok(open.peer().clone());
+            }
+        }
         let mut headers = std::collections::HashMap::new();
         headers.insert(
             axum::http::HeaderName::from_static(FORWARDED_HEADER),
             axum::http::HeaderValue::from_str(&self.host).map_err(|e| e.to_string())?,
         );
-        let mut config = StreamableHttpClientTransportConfig::with_uri(endpoint.clone())
+        let mut config = StreamableHttpClientTransportConfig::with_uri(endpoint.to_owned())
             .auth_header(&self.token);
         config.custom_headers = headers;
         let transport = StreamableHttpClientTransport::from_config(config);
@@ -84,11 +139,8 @@ impl Forwarding {
             .serve(transport)
             .await
             .map_err(|e| format!("reaching {} at {endpoint}: {e}", holder.name))?;
-        let answer = client
-            .call_tool(request)
-            .await
-            .map_err(|e| format!("calling {} at {endpoint}: {e}", holder.name));
-        let _ = client.cancel().await;
-        answer
+        let peer = client.peer().clone();
+        sessions.insert(endpoint.to_owned(), client);
+        Ok(peer)
     }
 }

@@ -218,19 +218,20 @@ fn an_mcp_call_on_a_cluster_another_host_holds_is_answered_by_that_host() {
         None,
     );
     let empty = tempfile::tempdir().unwrap();
+    let forwarding = rehearse_mcp::Forwarding::new(
+        Arc::new(FleetHolders {
+            fleet: Arc::clone(&fleet),
+            me: "alpha".into(),
+        }),
+        TOKEN.into(),
+        "alpha".into(),
+        None,
+    );
     let alpha = Host::start(
         api(&empty.path().join("state"), history.path()),
         RunStore::connect(&db.url).unwrap(),
         Some(Arc::clone(&fleet)),
-        Some(rehearse_mcp::Forwarding {
-            holders: Arc::new(FleetHolders {
-                fleet: Arc::clone(&fleet),
-                me: "alpha".into(),
-            }),
-            token: TOKEN.into(),
-            host: "alpha".into(),
-            placement: None,
-        }),
+        Some(forwarding.clone()),
     );
     join(&fleet, "alpha", &alpha.url());
     join(&fleet, "beta", &beta.url());
@@ -274,6 +275,9 @@ fn an_mcp_call_on_a_cluster_another_host_holds_is_answered_by_that_host() {
         json!({"cluster": cluster, "node": "web", "path": "/etc/placed-by"}),
     );
     assert_eq!(direct["content"], "alpha", "{direct}");
+    // Both calls travelled over one session with beta, kept open.
+    let sessions = forwarding.sessions.blocking_lock().len();
+    assert_eq!(sessions, 1, "one kept session per holder");
 
     // A cluster nobody holds is not found, from either host.
     let (failed, missing) = mcp_call(

@@ -87,18 +87,18 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             let fleet = std::sync::Arc::new(rehearse_fleet::Fleet::connect(url)?);
             rehearse_web::FleetServing {
                 fleet: Some(std::sync::Arc::clone(&fleet)),
-                forwarding: Some(rehearse_mcp::Forwarding {
-                    holders: std::sync::Arc::new(rehearse_web::FleetHolders {
+                forwarding: Some(rehearse_mcp::Forwarding::new(
+                    std::sync::Arc::new(rehearse_web::FleetHolders {
                         fleet: std::sync::Arc::clone(&fleet),
                         me: name.clone(),
                     }),
-                    token: token.clone(),
-                    host: name.clone(),
-                    placement: Some(std::sync::Arc::new(rehearse_web::FleetPlacement {
+                    token.clone(),
+                    name.clone(),
+                    Some(std::sync::Arc::new(rehearse_web::FleetPlacement {
                         fleet,
                         submitter: format!("mcp@{name}"),
                     })),
-                }),
+                )),
             }
         }
         _ => rehearse_web::FleetServing::default(),
