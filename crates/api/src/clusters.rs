@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use rehearse_sandbox::{ClusterState, Engine, SandboxError, UpRequest, DEFAULT_TTL};
-use rehearse_spec::Topology;
 
 use crate::types::*;
 use crate::{Api, ApiError};
@@ -111,15 +110,7 @@ impl Api {
             Some(t) => parse_ttl("ttl", t)?,
             None => DEFAULT_TTL,
         };
-        // The topology format validates names, networks and images with the
-        // same messages as a file gets, naming the field (`nodes[1].name`).
-        let topology = Topology::from_input(req.nodes, req.networks).map_err(|e| {
-            let field = match e.field() {
-                Some(f) if f.starts_with("networks") => "networks",
-                _ => "nodes",
-            };
-            ApiError::spec(field, &e)
-        })?;
+        let topology = crate::inputs::topology_of(&req)?;
         let state = self.up(
             UpRequest {
                 topology,

@@ -1,13 +1,11 @@
 //! `converge`: the convergence loop of [`rehearse_converge`] as a background
 //! job, with the loop's progress lines as job events.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rehearse_converge::{ConvergeError, ConvergeReport, Verdict};
 use rehearse_llm::{LlmError, Provider, Settings};
 use rehearse_scenario::name_of;
-use rehearse_spec::task::Task;
 
 use crate::error::ErrorCode;
 use crate::types::*;
@@ -15,32 +13,6 @@ use crate::{Api, ApiError, ProgressSink};
 
 /// What the loop can still do without a model, for the model that called us.
 const RULES_ONLY: &str = "without a model, converge can only run the task's starting `code` and patch it with the rules doctor's known fixes (install the package of a missing command, create a missing directory, start a service that is not running, wait for the apt lock, create a missing user) — bash only";
-
-fn load_task(req: &ConvergeRequest) -> Result<Task, ApiError> {
-    match (&req.path, &req.yaml) {
-        (Some(path), None) => {
-            Task::from_path(Path::new(path)).map_err(|e| ApiError::spec("path", &e))
-        }
-        (None, Some(yaml)) => {
-            let dir = match &req.base_dir {
-                Some(d) => PathBuf::from(d),
-                None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
-            };
-            if !dir.is_dir() {
-                return Err(ApiError::invalid(
-                    "base_dir",
-                    format!("{} is not a folder on the server", dir.display()),
-                ));
-            }
-            let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-            Task::from_yaml(yaml, "inline task.yaml", &dir).map_err(|e| ApiError::spec("yaml", &e))
-        }
-        _ => Err(ApiError::invalid(
-            "path",
-            "pass exactly one of path (a task file or a folder holding task.yaml) and yaml (the task text)",
-        )),
-    }
-}
 
 /// The model the request and the server's environment select, or `None` for
 /// rules-only mode.
@@ -154,7 +126,7 @@ impl Api {
         req: ConvergeRequest,
         progress: Option<ProgressSink>,
     ) -> Result<JobStarted, ApiError> {
-        let task = load_task(&req)?;
+        let task = crate::inputs::task_of(&req)?;
         let model = connect(&req)?;
         if model.is_none() && task.code.is_none() {
             return Err(ApiError::new(

@@ -9,6 +9,7 @@ mod converge;
 mod error;
 mod exec;
 pub mod history;
+pub mod inputs;
 mod jobs;
 mod outputs;
 pub mod recipes;

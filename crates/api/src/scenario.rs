@@ -1,10 +1,8 @@
 //! A whole scenario run as a background job.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use rehearse_scenario::{Event, Keep, RunOptions};
-use rehearse_spec::scenario::Scenario;
 
 use crate::types::*;
 use crate::ProgressSink;
@@ -16,29 +14,7 @@ impl Api {
         req: RunScenarioRequest,
         progress: Option<ProgressSink>,
     ) -> Result<JobStarted, ApiError> {
-        let scenario = match (&req.path, &req.yaml) {
-            (Some(path), None) => Scenario::from_path(std::path::Path::new(path))
-                .map_err(|e| ApiError::spec("path", &e))?,
-            (None, Some(yaml)) => {
-                let dir = match &req.base_dir {
-                    Some(d) => PathBuf::from(d),
-                    None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
-                };
-                if !dir.is_dir() {
-                    return Err(ApiError::invalid(
-                        "base_dir",
-                        format!("{} is not a folder on the server", dir.display()),
-                    ));
-                }
-                let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-                Scenario::from_yaml(yaml, "inline.yaml", &dir)
-                    .map_err(|e| ApiError::spec("yaml", &e))?
-            }
-            _ => return Err(ApiError::invalid(
-                "path",
-                "pass exactly one of path (a scenario file or folder) and yaml (the scenario text)",
-            )),
-        };
+        let scenario = crate::inputs::scenario_of(&req)?;
         let keep = match req.keep.as_deref() {
             None | Some("never") => Keep::Never,
             Some("always") => Keep::Always,

@@ -8,9 +8,6 @@ use std::time::{Duration, Instant};
 
 use rehearse_api::types::{ClusterInfo, JobState as ApiJobState, JobStatus};
 use rehearse_api::{ApiError, Command, ErrorCode};
-use rehearse_spec::scenario::Scenario;
-use rehearse_spec::task::Task;
-use rehearse_spec::topology::Topology;
 
 use crate::payload::{CommandPayload, ScenarioPayload};
 use crate::{Fleet, FleetError, JobKind, JobRow, JobSpec, JobState};
@@ -30,43 +27,6 @@ fn fleet_error(e: FleetError) -> ApiError {
     }
 }
 
-fn spec_error(field: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError {
-        code: ErrorCode::InvalidSpec,
-        ..ApiError::invalid(field, format!("{field}: {e}"))
-    }
-}
-
-/// The file or YAML text a long command names, checked here (so a mistake is
-/// answered at once, not by a host later) and packed to travel.
-fn scenario_payload(
-    path: Option<&str>,
-    yaml: Option<&str>,
-    base_dir: Option<&str>,
-) -> Result<(ScenarioPayload, Scenario), ApiError> {
-    match (path, yaml) {
-        (Some(path), None) => {
-            let scenario =
-                Scenario::from_path(Path::new(path)).map_err(|e| spec_error("path", e))?;
-            let payload = ScenarioPayload::pack(Path::new(path)).map_err(fleet_error)?;
-            Ok((payload, scenario))
-        }
-        (None, Some(yaml)) => {
-            let base = base_dir.map(Path::new);
-            let dir = base.unwrap_or(Path::new("."));
-            let scenario =
-                Scenario::from_yaml(yaml, "yaml", dir).map_err(|e| spec_error("yaml", e))?;
-            let payload = ScenarioPayload::inline(yaml, base)
-                .map_err(|e| ApiError::invalid("base_dir", e.to_string()))?;
-            Ok((payload, scenario))
-        }
-        _ => Err(ApiError::invalid(
-            "path",
-            "give either path (a file on the server's host) or yaml (the text)",
-        )),
-    }
-}
-
 impl Fleet {
     /// Queues the command set's `command` with `args` for the host of the
     /// fleet with room. Input is checked here first, with the command set's
@@ -79,11 +39,26 @@ impl Fleet {
     ) -> Result<JobRow, ApiError> {
         let (kind, payload, shape) = match Command::parse(command, args.clone())? {
             Command::RunScenario(req) => {
-                let (mut payload, scenario) = scenario_payload(
-                    req.path.as_deref(),
-                    req.yaml.as_deref(),
-                    req.base_dir.as_deref(),
-                )?;
+                // Checked here with the command set's own reading, so a
+                // mistake is answered at once, not by a host later.
+                let scenario = rehearse_api::inputs::scenario_of(&req)?;
+                let mut payload = match (&req.path, &req.yaml) {
+                    (Some(path), _) => ScenarioPayload::pack(Path::new(path)),
+                    (_, Some(yaml)) => {
+                        ScenarioPayload::inline(yaml, req.base_dir.as_deref().map(Path::new))
+                    }
+                    _ => unreachable!("scenario_of takes exactly one of path and yaml"),
+                }
+                .map_err(|e| {
+                    ApiError::invalid(
+                        if req.path.is_some() {
+                            "path"
+                        } else {
+                            "base_dir"
+                        },
+                        e.to_string(),
+                    )
+                })?;
                 payload.reboot = req.reboot;
                 payload.idempotence = req.idempotence.unwrap_or(true);
                 payload.keep = req.keep.clone();
@@ -92,46 +67,36 @@ impl Fleet {
                 (JobKind::Scenario, value, scenario.topology)
             }
             Command::Converge(req) => {
-                let (payload, task) = match (req.path.as_deref(), req.yaml.as_deref()) {
-                    (Some(path), None) => {
-                        let task =
-                            Task::from_path(Path::new(path)).map_err(|e| spec_error("path", e))?;
-                        let payload = CommandPayload::with_path(
-                            "converge",
-                            args,
-                            Path::new(path),
-                            "task.yaml",
-                        )
-                        .map_err(fleet_error)?;
-                        (payload, task)
+                let task = rehearse_api::inputs::task_of(&req)?;
+                let payload = match &req.path {
+                    Some(path) => {
+                        CommandPayload::with_path("converge", args, Path::new(path), "task.yaml")
                     }
-                    (None, Some(yaml)) => {
-                        let base = req.base_dir.as_deref().map(Path::new);
-                        let task = Task::from_yaml(yaml, "yaml", base.unwrap_or(Path::new(".")))
-                            .map_err(|e| spec_error("yaml", e))?;
-                        let payload = CommandPayload::with_base_dir("converge", args, base)
-                            .map_err(|e| ApiError::invalid("base_dir", e.to_string()))?;
-                        (payload, task)
-                    }
-                    _ => return Err(ApiError::invalid(
-                        "path",
-                        "give either path (a task file on the server's host) or yaml (the text)",
-                    )),
-                };
+                    None => CommandPayload::with_base_dir(
+                        "converge",
+                        args,
+                        req.base_dir.as_deref().map(Path::new),
+                    ),
+                }
+                .map_err(|e| {
+                    ApiError::invalid(
+                        if req.path.is_some() {
+                            "path"
+                        } else {
+                            "base_dir"
+                        },
+                        e.to_string(),
+                    )
+                })?;
                 let value = serde_json::to_value(&payload)
                     .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string(), false))?;
                 (JobKind::Converge, value, task.topology)
             }
-            Command::Provision(req) => {
-                let topology = Topology::from_input(req.nodes, req.networks).map_err(|e| {
-                    let field = match e.field() {
-                        Some(f) if f.starts_with("networks") => "networks",
-                        _ => "nodes",
-                    };
-                    spec_error(field, e)
-                })?;
-                (JobKind::Provision, args, topology)
-            }
+            Command::Provision(req) => (
+                JobKind::Provision,
+                args,
+                rehearse_api::inputs::topology_of(&req)?,
+            ),
             other => {
                 return Err(ApiError::new(
                     ErrorCode::Refused,
