@@ -18,6 +18,12 @@ pub const PLACED: [&str; 3] = ["run_scenario", "converge", "provision"];
 /// How long a placed `provision` may wait for a host with room.
 pub const PROVISION_WAIT: Duration = Duration::from_secs(300);
 
+/// A folder that cannot travel with its job: the one `path` names, or the
+/// `base_dir` of inline YAML.
+fn packing_error(from_path: bool, e: FleetError) -> ApiError {
+    ApiError::invalid(if from_path { "path" } else { "base_dir" }, e.to_string())
+}
+
 fn fleet_error(e: FleetError) -> ApiError {
     match e {
         FleetError::Payload(m) => ApiError::invalid("path", m),
@@ -49,16 +55,7 @@ impl Fleet {
                     }
                     _ => unreachable!("scenario_of takes exactly one of path and yaml"),
                 }
-                .map_err(|e| {
-                    ApiError::invalid(
-                        if req.path.is_some() {
-                            "path"
-                        } else {
-                            "base_dir"
-                        },
-                        e.to_string(),
-                    )
-                })?;
+                .map_err(|e| packing_error(req.path.is_some(), e))?;
                 payload.reboot = req.reboot;
                 payload.idempotence = req.idempotence.unwrap_or(true);
                 payload.keep = req.keep.clone();
@@ -78,16 +75,7 @@ impl Fleet {
                         req.base_dir.as_deref().map(Path::new),
                     ),
                 }
-                .map_err(|e| {
-                    ApiError::invalid(
-                        if req.path.is_some() {
-                            "path"
-                        } else {
-                            "base_dir"
-                        },
-                        e.to_string(),
-                    )
-                })?;
+                .map_err(|e| packing_error(req.path.is_some(), e))?;
                 let value = serde_json::to_value(&payload)
                     .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string(), false))?;
                 (JobKind::Converge, value, task.topology)
