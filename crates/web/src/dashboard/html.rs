@@ -92,6 +92,12 @@ pub fn toned(label: &str, tone: &str) -> String {
     )
 }
 
+/// How long a stored run took, or `running` while it has not ended.
+pub fn run_duration(ms: Option<i64>) -> String {
+    ms.map(|ms| duration(ms.max(0) as u64))
+        .unwrap_or_else(|| "running".into())
+}
+
 /// `850 ms`, `4.2 s`, `3 min 05 s`, `2 h 10 min`.
 pub fn duration(ms: u64) -> String {
     if ms < 1_000 {

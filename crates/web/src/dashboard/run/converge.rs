@@ -8,7 +8,7 @@ use rehearse_store::{CommandRow, ConvergeDetail, IterationRecord, LlmCallRecord,
 
 use super::{bar, checks_table};
 use crate::dashboard::diff::{self, Line};
-use crate::dashboard::html::{badge, duration, esc, output_block};
+use crate::dashboard::html::{badge, duration, esc, output_block, run_duration};
 use crate::dashboard::runs::tokens;
 
 pub(super) fn converge(out: &mut String, d: &RunDetail, c: &ConvergeDetail) {
@@ -97,9 +97,7 @@ pub(super) fn converge(out: &mut String, d: &RunDetail, c: &ConvergeDetail) {
                 "<tr><td>{}</td><td>{}</td><td><a class=\"mono\" href=\"/runs/{id}\">{id}</a></td><td>{}</td><td>{}</td></tr>",
                 badge(&r.outcome),
                 esc(r.role.as_deref().unwrap_or("")),
-                r.duration_ms()
-                    .map(|ms| duration(ms.max(0) as u64))
-                    .unwrap_or_else(|| "running".into()),
+                run_duration(r.duration_ms()),
                 esc(r.summary.as_deref().unwrap_or("")),
                 id = esc(&r.id),
             );

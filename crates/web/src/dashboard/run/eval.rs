@@ -7,7 +7,7 @@ use std::fmt::Write;
 use rehearse_converge::eval::{EvalReport, Tally};
 use rehearse_store::RunDetail;
 
-use crate::dashboard::html::{badge, duration, esc};
+use crate::dashboard::html::{badge, duration, esc, run_duration};
 
 fn percent(rate: f64) -> String {
     format!("{:.1}%", rate * 100.0)
@@ -64,10 +64,7 @@ pub(super) fn eval(out: &mut String, d: &RunDetail, report: Option<&EvalReport>)
             esc(child.role.as_deref().unwrap_or("")),
             esc(child.summary.as_deref().unwrap_or("")),
             child.input_tokens + child.output_tokens,
-            child
-                .duration_ms()
-                .map(|ms| duration(ms.max(0) as u64))
-                .unwrap_or_else(|| "running".into()),
+            run_duration(child.duration_ms()),
             id = esc(&child.id),
         );
     }

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use rehearse_scenario::{MatrixReport, PlatformReport};
 use rehearse_store::RunDetail;
 
-use crate::dashboard::html::{badge, duration, esc};
+use crate::dashboard::html::{badge, esc, run_duration};
 
 pub(super) fn matrix(out: &mut String, d: &RunDetail, report: Option<&MatrixReport>) {
     out.push_str("<section id=\"matrix\"><h2>Platforms</h2><table class=\"runs\"><thead><tr><th>status</th><th>platform</th><th>steps</th><th>checks</th><th>idempotence</th><th>hygiene</th><th>took</th><th>run</th></tr></thead><tbody>");
@@ -33,10 +33,7 @@ pub(super) fn matrix(out: &mut String, d: &RunDetail, report: Option<&MatrixRepo
             esc(&cell(&|r| r.checks.clone())),
             esc(&cell(&|r| r.idempotence.clone())),
             esc(&cell(&|r| r.hygiene.to_string())),
-            child
-                .duration_ms()
-                .map(|ms| duration(ms.max(0) as u64))
-                .unwrap_or_else(|| "running".into()),
+            run_duration(child.duration_ms()),
             id = esc(&child.id),
         );
     }
