@@ -16,15 +16,8 @@ impl Api {
     ) -> Result<JobStarted, ApiError> {
         let scenario = crate::inputs::scenario_of(&req)?;
         let keep = match req.keep.as_deref() {
-            None | Some("never") => Keep::Never,
-            Some("always") => Keep::Always,
-            Some("on_failure") => Keep::OnFailure,
-            Some(other) => {
-                return Err(ApiError::invalid(
-                    "keep",
-                    format!("keep \"{other}\" is not never, always or on_failure"),
-                ))
-            }
+            None => Keep::Never,
+            Some(keep) => keep.parse().map_err(|e| ApiError::invalid("keep", e))?,
         };
         let cancel = rehearse_scenario::Cancel::new();
         let opts = RunOptions {

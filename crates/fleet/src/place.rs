@@ -58,6 +58,10 @@ impl Fleet {
                 .map_err(|e| packing_error(req.path.is_some(), e))?;
                 payload.reboot = req.reboot;
                 payload.idempotence = req.idempotence.unwrap_or(true);
+                if let Some(keep) = req.keep.as_deref() {
+                    keep.parse::<rehearse_scenario::Keep>()
+                        .map_err(|e| ApiError::invalid("keep", e))?;
+                }
                 payload.keep = req.keep.clone();
                 let value = serde_json::to_value(&payload)
                     .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string(), false))?;

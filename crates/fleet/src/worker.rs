@@ -336,14 +336,8 @@ fn run_scenario(shared: &Shared, job: &Claimed) -> JobEnd {
             scenario = scenario.on_platform(platform);
         }
         let keep = match payload.keep.as_deref() {
-            None | Some("never") => Keep::Never,
-            Some("always") => Keep::Always,
-            Some("on_failure") => Keep::OnFailure,
-            Some(other) => {
-                return Err(failed(format!(
-                    "keep \"{other}\": say never, always or on_failure"
-                )))
-            }
+            None => Keep::Never,
+            Some(keep) => keep.parse().map_err(failed)?,
         };
         let cancel = Cancel::new();
         let opts = RunOptions {

@@ -46,6 +46,22 @@ pub enum Keep {
     OnFailure,
 }
 
+impl std::str::FromStr for Keep {
+    type Err = String;
+
+    /// `never`, `always` or `on_failure`, as requests and jobs name it.
+    fn from_str(s: &str) -> Result<Keep, String> {
+        match s {
+            "never" => Ok(Keep::Never),
+            "always" => Ok(Keep::Always),
+            "on_failure" => Ok(Keep::OnFailure),
+            other => Err(format!(
+                "keep \"{other}\" is not never, always or on_failure"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub reboot: bool,
