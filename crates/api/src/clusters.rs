@@ -8,18 +8,6 @@ use rehearse_sandbox::{ClusterState, Engine, SandboxError, UpRequest, DEFAULT_TT
 use crate::types::*;
 use crate::{Api, ApiError};
 
-fn parse_ttl(field: &str, text: &str) -> Result<Duration, ApiError> {
-    humantime::parse_duration(text)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            ApiError::invalid(
-                field,
-                format!("{field} \"{text}\" is not a duration; write e.g. 90s, 30m, 2h"),
-            )
-        })
-}
-
 /// The one description of a cluster, for every adapter (CLI `--json`, MCP).
 pub fn cluster_info(engine: &Engine, s: &ClusterState) -> ClusterInfo {
     ClusterInfo {
@@ -107,7 +95,7 @@ impl Api {
 
     pub(crate) fn provision(&self, req: ProvisionRequest) -> Result<ClusterInfo, ApiError> {
         let ttl = match &req.ttl {
-            Some(t) => parse_ttl("ttl", t)?,
+            Some(t) => crate::duration("ttl", t)?,
             None => DEFAULT_TTL,
         };
         let topology = crate::inputs::topology_of(&req)?;
@@ -147,7 +135,7 @@ impl Api {
     }
 
     pub(crate) fn extend(&self, req: ExtendRequest) -> Result<ClusterInfo, ApiError> {
-        let ttl = parse_ttl("ttl", &req.ttl)?;
+        let ttl = crate::duration("ttl", &req.ttl)?;
         self.live(&req.cluster)?;
         Ok(cluster_info(
             &self.engine,

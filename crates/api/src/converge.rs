@@ -8,6 +8,7 @@ use rehearse_llm::{LlmError, Provider, Settings};
 use rehearse_scenario::name_of;
 
 use crate::error::ErrorCode;
+use crate::jobs::Notes;
 use crate::types::*;
 use crate::{Api, ApiError, ProgressSink};
 
@@ -76,7 +77,8 @@ fn tokens(u: rehearse_llm::Usage) -> TokenUse {
     }
 }
 
-fn result_of(report: &ConvergeReport) -> ConvergeResult {
+/// The summary of a converge run that job_status and the fleet show.
+pub fn result_of(report: &ConvergeReport) -> ConvergeResult {
     ConvergeResult {
         converged: report.verdict == Verdict::Converged,
         verdict: name_of(report.verdict),
@@ -120,55 +122,103 @@ fn result_of(report: &ConvergeReport) -> ConvergeResult {
     }
 }
 
+/// A `converge` request read and checked: the task and the model.
+pub(crate) struct ConvergeRun {
+    task: rehearse_spec::task::Task,
+    model: Option<Box<dyn Provider>>,
+    /// Said before the loop starts (which platform of several, no model).
+    notices: Vec<String>,
+}
+
 impl Api {
-    pub(crate) fn converge(
-        self: &Arc<Self>,
-        req: ConvergeRequest,
-        progress: Option<ProgressSink>,
-    ) -> Result<JobStarted, ApiError> {
-        let task = crate::inputs::task_of(&req)?;
-        let model = connect(&req)?;
-        if model.is_none() && task.code.is_none() {
-            return Err(ApiError::new(
-                ErrorCode::LlmUnavailable,
-                format!("no LLM is configured on the server and the task has no starting `code`, so there is nothing to run; pass provider/base_url/model in the call (or set ANTHROPIC_API_KEY, OPENAI_API_KEY or REHEARSE_LLM_BASE_URL for the server), or add starting code to the task: {RULES_ONLY}"),
-                false,
-            ));
+    /// Reads the task and connects the model; everything the loop would
+    /// refuse is refused here, before any cluster starts.
+    pub(crate) fn prepare_converge(&self, req: ConvergeRequest) -> Result<ConvergeRun, ApiError> {
+        let mut task = crate::inputs::task_of(&req)?;
+        let mut notices = Vec::new();
+        // A task names several platforms for `eval`; one converge run
+        // reaches the goal on the first of them.
+        if let Some(first) = task.platforms.first().cloned() {
+            if task.platforms.len() > 1 {
+                notices.push(format!(
+                    "the task names {} platforms: converging on the first, {first} (an evaluation runs them all)",
+                    task.platforms.len()
+                ));
+            }
+            task = task.on_platform(&first);
         }
+        let model = connect(&req)?;
+        if model.is_none() {
+            if task.code.is_none() {
+                return Err(ApiError::new(
+                    ErrorCode::LlmUnavailable,
+                    format!("no LLM is configured on the server and the task has no starting `code`, so there is nothing to run; pass provider/base_url/model in the call (or set ANTHROPIC_API_KEY, OPENAI_API_KEY or REHEARSE_LLM_BASE_URL for the server), or add starting code to the task: {RULES_ONLY}"),
+                    false,
+                ));
+            }
+            notices.push("no LLM is configured (set ANTHROPIC_API_KEY, OPENAI_API_KEY or REHEARSE_LLM_BASE_URL): running the task's code with the rules doctor only".to_owned());
+        }
+        Ok(ConvergeRun {
+            task,
+            model,
+            notices,
+        })
+    }
+
+    /// Runs the loop to its end, reporting progress to `notes`; `cancel`
+    /// stops it (its clusters destroyed, verdict stopped).
+    pub(crate) fn converge(
+        &self,
+        run: ConvergeRun,
+        notes: &Notes,
+        cancel: Option<rehearse_scenario::Cancel>,
+    ) -> Result<ConvergeReport, ApiError> {
+        for notice in &run.notices {
+            notes.note(notice.clone());
+        }
+        let note = |line: &str| notes.note(line);
+        rehearse_converge::converge_with(
+            &self.engine,
+            &run.task,
+            run.model.as_deref(),
+            &note,
+            self.recording_store(),
+            cancel,
+        )
+        .map_err(converge_error)
+    }
+
+    /// A prepared converge run as a background job; job_kill stops it.
+    pub(crate) fn start_converge(
+        self: &Arc<Self>,
+        run: ConvergeRun,
+        progress: Option<ProgressSink>,
+    ) -> JobStarted {
         let cancel = rehearse_scenario::Cancel::new();
         let stop = cancel.clone();
-        Ok(
-            self.spawn_job("converge", Some(stop), progress, move |api, job, notes| {
-                let note = |line: &str| notes.note(line);
-                let result = rehearse_converge::converge_with(
-                    &api.engine,
-                    &task,
-                    model.as_deref(),
-                    &note,
-                    api.recording_store(),
-                    Some(cancel),
-                );
-                match result {
-                    Ok(report) => {
-                        note(&format!("finished: {}", report.summary));
-                        let result = result_of(&report);
-                        job.finish(|end| {
-                            end.exit_code = Some(if result.converged { 0 } else { 1 });
-                            end.run_id = Some(result.run_id.clone());
-                            end.outcome = Some(result.verdict.clone());
-                            end.converge = Some(result);
-                        });
-                    }
-                    Err(e) => {
-                        let error = converge_error(e);
-                        note(&format!("failed: {}", error.message));
-                        job.finish(|end| {
-                            end.state = Some(JobState::Failed);
-                            end.error = Some(error);
-                        });
-                    }
+        self.spawn_job(
+            "converge",
+            Some(stop),
+            progress,
+            move |api, job, notes| match api.converge(run, notes, Some(cancel)) {
+                Ok(report) => {
+                    notes.note(format!("finished: {}", report.summary));
+                    let result = result_of(&report);
+                    job.finish(|end| {
+                        end.exit_code = Some(if result.converged { 0 } else { 1 });
+                        end.run_id = Some(result.run_id.clone());
+                        end.outcome = Some(result.verdict.clone());
+                        end.converge = Some(result);
+                    });
                 }
-            }),
+                Err(error) => {
+                    notes.note(format!("failed: {}", error.message));
+                    job.finish(|end| {
+                        end.state = Some(JobState::Failed);
+                        end.error = Some(error);
+                    });
+                }
+            },
         )
     }
 }

@@ -3,7 +3,6 @@
 //! `gc`. The run store is the command set's own handle, opened once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -170,18 +169,6 @@ impl From<StoreError> for ApiError {
     }
 }
 
-fn span(field: &str, text: &str) -> Result<Duration, ApiError> {
-    humantime::parse_duration(text.trim())
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            ApiError::invalid(
-                field,
-                format!("{field} \"{text}\" is not a duration; write e.g. 2h, 7d"),
-            )
-        })
-}
-
 impl Api {
     /// The run store the command set was given, opened on first use and kept.
     pub fn store(&self) -> Result<Arc<RunStore>, ApiError> {
@@ -196,7 +183,7 @@ impl Api {
 
     pub(crate) fn runs(&self, req: RunsRequest) -> Result<RunList, ApiError> {
         let since_ms = match &req.since {
-            Some(text) => Some(now_ms() - span("since", text)?.as_millis() as i64),
+            Some(text) => Some(now_ms() - crate::duration("since", text)?.as_millis() as i64),
             None => None,
         };
         Ok(RunList {
@@ -241,7 +228,7 @@ impl Api {
 
     pub(crate) fn runs_prune(&self, req: PruneRequest) -> Result<RunsRemoved, ApiError> {
         let older_than = match &req.older_than {
-            Some(text) => Some(span("older_than", text)?),
+            Some(text) => Some(crate::duration("older_than", text)?),
             None => history::retention_from_env()
                 .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e, false))?,
         };

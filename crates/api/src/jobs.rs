@@ -18,6 +18,9 @@ pub struct Progress {
     /// Increases with every report.
     pub progress: u64,
     pub message: String,
+    /// A phase the next report replaces (a terminal shows it on a status
+    /// line); otherwise a line worth keeping (a step done, a check's result).
+    pub transient: bool,
 }
 
 pub(crate) fn new_id(prefix: &str) -> String {
@@ -176,23 +179,43 @@ impl Jobs {
     }
 }
 
-/// A background job's progress lines: kept in its events for job_status, and
-/// sent to the client's progress sink as they come.
+/// Where a long command's progress goes: the caller's sink as it comes and,
+/// for a background job, the job's events for job_status.
 pub(crate) struct Notes {
-    job: Arc<Job>,
+    job: Option<Arc<Job>>,
     sink: Option<crate::ProgressSink>,
     count: std::sync::atomic::AtomicU64,
 }
 
 impl Notes {
+    pub(crate) fn new(job: Option<Arc<Job>>, sink: Option<crate::ProgressSink>) -> Notes {
+        Notes {
+            job,
+            sink,
+            count: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// A line worth keeping.
     pub(crate) fn note(&self, line: impl Into<String>) {
-        let line = line.into();
+        self.send(line.into(), false)
+    }
+
+    /// A phase, replaced by the next report.
+    pub(crate) fn phase(&self, line: impl Into<String>) {
+        self.send(line.into(), true)
+    }
+
+    fn send(&self, message: String, transient: bool) {
         let n = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        self.job.with(|end| end.events.push(line.clone()));
+        if let Some(job) = &self.job {
+            job.with(|end| end.events.push(message.clone()));
+        }
         if let Some(sink) = &self.sink {
             sink(crate::Progress {
                 progress: n,
-                message: line,
+                message,
+                transient,
             });
         }
     }
@@ -216,11 +239,7 @@ impl crate::Api {
         self.jobs.add(job.clone());
         let api = Arc::clone(self);
         std::thread::spawn(move || {
-            let notes = Notes {
-                job: Arc::clone(&job),
-                sink: progress,
-                count: std::sync::atomic::AtomicU64::new(0),
-            };
+            let notes = Notes::new(Some(Arc::clone(&job)), progress);
             work(&api, &job, &notes);
         });
         crate::types::JobStarted { job_id: id }

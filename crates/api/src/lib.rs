@@ -27,11 +27,29 @@ use serde::de::DeserializeOwned;
 use rehearse_sandbox::Engine;
 
 pub use clusters::cluster_info;
+pub use converge::result_of as converge_result;
 pub use error::{ApiError, ErrorCode};
+use jobs::Notes;
 pub use jobs::Progress;
+pub use rehearse_converge::{ConvergeReport, Verdict};
+pub use rehearse_recipes::prove::Proof;
 pub use rehearse_scenario::history::RETENTION_ENV;
 pub use rehearse_store::{now_ms, RunRow, SharedStore};
+pub use scenario::ScenarioOutcome;
 use types::*;
+
+/// A duration field of a request ("90s", "30m", "2h", "7d"); zero is refused.
+pub(crate) fn duration(field: &str, text: &str) -> Result<std::time::Duration, ApiError> {
+    humantime::parse_duration(text.trim())
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("{field} \"{text}\" is not a duration; write e.g. 30s, 30m, 2h, 7d"),
+            )
+        })
+}
 
 /// Output beyond this many bytes per stream is cut from tool results and kept
 /// for `read_output`.
@@ -75,8 +93,11 @@ impl Api {
         &self.engine
     }
 
-    /// Carries out one command. Blocks: long work (provision, checks) runs on
-    /// the calling thread; background jobs get threads of their own.
+    /// Carries out one command on the calling thread and answers when it is
+    /// done. Long commands (scenario runs, converge, recipe proofs) run in the
+    /// foreground too, reporting to `progress` as they go; [`Api::start`]
+    /// runs them as background jobs instead. `exec_background` starts its
+    /// job and answers at once.
     pub fn execute(
         self: &Arc<Self>,
         command: Command,
@@ -92,11 +113,22 @@ impl Api {
             Command::WriteFile(r) => Outcome::WriteFile(self.write_file(r)?),
             Command::ReadFile(r) => Outcome::ReadFile(self.read_file(r)?),
             Command::Check(r) => Outcome::Check(self.check(r)?),
-            Command::RunScenario(r) => Outcome::RunScenario(self.run_scenario(r, progress)?),
-            Command::Converge(r) => Outcome::Converge(self.converge(r, progress)?),
+            Command::RunScenario(r) => {
+                let run = self.prepare_scenario(r)?;
+                Outcome::RunScenario(self.run_scenario(run, &Notes::new(None, progress), None))
+            }
+            Command::Converge(r) => {
+                let run = self.prepare_converge(r)?;
+                let notes = Notes::new(None, progress);
+                Outcome::Converge(Box::new(self.converge(run, &notes, None)?))
+            }
             Command::RecipeSearch(r) => Outcome::RecipeSearch(self.recipe_search(r)?),
             Command::RecipeShow(r) => Outcome::RecipeShow(self.recipe_show(r)?),
-            Command::RecipeProve(r) => Outcome::RecipeProve(self.recipe_prove(r, progress)?),
+            Command::RecipeProve(r) => {
+                let run = self.prepare_proof(r)?;
+                let notes = Notes::new(None, progress);
+                Outcome::RecipeProve(Box::new(self.recipe_prove(run, &notes)?))
+            }
             Command::Extend(r) => Outcome::Extend(self.extend(r)?),
             Command::Destroy(r) => Outcome::Destroy(self.destroy(&r.cluster)?),
             Command::List(_) => Outcome::List(self.list()),
@@ -120,6 +152,39 @@ impl Api {
             Command::ImageRemove(r) => Outcome::ImageRemove(self.image_remove(r)?),
             Command::Gc(_) => Outcome::Gc(self.gc()?),
         })
+    }
+
+    /// Starts a long command ([`Command::is_long`]) as a background job and
+    /// answers its id at once; `job_status` follows it, `job_kill` stops it.
+    /// What the command would refuse is refused now, before the job starts.
+    /// This is how the MCP and HTTP adapters run long commands.
+    pub fn start(
+        self: &Arc<Self>,
+        command: Command,
+        progress: Option<ProgressSink>,
+    ) -> Result<JobStarted, ApiError> {
+        match command {
+            Command::RunScenario(r) => {
+                let run = self.prepare_scenario(r)?;
+                Ok(self.start_scenario(run, progress))
+            }
+            Command::Converge(r) => {
+                let run = self.prepare_converge(r)?;
+                Ok(self.start_converge(run, progress))
+            }
+            Command::RecipeProve(r) => {
+                let run = self.prepare_proof(r)?;
+                Ok(self.start_proof(run, progress))
+            }
+            other => Err(ApiError::new(
+                ErrorCode::Refused,
+                format!(
+                    "{} answers when it is done; only run_scenario, converge and recipe_prove run as jobs",
+                    other.name()
+                ),
+                false,
+            )),
+        }
     }
 
     /// The report of a finished scenario run, from `<state>/runs/<id>/report.json`.
@@ -195,7 +260,9 @@ macro_rules! commands {
 
         /// What a command answers, one variant per command. Serialized, it is
         /// the document every front end shows (MCP structured content, HTTP,
-        /// the CLI's `--json`): the answer itself, with no wrapper.
+        /// the CLI's `--json`): the answer itself, with no wrapper. A long
+        /// command started as a job answers its [`JobStarted`] instead, and
+        /// this document is in its `job_status` when it ends.
         #[derive(Debug, Clone, serde::Serialize)]
         #[serde(untagged)]
         pub enum Outcome {
@@ -230,6 +297,13 @@ macro_rules! commands {
             pub fn name(&self) -> &'static str {
                 match self { $( Command::$variant(_) => $name, )* }
             }
+
+            /// A long command: a scenario run, converge or a recipe proof.
+            /// The CLI runs it in the foreground ([`Api::execute`]); the MCP
+            /// and HTTP adapters as a job ([`Api::start`]), answering a job id.
+            pub fn is_long(&self) -> bool {
+                matches!(self, Command::RunScenario(_) | Command::Converge(_) | Command::RecipeProve(_))
+            }
         }
 
         /// The catalogue of commands, for tool listings.
@@ -263,15 +337,15 @@ commands! {
         "Read a file from a node (up to 1 MiB). Text is returned as is; content that is not UTF-8, or when encoding is \"base64\", comes back base64-encoded.";
     Check(CheckRequest) -> CheckReport = "check", read_only = true,
         "Verify the state of a cluster with declarative checks in the rehearse scenario syntax (goss-like: http, service, port, package, file, command, user, group, process, addr, dns, interface, kernel-param, mount). A failing check is retried until its timeout (default 10s). Returns passed (true when nothing failed) and one result per check and node with status passed/failed/skipped, expected vs actual and a message. Use it to prove a change works.";
-    RunScenario(RunScenarioRequest) -> JobStarted = "run_scenario", read_only = false,
+    RunScenario(RunScenarioRequest) -> ScenarioOutcome = "run_scenario", read_only = false,
         "Run a whole scenario (topology, steps, checks, idempotence, optional reboot) on a fresh cluster, from a file/folder path on the server or inline YAML. Runs in the background: returns a job_id at once; progress comes as MCP progress notifications when a progress token was sent, and job_status gives progress lines, the outcome and the full report (also the resource rehearse://runs/{run_id}).";
-    Converge(ConvergeRequest) -> JobStarted = "converge", read_only = false,
+    Converge(ConvergeRequest) -> Box<ConvergeReport> = "converge", read_only = false,
         "Have rehearse write infrastructure code for you and prove it: give a task (goal in plain words, language bash or ansible, the nodes, and the checks that define success) as a task file path on the server or inline YAML. An LLM writes the code, rehearse runs it on a fresh cluster, and on failure recovers by a known rules fix, a rewrite, or live troubleshooting on the failed cluster, until a script passes every check on a fresh cluster in one pass (or the task's budget of iterations, time or tokens runs out). Use it when you want working, tested code rather than to experiment step by step yourself. Runs in the background: returns a job_id at once; progress comes as MCP progress notifications when a progress token was sent, and job_status gives progress lines and, when done, `converge`: converged, the proven script, run_id, report_path, each iteration with its recovery path and reason, and token use. The model is the server's (REHEARSE_LLM_* environment) unless provider/model/base_url are passed; without any model only the task's starting code is run, with rule-based fixes. Clusters it starts are destroyed when it ends.";
     RecipeSearch(recipes::RecipeSearchRequest) -> recipes::RecipeHits = "recipe_search", read_only = true,
         "Search the catalogue of proven infrastructure recipes (load-balanced web tier, internal DNS, central logs, NFS, PostgreSQL replica, Redis Sentinel, SSH hardening, nftables firewall, internal CA with TLS, chrony time sync, ...) by words. Use it before writing infrastructure code from scratch: adapting a proven recipe is faster and safer. Returns hits best first, each with name, version, description, tags, score and the words it matched.";
     RecipeShow(recipes::RecipeShowRequest) -> recipes::RecipeDetail = "recipe_show", read_only = true,
         "Show one recipe: metadata (version, tags, supported images, variables with defaults, the topology it needs, limits), README, every file's content (scripts, playbooks, the scenario that proves it), its content hash and its last recorded proof. Use it to read and adapt a recipe found with recipe_search.";
-    RecipeProve(recipes::RecipeProveRequest) -> JobStarted = "recipe_prove", read_only = false,
+    RecipeProve(recipes::RecipeProveRequest) -> Box<Proof> = "recipe_prove", read_only = false,
         "Prove a recipe: run its scenario on a fresh cluster with its variables (defaults, or `set`), record the outcome with the recipe's version, content hash and date. Runs in the background: returns a job_id; job_status gives progress, the outcome, run_id and the proof with the full run report.";
     Extend(ExtendRequest) -> ClusterInfo = "extend", read_only = false,
         "Set a cluster's remaining time to live (e.g. \"1h\") so it is not destroyed while you still need it. Returns the cluster with its new expiry.";

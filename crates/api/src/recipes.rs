@@ -7,10 +7,12 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use rehearse_recipes::prove::Proof;
 use rehearse_recipes::{prove, search, Catalogue, RecipeError};
 use rehearse_scenario::Event;
 
 use crate::error::ErrorCode;
+use crate::jobs::Notes;
 use crate::types::JobStarted;
 use crate::{Api, ApiError, ProgressSink};
 
@@ -39,6 +41,13 @@ pub struct RecipeProveRequest {
     /// Variables to set instead of their defaults, NAME: value.
     #[serde(default)]
     pub set: BTreeMap<String, String>,
+    /// Prove on these images instead of the platforms the recipe lists.
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    /// The catalogue folder on the server the recipe is in. Default: the
+    /// server's catalogue.
+    #[serde(default)]
+    pub catalogue: Option<String>,
 }
 
 /// The answer of `recipe_search`: hits, best first.
@@ -81,6 +90,14 @@ fn catalogue() -> Result<Catalogue, ApiError> {
     Catalogue::load(&Catalogue::default_dir()).map_err(recipe_error)
 }
 
+/// A `recipe_prove` request read and checked: the recipe, its variables and
+/// the platforms it is proven on.
+pub(crate) struct ProofRun {
+    recipe: rehearse_recipes::Recipe,
+    set: Vec<(String, String)>,
+    platforms: Vec<String>,
+}
+
 impl Api {
     pub(crate) fn recipe_search(&self, req: RecipeSearchRequest) -> Result<RecipeHits, ApiError> {
         let catalogue = catalogue()?;
@@ -116,54 +133,103 @@ impl Api {
         })
     }
 
-    pub(crate) fn recipe_prove(
-        self: &Arc<Self>,
-        req: RecipeProveRequest,
-        progress: Option<ProgressSink>,
-    ) -> Result<JobStarted, ApiError> {
-        let catalogue = catalogue()?;
+    /// Reads the recipe and its variables; unknown variables and platforms
+    /// no image answers to are refused here, before any cluster starts.
+    pub(crate) fn prepare_proof(&self, req: RecipeProveRequest) -> Result<ProofRun, ApiError> {
+        let catalogue = match &req.catalogue {
+            Some(dir) => Catalogue::load(std::path::Path::new(dir))
+                .map_err(|e| ApiError::invalid("catalogue", e.to_string()))?,
+            None => catalogue()?,
+        };
         let recipe = catalogue.get(&req.name).map_err(recipe_error)?.clone();
         let set: Vec<(String, String)> = req.set.into_iter().collect();
-        // Unknown variables are refused now, not in the background job.
         prove::values(&recipe, &set).map_err(recipe_error)?;
-        Ok(
-            self.spawn_job("recipe_prove", None, progress, move |api, job, notes| {
-                let note = |line: String| notes.note(line);
-                let events = |e: Event<'_>| {
-                    if let Event::Phase(p) = e {
-                        note(format!("{}: {p}", recipe.name()))
+        let platforms = if req.platforms.is_empty() {
+            recipe.meta.platforms.clone()
+        } else {
+            req.platforms
+        };
+        for platform in &platforms {
+            self.engine
+                .images()
+                .spec_for(platform)
+                .map_err(|e| ApiError::invalid("platforms", e.to_string()))?;
+        }
+        Ok(ProofRun {
+            recipe,
+            set,
+            platforms,
+        })
+    }
+
+    /// Proves a prepared recipe, recording the proof; progress to `notes`.
+    pub(crate) fn recipe_prove(&self, run: ProofRun, notes: &Notes) -> Result<Proof, ApiError> {
+        let name = run.recipe.name().to_string();
+        let events = |e: Event<'_>| {
+            if let Event::Phase(p) = e {
+                notes.phase(format!("{name}: {p}"))
+            }
+        };
+        let proof = prove::prove_on(
+            &self.engine,
+            self.recording_store(),
+            &run.recipe,
+            &run.set,
+            &run.platforms,
+            &events,
+        )
+        .map_err(recipe_error)?;
+        for p in &proof.platforms {
+            notes.note(format!(
+                "{} {name} {} on {}: {} in {} ms",
+                if p.outcome == "passed" { "✔" } else { "✘" },
+                proof.record.version,
+                p.platform,
+                p.outcome,
+                p.total_ms
+            ));
+        }
+        Ok(proof)
+    }
+
+    /// A prepared proof as a background job.
+    pub(crate) fn start_proof(
+        self: &Arc<Self>,
+        run: ProofRun,
+        progress: Option<ProgressSink>,
+    ) -> JobStarted {
+        self.spawn_job(
+            "recipe_prove",
+            None,
+            progress,
+            move |api, job, notes| match api.recipe_prove(run, notes) {
+                Ok(proof) => {
+                    notes.note(format!(
+                        "{} {} {} (run {})",
+                        proof.record.recipe,
+                        proof.record.version,
+                        proof.record.outcome,
+                        proof.record.run_id
+                    ));
+                    for failure in prove::failures(&proof.report) {
+                        notes.note(failure);
                     }
-                };
-                match prove::prove(&api.engine, api.recording_store(), &recipe, &set, &events) {
-                    Ok(proof) => {
-                        note(format!(
-                            "{} {} {} (run {})",
-                            proof.record.recipe,
-                            proof.record.version,
-                            proof.record.outcome,
-                            proof.record.run_id
-                        ));
-                        for failure in prove::failures(&proof.report) {
-                            note(failure);
-                        }
-                        job.finish(|end| {
-                            end.exit_code = Some(proof.report.exit_code());
-                            end.run_id = Some(proof.record.run_id.clone());
-                            end.outcome = Some(proof.record.outcome.clone());
-                            end.report = serde_json::to_value(&proof).ok();
-                        });
-                    }
-                    Err(e) => {
-                        let e = recipe_error(e);
-                        note(e.message.clone());
-                        job.finish(|end| {
-                            end.exit_code = Some(2);
-                            end.outcome = Some("error".into());
-                            end.error = Some(e);
-                        });
-                    }
+                    job.finish(|end| {
+                        end.exit_code = Some(proof.report.exit_code());
+                        end.run_id = Some(proof.record.run_id.clone());
+                        end.outcome = Some(proof.record.outcome.clone());
+                        end.report = serde_json::to_value(&proof).ok();
+                    });
                 }
-            }),
+                Err(e) => {
+                    notes.note(e.message.clone());
+                    job.finish(|end| {
+                        end.exit_code = Some(2);
+                        end.outcome = Some("error".into());
+                        end.error = Some(e);
+                    });
+                }
+            },
         )
     }
 }

@@ -1,68 +1,204 @@
-//! A whole scenario run as a background job.
+//! `run_scenario`: a whole scenario run, or one per platform side by side (a
+//! matrix), on fresh clusters.
 
 use std::sync::Arc;
 
-use rehearse_scenario::{Event, Keep, RunOptions};
+use rehearse_scenario::{Cancel, Event, Keep, MatrixReport, RunOptions, RunReport};
+use rehearse_spec::scenario::Scenario;
+use serde::Serialize;
 
+use crate::jobs::Notes;
 use crate::types::*;
-use crate::ProgressSink;
 use crate::{Api, ApiError};
 
+/// What a scenario run answers: its report, or with platforms one report per
+/// platform. Serialized, the report itself.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ScenarioOutcome {
+    Run(Box<RunReport>),
+    Matrix(MatrixReport),
+}
+
+impl ScenarioOutcome {
+    /// 0 passed, 1 failed, 2 could not be carried out.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ScenarioOutcome::Run(r) => r.exit_code(),
+            ScenarioOutcome::Matrix(m) => m.exit_code(),
+        }
+    }
+
+    pub fn run_id(&self) -> &str {
+        match self {
+            ScenarioOutcome::Run(r) => &r.run_id,
+            ScenarioOutcome::Matrix(m) => &m.run_id,
+        }
+    }
+
+    /// passed, failed or error.
+    pub fn outcome(&self) -> rehearse_scenario::Outcome {
+        match self {
+            ScenarioOutcome::Run(r) => r.outcome,
+            ScenarioOutcome::Matrix(m) => m.outcome,
+        }
+    }
+}
+
+/// A `run_scenario` request read and checked: what runs, how.
+pub(crate) struct ScenarioRun {
+    scenario: Scenario,
+    platforms: Vec<String>,
+    jobs: Option<usize>,
+    opts: RunOptions,
+}
+
 impl Api {
-    pub(crate) fn run_scenario(
-        self: &Arc<Self>,
+    /// Reads the scenario and the options; everything a run would refuse is
+    /// refused here, before any cluster starts.
+    pub(crate) fn prepare_scenario(
+        &self,
         req: RunScenarioRequest,
-        progress: Option<ProgressSink>,
-    ) -> Result<JobStarted, ApiError> {
-        let scenario = crate::inputs::scenario_of(&req)?;
+    ) -> Result<ScenarioRun, ApiError> {
+        let mut scenario = crate::inputs::scenario_of(&req)?;
+        if let Some(backend) = &req.backend {
+            let backend = backend
+                .parse()
+                .map_err(|e| ApiError::invalid("backend", format!("{e}")))?;
+            scenario.topology.set_default_backend(backend);
+        }
         let keep = match req.keep.as_deref() {
             None => Keep::Never,
             Some(keep) => keep.parse().map_err(|e| ApiError::invalid("keep", e))?,
         };
-        let cancel = rehearse_scenario::Cancel::new();
-        let opts = RunOptions {
-            reboot: req.reboot,
-            idempotence: req.idempotence.unwrap_or(true),
-            keep,
-            cancel: Some(cancel.clone()),
-            store: self.recording_store(),
-            ..RunOptions::default()
+        let ttl = match req.ttl.as_deref() {
+            None => RunOptions::default().ttl,
+            Some(ttl) => crate::duration("ttl", ttl)?,
         };
-        Ok(self.spawn_job(
-            "scenario",
-            Some(cancel),
-            progress,
-            move |api, job, notes| {
-                let note = |line: String| notes.note(line);
-                let events = |e: Event<'_>| match e {
-                    Event::Phase(p) => note(format!("{}: {p}", scenario.name)),
-                    Event::ClusterReady { cluster, boot_ms } => {
-                        note(format!("cluster {cluster} ready in {boot_ms} ms"))
-                    }
-                    Event::StepDone(step) => note(format!(
-                        "{} step {} ({} ms)",
-                        if step.ok { "✔" } else { "✘" },
-                        step.name,
-                        step.duration_ms
-                    )),
-                    Event::ChecksDone { phase, results } => {
-                        for r in results {
-                            note(format!("{phase}: {}", rehearse_checks::render_line(r)));
-                        }
-                    }
-                };
-                let report = rehearse_scenario::run(&api.engine, &scenario, &opts, &events);
-                let outcome = serde_json::to_value(report.outcome)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string));
-                note(format!("finished: {}", outcome.clone().unwrap_or_default()));
-                job.finish(|end| {
-                    end.exit_code = Some(report.exit_code());
-                    end.run_id = Some(report.run_id.clone());
-                    end.outcome = outcome;
-                    end.report = serde_json::to_value(&report).ok();
-                });
+        let platforms = if req.platforms.is_empty() {
+            scenario.platforms.clone()
+        } else {
+            Scenario::validate_platforms(&req.platforms)
+                .map_err(|e| ApiError::spec("platforms", &e))?;
+            req.platforms
+        };
+        // Every platform is a known image before any cluster starts.
+        for platform in &platforms {
+            self.engine
+                .images()
+                .spec_for(platform)
+                .map_err(|e| ApiError::invalid("platforms", e.to_string()))?;
+        }
+        let jobs = match req.jobs {
+            Some(0) => return Err(ApiError::invalid("jobs", "jobs is at least 1")),
+            jobs => jobs.map(|j| j as usize),
+        };
+        Ok(ScenarioRun {
+            scenario,
+            platforms,
+            jobs,
+            opts: RunOptions {
+                reboot: req.reboot,
+                idempotence: req.idempotence.unwrap_or(true),
+                keep,
+                ttl,
+                store: self.recording_store(),
+                ..RunOptions::default()
             },
-        ))
+        })
+    }
+
+    /// Runs a prepared scenario to its end, reporting progress to `notes`;
+    /// `cancel` stops it between phases.
+    pub(crate) fn run_scenario(
+        &self,
+        run: ScenarioRun,
+        notes: &Notes,
+        cancel: Option<Cancel>,
+    ) -> ScenarioOutcome {
+        let ScenarioRun {
+            scenario,
+            platforms,
+            jobs,
+            mut opts,
+        } = run;
+        opts.cancel = cancel;
+        if !platforms.is_empty() {
+            let events = |platform: &str, e: Event<'_>| match e {
+                Event::Phase(p) => notes.phase(format!("{platform}: {p}")),
+                Event::ClusterReady { cluster, boot_ms } => notes.note(format!(
+                    "{platform}: cluster {cluster} ready in {boot_ms} ms"
+                )),
+                Event::StepDone(step) => notes.note(format!(
+                    "{platform}: {} step {} ({} run, {} ms)",
+                    mark(step.ok),
+                    step.name,
+                    step.pass.as_str(),
+                    step.duration_ms
+                )),
+                Event::ChecksDone { .. } => {}
+            };
+            return ScenarioOutcome::Matrix(rehearse_scenario::run_matrix(
+                &self.engine,
+                &scenario,
+                &platforms,
+                jobs,
+                &opts,
+                &events,
+            ));
+        }
+        let events = |e: Event<'_>| match e {
+            Event::Phase(p) => notes.phase(format!("{}: {p}", scenario.name)),
+            Event::ClusterReady { cluster, boot_ms } => {
+                notes.note(format!("cluster {cluster} ready in {boot_ms} ms"))
+            }
+            Event::StepDone(step) => notes.note(format!(
+                "{} {} ({} run, {} ms)",
+                mark(step.ok),
+                step.name,
+                step.pass.as_str(),
+                step.duration_ms
+            )),
+            Event::ChecksDone { phase, results } => {
+                for r in results {
+                    notes.note(format!("  {phase}: {}", rehearse_checks::render_line(r)));
+                }
+            }
+        };
+        ScenarioOutcome::Run(Box::new(rehearse_scenario::run(
+            &self.engine,
+            &scenario,
+            &opts,
+            &events,
+        )))
+    }
+
+    /// A prepared scenario run as a background job; job_kill stops it.
+    pub(crate) fn start_scenario(
+        self: &Arc<Self>,
+        run: ScenarioRun,
+        progress: Option<crate::ProgressSink>,
+    ) -> JobStarted {
+        let cancel = Cancel::new();
+        let stop = cancel.clone();
+        self.spawn_job("scenario", Some(stop), progress, move |api, job, notes| {
+            let outcome = api.run_scenario(run, notes, Some(cancel));
+            let word = rehearse_scenario::name_of(outcome.outcome());
+            notes.note(format!("finished: {word}"));
+            job.finish(|end| {
+                end.exit_code = Some(outcome.exit_code());
+                end.run_id = Some(outcome.run_id().to_string());
+                end.outcome = Some(word);
+                end.report = serde_json::to_value(&outcome).ok();
+            });
+        })
+    }
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok {
+        "✔"
+    } else {
+        "✘"
     }
 }

@@ -75,15 +75,7 @@ impl Api {
 
     pub(crate) fn restore(&self, req: RestoreRequest) -> Result<Restored, ApiError> {
         let boot_timeout = match &req.boot_timeout {
-            Some(text) => humantime::parse_duration(text)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "boot_timeout",
-                        format!("boot_timeout \"{text}\" is not a duration; write e.g. 30s, 2m"),
-                    )
-                })?,
+            Some(text) => crate::duration("boot_timeout", text)?,
             None => RESTORE_BOOT_TIMEOUT,
         };
         self.live(&req.cluster)?;

@@ -362,6 +362,22 @@ pub struct RunScenarioRequest {
     /// Leave the cluster up after the run: "never" (default), "always" or "on_failure".
     #[serde(default)]
     pub keep: Option<String>,
+    /// Time to live of a kept cluster, e.g. "30m" (default) or "2h".
+    #[serde(default)]
+    pub ttl: Option<String>,
+    /// Run the scenario once per image, side by side (a matrix), instead of
+    /// the scenario's own `platforms:`; nodes that name their image keep it.
+    /// The report is then one per platform.
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    /// How many platforms of a matrix run at once. Default: as many as the
+    /// host's free memory allows.
+    #[serde(default)]
+    pub jobs: Option<u64>,
+    /// What runs nodes whose topology names no backend: "nspawn" (containers,
+    /// the default) or "vm" (QEMU microVMs).
+    #[serde(default)]
+    pub backend: Option<String>,
 }
 
 // ---------------------------------------------------------------- converge

@@ -93,6 +93,7 @@ fn hint_for(code: &str) -> Option<&'static str> {
 }
 
 /// A spinner on stderr when it is a terminal; silent otherwise (or with --json).
+#[derive(Clone)]
 pub struct Spinner {
     bar: Option<ProgressBar>,
     quiet: bool,
@@ -130,6 +131,19 @@ impl Spinner {
             None if !self.quiet => eprintln!("{msg}"),
             None => {}
         }
+    }
+
+    /// A long command's progress, drawn here: phases on the spinner's line,
+    /// everything else as lines above it.
+    pub fn sink(&self) -> rehearse_api::ProgressSink {
+        let spinner = self.clone();
+        Box::new(move |p: rehearse_api::Progress| {
+            if p.transient {
+                spinner.set(p.message)
+            } else {
+                spinner.line(p.message)
+            }
+        })
     }
 
     pub fn finish(&self) {

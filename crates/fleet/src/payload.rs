@@ -132,6 +132,9 @@ pub struct ScenarioPayload {
     /// or on_failure.
     #[serde(default)]
     pub keep: Option<String>,
+    /// Time to live of a kept cluster ("30m" when none).
+    #[serde(default)]
+    pub ttl: Option<String>,
 }
 
 fn yes() -> bool {
@@ -169,6 +172,7 @@ impl ScenarioPayload {
             idempotence: true,
             backend: None,
             keep: None,
+            ttl: None,
         })
     }
 
@@ -190,6 +194,7 @@ impl ScenarioPayload {
             idempotence: true,
             backend: None,
             keep: None,
+            ttl: None,
         })
     }
 }

@@ -63,6 +63,40 @@ impl Fleet {
                         .map_err(|e| ApiError::invalid("keep", e))?;
                 }
                 payload.keep = req.keep.clone();
+                payload.ttl = req.ttl.clone();
+                payload.backend = req.backend.clone();
+                // One job runs one platform; a matrix is one call per platform.
+                match req.platforms.as_slice() {
+                    [] => {}
+                    [one] => {
+                        rehearse_spec::scenario::Scenario::validate_platforms(&req.platforms)
+                            .map_err(|e| ApiError::invalid("platforms", e.to_string()))?;
+                        payload.platform = Some(one.clone())
+                    }
+                    _ => {
+                        return Err(ApiError::invalid(
+                            "platforms",
+                            "a fleet places one platform per run_scenario; call it once per platform (each answers a job of its own)",
+                        ))
+                    }
+                }
+                if let Some(backend) = &req.backend {
+                    backend
+                        .parse::<rehearse_spec::topology::NodeBackend>()
+                        .map_err(|e| ApiError::invalid("backend", e.to_string()))?;
+                }
+                if let Some(ttl) = &req.ttl {
+                    humantime::parse_duration(ttl).map_err(|e| {
+                        ApiError::invalid(
+                            "ttl",
+                            format!("ttl \"{ttl}\" is not a duration ({e}); write e.g. 30m, 2h"),
+                        )
+                    })?;
+                }
+                let scenario = match &payload.platform {
+                    Some(platform) => scenario.on_platform(platform),
+                    None => scenario,
+                };
                 let value = serde_json::to_value(&payload)
                     .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string(), false))?;
                 (JobKind::Scenario, value, scenario.topology)

@@ -339,11 +339,18 @@ fn run_scenario(shared: &Shared, job: &Claimed) -> JobEnd {
             None => Keep::Never,
             Some(keep) => keep.parse().map_err(failed)?,
         };
+        let ttl = match payload.ttl.as_deref() {
+            None => RunOptions::default().ttl,
+            Some(ttl) => {
+                humantime::parse_duration(ttl).map_err(|e| failed(format!("ttl \"{ttl}\": {e}")))?
+            }
+        };
         let cancel = Cancel::new();
         let opts = RunOptions {
             reboot: payload.reboot,
             idempotence: payload.idempotence,
             keep,
+            ttl,
             cancel: Some(cancel.clone()),
             store: shared.api.recording_store(),
             ..RunOptions::default()
@@ -408,9 +415,8 @@ fn run_command(shared: &Shared, job: &Claimed) -> JobEnd {
 
 /// Runs a background command of the command set and follows it to its end.
 fn run_background(shared: &Shared, job: &Claimed, command: Command) -> JobEnd {
-    let started = match shared.api.execute(command, None) {
-        Ok(Outcome::Converge(s)) | Ok(Outcome::RecipeProve(s)) | Ok(Outcome::RunScenario(s)) => s,
-        Ok(other) => return failed(format!("{} does not run in the background", other.name())),
+    let started = match shared.api.start(command, None) {
+        Ok(started) => started,
         Err(e) => return failed(e.message),
     };
     let status = |id: &str| {

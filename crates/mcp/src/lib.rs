@@ -142,16 +142,24 @@ impl RehearseServer {
                 return answer;
             }
         }
-        let progress = match (&command, context.meta.get_progress_token()) {
-            (Command::RunScenario(_) | Command::Converge(_), Some(token)) => {
-                Some(progress_sink(token, context.peer.clone()))
-            }
+        let progress = match (command.is_long(), context.meta.get_progress_token()) {
+            (true, Some(token)) => Some(progress_sink(token, context.peer.clone())),
             _ => None,
         };
         let api = Arc::clone(&self.api);
         let name = command.name();
-        match tokio::task::spawn_blocking(move || api.execute(command, progress)).await {
-            Ok(Ok(outcome)) => CallToolResult::structured(outcome.to_json()),
+        // A long command runs as a job: the call answers its id at once.
+        let answer = move || {
+            if command.is_long() {
+                api.start(command, progress)
+                    .map(|started| serde_json::to_value(started).unwrap_or_default())
+            } else {
+                api.execute(command, progress)
+                    .map(|outcome| outcome.to_json())
+            }
+        };
+        match tokio::task::spawn_blocking(answer).await {
+            Ok(Ok(answer)) => CallToolResult::structured(answer),
             Ok(Err(e)) if e.code == rehearse_api::ErrorCode::JobNotFound => self
                 .placed(&request.name, &named_args, &context)
                 .await

@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
-use rehearse_converge::Verdict;
-use rehearse_llm::Settings;
+use rehearse_api::types::ConvergeRequest;
+use rehearse_api::{Command, Verdict};
 use rehearse_spec::task::Task;
+
+use super::answer;
+use crate::output::print_json;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,19 +36,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
-    let mut task = Task::from_path(&args.task)?;
-    // A task names several platforms for `rehearse eval`; one converge run
-    // reaches the goal on the first of them.
-    if let Some(first) = task.platforms.first().cloned() {
-        if task.platforms.len() > 1 {
-            eprintln!(
-                "the task names {} platforms: converging on the first, {first} (`rehearse eval` runs them all)",
-                task.platforms.len()
-            );
-        }
-        task = task.on_platform(&first);
-    }
     if let Some(url) = &args.fleet {
+        let mut task = Task::from_path(&args.task)?;
+        // A task names several platforms for `rehearse eval`; one converge
+        // run reaches the goal on the first of them.
+        if let Some(first) = task.platforms.first().cloned() {
+            task = task.on_platform(&first);
+        }
         return super::fleet::converge(
             super::fleet::TaskOnFleet {
                 url,
@@ -67,29 +62,22 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             json,
         );
     }
-    let mut settings = Settings::from_env();
-    settings.provider = args.provider.or(settings.provider);
-    settings.model = args.model.or(settings.model);
-    settings.base_url = args.base_url.or(settings.base_url);
-    let model = rehearse_llm::connect(&settings).context("configuring the LLM")?;
-    if model.is_none() {
-        eprintln!("no LLM is configured (set ANTHROPIC_API_KEY, OPENAI_API_KEY or REHEARSE_LLM_BASE_URL): running with the rules doctor only");
-    }
-    let engine = super::engine()?;
-    let progress = |message: &str| {
-        if !json {
-            eprintln!("· {message}");
-        }
+    let request = ConvergeRequest {
+        path: Some(args.task.display().to_string()),
+        yaml: None,
+        base_dir: None,
+        provider: args.provider,
+        model: args.model,
+        base_url: args.base_url,
     };
-    let report = rehearse_converge::converge(
-        &engine,
-        &task,
-        model.as_deref(),
-        &progress,
-        super::recording_store(),
-    )?;
+    // Progress and notices (no model configured, which platform) go to
+    // stderr, with --json too: stdout holds the report only.
+    let progress: rehearse_api::ProgressSink =
+        Box::new(|p: rehearse_api::Progress| eprintln!("· {}", p.message));
+    let outcome = super::mcp::api()?.execute(Command::Converge(request), Some(progress));
+    let report = answer!(outcome?, Converge);
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        print_json(&report);
     } else {
         eprintln!("{}", report.summary);
         if let Some(script) = &report.script {

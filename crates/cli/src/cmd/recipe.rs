@@ -7,11 +7,14 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 
+use rehearse_api::recipes::RecipeProveRequest;
+use rehearse_api::{Command, Proof};
 use rehearse_recipes::pin::{self, PinReport};
-use rehearse_recipes::prove::{self, Proof};
+use rehearse_recipes::prove;
 use rehearse_recipes::{scaffold, search, Catalogue};
 use rehearse_scenario::Event;
 
+use super::answer;
 use crate::output::{print_json, Spinner};
 
 #[derive(clap::Args)]
@@ -201,7 +204,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                     json,
                 );
             }
-            let engine = super::engine()?;
+            let api = super::mcp::api()?;
             let spinner = Spinner::new(json);
             let next = AtomicUsize::new(0);
             let results: Mutex<Vec<(String, anyhow::Result<Proof>)>> = Mutex::new(Vec::new());
@@ -211,29 +214,16 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                         let i = next.fetch_add(1, Ordering::SeqCst);
                         let Some(recipe) = recipes.get(i) else { break };
                         let name = recipe.name();
-                        let events = |e: Event<'_>| {
-                            if let Event::Phase(p) = e {
-                                spinner.set(format!("{name}: {p}"))
-                            }
+                        let request = RecipeProveRequest {
+                            name: name.to_string(),
+                            set: set.iter().cloned().collect(),
+                            platforms: platform.clone(),
+                            catalogue: Some(dir.display().to_string()),
                         };
-                        let r = prove::prove_on(
-                            &engine,
-                            super::recording_store(),
-                            recipe,
-                            &set,
-                            &platform,
-                            &events,
-                        )
-                        .with_context(|| format!("proving {name}"));
-                        if let Ok(p) = &r {
-                            for pp in &p.platforms {
-                                let mark = if pp.outcome == "passed" { "✔" } else { "✘" };
-                                spinner.line(format!(
-                                    "{mark} {name} {} on {}: {} in {} ms",
-                                    p.record.version, pp.platform, pp.outcome, pp.total_ms
-                                ));
-                            }
-                        }
+                        let r = api
+                            .execute(Command::RecipeProve(request), Some(spinner.sink()))
+                            .map(|outcome| *answer!(outcome, RecipeProve))
+                            .with_context(|| format!("proving {name}"));
                         results
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())

@@ -3,9 +3,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use rehearse_scenario::{Event, Keep, RunOptions};
+use rehearse_api::types::RunScenarioRequest;
+use rehearse_api::{Command, ScenarioOutcome};
 use rehearse_spec::scenario::Scenario;
 
+use super::answer;
 use crate::output::{print_json, Spinner};
 
 #[derive(clap::Args)]
@@ -55,11 +57,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
-    let mut scenario = Scenario::from_path(&args.path)?;
-    if let Some(backend) = &args.backend {
-        scenario.topology.set_default_backend(backend.parse()?);
-    }
     if let Some(url) = &args.fleet {
+        let mut scenario = Scenario::from_path(&args.path)?;
+        if let Some(backend) = &args.backend {
+            scenario.topology.set_default_backend(backend.parse()?);
+        }
         let platforms = if args.platform.is_empty() {
             scenario.platforms.clone()
         } else {
@@ -83,104 +85,45 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             json,
         );
     }
-    let engine = super::engine()?;
-    let opts = RunOptions {
+    let request = RunScenarioRequest {
+        path: Some(args.path.display().to_string()),
+        yaml: None,
+        base_dir: None,
         reboot: args.reboot,
-        idempotence: !args.no_idempotence,
-        keep: if args.keep {
-            Keep::Always
-        } else if args.keep_on_failure {
-            Keep::OnFailure
-        } else {
-            Keep::Never
-        },
-        ttl: args.ttl,
-        store: super::recording_store(),
-        ..RunOptions::default()
-    };
-    let platforms = if args.platform.is_empty() {
-        scenario.platforms.clone()
-    } else {
-        Scenario::validate_platforms(&args.platform).context("--platform")?;
-        args.platform.clone()
-    };
-    if !platforms.is_empty() {
-        return run_matrix(&engine, &scenario, &platforms, &args, &opts, json);
-    }
-    let spinner = Spinner::new(json);
-    let events = |e: Event<'_>| match e {
-        Event::Phase(p) => spinner.set(format!("{}: {p}", scenario.name)),
-        Event::ClusterReady { cluster, boot_ms } => {
-            spinner.line(format!("cluster {cluster} ready in {boot_ms} ms"))
-        }
-        Event::StepDone(step) => {
-            let mark = if step.ok { "✔" } else { "✘" };
-            spinner.line(format!(
-                "{mark} {} ({} run, {} ms)",
-                step.name,
-                step.pass.as_str(),
-                step.duration_ms
-            ));
-        }
-        Event::ChecksDone { phase, results } => {
-            for r in results {
-                spinner.line(format!("  {phase}: {}", rehearse_checks::render_line(r)));
+        idempotence: Some(!args.no_idempotence),
+        keep: Some(
+            if args.keep {
+                "always"
+            } else if args.keep_on_failure {
+                "on_failure"
+            } else {
+                "never"
             }
-        }
+            .to_owned(),
+        ),
+        ttl: Some(humantime::format_duration(args.ttl).to_string()),
+        platforms: args.platform.clone(),
+        jobs: args.jobs,
+        backend: args.backend.clone(),
     };
-    let report = rehearse_scenario::run(&engine, &scenario, &opts, &events);
-    spinner.finish();
-    if let Some(path) = &args.junit {
-        std::fs::write(path, rehearse_scenario::junit(&report))
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if json {
-        print_json(&report);
-    } else {
-        print!("{}", rehearse_scenario::render_human(&report));
-    }
-    Ok(report.exit_code())
-}
-
-/// The scenario once per platform, side by side, one report per platform.
-fn run_matrix(
-    engine: &rehearse_sandbox::Engine,
-    scenario: &Scenario,
-    platforms: &[String],
-    args: &Args,
-    opts: &RunOptions,
-    json: bool,
-) -> anyhow::Result<i32> {
-    // Every platform is a known image before any cluster starts.
-    for platform in platforms {
-        engine.images().spec_for(platform)?;
-    }
     let spinner = Spinner::new(json);
-    let events = |platform: &str, e: Event<'_>| match e {
-        Event::Phase(p) => spinner.set(format!("{platform}: {p}")),
-        Event::ClusterReady { cluster, boot_ms } => spinner.line(format!(
-            "{platform}: cluster {cluster} ready in {boot_ms} ms"
-        )),
-        Event::StepDone(step) => {
-            let mark = if step.ok { "✔" } else { "✘" };
-            spinner.line(format!(
-                "{platform}: {mark} step {} ({:?} pass, {} ms)",
-                step.name, step.pass, step.duration_ms
-            ));
-        }
-        Event::ChecksDone { .. } => {}
-    };
-    let jobs = args.jobs.map(|j| j as usize);
-    let report = rehearse_scenario::run_matrix(engine, scenario, platforms, jobs, opts, &events);
+    let outcome = super::mcp::api()?.execute(Command::RunScenario(request), Some(spinner.sink()));
     spinner.finish();
+    let report = answer!(outcome?, RunScenario);
     if let Some(path) = &args.junit {
-        std::fs::write(path, rehearse_scenario::junit_matrix(&report))
-            .with_context(|| format!("writing {}", path.display()))?;
+        let xml = match &report {
+            ScenarioOutcome::Run(r) => rehearse_scenario::junit(r),
+            ScenarioOutcome::Matrix(m) => rehearse_scenario::junit_matrix(m),
+        };
+        std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))?;
     }
     if json {
         print_json(&report);
     } else {
-        print!("{}", rehearse_scenario::render_matrix(&report));
+        match &report {
+            ScenarioOutcome::Run(r) => print!("{}", rehearse_scenario::render_human(r)),
+            ScenarioOutcome::Matrix(m) => print!("{}", rehearse_scenario::render_matrix(m)),
+        }
     }
     Ok(report.exit_code())
 }
