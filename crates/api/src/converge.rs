@@ -17,7 +17,7 @@ const RULES_ONLY: &str = "without a model, converge can only run the task's star
 
 /// The model the request and the server's environment select, or `None` for
 /// rules-only mode.
-fn connect(req: &ConvergeRequest) -> Result<Option<Box<dyn Provider>>, ApiError> {
+pub(crate) fn connect(req: &ConvergeRequest) -> Result<Option<Box<dyn Provider>>, ApiError> {
     let mut settings = Settings::from_env();
     settings.provider = req.provider.clone().or(settings.provider);
     settings.model = req.model.clone().or(settings.model);

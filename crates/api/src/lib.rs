@@ -7,6 +7,7 @@ mod checks;
 mod clusters;
 mod converge;
 mod error;
+pub mod eval;
 mod exec;
 pub mod history;
 pub mod inputs;
@@ -129,6 +130,11 @@ impl Api {
                 let notes = Notes::new(None, progress);
                 Outcome::RecipeProve(Box::new(self.recipe_prove(run, &notes)?))
             }
+            Command::Evaluate(r) => {
+                let run = self.prepare_eval(r)?;
+                let notes = Notes::new(None, progress);
+                Outcome::Evaluate(Box::new(self.evaluate(run, &notes)?))
+            }
             Command::Extend(r) => Outcome::Extend(self.extend(r)?),
             Command::Destroy(r) => Outcome::Destroy(self.destroy(&r.cluster)?),
             Command::List(_) => Outcome::List(self.list()),
@@ -176,10 +182,14 @@ impl Api {
                 let run = self.prepare_proof(r)?;
                 Ok(self.start_proof(run, progress))
             }
+            Command::Evaluate(r) => {
+                let run = self.prepare_eval(r)?;
+                Ok(self.start_eval(run, progress))
+            }
             other => Err(ApiError::new(
                 ErrorCode::Refused,
                 format!(
-                    "{} answers when it is done; only run_scenario, converge and recipe_prove run as jobs",
+                    "{} answers when it is done; only run_scenario, converge, recipe_prove and evaluate run as jobs",
                     other.name()
                 ),
                 false,
@@ -298,11 +308,15 @@ macro_rules! commands {
                 match self { $( Command::$variant(_) => $name, )* }
             }
 
-            /// A long command: a scenario run, converge or a recipe proof.
+            /// A long command: a scenario run, converge, a recipe proof or an
+            /// evaluation.
             /// The CLI runs it in the foreground ([`Api::execute`]); the MCP
             /// and HTTP adapters as a job ([`Api::start`]), answering a job id.
             pub fn is_long(&self) -> bool {
-                matches!(self, Command::RunScenario(_) | Command::Converge(_) | Command::RecipeProve(_))
+                matches!(
+                    self,
+                    Command::RunScenario(_) | Command::Converge(_) | Command::RecipeProve(_) | Command::Evaluate(_)
+                )
             }
         }
 
@@ -347,6 +361,8 @@ commands! {
         "Show one recipe: metadata (version, tags, supported images, variables with defaults, the topology it needs, limits), README, every file's content (scripts, playbooks, the scenario that proves it), its content hash and its last recorded proof. Use it to read and adapt a recipe found with recipe_search.";
     RecipeProve(recipes::RecipeProveRequest) -> Box<Proof> = "recipe_prove", read_only = false,
         "Prove a recipe: run its scenario on a fresh cluster with its variables (defaults, or `set`), record the outcome with the recipe's version, content hash and date. Runs in the background: returns a job_id; job_status gives progress, the outcome, run_id and the proof with the full run report.";
+    Evaluate(eval::EvaluateRequest) -> Box<eval::EvalReport> = "evaluate", read_only = false,
+        "Measure how well a model writes infrastructure code: every task (files or folders on the server, as for converge) is converged `attempts` times on each of its platforms, several at once, each attempt on fresh clusters. Returns (in job_status's report when done) the pass rate per task and platform and in all, iterations, recovery paths, wall time, tokens and cost, and whether the pass rate reached min_pass_rate. Invalid task files and unknown platforms are refused before any attempt. Runs in the background: returns a job_id at once; progress comes as MCP progress notifications when a progress token was sent.";
     Extend(ExtendRequest) -> ClusterInfo = "extend", read_only = false,
         "Set a cluster's remaining time to live (e.g. \"1h\") so it is not destroyed while you still need it. Returns the cluster with its new expiry.";
     Destroy(ClusterRequest) -> Destroyed = "destroy", read_only = false,

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use rehearse_converge::eval::{self, EvalOptions};
-use rehearse_llm::Settings;
+use rehearse_api::eval::{self, EvaluateRequest};
+use rehearse_api::Command;
 
+use super::answer;
 use crate::output::print_json;
 
 #[derive(clap::Args)]
@@ -68,73 +69,28 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 }
 
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
-    let tasks = match eval::load_tasks(&args.tasks) {
-        Ok(tasks) => tasks,
-        Err(e) => {
-            crate::output::report_error(&anyhow::Error::new(e), json);
-            return Ok(2);
-        }
+    let request = EvaluateRequest {
+        paths: args.tasks.iter().map(|p| p.display().to_string()).collect(),
+        attempts: Some(args.attempts),
+        jobs: Some(args.jobs),
+        platforms: args.platform.clone(),
+        min_pass_rate: Some(args.min_pass_rate),
+        provider: args.provider,
+        model: args.model,
+        base_url: args.base_url,
     };
-    let mut settings = Settings::from_env();
-    settings.provider = args.provider.or(settings.provider);
-    settings.model = args.model.or(settings.model);
-    settings.base_url = args.base_url.or(settings.base_url);
-    let model = rehearse_llm::connect(&settings).context("configuring the LLM")?;
-    if model.is_none() {
-        eprintln!("no LLM is configured (set ANTHROPIC_API_KEY, OPENAI_API_KEY or REHEARSE_LLM_BASE_URL): each task runs its starting code with the rules doctor only");
-    }
-    let engine = super::engine()?;
-    // Every platform is an image this host has or can build, or nothing
-    // starts: an unknown name would fail each of its attempts.
-    let asked = args.platform.iter().map(|p| (p, "--platform".to_owned()));
-    let listed = tasks
-        .iter()
-        .filter(|_| args.platform.is_empty())
-        .flat_map(|t| {
-            t.platforms
-                .iter()
-                .map(move |p| (p, format!("{} (platforms)", t.file.display())))
-        });
-    for (platform, from) in asked.chain(listed) {
-        if let Err(e) = engine.images().spec_for(platform) {
-            let e = anyhow::Error::new(e).context(format!("{from}: platform \"{platform}\""));
-            crate::output::report_error(&e, json);
-            return Ok(2);
+    let progress: rehearse_api::ProgressSink = Box::new(move |p: rehearse_api::Progress| {
+        if !json || p.message.starts_with("no LLM") {
+            eprintln!("· {}", p.message);
         }
-    }
-    let progress = |label: &str, message: &str| {
-        if !json {
-            eprintln!("· {label}: {message}");
-        }
-    };
-    // The attempts' rows point at the evaluation's: without it none is recorded.
-    let store = match super::store().get() {
-        Ok(store) => Some(store),
-        Err(e) => {
-            tracing::warn!(error = %e, "the evaluation will not be in the run store");
-            progress(
-                "eval",
-                &format!("the evaluation will not be in the run store: {e}"),
-            );
-            None
-        }
-    };
-    let options = EvalOptions {
-        attempts: args.attempts,
-        jobs: args.jobs as usize,
-        platforms: (!args.platform.is_empty()).then(|| args.platform.clone()),
-        min_pass_rate: args.min_pass_rate,
-        source: args
-            .tasks
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" "),
-        store,
-    };
-    let report = match eval::evaluate(&engine, &tasks, model.as_deref(), &options, &progress) {
-        Ok(report) => report,
-        Err(e) => {
+    });
+    let report = match super::mcp::api()?.execute(Command::Evaluate(request), Some(progress)) {
+        Ok(outcome) => answer!(outcome, Evaluate),
+        // Nothing was run: the tasks or the platforms were refused.
+        Err(mut e) => {
+            if e.field.as_deref() == Some("platforms") && !args.platform.is_empty() {
+                e.message = format!("--platform: {}", e.message);
+            }
             crate::output::report_error(&anyhow::Error::new(e), json);
             return Ok(2);
         }

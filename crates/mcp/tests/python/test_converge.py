@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from mcp import types
 
-from conftest import call, ok, stdio_session
+from conftest import call, err, ok, stdio_session
 
 LLM_VARS = ("REHEARSE_LLM_PROVIDER", "REHEARSE_LLM_BASE_URL", "REHEARSE_LLM_MODEL",
             "REHEARSE_LLM_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_API_KEY")
@@ -162,3 +162,44 @@ def test_converge_bad_input_and_no_model(tmp_path):
     assert err2 and no_model["error"]["code"] == "llm_unavailable", no_model
     assert "rules doctor" in no_model["error"]["message"] and not no_model["error"]["retryable"]
     assert err3 and bad_provider["error"]["code"] == "invalid_input", bad_provider
+
+
+def test_evaluate_runs_as_a_job_and_refuses_bad_input_before_any_attempt(tmp_path):
+    """`evaluate` measures a model over tasks: a job whose report is the
+    evaluation; tasks and platforms are checked before any attempt runs."""
+    task = tmp_path / "hello" / "task.yaml"
+    task.parent.mkdir()
+    task.write_text(TASK)
+    bad = tmp_path / "bad" / "task.yaml"
+    bad.parent.mkdir()
+    bad.write_text("goal: x\nlanguage: bash\nnodes: 1\nchekcs: []\n")
+
+    with FakeModel([f"```bash\n{GOOD}```\n"]) as fake:
+        env = server_env(REHEARSE_LLM_PROVIDER="openai", REHEARSE_LLM_BASE_URL=fake.url, REHEARSE_LLM_MODEL="fake")
+
+        async def main():
+            async with stdio_session(env) as s:
+                refused = [
+                    await err(s, "evaluate", {"paths": [str(tmp_path / "nowhere")]}),
+                    await err(s, "evaluate", {"paths": [str(bad.parent)]}),
+                    await err(s, "evaluate", {"paths": [str(task.parent)], "platforms": ["nosuch-9"]}),
+                    await err(s, "evaluate", {"paths": [str(task.parent)], "min_pass_rate": 80}),
+                ]
+                job = await ok(s, "evaluate", {"paths": [str(task.parent)], "attempts": 1})
+                status = await wait_job(s, job)
+                left = [c["cluster"] for c in (await ok(s, "list"))["clusters"] if str(tmp_path) in c["source"]]
+                return refused, status, left
+        refused, status, left = asyncio.run(main())
+
+    fields = [e.get("field") for e in refused]
+    assert fields == ["paths", "paths", "platforms", "min_pass_rate"], refused
+    assert "chekcs" in refused[1]["message"], refused[1]
+    assert "nosuch-9" in refused[2]["message"], refused[2]
+    # Only the one attempt asked the model: nothing ran for the refusals.
+    assert len(fake.requests) == 1, fake.requests
+    assert (status["state"], status["kind"], status["outcome"], status["exit_code"]) == ("exited", "evaluate", "passed", 0), status
+    report = status["report"]
+    assert report["passed"] is True and report["model"] == "openai/fake", report
+    assert report["total"]["attempts"] == 1 and report["total"]["converged"] == 1, report["total"]
+    assert report["run_id"] == status["run_id"]
+    assert left == [], f"evaluate left clusters behind: {left}"
