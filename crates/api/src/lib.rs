@@ -16,6 +16,7 @@ mod outputs;
 pub mod recipes;
 mod scenario;
 pub mod snapshots;
+pub mod streams;
 pub mod trials;
 pub mod types;
 

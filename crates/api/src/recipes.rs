@@ -24,6 +24,9 @@ pub struct RecipeSearchRequest {
     /// At most this many recipes, best first. Default 5.
     #[serde(default)]
     pub limit: Option<usize>,
+    /// The catalogue folder on the server. Default: the server's catalogue.
+    #[serde(default)]
+    pub catalogue: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -31,6 +34,9 @@ pub struct RecipeSearchRequest {
 pub struct RecipeShowRequest {
     /// The recipe's name, as recipe_search returns it.
     pub name: String,
+    /// The catalogue folder on the server. Default: the server's catalogue.
+    #[serde(default)]
+    pub catalogue: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -44,8 +50,7 @@ pub struct RecipeProveRequest {
     /// Prove on these images instead of the platforms the recipe lists.
     #[serde(default)]
     pub platforms: Vec<String>,
-    /// The catalogue folder on the server the recipe is in. Default: the
-    /// server's catalogue.
+    /// The catalogue folder on the server. Default: the server's catalogue.
     #[serde(default)]
     pub catalogue: Option<String>,
 }
@@ -86,8 +91,13 @@ fn recipe_error(e: RecipeError) -> ApiError {
     }
 }
 
-fn catalogue() -> Result<Catalogue, ApiError> {
-    Catalogue::load(&Catalogue::default_dir()).map_err(recipe_error)
+/// The catalogue a request names (`catalogue`), else the server's.
+fn catalogue(dir: Option<&str>) -> Result<Catalogue, ApiError> {
+    match dir {
+        Some(dir) => Catalogue::load(std::path::Path::new(dir))
+            .map_err(|e| ApiError::invalid("catalogue", e.to_string())),
+        None => Catalogue::load(&Catalogue::default_dir()).map_err(recipe_error),
+    }
 }
 
 /// A `recipe_prove` request read and checked: the recipe, its variables and
@@ -100,13 +110,13 @@ pub(crate) struct ProofRun {
 
 impl Api {
     pub(crate) fn recipe_search(&self, req: RecipeSearchRequest) -> Result<RecipeHits, ApiError> {
-        let catalogue = catalogue()?;
+        let catalogue = catalogue(req.catalogue.as_deref())?;
         let hits = search::search(&catalogue, &req.query, req.limit.unwrap_or(5).max(1));
         Ok(RecipeHits { hits })
     }
 
     pub(crate) fn recipe_show(&self, req: RecipeShowRequest) -> Result<RecipeDetail, ApiError> {
-        let catalogue = catalogue()?;
+        let catalogue = catalogue(req.catalogue.as_deref())?;
         let recipe = catalogue.get(&req.name).map_err(recipe_error)?;
         let files: Vec<RecipeFile> = recipe
             .files
@@ -136,11 +146,7 @@ impl Api {
     /// Reads the recipe and its variables; unknown variables and platforms
     /// no image answers to are refused here, before any cluster starts.
     pub(crate) fn prepare_proof(&self, req: RecipeProveRequest) -> Result<ProofRun, ApiError> {
-        let catalogue = match &req.catalogue {
-            Some(dir) => Catalogue::load(std::path::Path::new(dir))
-                .map_err(|e| ApiError::invalid("catalogue", e.to_string()))?,
-            None => catalogue()?,
-        };
+        let catalogue = catalogue(req.catalogue.as_deref())?;
         let recipe = catalogue.get(&req.name).map_err(recipe_error)?.clone();
         let set: Vec<(String, String)> = req.set.into_iter().collect();
         prove::values(&recipe, &set).map_err(recipe_error)?;

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use rehearse_sandbox::{ExecIo, ExecRequest, SandboxError};
+use rehearse_api::streams::{ExecIo, ExecRequest};
 
 use crate::output::print_json;
 
@@ -39,7 +39,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     if json {
         return run_json(args);
     }
-    let engine = super::engine()?;
+    let api = super::mcp::api()?;
     let req = ExecRequest {
         argv: args.command,
         env: args.env,
@@ -53,19 +53,16 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         } else {
             Some(Box::new(std::io::stdin()))
         };
-    match engine.exec(
-        &args.cluster,
-        &args.node,
-        &req,
-        ExecIo {
-            stdin,
-            stdout: &mut out,
-            stderr: &mut err,
-        },
-    ) {
+    let io = ExecIo {
+        stdin,
+        stdout: &mut out,
+        stderr: &mut err,
+    };
+    match api.exec_streaming(&args.cluster, &args.node, &req, io) {
         Ok(outcome) => Ok(outcome.exit_code),
-        Err(e @ SandboxError::Timeout { .. }) => {
-            eprintln!("rehearse: {e}");
+        // Timed out: 124, like timeout(1).
+        Err(e) if e.code == rehearse_api::ErrorCode::Timeout => {
+            eprintln!("rehearse: {}", e.message);
             Ok(124)
         }
         Err(e) => Err(e.into()),

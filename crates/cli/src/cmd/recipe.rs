@@ -7,11 +7,10 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 
-use rehearse_api::recipes::RecipeProveRequest;
+use rehearse_api::recipes::{RecipeProveRequest, RecipeSearchRequest, RecipeShowRequest};
 use rehearse_api::{Command, Proof};
 use rehearse_recipes::pin::{self, PinReport};
-use rehearse_recipes::prove;
-use rehearse_recipes::{scaffold, search, Catalogue};
+use rehearse_recipes::{scaffold, Catalogue};
 use rehearse_scenario::Event;
 
 use super::answer;
@@ -97,13 +96,21 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     let catalogue = Catalogue::load(&dir)?;
     match args.verb {
         Verb::Search { words, limit } => {
-            let hits = search::search(&catalogue, &words.join(" "), limit);
+            let request = RecipeSearchRequest {
+                query: words.join(" "),
+                limit: Some(limit),
+                catalogue: Some(dir.display().to_string()),
+            };
+            let found = answer!(
+                super::mcp::api()?.execute(Command::RecipeSearch(request), None)?,
+                RecipeSearch
+            );
             if json {
-                print_json(&serde_json::json!({ "hits": hits }));
-            } else if hits.is_empty() {
+                print_json(&found);
+            } else if found.hits.is_empty() {
                 println!("no recipe matches; `rehearse recipe search` takes words such as: load balancer, dns, postgres");
             } else {
-                for h in &hits {
+                for h in &found.hits {
                     println!(
                         "{:<18} {:<7} {:>6.2}  {}",
                         h.name, h.version, h.score, h.description
@@ -113,23 +120,21 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
             Ok(0)
         }
         Verb::Show { name } => {
-            let recipe = catalogue.get(&name)?;
-            let engine_dir = rehearse_image::history_dir();
-            let last = prove::history(&engine_dir, Some(&name)).pop();
+            let request = RecipeShowRequest {
+                name,
+                catalogue: Some(dir.display().to_string()),
+            };
+            let shown = answer!(
+                super::mcp::api()?.execute(Command::RecipeShow(request), None)?,
+                RecipeShow
+            );
             if json {
-                print_json(&serde_json::json!({
-                    "recipe": recipe.meta,
-                    "hash": recipe.hash,
-                    "dir": recipe.dir,
-                    "files": recipe.files,
-                    "readme": recipe.readme,
-                    "last_proof": last,
-                }));
+                print_json(&shown);
             } else {
-                let m = &recipe.meta;
+                let m = &shown.recipe;
                 println!("{} {} — {}", m.name, m.version, m.description);
-                println!("folder:   {}", recipe.dir.display());
-                println!("hash:     {}", recipe.hash);
+                println!("folder:   {}", shown.dir.display());
+                println!("hash:     {}", shown.hash);
                 println!("tags:     {}", m.tags.join(", "));
                 println!("platforms: {}", m.platforms.join(", "));
                 println!("topology: {}", m.topology);
@@ -139,14 +144,14 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                 for l in &m.limits {
                     println!("limit:    {l}");
                 }
-                match &last {
+                match &shown.last_proof {
                     Some(p) => println!(
                         "proof:    {} on {} (version {}, run {}{})",
                         p.outcome,
                         p.date,
                         p.version,
                         p.run_id,
-                        if p.hash == recipe.hash {
+                        if p.hash == shown.hash {
                             ""
                         } else {
                             ", older content"
@@ -154,7 +159,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
                     ),
                     None => println!("proof:    never proven here"),
                 }
-                println!("\n{}", recipe.readme);
+                println!("\n{}", shown.readme);
             }
             Ok(0)
         }

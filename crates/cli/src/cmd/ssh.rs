@@ -12,10 +12,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let engine = super::engine()?;
-    let state = engine.get(&args.cluster)?;
-    state.node(&args.node)?;
-    let config = engine.cluster_dir(&state.id).join("ssh/config");
+    let config = super::mcp::api()?.ssh_config(&args.cluster, &args.node)?;
     let err = std::process::Command::new("ssh")
         .arg("-F")
         .arg(&config)
