@@ -88,6 +88,10 @@ fn hint_for(code: &str) -> Option<&'static str> {
         }
         "missing_tool" | "not_root" => "`rehearse doctor` checks everything rehearse needs on this host",
         "corrupt_state" => "`rehearse gc` removes the cluster",
+        "boot_failed" => {
+            "`rehearse doctor` checks this host; a broken image is rebuilt with `rehearse image rm NAME` then `rehearse image build NAME`"
+        }
+        "recipe_not_found" => "`rehearse recipe search WORDS` lists what there is",
         _ => return None,
     })
 }

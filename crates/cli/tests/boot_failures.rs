@@ -55,7 +55,7 @@ fn a_node_whose_image_has_no_init_fails_at_once_naming_the_broken_image() {
     assert!(message.contains("node web"), "{message}");
     assert!(message.contains("image is broken"), "{message}");
     assert!(
-        message.contains(&format!("rehearse image rm {name}")),
+        message.contains(&format!("remove the image {name} and build it again")),
         "{message}"
     );
     assert!(!message.contains("timed out"), "{message}");

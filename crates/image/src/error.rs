@@ -4,13 +4,15 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// The image is not in the cache and no spec is known for that name.
-    #[error("no image named \"{name}\"; known images: {known}; build your own with `rehearse image build -f SPEC.yaml`")]
+    #[error(
+        "no image named \"{name}\"; known images: {known}; or build one from an image spec file"
+    )]
     Unknown { name: String, known: String },
     /// mmdebstrap is not installed.
     #[error("mmdebstrap is not installed: install the Debian package `mmdebstrap` (apt-get install mmdebstrap)")]
     NoMmdebstrap,
     /// The distribution's archive could not be reached while building.
-    #[error("building image \"{name}\" needs the archive {archive}, which could not be reached ({why}); check this host's egress to that archive (network, DNS, proxy: images are built by the host, not through a node's network) or name a reachable `mirror:` in an image spec file, then run `rehearse image build` again")]
+    #[error("building image \"{name}\" needs the archive {archive}, which could not be reached ({why}); check this host's egress to that archive (network, DNS, proxy: images are built by the host, not through a node's network) or name a reachable `mirror:` in an image spec file, then build it again")]
     ArchiveUnreachable {
         name: String,
         archive: String,

@@ -68,7 +68,7 @@ pub enum RecipeError {
     #[error("{} exists and is not empty\n  hint: choose another destination; `use` never overwrites files", path.display())]
     DestinationExists { path: PathBuf },
     /// A lock file is wrong.
-    #[error("{}: {message}\n  hint: the lock file is written by `rehearse recipe use`; fix or remove the entry", path.display())]
+    #[error("{}: {message}\n  hint: the lock file is written when a recipe is used in a project; fix or remove the entry", path.display())]
     Lock { path: PathBuf, message: String },
     /// A new recipe's name is taken or malformed.
     #[error("{message}")]
@@ -84,7 +84,7 @@ pub enum RecipeError {
 
 fn suggestion(similar: &[String]) -> String {
     if similar.is_empty() {
-        "\n  hint: `rehearse recipe search WORDS` lists what there is".into()
+        "\n  hint: search the catalogue by words to see what there is".into()
     } else {
         format!("\n  hint: did you mean {}?", similar.join(" or "))
     }

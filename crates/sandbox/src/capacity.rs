@@ -187,9 +187,7 @@ fn measure_with(state_dir: &Path, nodes_up: Option<u64>) -> Capacity {
             gib(HOST_MEMORY_RESERVE),
             NODE_MEMORY >> 20
         ),
-        fix:
-            "destroy clusters you no longer need (`rehearse ls`, `rehearse down ID`) or add memory"
-                .into(),
+        fix: "destroy clusters you no longer need or add memory".into(),
     });
 
     let pid_max = read_u64("/proc/sys/kernel/pid_max").unwrap_or(32768);
@@ -253,7 +251,7 @@ fn measure_with(state_dir: &Path, nodes_up: Option<u64>) -> Capacity {
             NODE_DISK >> 20
         ),
         fix: format!(
-            "free space on the file system of {} (`rehearse gc`, `rehearse image rm`, old snapshots)",
+            "free space on the file system of {} (expired clusters, unused images, old snapshots)",
             dir.display()
         ),
     });

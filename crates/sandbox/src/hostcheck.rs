@@ -158,7 +158,7 @@ fn vm_checks(root: bool, tools_ok: bool) -> Vec<HostCheck> {
             .map_err(|e| e.to_string())
     } else {
         crate::vm::VmBackend::cached_accelerator(&state_dir).ok_or_else(|| {
-            "not probed yet: run `rehearse doctor` as root with QEMU installed".to_string()
+            "not probed yet: run the host check as root with QEMU installed".to_string()
         })
     };
     checks.push(match probe {
@@ -175,7 +175,7 @@ fn vm_checks(root: bool, tools_ok: bool) -> Vec<HostCheck> {
             name: "vm accelerator".into(),
             ok: false,
             detail: e,
-            fix: Some("install the VM tools above, then run `rehearse doctor` as root".into()),
+            fix: Some("install the VM tools above, then run the host check again as root".into()),
             required: false,
         },
     });

@@ -57,7 +57,7 @@ impl Need {
             Need::Steps => "Ansible steps fail",
             Need::Faults => "link latency falls back or is refused on kernels without netem",
             Need::Vm => "VM nodes (backend: vm) cannot start",
-            Need::Import => "OCI images cannot be imported (`rehearse image import`)",
+            Need::Import => "OCI images cannot be imported",
             Need::Store => "the run store cannot live on PostgreSQL",
             Need::Build => "rehearse cannot be built from source",
             Need::Test => "the test suite cannot run",

@@ -2,9 +2,11 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use rehearse_api::types::ClusterRequest;
+use rehearse_api::history::Nothing;
+use rehearse_api::types::{ClusterRequest, ListRequest};
 use rehearse_api::Command;
 
+use super::answer;
 use crate::output::print_json;
 
 #[derive(clap::Args)]
@@ -20,12 +22,12 @@ pub struct Args {
 pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
     let api = super::mcp::api()?;
     let ids: Vec<String> = if args.all {
-        // Every cluster but those waiting in the warm pool (its keeper's).
-        api.engine()
-            .list()
+        // Every live cluster (not those waiting in the warm pool: its
+        // keeper's); gc below takes the expired ones.
+        answer!(api.execute(Command::List(ListRequest {}), None)?, List)
+            .clusters
             .into_iter()
-            .map(|c| c.id)
-            .filter(|id| !api.engine().is_pooled(id))
+            .map(|c| c.cluster)
             .collect()
     } else {
         args.clusters
@@ -56,7 +58,7 @@ pub fn run(args: Args, json: bool) -> anyhow::Result<i32> {
         }
     }
     if args.all {
-        api.engine().gc()?;
+        api.execute(Command::Gc(Nothing {}), None)?;
     }
     if json {
         print_json(&json!({ "results": results }));

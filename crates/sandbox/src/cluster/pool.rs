@@ -205,7 +205,7 @@ impl PoolConfig {
         match std::fs::read_to_string(&path) {
             Ok(text) => serde_yaml::from_str(&text).map_err(|e| {
                 SandboxError::Refused(format!(
-                    "{}: {e}; fix the file or set the pool again with `rehearse pool set`",
+                    "{}: {e}; fix the file or set the pool again",
                     path.display()
                 ))
             }),

@@ -58,7 +58,7 @@ pub fn from_log(text: &str) -> Option<Diagnosis> {
     {
         return Some(Diagnosis::new(
             "the node's systemd got no inotify instance (fs.inotify.max_user_instances is exhausted for its UID)",
-            "raise it: sysctl -w fs.inotify.max_user_instances=8192 (persist it in /etc/sysctl.d/; `rehearse doctor` shows the value that fits)",
+            "raise it: sysctl -w fs.inotify.max_user_instances=8192 (persist it in /etc/sysctl.d/; the host check shows the value that fits)",
             true,
         ));
     }
@@ -72,7 +72,7 @@ pub fn from_log(text: &str) -> Option<Diagnosis> {
     if has("No space left on device") || has("Disk quota exceeded") {
         return Some(Diagnosis::new(
             "the disk under the state directory is full",
-            "free space there (`rehearse gc`, `rehearse image rm`, old snapshots) and try again",
+            "free space there (expired clusters, unused images, old snapshots) and try again",
             false,
         ));
     }
@@ -86,7 +86,7 @@ pub fn from_log(text: &str) -> Option<Diagnosis> {
     if has("Resource temporarily unavailable") && (has("fork") || has("clone")) {
         return Some(Diagnosis::new(
             "no process could be started (a PID limit: kernel.pid_max, kernel.threads-max or the node's `pids`)",
-            "destroy clusters you no longer need, or raise the limit `rehearse doctor` names",
+            "destroy clusters you no longer need, or raise the limit the host check names",
             true,
         ));
     }
@@ -99,14 +99,14 @@ pub fn from_log(text: &str) -> Option<Diagnosis> {
     {
         return Some(Diagnosis::new(
             "the node's image is broken (no usable /sbin/init)",
-            "rebuild it: `rehearse image rm NAME`, then `rehearse image build NAME` (or just `up` again)",
+            "rebuild it: remove the image NAME and build it again (a cluster that needs it builds it)",
             false,
         ));
     }
     if has("Freezing execution") {
         return Some(Diagnosis::new(
             "the node's systemd hit a fatal error and froze (see the log below)",
-            "fix what its last lines name; if they name a limit, `rehearse doctor` shows it",
+            "fix what its last lines name; if they name a limit, the host check shows it",
             true,
         ));
     }
@@ -117,7 +117,7 @@ pub fn from_log(text: &str) -> Option<Diagnosis> {
         .find(|l| l.starts_with("Failed to") || l.contains("systemd-nspawn:"))?;
     Some(Diagnosis::new(
         &format!("systemd-nspawn failed: {}", nspawn_error.trim()),
-        "check `rehearse doctor`; if the host is fine, this is a bug worth reporting with the log below",
+        "run the host check; if the host is fine, this is a bug worth reporting with the log below",
         true,
     ))
 }

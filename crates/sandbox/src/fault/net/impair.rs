@@ -74,7 +74,7 @@ pub(crate) fn impair(
             ));
         } else {
             let by = queue_by().ok_or_else(|| {
-                invalid("this kernel cannot delay packets: it has neither sch_netem nor a way to queue packets to user space (nft queue, or the NFQUEUE target with iptables installed); `rehearse doctor` lists what is supported")
+                invalid("this kernel cannot delay packets: it has neither sch_netem nor a way to queue packets to user space (nft queue, or the NFQUEUE target with iptables installed); the host check lists what is supported")
             })?;
             let queue = (fault % 65_000) as u16;
             let delayer = spawn_delayer(engine, state, link.node, queue, delay, link.jitter)?;
