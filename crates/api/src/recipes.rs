@@ -155,12 +155,7 @@ impl Api {
         } else {
             req.platforms
         };
-        for platform in &platforms {
-            self.engine
-                .images()
-                .spec_for(platform)
-                .map_err(|e| ApiError::invalid("platforms", e.to_string()))?;
-        }
+        self.known_platforms(&platforms)?;
         Ok(ProofRun {
             recipe,
             set,

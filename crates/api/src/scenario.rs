@@ -54,6 +54,18 @@ pub(crate) struct ScenarioRun {
 }
 
 impl Api {
+    /// Every platform is an image this host has or can build, or nothing
+    /// starts: an unknown name would fail each of its runs.
+    pub(crate) fn known_platforms(&self, platforms: &[String]) -> Result<(), ApiError> {
+        for platform in platforms {
+            self.engine
+                .images()
+                .spec_for(platform)
+                .map_err(|e| ApiError::invalid("platforms", e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// Reads the scenario and the options; everything a run would refuse is
     /// refused here, before any cluster starts.
     pub(crate) fn prepare_scenario(
@@ -82,13 +94,7 @@ impl Api {
                 .map_err(|e| ApiError::spec("platforms", &e))?;
             req.platforms
         };
-        // Every platform is a known image before any cluster starts.
-        for platform in &platforms {
-            self.engine
-                .images()
-                .spec_for(platform)
-                .map_err(|e| ApiError::invalid("platforms", e.to_string()))?;
-        }
+        self.known_platforms(&platforms)?;
         let jobs = match req.jobs {
             Some(0) => return Err(ApiError::invalid("jobs", "jobs is at least 1")),
             jobs => jobs.map(|j| j as usize),
@@ -129,13 +135,7 @@ impl Api {
                 Event::ClusterReady { cluster, boot_ms } => notes.note(format!(
                     "{platform}: cluster {cluster} ready in {boot_ms} ms"
                 )),
-                Event::StepDone(step) => notes.note(format!(
-                    "{platform}: {} step {} ({} run, {} ms)",
-                    mark(step.ok),
-                    step.name,
-                    step.pass.as_str(),
-                    step.duration_ms
-                )),
+                Event::StepDone(step) => notes.note(format!("{platform}: {}", step_line(step))),
                 Event::ChecksDone { .. } => {}
             };
             return ScenarioOutcome::Matrix(rehearse_scenario::run_matrix(
@@ -152,13 +152,7 @@ impl Api {
             Event::ClusterReady { cluster, boot_ms } => {
                 notes.note(format!("cluster {cluster} ready in {boot_ms} ms"))
             }
-            Event::StepDone(step) => notes.note(format!(
-                "{} {} ({} run, {} ms)",
-                mark(step.ok),
-                step.name,
-                step.pass.as_str(),
-                step.duration_ms
-            )),
+            Event::StepDone(step) => notes.note(step_line(step)),
             Event::ChecksDone { phase, results } => {
                 for r in results {
                     notes.note(format!("  {phase}: {}", rehearse_checks::render_line(r)));
@@ -195,10 +189,13 @@ impl Api {
     }
 }
 
-fn mark(ok: bool) -> &'static str {
-    if ok {
-        "✔"
-    } else {
-        "✘"
-    }
+/// "✔ install nginx (first run, 1234 ms)".
+fn step_line(step: &rehearse_runner::StepReport) -> String {
+    format!(
+        "{} {} ({} run, {} ms)",
+        if step.ok { "✔" } else { "✘" },
+        step.name,
+        step.pass.as_str(),
+        step.duration_ms
+    )
 }
