@@ -15,13 +15,17 @@ use crate::{Api, ApiError, ProgressSink};
 /// What the loop can still do without a model, for the model that called us.
 const RULES_ONLY: &str = "without a model, converge can only run the task's starting `code` and patch it with the rules doctor's known fixes (install the package of a missing command, create a missing directory, start a service that is not running, wait for the apt lock, create a missing user) — bash only";
 
-/// The model the request and the server's environment select, or `None` for
-/// rules-only mode.
-pub(crate) fn connect(req: &ConvergeRequest) -> Result<Option<Box<dyn Provider>>, ApiError> {
+/// The model a request's `provider`, `model` and `base_url` select over the
+/// server's environment, or `None` for rules-only mode.
+pub(crate) fn connect(
+    provider: &Option<String>,
+    model: &Option<String>,
+    base_url: &Option<String>,
+) -> Result<Option<Box<dyn Provider>>, ApiError> {
     let mut settings = Settings::from_env();
-    settings.provider = req.provider.clone().or(settings.provider);
-    settings.model = req.model.clone().or(settings.model);
-    settings.base_url = req.base_url.clone().or(settings.base_url);
+    settings.provider = provider.clone().or(settings.provider);
+    settings.model = model.clone().or(settings.model);
+    settings.base_url = base_url.clone().or(settings.base_url);
     rehearse_llm::connect(&settings).map_err(|e| match e {
         LlmError::Config(_) => ApiError::invalid("provider", e.to_string()),
         _ => ApiError::new(
@@ -147,7 +151,7 @@ impl Api {
             }
             task = task.on_platform(&first);
         }
-        let model = connect(&req)?;
+        let model = connect(&req.provider, &req.model, &req.base_url)?;
         if model.is_none() {
             if task.code.is_none() {
                 return Err(ApiError::new(

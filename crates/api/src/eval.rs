@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::jobs::Notes;
-use crate::types::{ConvergeRequest, JobStarted};
+use crate::types::JobStarted;
 use crate::{Api, ApiError, ProgressSink};
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -108,14 +108,7 @@ impl Api {
                 ));
             }
         }
-        let model = crate::converge::connect(&ConvergeRequest {
-            path: None,
-            yaml: None,
-            base_dir: None,
-            provider: req.provider,
-            model: req.model,
-            base_url: req.base_url,
-        })?;
+        let model = crate::converge::connect(&req.provider, &req.model, &req.base_url)?;
         let mut notices = Vec::new();
         if model.is_none() {
             notices.push("no LLM is configured (set ANTHROPIC_API_KEY, OPENAI_API_KEY or REHEARSE_LLM_BASE_URL): each task runs its starting code with the rules doctor only".to_owned());

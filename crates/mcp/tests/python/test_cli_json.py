@@ -73,7 +73,15 @@ async def flow(s):
         by_id = {r["id"]: r for r in from_mcp["runs"]}
         assert all(r == by_id[r["id"]] for r in from_cli["runs"] if r["id"] in by_id), (from_cli, from_mcp)
 
+        # The recipe catalogue, searched and shown.
+        found = await same(s, "recipe_search", {"query": "load balancer", "limit": 3}, "recipe", "search", "load", "balancer", "--limit", "3")
+        assert found["hits"], found
+        shown = await same(s, "recipe_show", {"name": found["hits"][0]["name"]}, "recipe", "show", found["hits"][0]["name"])
+        assert shown["files"] and shown["hash"], shown
+
         # Errors are the same document too: code, message, retryable, field.
+        unknown = await same(s, "recipe_show", {"name": "nosuch"}, "recipe", "show", "nosuch")
+        assert unknown["error"]["code"] == "recipe_not_found", unknown
         nosuch = await same(s, "run_show", {"run": "nosuch"}, "runs", "show", "nosuch")
         assert nosuch["error"]["code"] == "run_not_found", nosuch
         gone = await same(s, "snapshots", {"cluster": "nosuch"}, "snapshot", "ls", "nosuch")

@@ -229,6 +229,48 @@ def test_run_scenario_with_progress(tmp_path):
     assert status["events"]
 
 
+def test_run_scenario_runs_a_matrix_and_its_report_is_the_cli_report(tmp_path):
+    """`platforms` makes run_scenario a matrix; the job's report is the
+    document `rehearse --json run --platform` prints, and bad options are
+    refused before any cluster starts, naming the field."""
+    import json
+    (tmp_path / "setup.sh").write_text("echo configured > /etc/motd-rehearse\n")
+    (tmp_path / "rehearse.yaml").write_text(
+        "name: mcp-matrix\nnodes: 1\nsteps:\n  - shell: setup.sh\n"
+        "checks:\n  - file: /etc/motd-rehearse\n    contains: [configured]\n")
+    before = live_cluster_ids()
+
+    async def main():
+        async with stdio_session() as s:
+            refused = [
+                await err(s, "run_scenario", {"path": str(tmp_path), "platforms": ["nosuch-9"]}),
+                await err(s, "run_scenario", {"path": str(tmp_path), "ttl": "soon"}),
+                await err(s, "run_scenario", {"path": str(tmp_path), "backend": "docker"}),
+                await err(s, "run_scenario", {"path": str(tmp_path), "platforms": ["debian-12"], "jobs": 0}),
+            ]
+            job = await ok(s, "run_scenario", {"path": str(tmp_path), "platforms": ["debian-12"]})
+            for _ in range(600):
+                status = await ok(s, "job_status", job)
+                if status["state"] != "running":
+                    break
+                await asyncio.sleep(0.2)
+            return refused, status
+    refused, status = asyncio.run(main())
+    assert [e.get("field") for e in refused] == ["platforms", "ttl", "backend", "jobs"], refused
+    assert "nosuch-9" in refused[0]["message"], refused[0]
+    assert (status["state"], status["outcome"], status["exit_code"]) == ("exited", "passed", 0), status
+    report = status["report"]
+    assert [p["platform"] for p in report["platforms"]] == ["debian-12"], report
+    out = subprocess.run([REHEARSE, "--json", "run", str(tmp_path), "--platform", "debian-12"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    cli = json.loads(out.stdout)
+    assert set(cli) == set(report), (sorted(cli), sorted(report))
+    assert set(cli["platforms"][0]) == set(report["platforms"][0])
+    assert cli["outcome"] == report["outcome"] == "passed"
+    assert live_cluster_ids() <= before, "the runs left clusters behind"
+
+
 def test_cli_verbs_give_the_documents_of_the_tools():
     """`rehearse exec/extend/ls --json` go through the same command set as the
     tools: the same fields, the same error codes."""
