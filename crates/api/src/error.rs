@@ -183,7 +183,14 @@ impl ApiError {
     }
 
     pub(crate) fn spec(field: &str, e: &SpecError) -> Self {
-        ApiError::invalid(field, format!("{field}: {e}"))
+        // A file's errors name the file (file:line: …); other input is named
+        // by its field.
+        let message = if field == "path" {
+            e.to_string()
+        } else {
+            format!("{field}: {e}")
+        };
+        ApiError::invalid(field, message)
     }
 
     pub(crate) fn cluster_expired(id: &str) -> Self {
