@@ -128,13 +128,9 @@ impl ImageCache {
             return Ok(image);
         }
         let started = std::time::Instant::now();
-        let staging = self
-            .root
-            .join(format!(".build-{id}-{}", std::process::id()));
-        remove_tree(&staging)?;
-        fs::create_dir_all(&staging).map_err(|e| ImageError::io("creating", &staging, e))?;
-        let result = (|| {
-            let rootfs = staging.join("rootfs");
+        let staging = self.staging(&id)?;
+        (|| {
+            let rootfs = staging.rootfs();
             progress(&format!(
                 "building image {} ({} {}) with mmdebstrap",
                 spec.name, spec.distro, spec.suite
@@ -147,14 +143,9 @@ impl ImageCache {
             customize::prepare(&rootfs)?;
             progress("shifting ownership to the node UID range");
             shift::shift_tree(&rootfs, UID_BASE)?;
-            Ok(())
-        })();
-        if let Err(e) = result {
-            let _ = remove_tree(&staging);
-            return Err(e);
-        }
+            Ok::<_, ImageError>(())
+        })()?;
         let final_dir = self.root.join(&id);
-        remove_tree(&final_dir)?;
         let image = Image {
             id: id.clone(),
             name: spec.name.clone(),
@@ -162,16 +153,13 @@ impl ImageCache {
             uid_base: UID_BASE,
             built_at: now(),
             build_secs: started.elapsed().as_secs_f64(),
-            size_bytes: du(&staging.join("rootfs")),
+            size_bytes: du(&staging.rootfs()),
             parent: None,
             origin: None,
             imported: None,
-            dir: final_dir.clone(),
+            dir: final_dir,
         };
-        fs::rename(&staging, &final_dir)
-            .map_err(|e| ImageError::io("moving image into", &final_dir, e))?;
-        write_json(&final_dir.join("image.json"), &image)?;
-        self.set_name(&spec.name, &id)?;
+        staging.commit(self, &image)?;
         progress(&format!("image {} ready ({id})", spec.name));
         Ok(image)
     }
@@ -288,6 +276,19 @@ impl ImageCache {
         Ok(Some(image))
     }
 
+    /// A fresh staging folder for image `id`.
+    pub(crate) fn staging(&self, id: &str) -> Result<Staging, ImageError> {
+        let dir = self
+            .root
+            .join(format!(".build-{id}-{}", std::process::id()));
+        remove_tree(&dir)?;
+        fs::create_dir_all(&dir).map_err(|e| ImageError::io("creating", &dir, e))?;
+        Ok(Staging {
+            dir,
+            committed: false,
+        })
+    }
+
     pub(crate) fn set_name(&self, name: &str, id: &str) -> Result<(), ImageError> {
         let names = self.root.join("names");
         fs::create_dir_all(&names).map_err(|e| ImageError::io("creating", &names, e))?;
@@ -304,6 +305,44 @@ impl ImageCache {
         fs::create_dir_all(&self.root).map_err(|e| ImageError::io("creating", &self.root, e))?;
         let path = self.root.join(format!(".lock-{id}"));
         crate::lock::exclusive(&path).map_err(|e| ImageError::io(e.action, &path, e.source))
+    }
+}
+
+/// An image being made: a folder of its own in the cache (named after the
+/// image and this process, so `gc` knows a dead builder's), removed unless
+/// it is committed. Built, imported and saved images are all made in one.
+pub(crate) struct Staging {
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the image's root filesystem is made.
+    pub(crate) fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    /// Moves the folder into place as `image` (its `dir`), writes its record
+    /// and gives it its name.
+    pub(crate) fn commit(mut self, cache: &ImageCache, image: &Image) -> Result<(), ImageError> {
+        remove_tree(&image.dir)?;
+        fs::rename(&self.dir, &image.dir)
+            .map_err(|e| ImageError::io("moving image into", &image.dir, e))?;
+        self.committed = true;
+        write_json(&image.dir.join("image.json"), image)?;
+        cache.set_name(&image.name, &image.id)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = remove_tree(&self.dir);
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use rehearse_spec::{builtin_image, ImageSpec};
 
-use crate::cache::{du, now, remove_tree, write_json};
+use crate::cache::{du, now, remove_tree};
 use crate::customize::{in_root, prepare};
 use crate::{shift, Image, ImageCache, ImageError, UID_BASE};
 
@@ -426,14 +426,10 @@ impl ImageCache {
             "imported_from": reference, "name": name, "at": nanos.to_string(), "uid_base": UID_BASE,
         });
         let id = hex::encode(&Sha256::digest(key.to_string().as_bytes())[..8]);
-        let staging = self
-            .root
-            .join(format!(".build-{id}-{}", std::process::id()));
-        remove_tree(&staging)?;
-        fs::create_dir_all(&staging).map_err(|e| ImageError::io("creating", &staging, e))?;
-        let result = (|| {
-            let layout = staging.join("layout");
-            let bundle = staging.join("bundle");
+        let staging = self.staging(&id)?;
+        let (distro, release) = (|| {
+            let layout = staging.dir().join("layout");
+            let bundle = staging.dir().join("bundle");
             progress(&format!("copying {reference} into an OCI layout (skopeo)"));
             let dest = format!("oci:{}:rehearse", layout.display());
             run_tool(
@@ -467,7 +463,7 @@ impl ImageCache {
                 source,
                 "applying the image's layers",
             )?;
-            let rootfs = staging.join("rootfs");
+            let rootfs = staging.rootfs();
             fs::rename(bundle.join("rootfs"), &rootfs)
                 .map_err(|e| ImageError::io("moving the root filesystem of", &bundle, e))?;
             remove_tree(&bundle)?;
@@ -478,15 +474,8 @@ impl ImageCache {
             prepare(&rootfs)?;
             progress("shifting ownership to the node UID range");
             shift::shift_tree(&rootfs, UID_BASE)?;
-            Ok(distro_and_release(&rootfs))
-        })();
-        let (distro, release) = match result {
-            Ok(found) => found,
-            Err(e) => {
-                let _ = remove_tree(&staging);
-                return Err(e);
-            }
-        };
+            Ok::<_, ImageError>(distro_and_release(&rootfs))
+        })()?;
         let final_dir = self.root.join(&id);
         let image = Image {
             id: id.clone(),
@@ -499,18 +488,13 @@ impl ImageCache {
             uid_base: UID_BASE,
             built_at: now(),
             build_secs: started.elapsed().as_secs_f64(),
-            size_bytes: du(&staging.join("rootfs")),
+            size_bytes: du(&staging.rootfs()),
             parent: None,
             origin: None,
             imported: Some(reference),
-            dir: final_dir.clone(),
+            dir: final_dir,
         };
-        if let Err(e) = fs::rename(&staging, &final_dir) {
-            let _ = remove_tree(&staging);
-            return Err(ImageError::io("moving image into", &final_dir, e));
-        }
-        write_json(&final_dir.join("image.json"), &image)?;
-        self.set_name(name, &id)?;
+        staging.commit(self, &image)?;
         progress(&format!("image {name} ready ({id})"));
         Ok(image)
     }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use rehearse_spec::{builtin_image, ImageSpec};
 
-use crate::cache::{du, now, remove_tree, write_json};
+use crate::cache::{du, now};
 use crate::{Image, ImageCache, ImageError};
 
 /// Files every node gets at creation (its own keys, its cluster's client key):
@@ -66,17 +66,9 @@ impl ImageCache {
         let id = hex::encode(&Sha256::digest(key.to_string().as_bytes())[..8]);
         fs::create_dir_all(&self.root).map_err(|e| ImageError::io("creating", &self.root, e))?;
         let _lock = self.lock(&id)?;
-        let staging = self
-            .root
-            .join(format!(".build-{id}-{}", std::process::id()));
-        remove_tree(&staging)?;
-        fs::create_dir_all(&staging).map_err(|e| ImageError::io("creating", &staging, e))?;
-        let rootfs = staging.join("rootfs");
-        let filled = fill(&rootfs).and_then(|()| forget_node_identity(&rootfs).map_err(E::from));
-        if let Err(e) = filled {
-            let _ = remove_tree(&staging);
-            return Err(e);
-        }
+        let staging = self.staging(&id)?;
+        let rootfs = staging.rootfs();
+        fill(&rootfs).and_then(|()| forget_node_identity(&rootfs).map_err(E::from))?;
         let final_dir = self.root.join(&id);
         let image = Image {
             id: id.clone(),
@@ -89,12 +81,9 @@ impl ImageCache {
             parent: Some(parent.id.clone()),
             origin: Some(origin.to_string()),
             imported: None,
-            dir: final_dir.clone(),
+            dir: final_dir,
         };
-        fs::rename(&staging, &final_dir)
-            .map_err(|e| ImageError::io("moving image into", &final_dir, e))?;
-        write_json(&final_dir.join("image.json"), &image)?;
-        self.set_name(name, &id)?;
+        staging.commit(self, &image).map_err(E::from)?;
         Ok(image)
     }
 }
@@ -121,6 +110,7 @@ fn forget_node_identity(root: &Path) -> Result<(), ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::write_json;
 
     fn parent(cache_home: &Path) -> Image {
         let spec = ImageSpec::from_yaml("name: base\nsuite: bookworm\n", "test").unwrap();
