@@ -81,8 +81,8 @@ fn tokens(u: rehearse_llm::Usage) -> TokenUse {
     }
 }
 
-/// The summary of a converge run that job_status and the fleet show.
-pub fn result_of(report: &ConvergeReport) -> ConvergeResult {
+/// The summary of a converge run that job_status shows.
+fn result_of(report: &ConvergeReport) -> ConvergeResult {
     ConvergeResult {
         converged: report.verdict == Verdict::Converged,
         verdict: name_of(report.verdict),

@@ -29,7 +29,6 @@ use serde::de::DeserializeOwned;
 use rehearse_sandbox::Engine;
 
 pub use clusters::cluster_info;
-pub use converge::result_of as converge_result;
 pub use error::{ApiError, ErrorCode};
 use jobs::Notes;
 pub use jobs::Progress;
@@ -96,8 +95,8 @@ impl Api {
     }
 
     /// Carries out one command on the calling thread and answers when it is
-    /// done. Long commands (scenario runs, converge, recipe proofs) run in the
-    /// foreground too, reporting to `progress` as they go; [`Api::start`]
+    /// done. Long commands (scenario runs, converge, recipe proofs,
+    /// evaluations) run in the foreground too, reporting to `progress` as they go; [`Api::start`]
     /// runs them as background jobs instead. `exec_background` starts its
     /// job and answers at once.
     pub fn execute(
