@@ -206,7 +206,7 @@ impl Notes {
         self.send(line.into(), true)
     }
 
-    fn send(&self, message: String, transient: bool) {
+    pub(crate) fn send(&self, message: String, transient: bool) {
         let n = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         if let Some(job) = &self.job {
             job.with(|end| end.events.push(message.clone()));

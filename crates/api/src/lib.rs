@@ -36,7 +36,7 @@ pub use rehearse_converge::{ConvergeReport, Verdict};
 pub use rehearse_recipes::prove::Proof;
 pub use rehearse_scenario::history::RETENTION_ENV;
 pub use rehearse_store::{now_ms, RunRow, SharedStore};
-pub use scenario::ScenarioOutcome;
+pub use scenario::{event_lines, ScenarioOutcome};
 use types::*;
 
 /// A duration field of a request ("90s", "30m", "2h", "7d"); zero is refused.

@@ -130,13 +130,15 @@ impl Api {
         } = run;
         opts.cancel = cancel;
         if !platforms.is_empty() {
-            let events = |platform: &str, e: Event<'_>| match e {
-                Event::Phase(p) => notes.phase(format!("{platform}: {p}")),
-                Event::ClusterReady { cluster, boot_ms } => notes.note(format!(
-                    "{platform}: cluster {cluster} ready in {boot_ms} ms"
-                )),
-                Event::StepDone(step) => notes.note(format!("{platform}: {}", step_line(step))),
-                Event::ChecksDone { .. } => {}
+            // Each platform's lines, named by it; check results are left to
+            // its report (many platforms' checks side by side are noise).
+            let events = |platform: &str, e: Event<'_>| {
+                if matches!(e, Event::ChecksDone { .. }) {
+                    return;
+                }
+                for (line, transient) in event_lines(&e) {
+                    notes.send(format!("{platform}: {line}"), transient);
+                }
             };
             return ScenarioOutcome::Matrix(rehearse_scenario::run_matrix(
                 &self.engine,
@@ -147,15 +149,12 @@ impl Api {
                 &events,
             ));
         }
-        let events = |e: Event<'_>| match e {
-            Event::Phase(p) => notes.phase(format!("{}: {p}", scenario.name)),
-            Event::ClusterReady { cluster, boot_ms } => {
-                notes.note(format!("cluster {cluster} ready in {boot_ms} ms"))
-            }
-            Event::StepDone(step) => notes.note(step_line(step)),
-            Event::ChecksDone { phase, results } => {
-                for r in results {
-                    notes.note(format!("  {phase}: {}", rehearse_checks::render_line(r)));
+        let events = |e: Event<'_>| {
+            for (line, transient) in event_lines(&e) {
+                if transient {
+                    notes.phase(format!("{}: {line}", scenario.name));
+                } else {
+                    notes.note(line);
                 }
             }
         };
@@ -189,13 +188,33 @@ impl Api {
     }
 }
 
-/// "✔ install nginx (first run, 1234 ms)".
-fn step_line(step: &rehearse_runner::StepReport) -> String {
-    format!(
-        "{} {} ({} run, {} ms)",
-        if step.ok { "✔" } else { "✘" },
-        step.name,
-        step.pass.as_str(),
-        step.duration_ms
-    )
+/// What an event of a scenario run says, in the words every front end shows
+/// (the terminal, job_status, a fleet job's progress): each line, and whether
+/// it is a phase the next report replaces.
+pub fn event_lines(e: &Event<'_>) -> Vec<(String, bool)> {
+    match e {
+        Event::Phase(p) => vec![(p.to_string(), true)],
+        Event::ClusterReady { cluster, boot_ms } => {
+            vec![(format!("cluster {cluster} ready in {boot_ms} ms"), false)]
+        }
+        Event::StepDone(step) => vec![(
+            format!(
+                "{} {} ({} run, {} ms)",
+                if step.ok { "✔" } else { "✘" },
+                step.name,
+                step.pass.as_str(),
+                step.duration_ms
+            ),
+            false,
+        )],
+        Event::ChecksDone { phase, results } => results
+            .iter()
+            .map(|r| {
+                (
+                    format!("  {phase}: {}", rehearse_checks::render_line(r)),
+                    false,
+                )
+            })
+            .collect(),
+    }
 }

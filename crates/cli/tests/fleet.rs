@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rehearse_fleet::{Fleet, JobState};
@@ -901,11 +901,30 @@ fn interrupting_a_placed_run_cancels_its_job_and_its_host_stops_it() {
     wait_up(&fleet, &[&host]);
 
     let work = scenario(120);
-    let run = client(&db, &["run", work.path().to_str().unwrap()])
+    // Without --json: the progress is for a person, on stderr.
+    let mut run = Command::new(rehearse_bin())
+        .args(["run", work.path().to_str().unwrap(), "--fleet", &db.url])
+        .env_remove("REHEARSE_DATABASE_URL")
+        .env("REHEARSE_SUBMITTER", "fleet-test")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // What the client says on stderr, read as it comes.
+    let said = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let said = Arc::clone(&said);
+        let stderr = run.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in
+                std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok)
+            {
+                let mut said = said.lock().unwrap();
+                said.push_str(&line);
+                said.push('\n');
+            }
+        })
+    };
     let mut c = db.client();
     let job = wait_for("the job's run to start on iota", || {
         let job = fleet.jobs(1).unwrap().into_iter().next()?;
@@ -925,6 +944,38 @@ fn interrupting_a_placed_run_cancels_its_job_and_its_host_stops_it() {
     wait_for("the run's cluster to be up on iota", || {
         (clusters() == 1).then_some(())
     });
+    // The host reports the run's progress as it goes: the fleet row holds
+    // it, job_status on any host shows it, the waiting client prints it.
+    let reported = wait_for("iota to report the first step done", || {
+        let job = fleet.job(&job.id).unwrap();
+        job.progress
+            .iter()
+            .any(|l| l.starts_with("✔ mark the node (first run"))
+            .then_some(job)
+    });
+    assert!(
+        reported
+            .progress
+            .iter()
+            .any(|l| l.starts_with("cluster ") && l.contains(" ready in ")),
+        "{:?}",
+        reported.progress
+    );
+    let status = rehearse_fleet::place::status_of(&reported);
+    assert!(
+        status
+            .events
+            .iter()
+            .any(|e| e.starts_with("✔ mark the node")),
+        "{:?}",
+        status.events
+    );
+    wait_for("the client to print the host's progress", || {
+        said.lock()
+            .unwrap()
+            .contains("  ✔ mark the node (first run")
+            .then_some(())
+    });
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(run.id() as i32),
@@ -932,7 +983,8 @@ fn interrupting_a_placed_run_cancels_its_job_and_its_host_stops_it() {
     )
     .unwrap();
     let out = run.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
+    reader.join().unwrap();
+    let said = said.lock().unwrap().clone();
     assert_eq!(out.status.code(), Some(130), "{said}");
     assert!(
         said.contains(&job.id),

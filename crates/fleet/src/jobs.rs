@@ -146,6 +146,9 @@ pub struct JobRow {
     pub finished_at_ms: Option<i64>,
     /// The run's report, once done.
     pub result: Option<serde_json::Value>,
+    /// The current attempt's progress lines, as its host reports them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub progress: Vec<String>,
 }
 
 /// A job a host took.
@@ -172,7 +175,7 @@ pub struct JobEnd {
 
 const JOB_COLUMNS: &str = "j.id, j.kind, j.nodes, j.submitter, COALESCE(s.priority, 0), j.state, \
      j.host_id, j.host, j.attempt, j.max_attempts, j.cancel_requested, j.run_id, j.exit_code, \
-     j.error, j.submitted_at_ms, j.started_at_ms, j.finished_at_ms, j.result";
+     j.error, j.submitted_at_ms, j.started_at_ms, j.finished_at_ms, j.result, j.progress";
 
 const JOB_FROM: &str = "fleet_jobs j LEFT JOIN fleet_submitters s ON s.submitter = j.submitter";
 
@@ -180,6 +183,7 @@ fn job_from_row(row: &postgres::Row) -> Result<JobRow, FleetError> {
     let kind: String = row.try_get(1)?;
     let state: String = row.try_get(5)?;
     let result: Option<String> = row.try_get(17)?;
+    let progress: Option<String> = row.try_get(18)?;
     Ok(JobRow {
         id: row.try_get(0)?,
         kind: JobKind::parse(&kind)?,
@@ -199,8 +203,15 @@ fn job_from_row(row: &postgres::Row) -> Result<JobRow, FleetError> {
         started_at_ms: row.try_get(15)?,
         finished_at_ms: row.try_get(16)?,
         result: result.map(|r| decode("a job's result", &r)).transpose()?,
+        progress: progress
+            .map(|p| decode("a job's progress", &p))
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
+
+/// How many of an attempt's last progress lines the fleet keeps.
+pub const PROGRESS_KEPT: usize = 500;
 
 /// The attempts a job gets when the submitter says nothing.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 2;
@@ -258,7 +269,7 @@ impl Fleet {
         let row = self.db().query_opt(
             "UPDATE fleet_jobs SET state = 'running', host_id = h.id, host = h.name,
                  attempt = fleet_jobs.attempt + 1, started_at_ms = $3, updated_at_ms = $3,
-                 error = NULL
+                 error = NULL, progress = NULL
              FROM fleet_hosts h
              WHERE h.id = $1 AND h.state = 'up' AND fleet_jobs.id = (
                  SELECT j.id FROM fleet_jobs j
@@ -288,6 +299,24 @@ impl Fleet {
             nodes: row.try_get::<_, i32>(3)?.max(0) as u32,
             attempt: row.try_get::<_, i32>(4)?.max(0) as u32,
         }))
+    }
+
+    /// Records an attempt's progress lines so far (the last
+    /// [`PROGRESS_KEPT`]), while it is the current one.
+    pub fn set_progress(
+        &self,
+        job_id: &str,
+        attempt: u32,
+        lines: &[String],
+    ) -> Result<bool, FleetError> {
+        let kept = &lines[lines.len().saturating_sub(PROGRESS_KEPT)..];
+        let text = serde_json::to_string(kept).unwrap_or_else(|_| "[]".into());
+        let n = self.db().execute(
+            "UPDATE fleet_jobs SET progress = $1
+             WHERE id = $2 AND attempt = $3 AND state = 'running'",
+            &[&text, &job_id, &(attempt as i32)],
+        )?;
+        Ok(n == 1)
     }
 
     /// Records the run an attempt started, while it is the current one.

@@ -24,6 +24,7 @@ use std::sync::Mutex;
 pub use hosts::{HostRow, HostSpec, Reaped};
 pub use jobs::{
     images_of, Claimed, JobEnd, JobKind, JobRow, JobSpec, JobState, DEFAULT_MAX_ATTEMPTS,
+    PROGRESS_KEPT,
 };
 pub use worker::{Worker, WorkerConfig};
 

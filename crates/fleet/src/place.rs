@@ -271,7 +271,10 @@ pub fn status_of(job: &JobRow) -> JobStatus {
         error: None,
         elapsed_ms,
     };
+    // What the host running it reported so far.
+    let mut lines = job.progress.clone();
     if !job.state.is_final() {
+        status.events.extend(lines);
         return status;
     }
     let result = job.result.clone().unwrap_or_default();
@@ -279,7 +282,8 @@ pub fn status_of(job: &JobRow) -> JobStatus {
         (JobState::Done, JobKind::Converge) => {
             // The worker kept the command set's own final status.
             if let Ok(inner) = serde_json::from_value::<JobStatus>(result) {
-                status.events.extend(inner.events);
+                // Its events are every line, the reported ones included.
+                lines = inner.events;
                 status.state = inner.state;
                 status.outcome = inner.outcome;
                 status.converge = inner.converge;
@@ -309,6 +313,7 @@ pub fn status_of(job: &JobRow) -> JobStatus {
             );
         }
     }
+    status.events.extend(lines);
     if let Some(host) = &job.host {
         status.events.push(format!("{} on host {host}", job.state));
     }
@@ -340,6 +345,7 @@ mod tests {
             started_at_ms: Some(1_100),
             finished_at_ms: Some(3_000),
             result,
+            progress: vec!["cluster c1 ready in 400 ms".into()],
         }
     }
 
@@ -388,6 +394,9 @@ mod tests {
         assert_eq!(converge.script.as_deref(), Some("echo ok\n"));
         assert_eq!(status.run_id.as_deref(), Some("c1"));
         assert!(status.events.iter().any(|e| e.contains("host beta")));
+        // The command set's own events are the whole story: the lines the
+        // host reported while it ran are not said twice.
+        assert!(!status.events.iter().any(|e| e.contains("ready in")));
     }
 
     #[test]
@@ -401,6 +410,18 @@ mod tests {
         assert_eq!(done.state, ApiJobState::Exited);
         assert_eq!(done.outcome.as_deref(), Some("passed"));
         assert_eq!(done.report, Some(report));
+        // What the host reported as it ran, while it runs and once it ended.
+        let running = status_of(&job(JobKind::Scenario, JobState::Running, None));
+        for status in [&running, &done] {
+            assert!(
+                status
+                    .events
+                    .iter()
+                    .any(|e| e == "cluster c1 ready in 400 ms"),
+                "{:?}",
+                status.events
+            );
+        }
 
         let mut gone = job(JobKind::Scenario, JobState::Lost, None);
         gone.error = Some("host beta stopped beating".into());

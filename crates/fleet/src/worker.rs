@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rehearse_api::recipes::RecipeProveRequest;
 use rehearse_api::types::{JobRequest, JobState as ApiJobState};
 use rehearse_api::{Api, Command, Outcome};
 use rehearse_scenario::{Cancel, Keep, RunOptions};
@@ -280,11 +281,50 @@ fn job_dir(shared: &Shared, job: &Claimed) -> PathBuf {
     dir
 }
 
+/// A running job's progress lines, reported to the fleet by its watcher a
+/// few times a second, so the submitter and any host asked see the run go.
+#[derive(Default)]
+struct Lines {
+    lines: Mutex<Vec<String>>,
+    changed: AtomicBool,
+}
+
+impl Lines {
+    fn push(&self, line: String) {
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines.push(line);
+        let over = lines.len().saturating_sub(crate::PROGRESS_KEPT);
+        lines.drain(..over);
+        self.changed.store(true, Ordering::SeqCst);
+    }
+
+    /// The command set's job events so far, which are every line.
+    fn set(&self, all: &[String]) {
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.as_slice() != all {
+            *lines = all.to_vec();
+            self.changed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn flush(&self, shared: &Shared, job: &Claimed) {
+        if !self.changed.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Err(e) = shared.fleet.set_progress(&job.id, job.attempt, &lines) {
+            tracing::debug!(job = %job.id, error = %e, "reporting a job's progress");
+        }
+    }
+}
+
 /// Watches the job's row while `work` runs, calling `stop` once when a cancel
-/// is asked or the attempt was given to another host.
+/// is asked or the attempt was given to another host, and reports its
+/// progress `lines` as they come.
 fn watching<T>(
     shared: &Shared,
     job: &Claimed,
+    lines: &Lines,
     stop: impl Fn() + Sync,
     work: impl FnOnce() -> T,
 ) -> (T, bool) {
@@ -294,6 +334,7 @@ fn watching<T>(
         s.spawn(|| {
             while !done.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(250));
+                lines.flush(shared, job);
                 if stopped.load(Ordering::SeqCst) {
                     continue;
                 }
@@ -308,6 +349,7 @@ fn watching<T>(
         done.store(true, Ordering::SeqCst);
         out
     });
+    lines.flush(shared, job);
     (out, stopped.load(Ordering::SeqCst))
 }
 
@@ -363,8 +405,14 @@ fn run_scenario(shared: &Shared, job: &Claimed) -> JobEnd {
                 );
             }
         };
-        let (report, stopped) = watching(shared, job, stop, || {
-            rehearse_scenario::run(shared.api.engine(), &scenario, &opts, &|_| {})
+        let lines = Lines::default();
+        let events = |e: rehearse_scenario::Event<'_>| {
+            for (line, _) in rehearse_api::event_lines(&e) {
+                lines.push(line);
+            }
+        };
+        let (report, stopped) = watching(shared, job, &lines, stop, || {
+            rehearse_scenario::run(shared.api.engine(), &scenario, &opts, &events)
         });
         if let Some(cluster) = report.cluster.as_deref() {
             if shared.api.engine().get(cluster).is_ok() {
@@ -435,9 +483,11 @@ fn run_background(shared: &Shared, job: &Claimed, command: Command) -> JobEnd {
             None,
         );
     };
-    let (last, stopped) = watching(shared, job, stop, || loop {
+    let lines = Lines::default();
+    let (last, stopped) = watching(shared, job, &lines, stop, || loop {
         match status(&started.job_id) {
             Ok(Outcome::JobStatus(s)) if matches!(s.state, ApiJobState::Running) => {
+                lines.set(&s.events);
                 std::thread::sleep(Duration::from_millis(250))
             }
             Ok(Outcome::JobStatus(s)) => break Ok(s),
@@ -463,8 +513,9 @@ fn run_background(shared: &Shared, job: &Claimed, command: Command) -> JobEnd {
     }
 }
 
-/// A recipe proof from the recipe's own folder, on the platforms the job
-/// names (or the recipe's), by the same code `rehearse recipe prove` uses.
+/// A recipe proof from the recipe's own folder (a catalogue of one), on the
+/// platforms the job names (or the recipe's), through the command set as
+/// `rehearse recipe prove` does.
 fn run_recipe(shared: &Shared, job: &Claimed) -> JobEnd {
     let payload: RecipePayload = match serde_json::from_value(job.payload.clone()) {
         Ok(p) => p,
@@ -476,16 +527,32 @@ fn run_recipe(shared: &Shared, job: &Claimed) -> JobEnd {
             .folder
             .write(&dir)
             .map_err(|e| failed(e.to_string()))?;
-        let recipe = rehearse_recipes::Recipe::load(&dir).map_err(|e| failed(e.to_string()))?;
-        let proof = rehearse_recipes::prove::prove_on(
-            shared.api.engine(),
-            shared.api.recording_store(),
-            &recipe,
-            &payload.set,
-            &payload.platforms,
-            &|_| {},
-        )
-        .map_err(|e| failed(e.to_string()))?;
+        let request = RecipeProveRequest {
+            name: payload.name.clone(),
+            set: payload.set.iter().cloned().collect(),
+            platforms: payload.platforms.clone(),
+            catalogue: dir.parent().map(|p| p.display().to_string()),
+        };
+        let lines = Arc::new(Lines::default());
+        let sink = {
+            let lines = Arc::clone(&lines);
+            Box::new(move |p: rehearse_api::Progress| lines.push(p.message))
+        };
+        let (proved, _) = watching(
+            shared,
+            job,
+            &lines,
+            || {},
+            || {
+                shared
+                    .api
+                    .execute(Command::RecipeProve(request), Some(sink))
+            },
+        );
+        let proof = match proved.map_err(|e| failed(e.message))? {
+            Outcome::RecipeProve(proof) => proof,
+            other => return Err(failed(format!("recipe_prove answered {}", other.name()))),
+        };
         Ok(JobEnd {
             state: JobState::Done,
             run_id: Some(proof.record.run_id.clone()),

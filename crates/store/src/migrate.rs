@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "fleet_images",
         sql: include_str!("../migrations/0004_fleet_images.sql"),
     },
+    Migration {
+        version: 5,
+        name: "fleet_progress",
+        sql: include_str!("../migrations/0005_fleet_progress.sql"),
+    },
 ];
 
 /// PostgreSQL: one migrating process at a time, across every client.

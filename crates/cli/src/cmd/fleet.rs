@@ -327,6 +327,8 @@ fn wait(fleet: &Fleet, ids: &[String], json: bool) -> anyhow::Result<Vec<JobRow>
     let interrupted = super::pool::stop_on_signal();
     let mut last: Vec<Option<(JobState, Option<String>, u32)>> = vec![None; ids.len()];
     let mut rows: Vec<Option<JobRow>> = vec![None; ids.len()];
+    // The last progress line of each job's current attempt shown so far.
+    let mut shown: Vec<Option<String>> = vec![None; ids.len()];
     loop {
         if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
             let mut cancelled = Vec::new();
@@ -365,6 +367,27 @@ fn wait(fleet: &Fleet, ids: &[String], json: bool) -> anyhow::Result<Vec<JobRow>
                         job.error.as_deref().unwrap_or("its host went away")
                     ),
                     _ => {}
+                }
+            }
+            if last[i].as_ref().map(|l| l.2) != Some(job.attempt) {
+                shown[i] = None;
+            }
+            if !json {
+                // The host's lines as it reports them (the fleet keeps the
+                // last ones): those after the last one shown.
+                let from = shown[i]
+                    .as_ref()
+                    .and_then(|l| job.progress.iter().rposition(|p| p == l))
+                    .map_or(0, |at| at + 1);
+                for line in &job.progress[from..] {
+                    if ids.len() > 1 {
+                        eprintln!("  {id}: {line}");
+                    } else {
+                        eprintln!("  {line}");
+                    }
+                }
+                if let Some(line) = job.progress.last() {
+                    shown[i] = Some(line.clone());
                 }
             }
             last[i] = Some(seen);
