@@ -172,6 +172,11 @@ fn print_job(j: &JobRow) {
     if let Some(e) = &j.error {
         println!("error      {e}");
     }
+    // The last lines its host reported.
+    let from = j.progress.len().saturating_sub(20);
+    for (i, line) in j.progress[from..].iter().enumerate() {
+        println!("{}{line}", if i == 0 { "progress   " } else { "           " });
+    }
 }
 
 /// Who submits: `REHEARSE_SUBMITTER`, else user@host.
