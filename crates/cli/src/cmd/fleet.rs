@@ -175,7 +175,10 @@ fn print_job(j: &JobRow) {
     // The last lines its host reported.
     let from = j.progress.len().saturating_sub(20);
     for (i, line) in j.progress[from..].iter().enumerate() {
-        println!("{}{line}", if i == 0 { "progress   " } else { "           " });
+        println!(
+            "{}{line}",
+            if i == 0 { "progress   " } else { "           " }
+        );
     }
 }
 

@@ -168,6 +168,12 @@ impl Browser {
     }
 
     fn wait_reply(&mut self, id: u64, method: &str) -> Value {
+        self.reply(id, method)
+            .unwrap_or_else(|error| panic!("{method} failed: {error}"))
+    }
+
+    /// The answer to command `id`, or the error the browser gave.
+    fn reply(&mut self, id: u64, method: &str) -> Result<Value, Value> {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -189,9 +195,9 @@ impl Browser {
             }
             if message["id"] == id {
                 if let Some(error) = message.get("error") {
-                    panic!("{method} failed: {error}");
+                    return Err(error.clone());
                 }
-                return message["result"].clone();
+                return Ok(message["result"].clone());
             }
         }
     }
@@ -242,11 +248,46 @@ impl Browser {
             .collect()
     }
 
-    /// Waits until `expression` is true in the page; `what` says what was awaited.
+    /// Evaluates `expression` unless the page is between two documents (a
+    /// navigation under way closes the context it would run in): then None.
+    fn eval_between_pages(&mut self, expression: &str) -> Option<Value> {
+        let session = self.session.clone();
+        let id = self.send(
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            Some(&session),
+        );
+        match self.reply(id, "Runtime.evaluate") {
+            Ok(result) => {
+                if let Some(e) = result.get("exceptionDetails") {
+                    panic!("`{expression}` threw: {e}");
+                }
+                Some(result["result"]["value"].clone())
+            }
+            Err(error) => {
+                let message = error["message"].as_str().unwrap_or_default();
+                let navigating = [
+                    "Inspected target navigated or closed",
+                    "Execution context was destroyed",
+                    "Cannot find context with specified id",
+                ]
+                .iter()
+                .any(|m| message.contains(m));
+                if navigating {
+                    None
+                } else {
+                    panic!("Runtime.evaluate failed: {error}")
+                }
+            }
+        }
+    }
+
+    /// Waits until `expression` is true in the page; `what` says what was
+    /// awaited. A page still navigating is a page not there yet.
     pub fn wait_for(&mut self, what: &str, expression: &str) {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
-            if self.eval(&format!("!!({expression})")) == json!(true) {
+            if self.eval_between_pages(&format!("!!({expression})")) == Some(json!(true)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
