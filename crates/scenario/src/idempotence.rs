@@ -61,6 +61,13 @@ pub struct StepChanges {
     pub changes: Vec<Change>,
 }
 
+impl StepChanges {
+    /// The changes no `allow_changes` entry allows: what fails the pass.
+    pub fn unallowed(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|c| c.allowed_by.is_none())
+    }
+}
+
 /// Applies every step again and judges the result; also returns the time
 /// spent detecting changes (ms). Without `detect`, changes are not looked for.
 pub(crate) fn second_pass(

@@ -160,11 +160,7 @@ fn render_idempotence(s: &mut String, i: &crate::Idempotence) {
         }
     }
     for step in &i.changes {
-        let real: Vec<_> = step
-            .changes
-            .iter()
-            .filter(|c| c.allowed_by.is_none())
-            .collect();
+        let real: Vec<_> = step.unallowed().collect();
         if real.is_empty() {
             continue;
         }
@@ -374,7 +370,7 @@ pub(crate) fn junit_suite(r: &RunReport, suite: &str) -> String {
                 body.extend(f.stderr_tail.iter().map(|l| format!("  | {l}")));
             }
             for step in &i.changes {
-                for c in step.changes.iter().filter(|c| c.allowed_by.is_none()) {
+                for c in step.unallowed() {
                     body.push(format!("{}: {}", step.step, c.line()));
                     body.extend(c.diff.iter().map(|d| d.trim_end().to_string()));
                 }

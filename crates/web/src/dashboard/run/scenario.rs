@@ -252,11 +252,7 @@ fn idempotence(out: &mut String, idem: &Idempotence) {
         );
     }
     for step in &idem.changes {
-        let real: Vec<&Change> = step
-            .changes
-            .iter()
-            .filter(|c| c.allowed_by.is_none())
-            .collect();
+        let real: Vec<&Change> = step.unallowed().collect();
         if real.is_empty() {
             continue;
         }
