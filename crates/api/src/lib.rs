@@ -40,7 +40,9 @@ pub use scenario::{event_lines, ScenarioOutcome};
 use types::*;
 
 /// A duration field of a request ("90s", "30m", "2h", "7d"); zero is refused.
-pub(crate) fn duration(field: &str, text: &str) -> Result<std::time::Duration, ApiError> {
+/// Whoever reads a request before the command set does (the fleet) reads
+/// its durations with this too.
+pub fn duration(field: &str, text: &str) -> Result<std::time::Duration, ApiError> {
     humantime::parse_duration(text.trim())
         .ok()
         .filter(|d| !d.is_zero())

@@ -86,12 +86,7 @@ impl Fleet {
                         .map_err(|e| ApiError::invalid("backend", e.to_string()))?;
                 }
                 if let Some(ttl) = &req.ttl {
-                    humantime::parse_duration(ttl).map_err(|e| {
-                        ApiError::invalid(
-                            "ttl",
-                            format!("ttl \"{ttl}\" is not a duration ({e}); write e.g. 30m, 2h"),
-                        )
-                    })?;
+                    rehearse_api::duration("ttl", ttl)?;
                 }
                 let scenario = match &payload.platform {
                     Some(platform) => scenario.on_platform(platform),

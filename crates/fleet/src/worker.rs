@@ -383,9 +383,7 @@ fn run_scenario(shared: &Shared, job: &Claimed) -> JobEnd {
         };
         let ttl = match payload.ttl.as_deref() {
             None => RunOptions::default().ttl,
-            Some(ttl) => {
-                humantime::parse_duration(ttl).map_err(|e| failed(format!("ttl \"{ttl}\": {e}")))?
-            }
+            Some(ttl) => rehearse_api::duration("ttl", ttl).map_err(|e| failed(e.message))?,
         };
         let cancel = Cancel::new();
         let opts = RunOptions {
